@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Build BVLC Caffe with psn-caffe's layers compiled in, and cache the result.
+#
+#   tools/build_caffe.sh              CPU-only build (default), cached
+#   tools/build_caffe.sh --cuda       CUDA build (arch list below), cuDNN if found
+#   tools/build_caffe.sh --print-env  print export lines for the cached build
+#
+# Source, first that works: $CAFFE_SRC (a checkout); a clone of BVLC/caffe pinned
+# at 9b89154 (30 s to reach the network); Debian's source package `caffe`
+# (BVLC snapshot 99bd997), fetched through a private sources list derived from
+# this machine's apt configuration so the system's apt setup is left as it is.
+#
+# The install lands in $PSN_CACHE/caffe/<key> (default ~/.cache/psn-caffe),
+# where <key> hashes everything the build depends on: the source, the patches,
+# the layers, the options, the compiler and Python/numpy. A second run with the
+# same inputs only prints where the build is. Object files are kept per source
+# and options, so changing a layer recompiles that layer alone.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${PSN_CACHE:-$HOME/.cache/psn-caffe}
+VENV=${PSN_VENV:-$ROOT/.venv}
+PINNED_COMMIT=9b89154
+DEBIAN_VERSION=1.0.0+git20180821.99bd997
+CUDA=0
+CUDA_ARCH_DEFAULT="-gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90"
+CUDA_ARCH=${CUDA_ARCH:-$CUDA_ARCH_DEFAULT}
+CUDA_DIR=${CUDA_DIR:-/usr/local/cuda}
+CUDNN=auto
+PRINT_ENV=0
+SKIP_DEPS=${PSN_SKIP_DEPS:-0}
+JOBS=${JOBS:-$(nproc)}
+
+usage() {
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  cat <<EOF
+
+Options:
+  --cuda              build with CUDA (CUDA_DIR=$CUDA_DIR)
+  --cuda-arch "..."   nvcc -gencode list (default: sm_75 sm_80 sm_86 sm_90)
+  --cudnn / --no-cudnn  force cuDNN on or off (default: on when cudnn.h is found)
+  --print-env         print PATH/PYTHONPATH/LD_LIBRARY_PATH exports and exit
+  --skip-deps         do not install apt or pip packages
+  -j N                parallel make jobs (default: nproc)
+Environment: CAFFE_SRC, PSN_CACHE, PSN_VENV, CUDA_DIR, CUDA_ARCH.
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cuda) CUDA=1 ;;
+    --cuda-arch) CUDA_ARCH=$2; shift ;;
+    --cudnn) CUDNN=1 ;;
+    --no-cudnn) CUDNN=0 ;;
+    --print-env) PRINT_ENV=1 ;;
+    --skip-deps) SKIP_DEPS=1 ;;
+    -j) JOBS=$2; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "build_caffe.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { [ "$PRINT_ENV" = 1 ] || echo "[build_caffe] $*" >&2; }
+die() { echo "[build_caffe] error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- packages
+APT_PACKAGES="build-essential dpkg-dev libboost-system-dev libboost-thread-dev
+ libboost-filesystem-dev libboost-python-dev libprotobuf-dev protobuf-compiler
+ libgoogle-glog-dev libgflags-dev libhdf5-dev libopenblas-dev python3-dev python3-venv"
+[ "$CUDA" = 1 ] || true
+
+install_apt() {
+  local missing=()
+  for p in $APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing apt packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# The project's Python environment: a venv on the system interpreter, because
+# Debian's Boost.Python is linked against that libpython. A different
+# interpreter (pyenv, conda) would load a second libpython into pycaffe.
+PYTHON_SYS=${PSN_PYTHON:-/usr/bin/python3}
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating the project environment $VENV"
+    "$PYTHON_SYS" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.psn-requirements.sha256"
+  local want
+  want=$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing Python packages into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" >&2
+    echo "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
+  fi
+}
+
+if [ "$PRINT_ENV" = 0 ] && [ "$SKIP_DEPS" = 0 ]; then
+  install_apt
+  ensure_venv
+fi
+[ -x "$VENV/bin/python" ] || die "no Python environment at $VENV: run tools/build_caffe.sh without --skip-deps/--print-env first"
+PY="$VENV/bin/python"
+
+# ---------------------------------------------------------------- source
+SRC_CACHE="$CACHE/src"
+source_dir() {
+  if [ -n "${CAFFE_SRC:-}" ]; then
+    [ -f "$CAFFE_SRC/Makefile" ] && [ -d "$CAFFE_SRC/src/caffe" ] || \
+      die "CAFFE_SRC=$CAFFE_SRC is not a Caffe source tree (no Makefile or src/caffe)"
+    echo "$CAFFE_SRC"; return
+  fi
+  local git_dir="$SRC_CACHE/bvlc-$PINNED_COMMIT"
+  local deb_dir="$SRC_CACHE/debian-$DEBIAN_VERSION"
+  for d in "$git_dir" "$deb_dir"; do
+    [ -f "$d/.psn-complete" ] && { echo "$d"; return; }
+  done
+  mkdir -p "$SRC_CACHE"
+  if [ "$PRINT_ENV" = 0 ] && command -v git >/dev/null; then
+    log "trying a clone of BVLC/caffe at $PINNED_COMMIT (30 s limit)"
+    rm -rf "$git_dir.tmp"
+    if timeout 30 git clone -q https://github.com/BVLC/caffe.git "$git_dir.tmp" 2>/dev/null && \
+       git -C "$git_dir.tmp" checkout -q "$PINNED_COMMIT" 2>/dev/null; then
+      rm -rf "$git_dir.tmp/.git"; touch "$git_dir.tmp/.psn-complete"
+      mv "$git_dir.tmp" "$git_dir"; echo "$git_dir"; return
+    fi
+    rm -rf "$git_dir.tmp"
+    log "no clone; using Debian's source package caffe $DEBIAN_VERSION"
+  fi
+  [ "$PRINT_ENV" = 0 ] || die "Caffe is not built yet: run tools/build_caffe.sh"
+  fetch_debian_source "$deb_dir"
+  echo "$deb_dir"
+}
+
+# apt-get source through a private sources list: the mirror is read from this
+# machine's own apt configuration, the suite is bullseye (the last release
+# that ships caffe), and nothing under /etc/apt is touched.
+fetch_debian_source() {
+  local dest=$1 work="$SRC_CACHE/apt"
+  rm -rf "$work"; mkdir -p "$work/lists/partial" "$work/dl"
+  local uri
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  if [ -z "$uri" ]; then
+    uri=$(awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' \
+          /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)
+  fi
+  [ -n "$uri" ] || die "no Debian mirror found in /etc/apt; set CAFFE_SRC to a Caffe checkout"
+  # bullseye lives under /debian on the regular mirrors.
+  uri=${uri%/}
+  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri bullseye main" > "$work/sources.list"
+  local o=(-o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+           -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o "APT::Sandbox::User=root")
+  log "fetching Debian source package caffe from $uri (bullseye)"
+  apt-get "${o[@]}" update -qq >&2 || die "apt-get update on the private bullseye deb-src list failed"
+  (cd "$work/dl" && apt-get "${o[@]}" source --download-only "caffe=$(apt-cache "${o[@]}" showsrc caffe | awk '/^Version:/ {print $2; exit}')" >&2) \
+    || die "apt-get source caffe failed"
+  local orig
+  orig=$(ls "$work"/dl/caffe_*.orig.tar.gz 2>/dev/null | head -n1)
+  [ -n "$orig" ] || die "no caffe orig tarball downloaded"
+  # The pristine upstream snapshot, without Debian's packaging patches: the
+  # project applies its own, listed in tools/caffe_patches.
+  rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
+  tar xzf "$orig" -C "$dest.tmp"
+  touch "$dest.tmp/.psn-complete"; mv "$dest.tmp" "$dest"; rm -rf "$work"
+}
+
+SRC=$(source_dir)
+
+# ---------------------------------------------------------------- keys
+if [ "$CUDA" = 1 ] && [ "$CUDNN" = auto ]; then
+  if [ -f "$CUDA_DIR/include/cudnn.h" ] || [ -f /usr/include/cudnn.h ] || \
+     [ -f /usr/include/x86_64-linux-gnu/cudnn.h ]; then CUDNN=1; else CUDNN=0; fi
+fi
+[ "$CUDA" = 1 ] || CUDNN=0
+NUMPY_INC=$("$PY" -c 'import numpy; print(numpy.get_include())' 2>/dev/null) || \
+  die "numpy is missing from $VENV: run tools/build_caffe.sh without --skip-deps"
+PY_VER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PY_NODOT=${PY_VER/./}
+NUMPY_VER=$("$PY" -c 'import numpy; print(numpy.__version__)')
+
+hash_tree() { (cd "$1" && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
+SRC_ID=$(basename "$SRC")
+[ -n "${CAFFE_SRC:-}" ] && SRC_ID="custom-$(cd "$SRC" && find src include Makefile -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
+OPTS="cuda=$CUDA cudnn=$CUDNN arch=$CUDA_ARCH py=$PY_VER numpy=$NUMPY_VER cxx=$(c++ -dumpfullversion 2>/dev/null || echo ?)"
+[ "$CUDA" = 1 ] && OPTS="$OPTS nvcc=$("$CUDA_DIR/bin/nvcc" --version 2>/dev/null | tail -n1)"
+BASE_KEY=$(printf '%s\n%s\n%s\n%s\n' "$SRC_ID" "$(hash_tree "$ROOT/tools/caffe_patches")" "$OPTS" "$(sha256sum "$0" | cut -c1-16)" | sha256sum | cut -c1-12)
+LAYER_KEY=$(hash_tree "$ROOT/layers/include")-$(hash_tree "$ROOT/layers/src")
+KEY=$(printf '%s\n%s\n' "$BASE_KEY" "$LAYER_KEY" | sha256sum | cut -c1-12)
+VARIANT=cpu; [ "$CUDA" = 1 ] && VARIANT=cuda
+INSTALL="$CACHE/caffe/$VARIANT-$KEY"
+TREE="$CACHE/caffe/tree-$VARIANT-$BASE_KEY"
+
+if [ "$PRINT_ENV" = 1 ]; then
+  [ -f "$INSTALL/.psn-complete" ] || die "no $VARIANT build for the current sources: run tools/build_caffe.sh${CUDA:+$( [ "$CUDA" = 1 ] && echo ' --cuda')}"
+  echo "export PSN_CAFFE_HOME=\"$INSTALL\""
+  echo "export PATH=\"$VENV/bin:$INSTALL/bin:\$PATH\""
+  echo "export PYTHONPATH=\"$INSTALL/python:$ROOT/layers:$ROOT\${PYTHONPATH:+:\$PYTHONPATH}\""
+  echo "export LD_LIBRARY_PATH=\"$INSTALL/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
+  exit 0
+fi
+
+if [ -f "$INSTALL/.psn-complete" ]; then
+  log "up to date: $INSTALL"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- tree
+if [ ! -f "$TREE/.psn-patched" ]; then
+  log "preparing $TREE from $SRC"
+  rm -rf "$TREE"; mkdir -p "$TREE"
+  (cd "$SRC" && tar cf - --exclude=.git .) | (cd "$TREE" && tar xf -)
+  for p in "$ROOT"/tools/caffe_patches/*.patch; do
+    log "patch $(basename "$p")"
+    patch -s -p1 -N -d "$TREE" < "$p" || die "patch $(basename "$p") does not apply to $SRC_ID"
+  done
+  if [ "$CUDA" = 1 ] && [ -d "$ROOT/tools/caffe_patches/cuda" ]; then
+    for p in "$ROOT"/tools/caffe_patches/cuda/*.patch; do
+      [ -f "$p" ] || continue
+      log "patch cuda/$(basename "$p")"
+      patch -s -p1 -N -d "$TREE" < "$p" || die "patch cuda/$(basename "$p") does not apply to $SRC_ID"
+    done
+  fi
+  touch "$TREE/.psn-patched"
+fi
+
+# The project's layers go in-tree, the way py-faster-rcnn's fork carried its
+# ROI pooling layer. Copy only changed files so make recompiles only those.
+sync_layers() {
+  (cd "$ROOT/layers" && find include src -type f) | while read -r f; do
+    if ! cmp -s "$ROOT/layers/$f" "$TREE/$f"; then
+      mkdir -p "$(dirname "$TREE/$f")"; cp "$ROOT/layers/$f" "$TREE/$f"
+    fi
+  done
+}
+sync_layers
+
+blas_inc=/usr/include/x86_64-linux-gnu
+hdf5_inc=/usr/include/hdf5/serial
+hdf5_lib=/usr/lib/x86_64-linux-gnu/hdf5/serial
+cat > "$TREE/Makefile.config.new" <<EOF
+# Written by psn-caffe tools/build_caffe.sh
+$( [ "$CUDA" = 1 ] || echo "CPU_ONLY := 1" )
+$( [ "$CUDNN" = 1 ] && echo "USE_CUDNN := 1" )
+USE_OPENCV := 0
+USE_LEVELDB := 0
+USE_LMDB := 0
+CUDA_DIR := $CUDA_DIR
+CUDA_ARCH := $CUDA_ARCH
+BLAS := open
+BLAS_INCLUDE := $blas_inc
+PYTHON_LIBRARIES := boost_python$PY_NODOT python$PY_VER
+PYTHON_INCLUDE := $($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])') $NUMPY_INC
+PYTHON_LIB := $($PY -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+WITH_PYTHON_LAYER := 1
+INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include $hdf5_inc $( [ "$CUDA" = 1 ] && echo "$CUDA_DIR/include")
+LIBRARY_DIRS := \$(PYTHON_LIB) /usr/local/lib /usr/lib $hdf5_lib
+BUILD_DIR := build
+DISTRIBUTE_DIR := distribute
+Q ?= @
+EOF
+# Keep the old file (and its mtime) when nothing changed, so make does not rebuild.
+if cmp -s "$TREE/Makefile.config.new" "$TREE/Makefile.config"; then rm "$TREE/Makefile.config.new"
+else mv "$TREE/Makefile.config.new" "$TREE/Makefile.config"; fi
+
+# ---------------------------------------------------------------- build
+log "building ($VARIANT, $JOBS jobs) in $TREE; the first build takes several minutes"
+TEST_BINS="build/test/test_tpu_layer.testbin"
+(cd "$TREE" && make -j"$JOBS" all pycaffe >&2 && make -j"$JOBS" $TEST_BINS >&2) || \
+  die "make failed in $TREE (the log above says where); fix and rerun: finished objects are kept"
+
+# ---------------------------------------------------------------- install
+log "installing into $INSTALL"
+rm -rf "$INSTALL.tmp"; mkdir -p "$INSTALL.tmp"/{bin,lib,test,python}
+cp -a "$TREE"/build/tools/*.bin "$INSTALL.tmp/bin/"
+for b in "$INSTALL.tmp"/bin/*.bin; do ln -s "$(basename "$b")" "${b%.bin}"; done
+cp -a "$TREE"/build/lib/libcaffe.so* "$INSTALL.tmp/lib/"
+cp -a "$TREE"/build/test/*.testbin "$INSTALL.tmp/test/"
+cp -a "$TREE/include" "$INSTALL.tmp/include"
+mkdir -p "$INSTALL.tmp/include/caffe/proto"
+cp -a "$TREE"/build/src/caffe/proto/caffe.pb.h "$INSTALL.tmp/include/caffe/proto/"
+cp -a "$TREE/src/caffe/proto/caffe.proto" "$INSTALL.tmp/include/caffe/proto/"
+cp -a "$TREE/src/gtest" "$INSTALL.tmp/include/gtest-src"
+(cd "$TREE/python" && tar cf - --exclude='*.pyc' --exclude=__pycache__ caffe) | (cd "$INSTALL.tmp/python" && tar xf -)
+# _caffe.so carries the rpath $ORIGIN/../../build/lib and the tools $ORIGIN/../lib:
+# this link makes both resolve inside the install without LD_LIBRARY_PATH.
+ln -s . "$INSTALL.tmp/build"
+cat > "$INSTALL.tmp/BUILD_INFO" <<EOF
+source: $SRC_ID
+options: $OPTS
+patches: $(cd "$ROOT/tools/caffe_patches" && ls *.patch | tr '\n' ' ')
+layers: $LAYER_KEY
+built: $(date -u +%Y-%m-%dT%H:%M:%SZ)
+EOF
+touch "$INSTALL.tmp/.psn-complete"
+rm -rf "$INSTALL"; mv "$INSTALL.tmp" "$INSTALL"
+log "done: $INSTALL"
+log "use it with: eval \"\$(tools/build_caffe.sh --print-env$( [ "$CUDA" = 1 ] && echo ' --cuda'))\""
