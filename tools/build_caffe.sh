@@ -186,12 +186,38 @@ PY_VER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PY_NODOT=${PY_VER/./}
 NUMPY_VER=$("$PY" -c 'import numpy; print(numpy.__version__)')
 
+blas_inc=/usr/include/x86_64-linux-gnu
+hdf5_inc=/usr/include/hdf5/serial
+hdf5_lib=/usr/lib/x86_64-linux-gnu/hdf5/serial
+MAKEFILE_CONFIG=$(cat <<EOF
+# Written by psn-caffe tools/build_caffe.sh
+$( [ "$CUDA" = 1 ] || echo "CPU_ONLY := 1" )
+$( [ "$CUDNN" = 1 ] && echo "USE_CUDNN := 1" )
+USE_OPENCV := 0
+USE_LEVELDB := 0
+USE_LMDB := 0
+CUDA_DIR := $CUDA_DIR
+CUDA_ARCH := $CUDA_ARCH
+BLAS := open
+BLAS_INCLUDE := $blas_inc
+PYTHON_LIBRARIES := boost_python$PY_NODOT python$PY_VER
+PYTHON_INCLUDE := $($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])') $NUMPY_INC
+PYTHON_LIB := $($PY -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+WITH_PYTHON_LAYER := 1
+INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include $hdf5_inc $( [ "$CUDA" = 1 ] && echo "$CUDA_DIR/include")
+LIBRARY_DIRS := \$(PYTHON_LIB) /usr/local/lib /usr/lib $hdf5_lib
+BUILD_DIR := build
+DISTRIBUTE_DIR := distribute
+Q ?= @
+EOF
+)
+
 hash_tree() { (cd "$1" && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
 SRC_ID=$(basename "$SRC")
 [ -n "${CAFFE_SRC:-}" ] && SRC_ID="custom-$(cd "$SRC" && find src include Makefile -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
 OPTS="cuda=$CUDA cudnn=$CUDNN arch=$CUDA_ARCH py=$PY_VER numpy=$NUMPY_VER cxx=$(c++ -dumpfullversion 2>/dev/null || echo ?)"
 [ "$CUDA" = 1 ] && OPTS="$OPTS nvcc=$("$CUDA_DIR/bin/nvcc" --version 2>/dev/null | tail -n1)"
-BASE_KEY=$(printf '%s\n%s\n%s\n%s\n' "$SRC_ID" "$(hash_tree "$ROOT/tools/caffe_patches")" "$OPTS" "$(sha256sum "$0" | cut -c1-16)" | sha256sum | cut -c1-12)
+BASE_KEY=$(printf '%s\n%s\n%s\n%s\n' "$SRC_ID" "$(hash_tree "$ROOT/tools/caffe_patches")" "$OPTS" "$(printf %s "$MAKEFILE_CONFIG" | sha256sum | cut -c1-16)" | sha256sum | cut -c1-12)
 LAYER_KEY=$(hash_tree "$ROOT/layers/include")-$(hash_tree "$ROOT/layers/src")
 KEY=$(printf '%s\n%s\n' "$BASE_KEY" "$LAYER_KEY" | sha256sum | cut -c1-12)
 VARIANT=cpu; [ "$CUDA" = 1 ] && VARIANT=cuda
@@ -242,37 +268,14 @@ sync_layers() {
 }
 sync_layers
 
-blas_inc=/usr/include/x86_64-linux-gnu
-hdf5_inc=/usr/include/hdf5/serial
-hdf5_lib=/usr/lib/x86_64-linux-gnu/hdf5/serial
-cat > "$TREE/Makefile.config.new" <<EOF
-# Written by psn-caffe tools/build_caffe.sh
-$( [ "$CUDA" = 1 ] || echo "CPU_ONLY := 1" )
-$( [ "$CUDNN" = 1 ] && echo "USE_CUDNN := 1" )
-USE_OPENCV := 0
-USE_LEVELDB := 0
-USE_LMDB := 0
-CUDA_DIR := $CUDA_DIR
-CUDA_ARCH := $CUDA_ARCH
-BLAS := open
-BLAS_INCLUDE := $blas_inc
-PYTHON_LIBRARIES := boost_python$PY_NODOT python$PY_VER
-PYTHON_INCLUDE := $($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])') $NUMPY_INC
-PYTHON_LIB := $($PY -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
-WITH_PYTHON_LAYER := 1
-INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include $hdf5_inc $( [ "$CUDA" = 1 ] && echo "$CUDA_DIR/include")
-LIBRARY_DIRS := \$(PYTHON_LIB) /usr/local/lib /usr/lib $hdf5_lib
-BUILD_DIR := build
-DISTRIBUTE_DIR := distribute
-Q ?= @
-EOF
 # Keep the old file (and its mtime) when nothing changed, so make does not rebuild.
+printf '%s\n' "$MAKEFILE_CONFIG" > "$TREE/Makefile.config.new"
 if cmp -s "$TREE/Makefile.config.new" "$TREE/Makefile.config"; then rm "$TREE/Makefile.config.new"
 else mv "$TREE/Makefile.config.new" "$TREE/Makefile.config"; fi
 
 # ---------------------------------------------------------------- build
 log "building ($VARIANT, $JOBS jobs) in $TREE; the first build takes several minutes"
-TEST_BINS="build/test/test_tpu_layer.testbin"
+TEST_BINS=".build_release/test/test_tpu_layer.testbin"
 (cd "$TREE" && make -j"$JOBS" all pycaffe >&2 && make -j"$JOBS" $TEST_BINS >&2) || \
   die "make failed in $TREE (the log above says where); fix and rerun: finished objects are kept"
 

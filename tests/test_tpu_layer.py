@@ -1,0 +1,281 @@
+"""The TPU layer: the C++ gtest, the Python fallback, their agreement, RNN equality, bad input."""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from psn_layers import tpu as tpu_py
+
+T, N, D, H = 5, 3, 12, 6
+
+
+def _cont(T, N):
+    cont = np.ones((T, N), np.float32)
+    cont[0] = 0
+    cont[2, 0] = 0  # sequence 0 restarts: gating of h and tp both matter
+    return cont
+
+
+def _params(mode, D=D, H=H, seed=0, dtype=np.float64):
+    rng = np.random.RandomState(seed)
+    shapes = [(H, D), (H,), (H, H), (H, H), (H,), (H, H), (H,)][:tpu_py.num_blobs(mode)]
+    return [rng.normal(0, 0.3, s).astype(dtype) for s in shapes]
+
+
+# ------------------------------------------------------------------ C++ gtest
+
+def _build_info(env):
+    with open(os.path.join(env["PSN_CAFFE_HOME"], "BUILD_INFO")) as f:
+        return f.read()
+
+
+def test_cpp_gtest_gradient_checker(caffe_env):
+    """Caffe's GradientChecker on every mode, float and double (test_tpu_layer.cpp)."""
+    binary = os.path.join(caffe_env["PSN_CAFFE_HOME"], "test", "test_tpu_layer.testbin")
+    out = subprocess.run([binary], capture_output=True, text=True, env=caffe_env, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    passed = re.search(r"\[  PASSED  \] (\d+) tests?", out.stdout)
+    assert passed and int(passed.group(1)) >= 16, out.stdout[-2000:]
+    for case in ("TestGradientTPUParams", "TestGradientTP1", "TestGradientRNNMode",
+                 "TestRNNModeEqualsRNNLayer", "TestForwardTPU"):
+        assert re.search(r"\[       OK \] TPULayerTest/\d+\.%s" % case, out.stdout), case
+
+
+def test_cpp_gtest_gpu_cases(caffe_env):
+    if "cuda=1" not in _build_info(caffe_env):
+        pytest.skip("GPU cases of test_tpu_layer not run: this Caffe is built CPU_ONLY "
+                    "(tools/build_caffe.sh --cuda on a CUDA host runs them)")
+    binary = os.path.join(caffe_env["PSN_CAFFE_HOME"], "test", "test_tpu_layer.testbin")
+    out = subprocess.run([binary, "--gtest_filter=*GPU*"], capture_output=True, text=True,
+                         env=caffe_env, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert "[  PASSED  ]" in out.stdout
+
+
+# ------------------------------------------------------------------ Python layer maths
+
+@pytest.mark.parametrize("mode", tpu_py.MODES)
+def test_python_numerical_gradient(mode):
+    """Central differences in float64, tp held fixed (it is data, by definition)."""
+    rng = np.random.RandomState(1)
+    x = rng.uniform(-1, 1, (T, N, D))
+    cont = _cont(T, N).astype(np.float64)
+    params = _params(mode)
+    tp = tpu_py.temporal_perception(x, cont)
+    w = rng.normal(size=(T, N, H))  # loss = sum(w * y)
+
+    def loss():
+        y, _ = tpu_py.forward(x, cont, params, mode, tp=tp)
+        return float((w * y).sum())
+
+    y, cache = tpu_py.forward(x, cont, params, mode, tp=tp)
+    dx, grads = tpu_py.backward(w, cache, params)
+    eps = 1e-6
+    for name, arr, analytic in [("x", x, dx.reshape(x.shape))] + \
+            [(tpu_py.BLOB_NAMES[i], params[i], grads[i]) for i in range(len(params))]:
+        numeric = np.zeros_like(arr)
+        it = np.nditer(arr, flags=["multi_index"])
+        for _ in it:
+            i = it.multi_index
+            old = arr[i]
+            arr[i] = old + eps
+            up = loss()
+            arr[i] = old - eps
+            down = loss()
+            arr[i] = old
+            numeric[i] = (up - down) / (2 * eps)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_temporal_perception_definition():
+    rng = np.random.RandomState(2)
+    x = rng.normal(size=(4, 2, 3, 5)).astype(np.float32)
+    cont = np.array([[0, 0], [1, 1], [1, 0], [1, 1]], np.float32)
+    tp = tpu_py.temporal_perception(x, cont)
+    assert tp[0].tolist() == [0, 0] and tp[2, 1] == 0
+    expected = np.std((x[3, 1] - x[2, 1]).astype(np.float64))  # population std
+    assert tp[3, 1] == pytest.approx(expected, rel=1e-6)
+    # tp1 ignores the frames
+    _, cache = tpu_py.forward(x, cont, _params("tp1", D=15, dtype=np.float32), "tp1")
+    assert (cache["tp"] == 1).all()
+
+
+def test_python_param_str_errors():
+    with pytest.raises(ValueError, match="num_output"):
+        tpu_py.parse_param_str("{}")
+    with pytest.raises(ValueError, match="mode"):
+        tpu_py.parse_param_str('{"num_output": 4, "mode": "lstm"}')
+    with pytest.raises(ValueError, match="JSON"):
+        tpu_py.parse_param_str("num_output: 4")
+
+
+# ------------------------------------------------------------------ C++ vs Python vs RNN in Caffe
+
+NET = """
+name: "tpu_compare"
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: {T} dim: {N} dim: {D} }} }} }}
+layer {{ name: "cont" type: "Input" top: "cont" input_param {{ shape {{ dim: {T} dim: {N} }} }} }}
+layer {{ name: "cpp" type: "{cpp_type}" bottom: "x" bottom: "cont" top: "y_cpp"
+  recurrent_param {{ num_output: {H}
+    weight_filler {{ type: "gaussian" std: 0.1 }} bias_filler {{ type: "gaussian" std: 0.1 }} }}
+  {tpu_param} }}
+layer {{ name: "py" type: "Python" bottom: "x" bottom: "cont" top: "y_py"
+  python_param {{ module: "psn_layers.tpu" layer: "TPULayer"
+    param_str: '{{"num_output": {H}, "mode": "{mode}"}}' }} }}
+force_backward: true
+"""
+
+
+def _compare_net(caffe, tmp_path, mode, cpp_type="TPU", T=T, N=N, D=D, H=H):
+    tpu_param = "" if cpp_type == "RNN" else "tpu_param { mode: %s }" % mode.upper()
+    path = tmp_path / ("%s_%s.prototxt" % (cpp_type, mode))
+    path.write_text(NET.format(T=T, N=N, D=D, H=H, cpp_type=cpp_type, mode=mode,
+                               tpu_param=tpu_param))
+    net = caffe.Net(str(path), caffe.TRAIN)
+    cpp, py = net.params["cpp"], net.params["py"]
+    assert len(cpp) == len(py) == tpu_py.num_blobs(mode)
+    for a, b in zip(cpp, py):
+        assert a.data.shape == b.data.shape
+        b.data[...] = a.data
+    rng = np.random.RandomState(3)
+    net.blobs["x"].data[...] = rng.uniform(-1, 1, (T, N, D))
+    net.blobs["cont"].data[...] = _cont(T, N)
+    return net
+
+
+def _run_both(net, seed=4):
+    net.forward()
+    rng = np.random.RandomState(seed)
+    dy = rng.normal(size=net.blobs["y_cpp"].data.shape).astype(np.float32)
+    net.blobs["y_cpp"].diff[...] = dy
+    net.blobs["y_py"].diff[...] = dy
+    for layer in ("cpp", "py"):
+        for p in net.params[layer]:
+            p.diff[...] = 0
+    # Backward of each layer alone, so that x's diff is each layer's own.
+    # Backward of each layer alone; x reaches each through its own split blob.
+    net.backward(start="cpp", end="cpp")
+    dx_cpp = net.blobs[net.bottom_names["cpp"][0]].diff.copy()
+    net.backward(start="py", end="py")
+    dx_py = net.blobs[net.bottom_names["py"][0]].diff.copy()
+    assert net.bottom_names["cpp"][0] != net.bottom_names["py"][0]
+    return dx_cpp, dx_py
+
+
+def _assert_rel(a, b, rtol=1e-5, what=""):
+    scale = max(np.abs(a).max(), np.abs(b).max(), 1e-12)
+    err = np.abs(a - b).max() / scale
+    assert err <= rtol, "%s: relative error %.3g" % (what, err)
+
+
+@pytest.mark.parametrize("mode", tpu_py.MODES)
+def test_cpp_and_python_layers_agree(caffe, tmp_path, mode):
+    net = _compare_net(caffe, tmp_path, mode)
+    dx_cpp, dx_py = _run_both(net)
+    _assert_rel(net.blobs["y_cpp"].data, net.blobs["y_py"].data, what="forward")
+    _assert_rel(dx_cpp, dx_py, what="dx")
+    for i, (a, b) in enumerate(zip(net.params["cpp"], net.params["py"])):
+        _assert_rel(a.diff, b.diff, what=tpu_py.BLOB_NAMES[i])
+
+
+def test_cpp_and_python_agree_at_paper_width(caffe, tmp_path):
+    """D = 37632 (3x112x112): the long reductions of tp and W_I x stay within 1e-5."""
+    net = _compare_net(caffe, tmp_path, "tpu", T=16, N=2, D=37632, H=8)
+    dx_cpp, dx_py = _run_both(net)
+    _assert_rel(net.blobs["y_cpp"].data, net.blobs["y_py"].data, what="forward")
+    _assert_rel(dx_cpp, dx_py, what="dx")
+    for i, (a, b) in enumerate(zip(net.params["cpp"], net.params["py"])):
+        _assert_rel(a.diff, b.diff, what=tpu_py.BLOB_NAMES[i])
+
+
+def test_rnn_mode_equals_caffe_rnn_layer(caffe, tmp_path):
+    """Caffe's own RNN layer vs TPU mode rnn, given the same five blobs."""
+    text = NET.format(T=T, N=N, D=D, H=H, cpp_type="RNN", mode="rnn", tpu_param="")
+    text = text.replace('type: "Python" bottom: "x" bottom: "cont" top: "y_py"\n'
+                        '  python_param { module: "psn_layers.tpu" layer: "TPULayer"\n'
+                        '    param_str: \'{"num_output": %d, "mode": "rnn"}\' }' % H,
+                        'type: "TPU" bottom: "x" bottom: "cont" top: "y_py"\n'
+                        '  recurrent_param { num_output: %d } tpu_param { mode: RNN }' % H)
+    assert 'type: "TPU"' in text
+    path = tmp_path / "rnn_vs_tpu.prototxt"
+    path.write_text(text)
+    net = caffe.Net(str(path), caffe.TRAIN)
+    for a, b in zip(net.params["cpp"], net.params["py"]):
+        b.data[...] = a.data
+    rng = np.random.RandomState(3)
+    net.blobs["x"].data[...] = rng.uniform(-1, 1, (T, N, D))
+    net.blobs["cont"].data[...] = _cont(T, N)
+    dx_rnn, dx_tpu = _run_both(net)
+    _assert_rel(net.blobs["y_cpp"].data, net.blobs["y_py"].data, what="forward")
+    _assert_rel(dx_rnn, dx_tpu, what="dx")
+    for i, (a, b) in enumerate(zip(net.params["cpp"], net.params["py"])):
+        _assert_rel(a.diff, b.diff, what=tpu_py.BLOB_NAMES[i])
+
+
+def test_swapping_rnn_for_tpu_is_the_only_edit(caffe, tmp_path):
+    rnn_net = textwrap.dedent("""
+        layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 4 dim: 2 dim: 3 dim: 5 } } }
+        layer { name: "cont" type: "Input" top: "cont" input_param { shape { dim: 4 dim: 2 } } }
+        layer { name: "rec" type: "RNN" bottom: "x" bottom: "cont" top: "h"
+          recurrent_param { num_output: 7 weight_filler { type: "xavier" } } }
+        """)
+    for kind in ("RNN", "TPU"):
+        path = tmp_path / ("%s.prototxt" % kind)
+        path.write_text(rnn_net.replace('type: "RNN"', 'type: "%s"' % kind))
+        net = caffe.Net(str(path), caffe.TEST)
+        net.blobs["x"].data[...] = 0.5
+        net.blobs["cont"].data[...] = _cont(4, 2)
+        net.forward()
+        assert net.blobs["h"].data.shape == (4, 2, 7)
+        assert net.params["rec"][0].data.shape == (7, 15)
+
+
+# ------------------------------------------------------------------ bad parameters
+
+BAD = """
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 4 dim: 2 dim: 6 }} }} }}
+layer {{ name: "cont" type: "Input" top: "cont" input_param {{ shape {{ {cont_dims} }} }} }}
+layer {{ name: "tpu" type: "TPU" {bottoms} top: "y" {param} }}
+"""
+
+
+@pytest.mark.parametrize("case,cont_dims,bottoms,param,message", [
+    ("no num_output", "dim: 4 dim: 2", 'bottom: "x" bottom: "cont"', "",
+     "recurrent_param { num_output } must be set"),
+    ("cont shape", "dim: 4 dim: 3", 'bottom: "x" bottom: "cont"',
+     "recurrent_param { num_output: 3 }", "(cont) must be T x N = 4 x 2"),
+    ("three bottoms", "dim: 4 dim: 2", 'bottom: "x" bottom: "cont" bottom: "x"',
+     "recurrent_param { num_output: 3 }", "TPU Layer takes 2 bottom blob(s)"),
+    ("one bottom", "dim: 4 dim: 2", 'bottom: "x"',
+     "recurrent_param { num_output: 3 }", "TPU Layer takes 2 bottom blob(s)"),
+])
+def test_bad_parameters_give_caffe_errors(caffe_env, tmp_path, case, cont_dims, bottoms, param,
+                                          message):
+    path = tmp_path / "bad.prototxt"
+    path.write_text(BAD.format(cont_dims=cont_dims, bottoms=bottoms, param=param))
+    code = "import caffe; caffe.Net(%r, caffe.TEST)" % str(path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(caffe_env, GLOG_minloglevel="0"), timeout=120)
+    assert out.returncode != 0, case
+    assert message in out.stderr, out.stderr[-2000:]
+
+
+def test_input_size_change_is_an_error(caffe_env, tmp_path):
+    path = tmp_path / "ok.prototxt"
+    path.write_text(BAD.format(cont_dims="dim: 4 dim: 2", bottoms='bottom: "x" bottom: "cont"',
+                               param="recurrent_param { num_output: 3 }"))
+    code = textwrap.dedent("""
+        import caffe
+        net = caffe.Net(%r, caffe.TEST)
+        net.forward()
+        net.blobs["x"].reshape(4, 2, 7)
+        net.forward()
+        """ % str(path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(caffe_env, GLOG_minloglevel="0"), timeout=120)
+    assert out.returncode != 0
+    assert "the input size per row changed from D=6 to D=7" in out.stderr, out.stderr[-2000:]
