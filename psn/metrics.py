@@ -1,0 +1,219 @@
+"""Recognition metrics of the paper (RR, F1/UF1, UAR, TPR/TNR, confusion matrices), pooled
+and per fold, plus the majority-class baseline and the paper's own numbers.
+
+Classes: 0 Positive, 1 Negative, 2 Surprise, 3 Others (SPEC §1). Confusion matrices have
+true classes in rows and predicted classes in columns (the layout of Tables 7–8).
+
+Definitions (for one confusion matrix; SPEC §4, the MEGC convention):
+
+* RR = correct / clips.
+* Per class c: TPR_c (= recall) = TP/(TP+FN); TNR_c = TN/(TN+FP);
+  precision_c = TP/(TP+FP); F1_c = 2TP/(2TP+FP+FN).
+* UF1 = mean of F1_c, UAR = mean of TPR_c.
+* A class with no true clips *and* no predictions (2TP+FP+FN = 0) has no F1_c: it is left
+  out of UF1's mean (not counted as 0). A class with no true clips has no TPR_c: it is left
+  out of UAR's mean. A class that is predicted but has no true clips has F1_c = 0 and counts
+  in UF1. Undefined values are NaN (null in JSON). Pooled over all 650 clips every class is
+  present, so this only matters for per-fold and per-database values.
+* The paper's "F1" is UF1: Table 5's F1 column equals Table 6's combined UF1 for every
+  method (PSN: 0.5211 in both).
+
+Pooled = one confusion matrix over all folds' test clips. Fold-averaged = the value computed
+on each fold's test clips, then the mean over folds. Pooling Table 7's PSN matrix gives RR
+64.92 % (as reported) but UF1 0.4653 and UAR 0.4471, not the reported 0.5211 / 0.4871, so the
+paper likely averaged F1 and UAR per fold (SPEC §4); both are reported, each labelled.
+
+Spread over folds: ``*_std`` is the population standard deviation (ddof = 0, numpy's
+default: the folds are the whole set of folds, not a sample of them); ``*_std_sample``
+(ddof = 1) is given beside it. Table 9's RR_std (0.084 for PSN) is a fraction, not percent
+points: with 65 clips per fold, one clip is already 1.5 points.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score, multilabel_confusion_matrix, recall_score
+
+N_CLASSES = 4
+CLASSES = tuple(range(N_CLASSES))
+CLASS_NAMES = ("Positive", "Negative", "Surprise", "Others")
+CLASS_SHORT = ("P", "N", "S", "O")
+
+# Table 7, PSN: rows true P, N, S, O; columns predicted P, N, S, O.
+PAPER_PSN_CONFUSION = np.array([[10, 20, 0, 25],
+                                [2, 226, 3, 49],
+                                [1, 21, 6, 22],
+                                [6, 79, 0, 180]], dtype=np.int64)
+# The figures the paper reports for PSN (Tables 5, 6, 9). Fractions, like everything here.
+PAPER_PSN = {
+    "rr": 0.6492,        # Table 5 (and Table 9 RR_mean; Table 7 pools to the same value)
+    "f1": 0.5211,        # Table 5 F1 = Table 6 combined UF1
+    "uf1": 0.5211,       # Table 6, combined database
+    "uar": 0.4871,       # Table 6, combined database
+    "rr_std": 0.084,     # Table 9, AlexNet + SUM
+}
+# Table 6, PSN per database (UAR, UF1); keys as in preprocessing.clips.Clip.database.
+PAPER_PSN_BY_DATABASE = {
+    "casme": {"uar": 0.4349, "uf1": 0.4591},
+    "casme2": {"uar": 0.4347, "uf1": 0.4685},
+    "casme2sq": {"uar": 0.4481, "uf1": 0.4295},
+    "samm": {"uar": 0.4378, "uf1": 0.4545},
+}
+# Table 9: (backbone, fusion) -> RR_mean, RR_std, F1.
+PAPER_TABLE9 = {
+    ("AlexNet", "SUM"): {"rr_mean": 0.6492, "rr_std": 0.084, "f1": 0.5211},
+    ("AlexNet", "PROD"): {"rr_mean": 0.6277, "rr_std": 0.057, "f1": 0.4702},
+    ("AlexNet", "CONCAT"): {"rr_mean": 0.6508, "rr_std": 0.086, "f1": 0.5073},
+    ("VGG16", "SUM"): {"rr_mean": 0.6108, "rr_std": 0.072, "f1": 0.4799},
+    ("VGG16", "PROD"): {"rr_mean": 0.6123, "rr_std": 0.061, "f1": 0.4659},
+    ("VGG16", "CONCAT"): {"rr_mean": 0.6123, "rr_std": 0.071, "f1": 0.4823},
+    ("ResNet10", "SUM"): {"rr_mean": 0.6215, "rr_std": 0.056, "f1": 0.4902},
+    ("ResNet10", "PROD"): {"rr_mean": 0.6338, "rr_std": 0.059, "f1": 0.4671},
+    ("ResNet10", "CONCAT"): {"rr_mean": 0.6154, "rr_std": 0.042, "f1": 0.4510},
+}
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Metrics of one confusion matrix. Per-class arrays are indexed by class 0..3."""
+    confusion: np.ndarray      # (4, 4) int counts, rows true, columns predicted
+    n: int
+    rr: float
+    uf1: float
+    uar: float
+    support: np.ndarray        # true clips per class
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    tn: np.ndarray
+    tpr: np.ndarray            # recall; NaN where support = 0
+    tnr: np.ndarray            # NaN where every clip is of this class
+    precision: np.ndarray      # NaN where the class is never predicted
+    f1: np.ndarray             # NaN where 2TP+FP+FN = 0
+
+    def normalised(self):
+        """Row-normalised confusion matrix (Table 8); a row without clips is NaN."""
+        rows = self.confusion.sum(axis=1, keepdims=True).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(rows > 0, self.confusion / np.where(rows > 0, rows, 1), np.nan)
+
+
+def _check(values, what):
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError("%s must be one-dimensional, got shape %s" % (what, arr.shape))
+    if arr.size and (not np.issubdtype(arr.dtype, np.integer)
+                     or arr.min() < 0 or arr.max() >= N_CLASSES):
+        raise ValueError("%s must be integer classes 0..%d" % (what, N_CLASSES - 1))
+    return arr.astype(np.int64)
+
+
+def _ratio(num, den):
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def scores(labels, preds):
+    """Scores of clips with true ``labels`` and predicted ``preds`` (ints 0..3)."""
+    y = _check(labels, "labels")
+    p = _check(preds, "preds")
+    if y.shape != p.shape:
+        raise ValueError("labels and preds differ in length: %d vs %d" % (len(y), len(p)))
+    if y.size == 0:
+        raise ValueError("no clips to score")
+    cm = confusion_matrix(y, p, labels=list(CLASSES))
+    mcm = multilabel_confusion_matrix(y, p, labels=list(CLASSES))  # [[tn, fp], [fn, tp]]
+    tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
+    support = tp + fn
+    f1_classes = [c for c in CLASSES if 2 * tp[c] + fp[c] + fn[c] > 0]
+    recall_classes = [c for c in CLASSES if support[c] > 0]
+    # sklearn's macro averages over exactly the classes given; the lists above implement the
+    # exclusion rule of the module docstring (sklearn itself would count absent classes as 0).
+    uf1 = float(f1_score(y, p, labels=f1_classes, average="macro", zero_division=0.0))
+    uar = float(recall_score(y, p, labels=recall_classes, average="macro", zero_division=0.0))
+    return Scores(
+        confusion=cm, n=int(y.size), rr=float(np.mean(y == p)), uf1=uf1, uar=uar,
+        support=support, tp=tp, fp=fp, fn=fn, tn=tn,
+        tpr=_ratio(tp, tp + fn), tnr=_ratio(tn, tn + fp), precision=_ratio(tp, tp + fp),
+        f1=_ratio(2 * tp, 2 * tp + fp + fn),
+    )
+
+
+def scores_from_confusion(cm):
+    """Scores of a confusion matrix given as counts (e.g. PAPER_PSN_CONFUSION)."""
+    cm = np.asarray(cm)
+    if cm.shape != (N_CLASSES, N_CLASSES) or (cm < 0).any() or not np.issubdtype(cm.dtype, np.integer):
+        raise ValueError("a confusion matrix must be 4x4 non-negative integer counts")
+    y, p = np.nonzero(np.ones_like(cm))
+    reps = cm.ravel()
+    return scores(np.repeat(y, reps), np.repeat(p, reps))
+
+
+def fold_order(folds):
+    """Distinct fold ids, numerically when they all are integers, else as text."""
+    ids = sorted(set(folds), key=str)
+    try:
+        return sorted(ids, key=lambda f: int(str(f)))
+    except ValueError:
+        return ids
+
+
+def _spread(values):
+    v = np.asarray([x for x in values if not np.isnan(x)], dtype=float)
+    if v.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "std_sample": float("nan")}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=0)),
+            "std_sample": float(v.std(ddof=1)) if v.size > 1 else float("nan")}
+
+
+def per_fold(labels, preds, folds):
+    """[(fold id, Scores)] in fold_order."""
+    y = _check(labels, "labels")
+    p = _check(preds, "preds")
+    f = np.asarray([str(x) for x in folds])
+    if not (len(y) == len(p) == len(f)):
+        raise ValueError("labels, preds and folds differ in length")
+    return [(fid, scores(y[f == str(fid)], p[f == str(fid)])) for fid in fold_order(f)]
+
+
+def summary(labels, preds, folds):
+    """Pooled and fold-averaged RR, UF1, UAR (see the module docstring for the definitions).
+
+    Keys: rr, uf1, uar (pooled); rr_mean, rr_std, rr_std_sample, uf1_fold_mean, uf1_fold_std,
+    uf1_fold_std_sample, uar_fold_mean, uar_fold_std, uar_fold_std_sample; n_clips, n_folds.
+    """
+    pooled = scores(labels, preds)
+    folds_ = per_fold(labels, preds, folds)
+    out = {"n_clips": pooled.n, "n_folds": len(folds_),
+           "rr": pooled.rr, "uf1": pooled.uf1, "uar": pooled.uar}
+    rr = _spread([s.rr for _, s in folds_])
+    out.update(rr_mean=rr["mean"], rr_std=rr["std"], rr_std_sample=rr["std_sample"])
+    for key in ("uf1", "uar"):
+        sp = _spread([getattr(s, key) for _, s in folds_])
+        out[key + "_fold_mean"] = sp["mean"]
+        out[key + "_fold_std"] = sp["std"]
+        out[key + "_fold_std_sample"] = sp["std_sample"]
+    return out
+
+
+def majority_baseline(labels, folds):
+    """Predictions of the majority-class baseline.
+
+    Each fold's test clips get the most frequent class among the *other* folds' clips (its
+    training set under leave-one-group-out). With a single fold there is no training set to
+    look at, so the most frequent class over all clips is used (slightly optimistic: it has
+    seen the test labels). Ties go to the lower class index.
+    """
+    y = _check(labels, "labels")
+    f = np.asarray([str(x) for x in folds])
+    if len(y) != len(f):
+        raise ValueError("labels and folds differ in length")
+    preds = np.empty_like(y)
+    ids = fold_order(f)
+    for fid in ids:
+        test = f == str(fid)
+        train = y[~test] if len(ids) > 1 else y
+        preds[test] = int(np.argmax(np.bincount(train, minlength=N_CLASSES)))
+    return preds

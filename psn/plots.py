@@ -1,0 +1,115 @@
+"""Figures of the report: confusion heatmaps (Tables 7–8), the comparison bar chart (Fig. 7)
+and training curves (Fig. 9). Matplotlib on the Agg backend; every PNG is written atomically."""
+import math
+import os
+import tempfile
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on training servers; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from psn.metrics import CLASS_SHORT  # noqa: E402
+
+
+def save(fig, path, dpi=110):
+    """Save a figure as PNG via a temporary file in the same folder, then close it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def confusion_heatmap(counts, path, title):
+    """Row-normalised colours, each cell annotated with its share and its count."""
+    counts = np.asarray(counts)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            ax.text(j, i, "%.2f\n(%d)" % (share[i, j], counts[i, j]), ha="center", va="center",
+                    fontsize=8, color="white" if share[i, j] > 0.6 else "black")
+    ticks = range(len(CLASS_SHORT))
+    ax.set_xticks(ticks, CLASS_SHORT)
+    ax.set_yticks(ticks, ["%s (%d)" % (c, n) for c, n in zip(CLASS_SHORT, rows[:, 0])])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (clips)")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return save(fig, path)
+
+
+def comparison_bars(rows, path, title="Recognition rate and UF1 (cf. Fig. 7)"):
+    """rows: dicts with name, rr_pooled, uf1_pooled, uf1_fold_mean (fractions; NaN = absent)."""
+    names = [r["name"] for r in rows]
+    x = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(7.0, 1.1 * len(rows) + 3), 4.2))
+    rr = [100 * _num(r.get("rr_pooled")) for r in rows]
+    ax1.bar(x, rr, color="#4C72B0")
+    for xi, v in zip(x, rr):
+        if not math.isnan(v):
+            ax1.text(xi, v, "%.2f" % v, ha="center", va="bottom", fontsize=7)
+    ax1.set_ylabel("recognition rate (%)")
+    ax1.set_ylim(0, 100)
+    w = 0.38
+    ax2.bar(x - w / 2, [_num(r.get("uf1_pooled")) for r in rows], w, label="pooled",
+            color="#55A868")
+    ax2.bar(x + w / 2, [_num(r.get("uf1_fold_mean")) for r in rows], w,
+            label="fold mean (paper: reported F1)", color="#C44E52")
+    ax2.set_ylabel("UF1 (= the paper's F1)")
+    ax2.set_ylim(0, 1)
+    ax2.legend(fontsize=7, loc="upper right")
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def training_curves(curves, path, title):
+    """Fig. 9: (a) test accuracy and (b) loss against iterations, one line per log.
+
+    curves: dicts with label, test_iters, test_acc, test_loss, train_iters, train_loss
+    (lists; an empty list leaves that line out).
+    """
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, c in enumerate(curves):
+        col = colors[k % len(colors)]
+        if c["test_acc"]:
+            ax1.plot(c["test_iters"], c["test_acc"], "-o", ms=2.5, color=col, label=c["label"])
+        if c["test_loss"]:
+            # markers: a nan loss breaks the line, and a lone point must still show
+            ax2.plot(c["test_iters"], c["test_loss"], "-o", ms=2.5, color=col,
+                     label=c["label"] + " test")
+        if c["train_loss"]:
+            ax2.plot(c["train_iters"], c["train_loss"], "--.", ms=2, lw=0.8, color=col, alpha=0.7,
+                     label=c["label"] + " train")
+    ax1.set_title("(a) test accuracy (Caffe Accuracy layer)", fontsize=9)
+    ax1.set_ylabel("accuracy")
+    ax2.set_title("(b) loss (solid: test, dashed: train)", fontsize=9)
+    ax2.set_ylabel("loss")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, ncol=2 if len(curves) > 5 else 1)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def _num(v):
+    return float("nan") if v is None else float(v)
