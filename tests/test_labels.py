@@ -1,0 +1,133 @@
+import pytest
+
+from preprocessing.clips import InputError
+from preprocessing.labels import DEFAULT_RULES, OTHERS, classify, load_rules, parse_aus
+
+# Table 2 of the paper, typed from the paper's text (independent of data/au_classes.csv).
+TABLE2 = {
+    "I": ["6", "12", "6+12", "6+7+12", "7+12"],
+    "II": ["1+2", "5", "25", "1+2+25", "25+26", "5+24"],
+    "III": ["23", "4", "4+7", "4+5+7", "17+24", "4+6+7", "4+38"],
+    "IV": ["10", "9", "4+9", "4+40", "4+5+40", "4+7+9", "4+9+17", "4+7+10", "4+5+7+9", "7+10"],
+    "V": ["1", "15", "1+4", "6+15", "15+17"],
+    "VI": ["1+2+4", "20"],
+}
+TABLE3 = {"I": 0, "II": 2, "III": 1, "IV": 1, "V": 1, "VI": 1}
+COMBINATIONS = {frozenset(map(int, c.split("+"))): TABLE3[cat] for cat, cs in TABLE2.items() for c in cs}
+
+
+def test_rule_file_is_table2():
+    assert load_rules() == COMBINATIONS
+    assert len(COMBINATIONS) == 35
+
+
+@pytest.mark.parametrize("aus,expected", sorted(((tuple(sorted(k)), v) for k, v in COMBINATIONS.items())))
+def test_each_combination_gets_its_class(aus, expected):
+    assert classify(frozenset(aus)) == expected
+
+
+@pytest.mark.parametrize("combo", sorted(tuple(sorted(k)) for k in COMBINATIONS))
+def test_supersets_and_subsets_are_exact_match_only(combo):
+    combo = frozenset(combo)
+    for extra in (14, 43, 61):  # AUs in no combination
+        assert classify(combo | {extra}) == OTHERS
+    for au in combo:
+        subset = combo - {au}
+        assert classify(subset) == COMBINATIONS.get(subset, OTHERS)
+
+
+def test_others_cases():
+    assert classify(frozenset()) == OTHERS
+    assert classify({1, 2, 4, 25}) == OTHERS   # 1+2+4 (fear) plus 25
+    assert classify({6, 12, 25}) == OTHERS     # happiness plus surprise AU
+    assert classify([12, 6]) == 0              # any iterable
+
+
+@pytest.mark.parametrize("cell,aus", [
+    (12, {12}),                         # CASME II pure number: int from openpyxl
+    (14.0, {14}),                       # float from xlrd
+    ("4+7+L10", {4, 7, 10}),
+    ("R2+15", {2, 15}),
+    ("1+R2+25", {1, 2, 25}),
+    ("15A+17", {15, 17}),
+    ("4D+9B", {4, 9}),
+    ("L12A", {12}),
+    ("A9E", {9}),
+    ("T23", {23}),
+    ("B18+25", {18, 25}),
+    ("U14", {14}),
+    ("AU4+AU7", {4, 7}),
+    ("r12a + l6", {12, 6}),
+    ("L12 + 61", {12, 61}),
+    ("  4 +  7  ", {4, 7}),
+    ("(R6 or R12)+R15", {6, 15}),
+    ("R6 OR R12", {6}),
+    ("10A/B", {10}),
+    ("R6/R12+25", {6, 25}),
+    ("((1+2) or 5)+26", {1, 2, 26}),
+    ("ref(7B)", set()),
+    ("15A+17+ref(7B)", {15, 17}),
+    ("soft focus", set()),
+    ("12+soft focus", {12}),
+    ("?", set()),
+    ("4+9?", {4, 9}),
+    ("4+7,10", {4, 7, 10}),
+    ("4++7+", {4, 7}),
+    (None, set()),
+    ("", set()),
+])
+def test_parse_aus(cell, aus):
+    parsed, warnings = parse_aus(cell)
+    assert parsed == frozenset(aus)
+    assert isinstance(warnings, list)
+
+
+@pytest.mark.parametrize("cell,token", [
+    ("4+M57", "M57"),
+    ("12X+6", "12X"),
+    ("4+#9", "#9"),
+    ("soft focus+4", "soft focus"),
+    ("ref(7B)+4", "ref(7B)"),
+    ("(R6 or R12)", "R6 or R12"),
+    ("?", "?"),
+    ("4+9?", "9?"),
+])
+def test_ignored_tokens_are_named_in_a_warning(cell, token):
+    parsed, warnings = parse_aus(cell)
+    assert any(token in w for w in warnings), warnings
+
+
+def test_clean_cells_have_no_warnings():
+    for cell in (12, "4+7+L10", "R2+15", "15A+17", "L12 + 61"):
+        assert parse_aus(cell)[1] == []
+    assert parse_aus("M57")[0] == frozenset()
+
+
+def test_swapped_rule_table(tmp_path):
+    path = tmp_path / "rules.csv"
+    path.write_text("# my rules\naus,category,emotion,class\n4+7,X,custom,2\n12,I,happiness,0\n")
+    rules = load_rules(str(path))
+    assert rules == {frozenset({4, 7}): 2, frozenset({12}): 0}
+    assert classify({4, 7}, rules) == 2
+    assert classify({4}, rules) == OTHERS   # class III in the default table, not in this one
+
+
+@pytest.mark.parametrize("body,message", [
+    ("aus,class\n4+7,5\n", ":2: bad rule"),
+    ("aus,class\n4+7,one\n", ":2: bad rule"),
+    ("aus,class\nsoft,1\n", ":2: bad rule"),
+    ("aus,class\n4+7,1\n7+4,2\n", ":3: '7+4' -> 2 contradicts line 2"),
+    ("combination,klass\n4,1\n", "needs columns aus,class"),
+])
+def test_bad_rule_tables(tmp_path, body, message):
+    path = tmp_path / "rules.csv"
+    path.write_text(body)
+    with pytest.raises(InputError) as err:
+        load_rules(str(path))
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_missing_rule_table(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_rules(str(tmp_path / "nope.csv"))
+    assert DEFAULT_RULES.endswith("au_classes.csv")
