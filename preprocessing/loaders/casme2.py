@@ -1,0 +1,79 @@
+"""CASME II: `CASME2-coding-*.xlsx` and the frame trees CASME2-RAW (whole clips from img1),
+CASME2_RAW_selected (onset..offset only) or, when asked, Cropped (reg_img46.jpg). In all three
+the file number is the absolute frame number, so onset..offset picks the same frames."""
+import os
+import re
+
+from preprocessing.clips import InputError, Rows, attach_frames, check_root, find_dirs
+from preprocessing.sheets import find_files, read_table, to_int
+
+DATABASE = "casme2"
+SHEETS = ("CASME2-coding-*.xlsx", "CASME2-coding-*.xls", "CASME2_label*.xls*", "CASME2*.xls*")
+COLUMNS = {
+    "subject": ("Subject",),
+    "clip": ("Filename",),
+    "onset": ("OnsetFrame", "Onset Frame", "Onset"),
+    "apex": ("ApexFrame", "Apex Frame", "Apex"),
+    "offset": ("OffsetFrame", "Offset Frame", "Offset"),
+    "aus": ("Action Units", "AU", "AUs"),
+    "emotion": ("Estimated Emotion", "Emotion"),
+}
+TREES = {"raw": "CASME2-RAW", "selected": "CASME2_RAW_selected", "cropped": "Cropped"}
+
+
+def subject_folder(value, template="sub{:02d}"):
+    """Sheet subject 1 (or '1', 'sub01') -> folder 'sub01'; None if unreadable."""
+    number, ok = to_int(value)
+    if number is None and isinstance(value, str):
+        m = re.fullmatch(r"sub0*(\d+)", value.strip(), re.IGNORECASE)
+        number = int(m.group(1)) if m else None
+    return template.format(number) if number is not None else None
+
+
+def sheet_path(root):
+    root = check_root(root, "CASME II")
+    found = find_files(root, SHEETS)
+    if not found:
+        raise InputError(f"{root}: no CASME II coding sheet ({', '.join(SHEETS)}) in it or below. "
+                         f"Fix: pass the CASME II folder holding CASME2-coding-20140508.xlsx.")
+    # Copies may hold several dated versions (20140508, 20190701); the first by name is taken,
+    # later ones add the Objective Classes column.
+    return found[0]
+
+
+def read_sheet(root, rules=None):
+    """(entries, skipped) from the coding sheet alone."""
+    path = sheet_path(root)
+    rows = Rows(DATABASE, rules)
+    for row_number, row in read_table(path, COLUMNS):
+        source = f"{path}:{row_number}"
+        folder = subject_folder(row["subject"])
+        clip = "" if row["clip"] is None else str(row["clip"]).strip()
+        if folder is None or not clip:
+            rows.skip(f"{DATABASE}/{row['subject']}", clip, "unreadable sheet row "
+                      f"(Subject {row['subject']!r}, Filename {row['clip']!r})", source)
+            continue
+        rows.add(f"{DATABASE}/{folder}", clip, row["onset"], row["apex"], row["offset"],
+                 row["aus"], row["emotion"], source)
+    return rows.entries, rows.skipped
+
+
+def frame_tree(root, tree="auto"):
+    """The frame tree folder: CASME2-RAW, else CASME2_RAW_selected ('auto'), or the one named."""
+    names = [TREES["raw"], TREES["selected"]] if tree == "auto" else [TREES[tree]]
+    for name in names:
+        found = find_dirs(root, lambda p: os.path.basename(p).lower() == name.lower())
+        if found:
+            return found[0]
+    raise InputError(f"{root}: no {' or '.join(names)} folder in it or below. Fix: unpack the CASME II "
+                     f"frames there (CASME2-RAW/sub01/EP02_01f/img1.jpg ...).")
+
+
+def load(root, rules=None, tree="auto"):
+    """(clips, skipped); tree = 'auto' | 'raw' | 'selected' | 'cropped'."""
+    if tree != "auto" and tree not in TREES:
+        raise ValueError(f"tree must be 'auto' or one of {sorted(TREES)}, not {tree!r}")
+    entries, skipped = read_sheet(root, rules)
+    base = frame_tree(check_root(root, "CASME II"), tree)
+    return attach_frames(entries, skipped,
+                         lambda e: (os.path.join(base, e.subject.split("/", 1)[1], e.clip), None))

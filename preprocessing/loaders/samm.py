@@ -1,0 +1,65 @@
+"""SAMM: `SAMM_Micro_FACS_Codes_v2.xlsx` (a preamble, then the header row starting `Subject`)
+and frames `006/006_1_2/006_05562.jpg`, file number = absolute frame (first file = onset)."""
+import os
+import re
+
+from preprocessing.clips import InputError, Rows, attach_frames, check_root, find_dirs
+from preprocessing.sheets import find_files, read_table, to_int
+
+DATABASE = "samm"
+SHEETS = ("SAMM_Micro_FACS_Codes*.xlsx", "SAMM*Micro*FACS*.xls*", "SAMM*.xlsx")
+COLUMNS = {
+    "subject": ("Subject",),
+    "clip": ("Filename",),
+    "onset": ("Onset Frame", "OnsetFrame", "Onset"),
+    "apex": ("Apex Frame", "ApexFrame", "Apex"),
+    "offset": ("Offset Frame", "OffsetFrame", "Offset"),
+    "aus": ("Action Units", "AU", "AUs"),
+    "emotion": ("Estimated Emotion", "Emotion"),
+}
+
+
+def _subject_dir(path):
+    return re.fullmatch(r"\d{3}", os.path.basename(path)) is not None
+
+
+def sheet_path(root):
+    root = check_root(root, "SAMM")
+    found = find_files(root, SHEETS)
+    if not found:
+        raise InputError(f"{root}: no SAMM coding sheet ({', '.join(SHEETS)}) in it or below. "
+                         f"Fix: pass the SAMM folder holding SAMM_Micro_FACS_Codes_v2.xlsx.")
+    return found[0]
+
+
+def read_sheet(root, rules=None):
+    path = sheet_path(root)
+    rows = Rows(DATABASE, rules)
+    for row_number, row in read_table(path, COLUMNS):
+        source = f"{path}:{row_number}"
+        number, _ = to_int(row["subject"])
+        clip = "" if row["clip"] is None else str(row["clip"]).strip()
+        if number is None or not clip:
+            rows.skip(f"{DATABASE}/{row['subject']}", clip, "unreadable sheet row "
+                      f"(Subject {row['subject']!r}, Filename {row['clip']!r})", source)
+            continue
+        rows.add(f"{DATABASE}/{number:03d}", clip, row["onset"], row["apex"], row["offset"],
+                 row["aus"], row["emotion"], source)
+    return rows.entries, rows.skipped
+
+
+def frame_tree(root):
+    """The folder holding the 3-digit subject folders (SAMM/ in the shipped copy)."""
+    found = find_dirs(root, lambda p: os.path.isdir(p) and any(
+        _subject_dir(os.path.join(p, d)) and os.path.isdir(os.path.join(p, d)) for d in os.listdir(p)))
+    if not found:
+        raise InputError(f"{root}: no folder of SAMM subject folders (006/006_1_2/006_05562.jpg ...) "
+                         f"in it or below. Fix: unpack the SAMM frames there.")
+    return found[0]
+
+
+def load(root, rules=None):
+    entries, skipped = read_sheet(root, rules)
+    base = frame_tree(check_root(root, "SAMM"))
+    return attach_frames(entries, skipped,
+                         lambda e: (os.path.join(base, e.subject.split("/", 1)[1], e.clip), None))

@@ -1,0 +1,255 @@
+"""Small fake copies of the four databases in their owners' exact formats (file names, column
+headers, sheet quirks, folder layouts), with synthetic frames, for tests without licensed data.
+
+Each make_X(base, rows=None, ...) writes one database under `base` and returns its root folder
+(the folder a user passes as --X). Rows are in the sheet's own column order; the defaults
+(X_ROWS) carry the quirks the loaders must handle, and X_EXPECTED gives what they should yield.
+Frames are 64x48 JPEGs (grayscale for SAMM) with a square that moves with the frame number.
+"""
+import os
+
+import cv2
+import numpy as np
+
+SIZE = (64, 48)  # width, height
+
+
+def frame_image(n, gray=False, size=SIZE):
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    img = (x * 2 + y).astype(np.uint8)
+    cx, cy = 8 + (n * 3) % (w - 16), 8 + (n * 2) % (h - 16)
+    img[cy - 4:cy + 4, cx - 4:cx + 4] = 255
+    return img if gray else np.dstack([img, 255 - img, img // 2])
+
+
+def write_frames(folder, numbers, name, gray=False, size=SIZE):
+    """Write frame_image(n) to folder/name(n) for each n; returns the folder."""
+    os.makedirs(folder, exist_ok=True)
+    for n in numbers:
+        ok, data = cv2.imencode(".jpg", frame_image(n, gray, size))
+        assert ok
+        with open(os.path.join(folder, name(n)), "wb") as f:
+            f.write(data.tobytes())
+    return folder
+
+
+def _write_xlsx(path, sheets):
+    """sheets = [(title, rows)]; None cells stay empty."""
+    import openpyxl
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in sheets:
+        ws = wb.create_sheet(title)
+        for row in rows:
+            ws.append(list(row))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    wb.save(path)
+    return path
+
+
+def _write_xls(path, rows, title="Sheet1"):
+    import xlwt
+    wb = xlwt.Workbook()
+    ws = wb.add_sheet(title)
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            if value is not None:
+                ws.write(r, c, value)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    wb.save(path)
+    return path
+
+
+# ---------------------------------------------------------------- CASME II
+CASME2_SHEET = "CASME2-coding-20140508.xlsx"
+CASME2_HEADER = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
+                 "Action Units", "Estimated Emotion")
+# Subject | Filename | onset | apex | offset | AUs | emotion   (blank columns added on writing)
+CASME2_ROWS = [
+    (1, "EP02_01f", 46, 59, 86, 12, "happiness"),          # pure-number AU cell: an int in Excel
+    (1, "EP03_02", 10, 18, 30, "4+7+L10", "disgust"),      # side prefix; {4,7,10} is no combination
+    (2, "EP09_01", 5, 12, 25, "4+7+R10", "disgust"),
+    (4, "EP12_01f", 20, "/", 40, "1+R2+25", "surprise"),   # apex written '/'
+    (5, "EP19_06f", 3, 7, 15, "?", "others"),              # AU cell '?'
+    (12, "EP02_05", 30, 35, 45, "4+7", "repression"),
+]
+CASME2_EXPECTED = {  # (subject, clip): (au_set, label)
+    ("casme2/sub01", "EP02_01f"): ({12}, 0),
+    ("casme2/sub01", "EP03_02"): ({4, 7, 10}, 1),
+    ("casme2/sub02", "EP09_01"): ({4, 7, 10}, 1),
+    ("casme2/sub04", "EP12_01f"): ({1, 2, 25}, 2),
+    ("casme2/sub05", "EP19_06f"): (set(), 3),
+    ("casme2/sub12", "EP02_05"): ({4, 7}, 1),
+}
+
+
+def make_casme2(base, rows=None, tree="raw", sheet=CASME2_SHEET):
+    """CASME II root: the coding sheet plus one frame tree: 'raw' (CASME2-RAW, img1.. from frame
+    1 to offset+3), 'selected' (CASME2_RAW_selected, onset..offset) or 'cropped' (Cropped,
+    reg_img{n}.jpg, onset..offset)."""
+    rows = CASME2_ROWS if rows is None else rows
+    root = os.path.join(str(base), "CASME2")
+    table = [CASME2_HEADER] + [(s, f, None, on, ap, off, None, au, em) for s, f, on, ap, off, au, em in rows]
+    _write_xlsx(os.path.join(root, sheet), [("Sheet1", table)])
+    folder = {"raw": "CASME2-RAW", "selected": "CASME2_RAW_selected", "cropped": "Cropped"}[tree]
+    for subject, clip, onset, _, offset, _, _ in rows:
+        first = 1 if tree == "raw" else onset
+        last = offset + 3 if tree == "raw" else offset
+        name = (lambda n: f"reg_img{n}.jpg") if tree == "cropped" else (lambda n: f"img{n}.jpg")
+        write_frames(os.path.join(root, folder, f"sub{int(subject):02d}", clip), range(first, last + 1), name)
+    return root
+
+
+# ---------------------------------------------------------------- SAMM
+SAMM_SHEET = "SAMM_Micro_FACS_Codes_v2.xlsx"
+SAMM_PREAMBLE = [
+    ("SAMM Micro-Movement Database: FACS codes",), (None,), ("Version 2",),
+    ("Coded by certified FACS coders",), (None,), ("Inducement codes: see the SAMM paper",),
+    ("Frames are numbered from the start of each recording",), (None,),
+    ("Action Units follow FACS 2002 notation (L/R/A/T/B, intensity A-E)",), (None,),
+    ("Contact: the SAMM team",), (None,),
+]
+SAMM_HEADER = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame",
+               "Duration", "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes")
+# Subject | Filename | onset | apex | offset | AUs | emotion
+SAMM_ROWS = [
+    (6, "006_1_2", 5562, 5570, 5580, "4+7", "Anger"),
+    (6, "006_1_3", 100, 104, 112, "(R6 or R12)+R15", "Contempt"),
+    (7, "007_3_1", 200, 205, 215, "L12A", "Happiness"),
+    (28, "028_4_1", 50, 80, 60, "A1+A2", "Surprise"),       # apex after offset (sheet error)
+    (11, "011_2_3", 10, 15, 20, "L12 + 61", "Other"),       # stray spaces; 61 (eyes left)
+    (32, "032_3_1", 10, 5, 30, "15A+17+ref(7B)", "Sadness"),  # apex before onset; ref(...)
+    (9, "009_3_4", 40, 44, 50, "10A/B+soft focus", "Disgust"),  # alternative intensity; words
+    (16, "016_7_5", 30, 33, 38, "B18+25+T23+4D+9B", "Other"),
+]
+SAMM_EXPECTED = {
+    ("samm/006", "006_1_2"): ({4, 7}, 1),
+    ("samm/006", "006_1_3"): ({6, 15}, 1),
+    ("samm/007", "007_3_1"): ({12}, 0),
+    ("samm/028", "028_4_1"): ({1, 2}, 2),
+    ("samm/011", "011_2_3"): ({12, 61}, 3),
+    ("samm/032", "032_3_1"): ({15, 17}, 1),
+    ("samm/009", "009_3_4"): ({10}, 1),
+    ("samm/016", "016_7_5"): ({4, 9, 18, 23, 25}, 3),
+}
+
+
+def make_samm(base, rows=None, sheet=SAMM_SHEET):
+    """SAMM root: the sheet (12-line preamble, then the header) and SAMM/{s:03d}/{clip}/{s:03d}_{n:05d}.jpg
+    (grayscale) for n in onset..offset."""
+    rows = SAMM_ROWS if rows is None else rows
+    root = os.path.join(str(base), "SAMM_dataset")
+    table = list(SAMM_PREAMBLE) + [SAMM_HEADER]
+    for s, f, on, ap, off, au, em in rows:
+        duration = off - on + 1 if isinstance(on, int) and isinstance(off, int) else None
+        table.append((s, f, "2_" + str(f)[-1], on, ap, off, duration, "Micro - 1/2", au, em, "Class", None))
+    _write_xlsx(os.path.join(root, sheet), [("FACS_Codes", table)])
+    for s, f, on, _, off, _, _ in rows:
+        write_frames(os.path.join(root, "SAMM", f"{s:03d}", f), range(on, off + 1),
+                     lambda n, s=s: f"{s:03d}_{n:05d}.jpg", gray=True)
+    return root
+
+
+# ---------------------------------------------------------------- CAS(ME)^2
+CASME2SQ_SHEET = "CAS(ME)^2code_final.xlsx"
+# participant -> (folder, prefix); participant 3's video carries another prefix (s19/23_0502...)
+CASME2SQ_RULE1 = [("s15", 15, 1), ("s16", 16, 2), ("s19", 19, 3)]
+CASME2SQ_RULE2 = [("0101", "disgust1"), ("0401", "anger1"), ("0502", "happy2"), ("0503", "happy3")]
+CASME2SQ_VIDEOS = {  # (folder, code) -> video folder name, with the shipped quirks
+    ("s15", "0101"): "15_0101disgustingteeth",
+    ("s16", "0401"): "16_0401eatingworms",
+    ("s16", "0503"): "0503unnyfarting",
+    ("s19", "0502"): "23_0502funnyerrors",
+}
+# participant | clip | onset | apex | offset | AUs | emotion | type | self-report  (no header)
+CASME2SQ_ROWS = [
+    (1, "disgust1_3", 120, 125, 135, "1+2", "disgust", "micro-expression", "disgust"),
+    (1, "disgust1_4", 300, 310, 320, "4+9", "disgust", "macro-expression", "disgust"),
+    (2, "anger1_1", 995, 1000, 1004, "4+7", "anger", "micro-expression", "anger"),  # img995..img1004
+    (2, "happy3_2", 40, 45, 52, "12", "happy", "micro-expression", "happy"),
+    (3, "happy2_1", 60, 0, 70, "6+12", "happy", "micro-expression", "happy"),       # apex 0
+    (3, "happy2_5", 80, 85, 0, "12", "happy", "micro-expression", "happy"),         # offset 0
+]
+CASME2SQ_EXPECTED = {
+    ("casme2sq/s15", "disgust1_3"): ({1, 2}, 2),
+    ("casme2sq/s16", "anger1_1"): ({4, 7}, 1),
+    ("casme2sq/s16", "happy3_2"): ({12}, 0),
+    ("casme2sq/s19", "happy2_1"): ({6, 12}, 0),
+}
+
+
+def make_casme2sq(base, rows=None, sheet=CASME2SQ_SHEET, header=False):
+    """CAS(ME)^2 root: the workbook (sheet 'CASFEcode_final' without header, 'naming rule1',
+    'naming rule2') and rawpic/{folder}/{video}/img{n:03d}.jpg around each clip (a few frames
+    before onset and after offset; offset 0 counts as apex+5)."""
+    rows = CASME2SQ_ROWS if rows is None else rows
+    root = os.path.join(str(base), "CAS(ME)^2")
+    code_sheet = ([("participant", "clip", "onset", "apex", "offset", "AUs", "emotion", "type", "self-report")]
+                  if header else []) + list(rows)
+    _write_xlsx(os.path.join(root, sheet), [("CASFEcode_final", code_sheet), ("naming rule1", CASME2SQ_RULE1),
+                                            ("naming rule2", CASME2SQ_RULE2)])
+    folders = {p: f for f, _, p in CASME2SQ_RULE1}
+    codes = {name: code for code, name in CASME2SQ_RULE2}
+    for participant, clip, onset, apex, offset, *_ in rows:
+        folder = folders.get(participant)
+        video = CASME2SQ_VIDEOS.get((folder, codes.get(clip.split("_")[0])))
+        if video is None:
+            continue
+        last = (offset or apex + 5) + 2
+        write_frames(os.path.join(root, "rawpic", folder, video), range(max(1, onset - 2), last + 1),
+                     lambda n: f"img{n:03d}.jpg")
+    return root
+
+
+# ---------------------------------------------------------------- CASME
+CASME_HEADER = ("Subject", "Filename", None, "OnsetF", "ApexF1", "ApexF2", "OffsetF", None,
+                "Onset(ms)", "Total(ms)", "AU", "Emotion")
+# Subject | Filename | onset | apex1 | apex2 | offset | AU | emotion   ('\\' = missing)
+CASME_A_ROWS = [
+    (1, "EP01_5", 12, 15, "\\", 30, "4+9", "disgust"),
+    (1, "EP03_4", 20, "\\", "\\", 40, "1+2+4", "fear"),
+    (2, "EP05_2", 10, 14, "\\", "\\", "12", "happiness"),   # offset missing
+]
+CASME_B_ROWS = [
+    (8, "EP02_1", 5, 8, "\\", 20, 14, "repression"),       # numeric AU cell (a float in .xls)
+    (9, "EP06_3", 30, 33, "\\", 25, "1+2", "surprise"),    # onset after offset
+    (9, "EP07_1", 3, 6, 7, 12, "L12+R6", "happiness"),
+]
+CASME_EXPECTED = {
+    ("casme/sub01", "EP01_5"): ({4, 9}, 1),
+    ("casme/sub01", "EP03_4"): ({1, 2, 4}, 1),
+    ("casme/sub08", "EP02_1"): ({14}, 3),
+    ("casme/sub09", "EP07_1"): ({6, 12}, 0),
+}
+
+
+def _casme_table(rows):
+    out = [CASME_HEADER]
+    for s, f, on, a1, a2, off, au, em in rows:
+        ms = round(on * 1000 / 60) if isinstance(on, int) else "\\"
+        total = round((off - on + 1) * 1000 / 60) if isinstance(on, int) and isinstance(off, int) else "\\"
+        out.append((s, f, None, on, a1, a2, off, None, ms, total, au, em))
+    return out
+
+
+def make_casme(base, section_a=None, section_b=None, sheets=("Section A.xls", "Section B.xls")):
+    """CASME root: two .xls sheets and CASME_A/Section A/sub01/EP01_5/EP01_5-{n}.jpg,
+    CASME_B/Section B/sub08/EP02_1/img{n:03d}.jpg (padding differs by section) from 1 to offset+2."""
+    root = os.path.join(str(base), "CASME")
+    for rows, sheet, folder, name in (
+            (CASME_A_ROWS if section_a is None else section_a, sheets[0], ("CASME_A", "Section A"),
+             lambda clip: (lambda n: f"{clip}-{n}.jpg")),
+            (CASME_B_ROWS if section_b is None else section_b, sheets[1], ("CASME_B", "Section B"),
+             lambda clip: (lambda n: f"img{n:03d}.jpg"))):
+        _write_xls(os.path.join(root, sheet), _casme_table(rows))
+        for s, f, on, _, _, off, _, _ in rows:
+            last = (off if isinstance(off, int) else on + 10) + 2
+            write_frames(os.path.join(root, *folder, f"sub{s:02d}", f), range(1, last + 1), name(f))
+    return root
+
+
+def make_all(base):
+    """{name: root} of all four fake databases under base."""
+    return {"casme": make_casme(base), "casme2": make_casme2(base),
+            "casme2sq": make_casme2sq(base), "samm": make_samm(base)}

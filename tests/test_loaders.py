@@ -1,0 +1,295 @@
+import os
+import shutil
+
+import openpyxl
+import pytest
+
+import fake_databases as fd
+from preprocessing.clips import Clip, InputError, Skipped, frame_number
+from preprocessing.loaders import load_database, load_databases, read_sheet
+from preprocessing.sheets import SheetError
+
+
+def by_key(clips):
+    return {(c.subject, c.clip): c for c in clips}
+
+
+def check_clips(clips, expected):
+    got = by_key(clips)
+    assert set(got) == set(expected)
+    for key, (aus, label) in expected.items():
+        c = got[key]
+        assert c.au_set == frozenset(aus), key
+        assert c.label == label, key
+        assert len(c.frames) == c.offset - c.onset + 1
+        assert [frame_number(os.path.basename(p)) for p in c.frames] == list(range(c.onset, c.offset + 1))
+        assert all(os.path.isabs(p) and os.path.isfile(p) for p in c.frames)
+        assert c.apex is None or c.onset <= c.apex <= c.offset
+    return got
+
+
+def reasons(skipped):
+    return {(s.subject, s.clip): s.reason for s in skipped}
+
+
+def snapshot(root):
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            st = os.stat(os.path.join(dirpath, f))
+            out[os.path.join(dirpath, f)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+# ------------------------------------------------------------------ CASME II
+@pytest.mark.parametrize("tree", ["raw", "selected", "cropped"])
+def test_casme2_trees(tmp_path, tree):
+    root = fd.make_casme2(tmp_path, tree=tree)
+    clips, skipped = load_database("casme2", root, tree="auto" if tree != "cropped" else "cropped")
+    got = check_clips(clips, fd.CASME2_EXPECTED)
+    assert skipped == []
+    c = got["casme2/sub01", "EP02_01f"]
+    prefix = "reg_img" if tree == "cropped" else "img"
+    assert os.path.basename(c.frames[0]) == f"{prefix}46.jpg" and os.path.basename(c.frames[-1]) == f"{prefix}86.jpg"
+    assert c.aus == "12" and c.apex == 59 and c.emotion == "happiness" and c.database == "casme2"
+    assert got["casme2/sub04", "EP12_01f"].apex is None
+    assert any("apex missing" in n for n in got["casme2/sub04", "EP12_01f"].notes)
+    assert any("'?'" in n for n in got["casme2/sub05", "EP19_06f"].notes)
+
+
+def test_casme2_cropped_ignored_unless_asked(tmp_path):
+    root = fd.make_casme2(tmp_path, tree="raw")
+    shutil.copytree(os.path.join(root, "CASME2-RAW"), os.path.join(root, "Cropped"))
+    clips, _ = load_database("casme2", root)
+    assert all(os.sep + "CASME2-RAW" + os.sep in c.frames[0] for c in clips)
+    with pytest.raises(InputError, match="CASME2_RAW_selected"):
+        load_database("casme2", root, tree="selected")
+
+
+def test_casme2_missing_folder_and_frames(tmp_path):
+    root = fd.make_casme2(tmp_path, tree="selected")
+    shutil.rmtree(os.path.join(root, "CASME2_RAW_selected", "sub02", "EP09_01"))
+    os.remove(os.path.join(root, "CASME2_RAW_selected", "sub01", "EP02_01f", "img50.jpg"))
+    for n in (20, 21, 22, 25):
+        os.remove(os.path.join(root, "CASME2_RAW_selected", "sub01", "EP03_02", f"img{n}.jpg"))
+    open(os.path.join(root, "CASME2_RAW_selected", "sub12", "EP02_05", "img40.jpg"), "w").close()
+    clips, skipped = load_database("casme2", root)
+    r = reasons(skipped)
+    assert r["casme2/sub02", "EP09_01"].startswith("missing folder ")
+    assert "sub02" in r["casme2/sub02", "EP09_01"]
+    assert r["casme2/sub01", "EP02_01f"].startswith("missing frames 50 of 46..86 in ")
+    assert r["casme2/sub01", "EP03_02"].startswith("missing frames 20..22, 25 of 10..30 in ")
+    assert r["casme2/sub12", "EP02_05"].startswith("empty frame file") and "img40.jpg" in r["casme2/sub12", "EP02_05"]
+    assert len(clips) == 2
+    src = {s.clip: s.source for s in skipped}
+    assert src["EP02_01f"].endswith(fd.CASME2_SHEET + ":2")
+
+
+def test_casme2_sheet_row_problems(tmp_path):
+    rows = fd.CASME2_ROWS + [
+        (3, "EP01_01", 50, 40, 30, "4", "disgust"),       # onset after offset
+        (3, "EP01_02", 10, 90, 20, "4", "disgust"),       # apex outside
+        (1, "EP02_01f", 46, 59, 86, 12, "happiness"),     # duplicate
+        ("abc", "EP04_01", 1, 2, 3, "4", "disgust"),      # unreadable subject
+        (3, "EP05_01", "x", 2, 3, "4", "disgust"),        # unreadable onset
+        (3, "EP06_01", 1, 2, 4, "4+M57", "disgust"),      # unknown AU token: warning only
+    ]
+    root = fd.make_casme2(tmp_path, rows=[r for r in rows if r[0] != "abc" and r[2] != "x"], tree="selected")
+    # unreadable rows have no frames to write; add them to the sheet afterwards
+    path = os.path.join(root, fd.CASME2_SHEET)
+    wb = openpyxl.load_workbook(path)
+    for s, f, on, ap, off, au, em in rows:
+        if s == "abc" or on == "x":
+            wb.active.append([s, f, None, on, ap, off, None, au, em])
+    wb.save(path)
+    clips, skipped = load_database("casme2", root)
+    r = reasons(skipped)
+    assert r["casme2/sub03", "EP01_01"] == "onset 50 after offset 30 in sheet"
+    assert r["casme2/sub01", "EP02_01f"] == f"duplicate of sheet row {path}:2"
+    assert r["casme2/abc", "EP04_01"].startswith("unreadable sheet row")
+    assert r["casme2/sub03", "EP05_01"] == "unreadable onset 'x' in sheet"
+    got = by_key(clips)
+    c = got["casme2/sub03", "EP01_02"]
+    assert c.apex == 20 and any("apex 90 outside onset..offset 10..20" in n for n in c.notes)
+    c = got["casme2/sub03", "EP06_01"]
+    assert c.au_set == {4} and c.label == 1 and any("M57" in n for n in c.notes)
+
+
+def test_casme2_malformed_columns(tmp_path):
+    root = fd.make_casme2(tmp_path)
+    path = os.path.join(root, fd.CASME2_SHEET)
+    wb = openpyxl.load_workbook(path)
+    wb.active.cell(1, 4).value = "Start"  # OnsetFrame renamed
+    wb.save(path)
+    with pytest.raises(SheetError) as err:
+        load_database("casme2", root)
+    msg = str(err.value)
+    assert path in msg and "OnsetFrame" in msg and "Start" in msg and "Fix" in msg
+
+
+def test_casme2_second_sheet_version_and_old_xls_names(tmp_path):
+    root = fd.make_casme2(tmp_path, sheet="CASME2-coding-20190701.xlsx")
+    clips, _ = load_database("casme2", root)
+    assert len(clips) == 6
+
+
+# ------------------------------------------------------------------ SAMM
+def test_samm(tmp_path):
+    root = fd.make_samm(tmp_path)
+    clips, skipped = load_database("samm", root)
+    got = check_clips(clips, fd.SAMM_EXPECTED)
+    assert skipped == []
+    c = got["samm/006", "006_1_2"]
+    assert os.path.basename(c.frames[0]) == "006_05562.jpg" and c.emotion == "Anger"
+    assert got["samm/028", "028_4_1"].apex == 60
+    assert any("clamped to 60" in n for n in got["samm/028", "028_4_1"].notes)
+    assert got["samm/032", "032_3_1"].apex == 10
+    assert any("soft focus" in n for n in got["samm/009", "009_3_4"].notes)
+    assert got["samm/006", "006_1_3"].aus == "(R6 or R12)+R15"
+
+
+def test_samm_missing_frame_and_folder(tmp_path):
+    root = fd.make_samm(tmp_path)
+    os.remove(os.path.join(root, "SAMM", "007", "007_3_1", "007_00210.jpg"))
+    shutil.rmtree(os.path.join(root, "SAMM", "011"))
+    clips, skipped = load_database("samm", root)
+    r = reasons(skipped)
+    assert r["samm/007", "007_3_1"].startswith("missing frames 210 of 200..215")
+    assert r["samm/011", "011_2_3"].startswith("missing folder") and "011_2_3" in r["samm/011", "011_2_3"]
+    assert len(clips) == len(fd.SAMM_ROWS) - 2
+
+
+def test_samm_without_header_row(tmp_path):
+    root = fd.make_samm(tmp_path)
+    path = os.path.join(root, fd.SAMM_SHEET)
+    wb = openpyxl.load_workbook(path)
+    wb.active.delete_rows(len(fd.SAMM_PREAMBLE) + 1)
+    wb.save(path)
+    with pytest.raises(SheetError, match="no header row with the expected columns"):
+        read_sheet("samm", root)
+
+
+# ------------------------------------------------------------------ CAS(ME)^2
+def test_casme2sq(tmp_path):
+    root = fd.make_casme2sq(tmp_path)
+    clips, skipped = load_database("casme2sq", root)
+    got = check_clips(clips, fd.CASME2SQ_EXPECTED)
+    # the macro row is no clip of this project and is not reported; offset 0 is skipped
+    assert reasons(skipped) == {("casme2sq/s19", "happy2_5"): "offset 0 (unknown) in sheet"}
+    names = [os.path.basename(p) for p in got["casme2sq/s16", "anger1_1"].frames]
+    assert names[:5] == ["img995.jpg", "img996.jpg", "img997.jpg", "img998.jpg", "img999.jpg"]
+    assert names[5:] == ["img1000.jpg", "img1001.jpg", "img1002.jpg", "img1003.jpg", "img1004.jpg"]
+    assert "0503unnyfarting" in got["casme2sq/s16", "happy3_2"].frames[0]
+    assert "23_0502funnyerrors" in got["casme2sq/s19", "happy2_1"].frames[0]
+    assert os.path.basename(got["casme2sq/s15", "disgust1_3"].frames[0]) == "img120.jpg"
+    assert got["casme2sq/s19", "happy2_1"].apex is None
+
+
+def test_casme2sq_offset_zero_option_and_header(tmp_path):
+    root = fd.make_casme2sq(tmp_path, header=True)
+    clips, skipped = load_database("casme2sq", root, offset_zero="apex")
+    assert skipped == []
+    c = by_key(clips)["casme2sq/s19", "happy2_5"]
+    assert (c.onset, c.offset, len(c.frames)) == (80, 85, 6) and "ended at apex" in c.notes[0]
+
+
+def test_casme2sq_naming_rule_gaps_and_folders(tmp_path):
+    rows = fd.CASME2SQ_ROWS + [
+        (7, "disgust1_1", 10, 12, 15, "4", "disgust", "micro-expression", ""),   # not in naming rule1
+        (1, "sad9_1", 10, 12, 15, "4", "sad", "micro-expression", ""),           # not in naming rule2
+        (1, "happy2_3", 10, 12, 15, "12", "happy", "micro-expression", ""),      # s15 has no 0502 video
+        (2, "disgust1_2", 10, 12, 15, "4", "disgust", "blink", ""),              # unknown type
+    ]
+    root = fd.make_casme2sq(tmp_path, rows=rows)
+    clips, skipped = load_database("casme2sq", root)
+    r = reasons(skipped)
+    assert r["casme2sq/7", "disgust1_1"] == "participant 7 not in sheet 'naming rule1'"
+    assert r["casme2sq/s15", "sad9_1"] == "stimulus 'sad9' not in sheet 'naming rule2'"
+    assert r["casme2sq/s15", "happy2_3"].startswith("no video folder with code 0502 in ")
+    assert r["casme2sq/s16", "disgust1_2"].startswith("unknown expression type 'blink'")
+    # a second folder with the same code is ambiguous, not guessed
+    os.makedirs(os.path.join(root, "rawpic", "s15", "15_0101copy"))
+    _, skipped = load_database("casme2sq", root)
+    assert reasons(skipped)["casme2sq/s15", "disgust1_3"].startswith("2 (15_0101copy, 15_0101disgustingteeth) video folder")
+
+
+def test_casme2sq_wrong_columns(tmp_path):
+    rows = [(1, "disgust1_3", 120, 125, 135, "1+2", "disgust")]  # type column missing
+    root = fd.make_casme2sq(tmp_path, rows=rows)
+    with pytest.raises(SheetError) as err:
+        read_sheet("casme2sq", root)
+    assert fd.CASME2SQ_SHEET in str(err.value) and "disgust1_3" in str(err.value)
+
+
+# ------------------------------------------------------------------ CASME
+def test_casme(tmp_path):
+    root = fd.make_casme(tmp_path)
+    clips, skipped = load_database("casme", root)
+    got = check_clips(clips, fd.CASME_EXPECTED)
+    assert reasons(skipped) == {("casme/sub02", "EP05_2"): "offset missing in sheet",
+                                ("casme/sub09", "EP06_3"): "onset 30 after offset 25 in sheet"}
+    assert os.path.basename(got["casme/sub01", "EP01_5"].frames[0]) == "EP01_5-12.jpg"
+    assert os.path.basename(got["casme/sub08", "EP02_1"].frames[0]) == "img005.jpg"
+    assert got["casme/sub08", "EP02_1"].aus == "14"
+    assert got["casme/sub01", "EP03_4"].apex is None
+    assert {s.source.rsplit(":", 1)[0] for s in skipped} == {os.path.join(root, "Section A.xls"),
+                                                             os.path.join(root, "Section B.xls")}
+
+
+def test_casme_other_sheet_names_and_section_choice(tmp_path):
+    root = fd.make_casme(tmp_path, sheets=("CASME_SectionA.xls", "CASME_SectionB.xls"))
+    # the same sub/clip in both sections' trees: the sheet's section decides
+    shutil.copytree(os.path.join(root, "CASME_A", "Section A", "sub01"),
+                    os.path.join(root, "CASME_B", "Section B", "sub01"))
+    clips, skipped = load_database("casme", root)
+    got = check_clips(clips, fd.CASME_EXPECTED)
+    assert os.sep + "Section A" + os.sep in got["casme/sub01", "EP01_5"].frames[0]
+    assert len(skipped) == 2
+
+
+def test_casme_malformed_xls(tmp_path):
+    root = fd.make_casme(tmp_path)
+    fd._write_xls(os.path.join(root, "Section B.xls"), [("Subject", "Filename", "Start", "End")])
+    with pytest.raises(SheetError) as err:
+        read_sheet("casme", root)
+    assert "Section B.xls" in str(err.value) and "OnsetF" in str(err.value)
+
+
+# ------------------------------------------------------------------ all
+def test_load_databases_composes_and_never_writes(tmp_path):
+    roots = fd.make_all(tmp_path / "data")
+    before = snapshot(tmp_path)
+    clips, skipped = load_databases(roots)
+    assert snapshot(tmp_path) == before
+    assert [c.database for c in clips] == sorted((c.database for c in clips),
+                                                 key=["casme", "casme2", "casme2sq", "samm"].index)
+    assert len(clips) == 4 + 6 + 4 + 8 and len(skipped) == 3
+    assert all(isinstance(c, Clip) for c in clips) and all(isinstance(s, Skipped) for s in skipped)
+    assert all(c.subject.startswith(c.database + "/") for c in clips)
+    with pytest.raises(ValueError, match="unknown database 'smic'"):
+        load_databases({"smic": str(tmp_path)})
+
+
+def test_missing_root_and_missing_sheet(tmp_path):
+    for name in ("casme", "casme2", "casme2sq", "samm"):
+        with pytest.raises(InputError) as err:
+            load_database(name, str(tmp_path / "nowhere"))
+        assert str(tmp_path / "nowhere") in str(err.value) and "does not exist" in str(err.value)
+        with pytest.raises(InputError, match="no .* sheet"):
+            load_database(name, str(tmp_path))
+
+
+def test_missing_frame_tree(tmp_path):
+    root = fd.make_samm(tmp_path)
+    shutil.rmtree(os.path.join(root, "SAMM"))
+    with pytest.raises(InputError, match="no folder of SAMM subject folders"):
+        load_database("samm", root)
+    assert len(read_sheet("samm", root)[0]) == len(fd.SAMM_ROWS)  # the sheet alone still reads
+
+
+def test_corrupt_sheet(tmp_path):
+    root = fd.make_casme2(tmp_path)
+    with open(os.path.join(root, fd.CASME2_SHEET), "wb") as f:
+        f.write(b"not a spreadsheet")
+    with pytest.raises(SheetError, match="cannot read this spreadsheet"):
+        load_database("casme2", root)
