@@ -314,13 +314,18 @@ def _pick(row_keys, exact, contains):
     return None
 
 
-def run_curves(name, log_dir, run_dir):
-    """Parse the logs of one run into <run_dir>/logs/*.train|.test and curves.png."""
+def logs_of(log_dir):
+    """find_logs, but an empty result is an error: the user asked for these curves."""
     logs = find_logs(log_dir)
     if not logs:
         raise ReportError(
             "--logs %s: no Caffe training logs found (looked for glog lines with "
             "'Solving' or 'Iteration N'); point --logs at the folder run_folds wrote" % log_dir)
+    return logs
+
+
+def run_curves(name, log_dir, logs, run_dir):
+    """Parse the logs of one run into <run_dir>/logs/*.train|.test and curves.png."""
     base_dir = log_dir if os.path.isdir(log_dir) else os.path.dirname(log_dir)
     curves, entries = [], []
     for path in logs:
@@ -344,7 +349,7 @@ def run_curves(name, log_dir, run_dir):
             "train_loss": [r.get(tr_loss_key, math.nan) for r in train] if tr_loss_key else [],
         })
         last = test[-1] if test else {}
-        entries.append({"log": os.path.abspath(path), "train_csv": tr_csv, "test_csv": te_csv,
+        entries.append({"log": os.path.abspath(path), "label": rel, "train_csv": tr_csv, "test_csv": te_csv,
                         "train_rows": len(train), "test_rows": len(test),
                         "last_iteration": max([r["NumIters"] for r in train + test], default=None),
                         "last_test_accuracy": last.get(acc_key) if acc_key else None,
@@ -389,7 +394,7 @@ def write_run(name, p, run_dir, m):
                                                                      for v in norm[c]])
             class_rows.append([key, c, CLASS_NAMES[c], s.support[c], s.tp[c], s.fp[c], s.fn[c],
                                s.tn[c], s.tpr[c], s.tnr[c], s.precision[c], s.f1[c]])
-        png = os.path.join(run_dir, "confusion_%s.png" % key)
+        png = os.path.join(run_dir, "confusion_%s.png" % _safe(key))
         plots.confusion_heatmap(s.confusion, png, "%s: %s (%d clips)" % (name, title, s.n))
         heatmaps.append(os.path.basename(png))
     head = ["scope", "true", "n"] + list(CLASS_SHORT)
@@ -583,9 +588,7 @@ def markdown(runs, comp, run_files):
             L.append("### Training curves (Fig. 9)\n")
             L.append("![curves](%s/curves.png)\n" % name)
             L.append(_md_table(["log", "last iteration", "last test accuracy", "last test loss"],
-                               [[_md_escape(os.path.basename(os.path.dirname(e["log"])) + "/" +
-                                            os.path.basename(e["log"])),
-                                 e["last_iteration"], _f4(e["last_test_accuracy"]),
+                               [[_md_escape(e["label"]), e["last_iteration"], _f4(e["last_test_accuracy"]),
                                  _f4(e["last_test_loss"])] for e in m["logs"]]))
     return "\n".join(L) + "\n"
 
@@ -644,7 +647,9 @@ def make_report(pred_paths, out_dir, names=None, logs=None):
                           % (len(names), len(pred_paths)))
     names = _unique(names if names is not None else _default_names(pred_paths))
     log_dirs = _log_map(logs or [], names)
+    # Every input is checked before anything is written.
     preds = [read_predictions(p) for p in pred_paths]
+    log_files = {name: logs_of(d) for name, d in log_dirs.items()}
     os.makedirs(out_dir, exist_ok=True)
 
     runs, run_files = [], {}
@@ -653,7 +658,7 @@ def make_report(pred_paths, out_dir, names=None, logs=None):
         m = run_metrics(name, p)
         run_files[name] = write_run(name, p, run_dir, m)
         if name in log_dirs:
-            m["logs"], _ = run_curves(name, log_dirs[name], run_dir)
+            m["logs"], _ = run_curves(name, log_dirs[name], log_files[name], run_dir)
         _write_json(os.path.join(run_dir, "metrics.json"), m)
         runs.append((name, m, p))
 

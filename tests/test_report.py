@@ -1,0 +1,229 @@
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+
+from psn.report import PredictionsError, ReportError, make_report, read_predictions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")
+HEADER = "database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2,prob_3"
+
+# Run A: true 0,0,1,1,1,2 / predicted 0,1,1,1,3,3, folds 1,1,1,2,2,2 (tests/test_metrics.py
+# works the numbers out by hand). Run B: the same clips, all predicted right.
+LABELS = [0, 0, 1, 1, 1, 2]
+PRED_A = [0, 1, 1, 1, 3, 3]
+FOLDS = [1, 1, 1, 2, 2, 2]
+DBS = ["casme", "samm", "casme2", "samm", "casme", "samm"]
+
+
+def write_predictions(path, preds, labels=LABELS, folds=FOLDS, dbs=DBS, extra_rows=()):
+    lines = [HEADER]
+    for i, (y, p, f, d) in enumerate(zip(labels, preds, folds, dbs)):
+        probs = [0.1] * 4
+        probs[p] = 0.7
+        lines.append("%s,%s/s%d,clip%d,%s,%d,%d,%s" % (d, d, i % 2, i, f, y, p,
+                                                     ",".join("%.2f" % v for v in probs)))
+    lines.extend(extra_rows)
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n", path
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100, path
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report")
+    (d / "psn").mkdir()
+    a = write_predictions(d / "psn" / "predictions.csv", PRED_A)
+    b = write_predictions(d / "perfect.csv", LABELS)
+    out = d / "out"
+    combined = make_report([a, b], str(out), logs=["psn=" + DATA])
+    return out, combined
+
+
+def test_files_exist_and_pngs_are_images(two_runs):
+    out, _ = two_runs
+    for f in ("report.md", "metrics.json", "comparison.csv", "comparison.png", "fold_rr.csv"):
+        assert (out / f).is_file(), f
+    for run in ("psn", "perfect"):  # 'psn': the folder of predictions.csv; 'perfect': stem
+        for f in ("metrics.json", "summary.csv", "per_class.csv", "per_database.csv",
+                  "folds.csv", "confusion_counts.csv", "confusion_normalised.csv"):
+            assert (out / run / f).is_file(), (run, f)
+        for scope in ("all", "casme", "casme2", "samm"):
+            assert_png(str(out / run / ("confusion_%s.png" % scope)))
+    assert_png(str(out / "comparison.png"))
+    assert_png(str(out / "psn" / "curves.png"))
+    assert not (out / "perfect" / "curves.png").exists()  # no logs given for that run
+    leftovers = [f for _, _, fs in os.walk(out) for f in fs if f.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_metrics_json_values_by_hand(two_runs):
+    out, combined = two_runs
+    a = json.loads((out / "psn" / "metrics.json").read_text())
+    assert a["rr"] == pytest.approx(0.5)
+    assert a["uf1"] == pytest.approx(1 / 3)
+    assert a["f1"] == a["uf1"]
+    assert a["uar"] == pytest.approx(7 / 18)
+    assert a["rr_mean"] == pytest.approx(0.5)
+    assert a["rr_std"] == pytest.approx(1 / 6)
+    assert a["uf1_fold_mean"] == pytest.approx((2 / 3 + 2 / 9) / 2)
+    assert a["uar_fold_mean"] == pytest.approx(0.5)
+    assert a["confusion"] == [[1, 1, 0, 0], [0, 2, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]]
+    assert a["per_class"]["Others"]["tpr"] is None  # undefined -> null, not NaN
+    assert a["per_class"]["Negative"]["tnr"] == pytest.approx(2 / 3)
+    samm = a["per_database"]["samm"]  # clips 1, 3, 5: (0->1), (1->1), (2->3)
+    assert samm["n"] == 3 and samm["rr"] == pytest.approx(1 / 3)
+    assert samm["confusion"] == [[0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+    assert [f["fold"] for f in a["folds"]] == ["1", "2"]
+    assert [f["rr"] for f in a["folds"]] == [pytest.approx(2 / 3), pytest.approx(1 / 3)]
+    # majority baseline: fold 1 trains on (1, 1, 2) -> 1, fold 2 on (0, 0, 1) -> 0
+    base = a["majority_baseline"]
+    assert base["class_per_fold"] == {"1": "Negative", "2": "Positive"}
+    assert base["rr"] == pytest.approx(1 / 6)
+    assert len(a["logs"]) == 3
+
+    b = json.loads((out / "perfect" / "metrics.json").read_text())
+    assert (b["rr"], b["uf1"], b["uar"], b["rr_mean"], b["rr_std"]) == (1.0, 1.0, 1.0, 1.0, 0.0)
+
+    top = json.loads((out / "metrics.json").read_text())
+    assert top["order"] == ["psn", "perfect"]
+    assert top["runs"]["psn"]["rr"] == pytest.approx(0.5)
+    assert "rr" not in top  # several runs: no single headline at the top level
+    assert top["paper_psn"]["rr"] == 0.6492
+    assert round(top["paper_psn_table7_pooled"]["uf1"], 4) == 0.4653
+
+
+def test_comparison_has_runs_one_baseline_and_paper(two_runs):
+    out, _ = two_runs
+    with open(out / "comparison.csv") as f:
+        rows = list(csv.DictReader(f))
+    names = [r["name"] for r in rows]
+    assert names == ["psn", "perfect", "majority class", "paper PSN (reported)",
+                     "paper PSN (Table 7, pooled)"]
+    assert float(rows[2]["rr_pooled"]) == pytest.approx(1 / 6)
+    paper = rows[3]
+    assert float(paper["rr_pooled"]) == 0.6492
+    assert float(paper["uf1_fold_mean"]) == 0.5211
+    assert float(paper["uar_fold_mean"]) == 0.4871
+    assert paper["uf1_pooled"] == ""  # not known how the paper averaged: not claimed pooled
+    with open(out / "fold_rr.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["name"] == "psn"
+    assert float(rows[0]["rr_std_population"]) == pytest.approx(1 / 6)
+    assert any(r["name"] == "paper AlexNet + SUM" and float(r["rr_std_population"]) == 0.084
+               for r in rows)
+
+
+def test_confusion_csv_layout(two_runs):
+    out, _ = two_runs
+    with open(out / "psn" / "confusion_counts.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["scope", "true", "n", "P", "N", "S", "O"]
+    assert rows[1] == ["all", "P", "2", "1", "1", "0", "0"]
+    assert [r[0] for r in rows[1:]] == ["all"] * 4 + ["casme"] * 4 + ["casme2"] * 4 + ["samm"] * 4
+    with open(out / "psn" / "confusion_normalised.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[1] == ["all", "P", "2", "0.5", "0.5", "0.0", "0.0"]
+    assert rows[4] == ["all", "O", "0", "", "", "", ""]  # no true 'Others' clips
+
+
+def test_report_markdown_mentions_tables(two_runs):
+    out, _ = two_runs
+    md = (out / "report.md").read_text()
+    for text in ("Table 5", "Table 7", "Table 8", "Table 9", "Fig. 9", "paper PSN (reported)",
+                 "majority class", "comparison.png", "psn/curves.png", "psn/confusion_all.png"):
+        assert text in md, text
+
+
+def test_single_run_cli_has_headline_keys_at_top(tmp_path):
+    p = write_predictions(tmp_path / "run.csv", PRED_A)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "report.py"), p,
+                        "--names", "mine", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    top = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert top["rr"] == pytest.approx(0.5) and top["uf1"] == pytest.approx(1 / 3)
+    assert top["uar"] == pytest.approx(7 / 18)
+    assert top["rr_mean"] == pytest.approx(0.5) and top["rr_std"] == pytest.approx(1 / 6)
+    assert (tmp_path / "out" / "mine" / "metrics.json").is_file()
+
+
+def test_missing_column_names_the_file(tmp_path):
+    p = tmp_path / "preds.csv"
+    p.write_text("database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2\n")
+    with pytest.raises(PredictionsError, match=r"preds\.csv:1: missing column\(s\) prob_3"):
+        read_predictions(str(p))
+
+
+def test_bad_class_names_file_and_line(tmp_path):
+    p = write_predictions(tmp_path / "preds.csv", PRED_A,
+                          extra_rows=["samm,samm/s9,clipX,2,Negative,1,0.1,0.7,0.1,0.1"])
+    with pytest.raises(PredictionsError, match=r"preds\.csv:8: label 'Negative' is not a class"):
+        read_predictions(p)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "report.py"), p,
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 2 and "preds.csv:8" in r.stderr
+
+
+@pytest.mark.parametrize("row,message", [
+    ("samm,samm/s9,clipX,2,1,4,0.1,0.7,0.1,0.1", r":8: pred '4' is not a class"),
+    ("samm,samm/s9,clipX,2,1,1,2.0,0.7,0.1,0.1", r":8: prob_0 '2.0' is not a probability"),
+    ("samm,samm/s9,clipX,2,1,1,0.5,0.7,0.1,0.1", r":8: prob_0..prob_3 sum to 1.4000"),
+    ("samm,samm/s1,clip5,2,1,1,0.1,0.7,0.1,0.1", r":8: clip samm/samm/s1/clip5 already "
+                                                 r"predicted on line 7"),
+    ("samm,,clipX,2,1,1,0.1,0.7,0.1,0.1", r":8: empty subject"),
+])
+def test_malformed_rows(tmp_path, row, message):
+    p = write_predictions(tmp_path / "preds.csv", PRED_A, extra_rows=[row])
+    with pytest.raises(PredictionsError, match=message):
+        read_predictions(p)
+
+
+def test_class_written_as_float_is_accepted(tmp_path):
+    p = tmp_path / "preds.csv"
+    p.write_text(HEADER + "\ncasme,casme/s1,c1,0,2.0,2,0,0,1,0\n")
+    assert read_predictions(str(p)).label.tolist() == [2]
+
+
+def test_argument_errors(tmp_path):
+    p = write_predictions(tmp_path / "a.csv", PRED_A)
+    with pytest.raises(ReportError, match="--names: 2 name"):
+        make_report([p], str(tmp_path / "out"), names=["x", "y"])
+    empty = tmp_path / "nologs"
+    empty.mkdir()
+    (empty / "notes.log").write_text("nothing from caffe here\n")
+    with pytest.raises(ReportError, match="no Caffe training logs found"):
+        make_report([p], str(tmp_path / "out"), logs=[str(empty)])
+    assert not (tmp_path / "out").exists()  # inputs are checked before anything is written
+    with pytest.raises(ReportError, match="1 folder"):
+        make_report([p, p], str(tmp_path / "out"), logs=[str(empty)])
+
+
+def test_empty_predictions(tmp_path):
+    p = tmp_path / "preds.csv"
+    p.write_text(HEADER + "\n")
+    with pytest.raises(PredictionsError, match="no clips"):
+        read_predictions(str(p))
+    p.write_text("")
+    with pytest.raises(PredictionsError, match="is empty"):
+        read_predictions(str(p))
+
+
+def test_nan_never_reaches_json(two_runs):
+    out, _ = two_runs
+    text = (out / "psn" / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text)
+    assert not math.isnan(json.loads(text)["rr"])
