@@ -37,7 +37,8 @@ import re
 import sys
 import tempfile
 
-__all__ = ["LogError", "parse_log", "parse_lines", "columns", "write_csv", "save_csv_files", "main"]
+__all__ = ["LogError", "parse_log", "parse_lines", "columns", "write_csv", "save_csv_files",
+           "main"]
 
 # [IWEF] then mmdd or yyyymmdd, then hh:mm:ss.uuuuuu (the glog prefix).
 _GLOG = re.compile(r"^([IWEF])(\d{8}|\d{4}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?\s")
