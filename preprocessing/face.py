@@ -1,0 +1,288 @@
+"""Face detection, eye alignment and one crop box per clip (SPEC section 1, "face").
+
+The face is found once, on the clip's onset frame, with OpenCV's Haar cascades (frontal face,
+then the eyes inside its upper part). The line through the two eye centres gives the roll
+angle; every frame of the clip is rotated by that angle about the eyes' midpoint (so the eyes
+become level) and cut to the same box, then resized to 112x112. One box and one angle for the
+whole clip keep the frames registered to each other, which RPCA needs: a box that moved from
+frame to frame would put motion into E that is not the face's.
+
+If the eyes are not found (or give an implausible pair) the clip is cropped without rotation
+and the FaceBox says so in its notes. If no face is found, `clip_face_box` raises NoFaceError
+unless the user gave a box (x, y, w, h) for the clip.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+__all__ = ["FaceBox", "NoFaceError", "find_face", "clip_face_box", "crop_clip", "crop_frame"]
+
+FACE_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
+EYE_CASCADES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
+# A roll beyond this is more likely a wrong eye pair (brow, nostril) than a tilted head.
+MAX_EYE_ANGLE = 30.0
+
+
+class NoFaceError(RuntimeError):
+    """No face on the onset frame and no user box: the clip is excluded with this message."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """Where to crop a clip.
+
+    x, y, w, h: the box in the frame after rotating it by `angle` degrees (OpenCV's sense:
+    positive turns the picture counter-clockwise) about `center`.
+    eyes: ((x, y) of the eye on the image's left, (x, y) of the other) in the original frame,
+    or None. source: 'detected' or 'user'. notes: what was not as expected.
+    """
+    x: int
+    y: int
+    w: int
+    h: int
+    angle: float = 0.0
+    center: tuple = (0.0, 0.0)
+    eyes: tuple | None = None
+    source: str = "detected"
+    notes: tuple = field(default=())
+
+    @classmethod
+    def from_user(cls, box, angle: float = 0.0, center=None, note: str = "box given by the user"):
+        """A box the user gives as (x, y, w, h) in frame pixels (no rotation by default)."""
+        try:
+            x, y, w, h = (int(round(float(v))) for v in box)
+        except (TypeError, ValueError):
+            raise ValueError(f"a face box is (x, y, w, h) in pixels, got {box!r}") from None
+        if w <= 0 or h <= 0:
+            raise ValueError(f"face box {box!r} needs a positive width and height")
+        if center is None:
+            center = (x + w / 2.0, y + h / 2.0)
+        return cls(x, y, w, h, float(angle), (float(center[0]), float(center[1])), None,
+                   "user", (note,) if note else ())
+
+    @property
+    def box(self):
+        return (self.x, self.y, self.w, self.h)
+
+
+@functools.lru_cache(maxsize=None)
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    path = os.path.join(cv2.data.haarcascades, name)
+    c = cv2.CascadeClassifier(path)
+    if c.empty():
+        raise RuntimeError(f"cannot load OpenCV Haar cascade {path}; install "
+                           "opencv-python-headless 4.x (5.x ships no cascades)")
+    return c
+
+
+def _as_gray(img: np.ndarray, what: str = "image") -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise ValueError(f"{what} must be uint8, got {img.dtype}")
+    if img.ndim == 2:
+        return img
+    if img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    if img.ndim == 3 and img.shape[2] == 1:
+        return img[:, :, 0]
+    raise ValueError(f"{what} must be HxW gray or HxWx3 BGR, got shape {img.shape}")
+
+
+def _detect_faces(gray: np.ndarray):
+    """All face boxes found by the first cascade that finds any; [] if none."""
+    h, w = gray.shape
+    min_side = max(24, min(h, w) // 6)
+    for name in FACE_CASCADES:
+        found = _cascade(name).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
+                                                minSize=(min_side, min_side))
+        if len(found):
+            return [tuple(int(v) for v in f) for f in found], name
+    return [], None
+
+
+def _find_eyes(gray: np.ndarray, box):
+    """Eye centres (left-in-image, right-in-image) inside the face box, or (None, reason)."""
+    x, y, w, h = box
+    # Eyes sit in the upper part of a Haar face box; searching only there keeps the
+    # nostrils and the mouth corners out.
+    y0, y1 = y + int(0.12 * h), y + int(0.62 * h)
+    roi = gray[max(y0, 0):max(y1, 0), max(x, 0):max(x + w, 0)]
+    if roi.size == 0:
+        return None, "face box outside the frame"
+    ox, oy = max(x, 0), max(y0, 0)
+    min_eye = max(8, w // 10)
+    for name in EYE_CASCADES:
+        found = _cascade(name).detectMultiScale(roi, scaleFactor=1.1, minNeighbors=3,
+                                                minSize=(min_eye, min_eye),
+                                                maxSize=(w // 2, w // 2))
+        cands = [(ox + ex + ew / 2.0, oy + ey + eh / 2.0, ew) for ex, ey, ew, eh in found]
+        left = [c for c in cands if c[0] < x + w / 2.0]
+        right = [c for c in cands if c[0] >= x + w / 2.0]
+        if not left or not right:
+            continue
+        # Largest on each side: the cascades' false hits (brows, lash lines) are smaller.
+        le = max(left, key=lambda c: c[2])
+        re = max(right, key=lambda c: c[2])
+        dx, dy = re[0] - le[0], re[1] - le[1]
+        if not 0.2 * w <= dx <= 0.75 * w:
+            continue
+        if abs(math.degrees(math.atan2(dy, dx))) > MAX_EYE_ANGLE:
+            continue
+        return (_pupil(gray, le), _pupil(gray, re)), None
+    return None, "eyes not found (a pair, one each side of the face)"
+
+
+def _pupil(gray: np.ndarray, eye):
+    """Refine a cascade's eye centre to the centroid of the darkest pixels around it.
+
+    The cascades' boxes come in coarse steps of position and scale, which alone gives the
+    roll angle only to about 2 degrees; the iris and pupil are the darkest part of the eye.
+    """
+    cx, cy, size = eye
+    r = 0.3 * size
+    x0, y0 = max(int(cx - r), 0), max(int(cy - r), 0)
+    x1, y1 = min(int(cx + r) + 1, gray.shape[1]), min(int(cy + r) + 1, gray.shape[0])
+    roi = gray[y0:y1, x0:x1].astype(np.float32)
+    if roi.size < 9:
+        return (cx, cy)
+    roi = cv2.GaussianBlur(roi, (0, 0), max(1.0, size / 20.0))
+    ys, xs = np.nonzero(roi <= np.percentile(roi, 8))
+    px, py = x0 + xs.mean(), y0 + ys.mean()
+    if math.hypot(px - cx, py - cy) > 0.25 * size:
+        return (cx, cy)
+    return (float(px), float(py))
+
+
+def _iou(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
+
+
+def _rotation(center, angle):
+    return cv2.getRotationMatrix2D((float(center[0]), float(center[1])), float(angle), 1.0)
+
+
+def _expand(box, margin):
+    x, y, w, h = box
+    if margin:
+        dx, dy = int(round(w * margin)), int(round(h * margin))
+        x, y, w, h = x - dx, y - dy, w + 2 * dx, h + 2 * dy
+    return (x, y, w, h)
+
+
+def find_face(img_bgr: np.ndarray, *, margin: float = 0.0, align: bool = True) -> FaceBox | None:
+    """Face box and eye alignment for one frame (the clip's onset); None if no face.
+
+    The largest face is used. With eyes found, the roll angle is the eye line's angle and
+    the frame is rotated by it about the eyes' midpoint; the face is then detected again on
+    the levelled frame (a better box for an upright face), falling back to the first box.
+    margin: grow the box by this share of its size on every side.
+    """
+    gray = cv2.equalizeHist(_as_gray(img_bgr, "onset frame"))
+    faces, cascade = _detect_faces(gray)
+    if not faces:
+        return None
+    notes = []
+    if cascade != FACE_CASCADES[0]:
+        notes.append(f"face found by {cascade} only")
+    if len(faces) > 1:
+        notes.append(f"{len(faces)} faces found; the largest is used")
+    box = max(faces, key=lambda f: f[2] * f[3])
+    center = (box[0] + box[2] / 2.0, box[1] + box[3] / 2.0)
+    angle = 0.0
+    eyes = None
+    if align:
+        eyes, why = _find_eyes(gray, box)
+        if eyes is None:
+            notes.append(f"not aligned: {why}")
+        else:
+            (lx, ly), (rx, ry) = eyes
+            angle = math.degrees(math.atan2(ry - ly, rx - lx))
+            center = ((lx + rx) / 2.0, (ly + ry) / 2.0)
+            if abs(angle) >= 0.5:
+                h, w = gray.shape
+                levelled = cv2.warpAffine(gray, _rotation(center, angle), (w, h),
+                                          flags=cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_REPLICATE)
+                again, _ = _detect_faces(levelled)
+                if again:
+                    best = max(again, key=lambda f: _iou(f, box))
+                    if _iou(best, box) > 0.3:
+                        box = best
+                    else:
+                        notes.append("box from the unlevelled frame (no matching face after rotation)")
+                else:
+                    notes.append("box from the unlevelled frame (no face after rotation)")
+    x, y, w, h = _expand(box, margin)
+    return FaceBox(x, y, w, h, float(angle), (float(center[0]), float(center[1])), eyes,
+                   "detected", tuple(notes))
+
+
+def clip_face_box(onset_bgr: np.ndarray, user_box=None, *, margin: float = 0.0,
+                  align: bool = True, where: str = "") -> FaceBox:
+    """The clip's FaceBox: detected on the onset frame, else the user's (x, y, w, h).
+
+    Raises NoFaceError (message names `where`, e.g. the onset frame's path) when there is
+    neither.
+    """
+    fb = find_face(onset_bgr, margin=margin, align=align)
+    if fb is not None:
+        return fb
+    if user_box is not None:
+        return FaceBox.from_user(user_box, note="no face detected; box given by the user")
+    place = f" ({where})" if where else ""
+    raise NoFaceError(f"no face found on the onset frame{place} by OpenCV's Haar cascades; "
+                      "give a box (x, y, w, h) for this clip to include it")
+
+
+def crop_frame(frame_bgr: np.ndarray, fb: FaceBox, size: int = 112) -> np.ndarray:
+    """One frame rotated and cropped by `fb`, resized to size x size, as RGB uint8."""
+    img = np.asarray(frame_bgr)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(f"a frame must be HxWx3 BGR or HxW gray uint8, got {img.dtype} {img.shape}")
+    if fb.w <= 0 or fb.h <= 0:
+        raise ValueError(f"face box {fb.box} has no area")
+    H, W = img.shape[:2]
+    if fb.x >= W or fb.y >= H or fb.x + fb.w <= 0 or fb.y + fb.h <= 0:
+        raise ValueError(f"face box {fb.box} lies outside the {W}x{H} frame")
+    M = _rotation(fb.center, fb.angle) if fb.angle else np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    M[0, 2] -= fb.x
+    M[1, 2] -= fb.y
+    # Rotate-and-cut at the frame's own scale, then shrink with INTER_AREA: warpAffine's
+    # bilinear sampling would alias when the box is several times larger than 112.
+    cut = cv2.warpAffine(img, M, (fb.w, fb.h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    interp = cv2.INTER_AREA if fb.w >= size and fb.h >= size else cv2.INTER_CUBIC
+    out = cv2.resize(cut, (size, size), interpolation=interp)
+    if out.ndim == 2:
+        return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+
+
+def crop_clip(frames_bgr, fb: FaceBox, size: int = 112) -> np.ndarray:
+    """All frames of a clip cut by the same FaceBox: uint8 (F, size, size, 3) RGB.
+
+    frames_bgr: a sequence of HxWx3 BGR (or HxW gray) uint8 frames of one size, or an
+    array (F, H, W[, 3]).
+    """
+    seq = list(frames_bgr)
+    if not seq:
+        raise ValueError("crop_clip got no frames")
+    shape0 = np.asarray(seq[0]).shape
+    out = np.empty((len(seq), size, size, 3), np.uint8)
+    for i, f in enumerate(seq):
+        if np.asarray(f).shape != shape0:
+            raise ValueError(f"frame {i} has shape {np.asarray(f).shape}, the clip's first "
+                             f"frame {shape0}: all frames of a clip must have one size")
+        out[i] = crop_frame(f, fb, size)
+    return out
