@@ -1,0 +1,113 @@
+import cv2
+import numpy as np
+import pytest
+
+from preprocessing.augment import DEFAULT_VARIANTS, apply_variant, augment, parse_variant
+from preprocessing.sampling import SAMPLE_INDICES, SAMPLE_INDICES_1BASED, sample
+
+
+def test_indices_are_the_papers():
+    assert SAMPLE_INDICES_1BASED == (1, 11, 21, 31, 41, 51, 61, 71, 81, 91, 101, 111, 121,
+                                     131, 141, 150)
+    assert SAMPLE_INDICES.tolist() == [i - 1 for i in SAMPLE_INDICES_1BASED]
+
+
+def test_sample_takes_those_frames():
+    frames = np.arange(150)[:, None, None] * np.ones((1, 2, 2), int)
+    s = sample(frames)
+    assert s.shape == (16, 2, 2)
+    assert s[:, 0, 0].tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130,
+                                   140, 149]
+    s[0] = -1
+    assert frames[0, 0, 0] == 0                       # a copy, not a view
+    with pytest.raises(ValueError, match="150"):
+        sample(np.zeros((149, 2, 2)))
+
+
+def clip(seed=0, F=16, size=112):
+    """Frames with structure that is not symmetric, and E = gray(raw) so streams can be compared."""
+    rng = np.random.default_rng(seed)
+    raw = np.empty((F, size, size, 3), np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(F):
+        img = np.zeros((size, size, 3), np.float32)
+        img[..., 0] = 128 + 100 * np.sin(xx / 9.0 + i * 0.2)
+        img[..., 1] = 128 + 100 * np.cos(yy / 7.0 - i * 0.1)
+        img[..., 2] = np.where(xx < 30 + i, 220, 40)
+        raw[i] = np.clip(cv2.GaussianBlur(img, (0, 0), 1.0), 0, 255).astype(np.uint8)
+    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in raw]).astype(np.float32) / 255
+    return raw, gray
+
+
+def test_parse_variant():
+    assert parse_variant("flip") == (True, 0.0)
+    assert parse_variant("rot-5") == (False, -5.0)
+    assert parse_variant("rot+10") == (False, 10.0)
+    assert parse_variant("flip_rot+7.5") == (True, 7.5)
+    for bad in ("rot5", "rotate+5", "flip_rot", "", "vflip"):
+        with pytest.raises(ValueError, match="unknown augmentation"):
+            parse_variant(bad)
+
+
+def test_flip_is_the_same_for_all_frames_and_both_streams():
+    raw, sp = clip()
+    r, s = apply_variant(raw, sp, "flip")
+    assert np.array_equal(r, raw[:, :, ::-1, :]) and np.array_equal(s, sp[:, :, ::-1])
+    r2, s2 = apply_variant(r, s, "flip")
+    assert np.array_equal(r2, raw) and np.array_equal(s2, sp)
+
+
+@pytest.mark.parametrize("name", ["rot+10", "rot-5", "flip_rot+5"])
+def test_rotation_is_the_same_for_all_frames_and_both_streams(name):
+    raw, sp = clip()
+    r, s = apply_variant(raw, sp, name)
+    assert r.shape == raw.shape and r.dtype == np.uint8
+    assert s.shape == sp.shape and s.dtype == np.float32
+    # E was gray(raw)/255 before; after the same transform it still is (inside the frame,
+    # away from the borders that the two streams fill differently).
+    g = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in r]).astype(np.float32) / 255
+    inner = (slice(None), slice(20, 92), slice(20, 92))
+    assert np.abs(g[inner] - s[inner]).max() < 3 / 255
+    # Every frame was moved by the same transform: frame i's E matches the transform of
+    # frame i's original, for each i.
+    flip, angle = parse_variant(name)
+    M = cv2.getRotationMatrix2D((55.5, 55.5), angle, 1.0)
+    for i in (0, 7, 15):
+        src = sp[i, :, ::-1] if flip else sp[i]
+        ref = cv2.warpAffine(np.ascontiguousarray(src), M, (112, 112), flags=cv2.INTER_LINEAR)
+        assert np.allclose(s[i], ref, atol=1e-6)
+
+
+def test_rotation_direction_and_borders():
+    raw = np.zeros((2, 112, 112, 3), np.uint8)
+    sp = np.zeros((2, 112, 112), np.float32)
+    raw[:, 54:58, 90:94] = 255                          # a dot right of the centre
+    sp[:, 54:58, 90:94] = 1.0
+    raw[:, :, :, 1] = 50                                # a flat green everywhere
+    r, s = apply_variant(raw, sp, "rot+10")
+    ys, xs = np.nonzero(s[0] > 0.5)
+    assert ys.mean() < 55.5                             # counter-clockwise: the dot went up
+    assert s[0, 0, 0] == 0.0                            # E is 0 where nothing was
+    assert r[0, 0, 0, 1] == 50                          # raw repeats its edge there
+
+
+def test_augment_yields_named_variants_without_touching_the_input():
+    raw, sp = clip()
+    raw0, sp0 = raw.copy(), sp.copy()
+    got = list(augment(raw, sp))
+    assert [n for n, _, _ in got] == list(DEFAULT_VARIANTS)
+    assert DEFAULT_VARIANTS == ("flip", "rot-10", "rot-5", "rot+5", "rot+10")
+    for name, r, s in got:
+        assert r.shape == raw.shape and s.shape == sp.shape
+        assert not np.array_equal(r, raw)
+    assert np.array_equal(raw, raw0) and np.array_equal(sp, sp0)
+
+
+def test_augment_checks_inputs():
+    raw, sp = clip(F=4)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        list(augment(raw, sp, ("flip", "zoom")))
+    with pytest.raises(ValueError, match="raw must be uint8"):
+        list(augment(raw.astype(np.float32), sp))
+    with pytest.raises(ValueError, match="sparse must be"):
+        list(augment(raw, sp[:3]))
