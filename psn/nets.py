@@ -1,0 +1,378 @@
+"""PSN and every variant of SPEC §3 as Caffe nets, generated with pycaffe's NetSpec.
+
+    python -m psn.nets [--out prototxt] [--check]
+
+writes prototxt/<model>/{train_val,deploy,solver}.prototxt for each model in
+MODELS; ``--check`` only compares them with the checked-in files (the test
+suite does the same). ``build(model, ...)`` returns the NetParameters, which
+tools/run_folds.py uses for other widths or batch sizes.
+
+Data flow of every net (SPEC §2):
+  HDF5Data (or Input in deploy): raw (N,T,3,112,112) uint8 values, sparse (N,T,1,112,112),
+  label (N,T), cont (N,T), clip-major as the HDF5 shards store them
+  -> time-major rows (row = t*N + n, Caffe's recurrent convention) by Slice on the
+     time axis + Concat on the batch axis (stock Caffe has no Permute layer)
+  -> spatial stream on E frames (Table 1) -> 80 x 4096
+  -> temporal stream on raw frames: TPU over (T, N, D) -> FC 4096 per step -> 80 x 4096
+  -> fusion (SUM / PROD / CONCAT) -> reshape 80 x C x 4 x 4 -> 1x1 conv to 4 maps
+     (+ReLU, dropout) -> 80 x 64 -> FC -> 80 x 4 -> SoftmaxWithLoss on per-frame labels.
+"""
+import argparse
+import copy
+import os
+import sys
+from dataclasses import dataclass, replace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROTOTXT_DIR = os.path.join(ROOT, "prototxt")
+NUM_CLASSES = 4
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    backbone: str = "alexnet"     # alexnet | vgg16 | resnet10
+    fusion: str = "sum"           # sum | prod | concat
+    streams: str = "both"         # both | spatial | temporal
+    swap: bool = False            # exchange the two streams' inputs (PSN_swap)
+    recurrent: str = "TPU"        # TPU | RNN (Caffe's own layer: AlexNet+RNN)
+    tpu_mode: str = "TPU"         # TPU | TP1 | RNN (tpu_param.mode)
+    head: str = "conv"            # conv (1x1 conv 4 maps) | fc (FC 4096->64: PSN_no_conv)
+    hidden: int = 512             # TPU num_output (not given in the paper)
+    frames: int = 16              # T
+    batch: int = 5                # N clips per batch
+    size: int = 112
+    width: float = 1.0            # channel multiplier (the CPU demo uses 0.25)
+    dropout: float = 0.5
+    description: str = ""
+
+
+MODELS = {
+    "psn": NetConfig(description="PSN: AlexNet spatial stream on E + TPU on raw frames, SUM fusion"),
+    "psn_spatial": NetConfig(streams="spatial", description="PSN_spatial: spatial stream only"),
+    "psn_temporal": NetConfig(streams="temporal", description="PSN_temporal: temporal stream only"),
+    "psn_swap": NetConfig(swap=True, description="PSN_swap: spatial stream on raw frames, TPU on E"),
+    "psn_tp1": NetConfig(tpu_mode="TP1", description="PSN_tp1: TPU with tp = 1"),
+    "alexnet_rnn": NetConfig(recurrent="RNN", description="AlexNet+RNN: Caffe's RNN layer instead of TPU"),
+    "psn_no_conv": NetConfig(head="fc", description="PSN_no_conv: FC 4096->64 instead of the 1x1 conv"),
+    "psn_prod": NetConfig(fusion="prod", description="PSN with PROD fusion (Table 9: AlexNet/PROD)"),
+    "psn_concat": NetConfig(fusion="concat", description="PSN with CONCAT fusion (Table 9: AlexNet/CONCAT)"),
+}
+for _bb in ("vgg16", "resnet10"):
+    for _fu in ("sum", "prod", "concat"):
+        MODELS["%s_%s" % (_bb, _fu)] = NetConfig(
+            backbone=_bb, fusion=_fu,
+            description="Table 9: %s spatial backbone, %s fusion" % (_bb.upper(), _fu.upper()))
+
+SOLVER_DEFAULTS = dict(
+    # The paper gives no solver settings; these are AlexNet's, with a shorter
+    # schedule for ~600 training clips (120 iterations of 5 clips per epoch).
+    base_lr=0.001, lr_policy="step", gamma=0.1, stepsize=2000, max_iter=3000,
+    momentum=0.9, weight_decay=0.0005, display=20, average_loss=20,
+    test_iter=13, test_interval=200, test_initialization=False,
+    snapshot=500, snapshot_prefix="snapshots/psn", clip_gradients=10.0,
+    random_seed=1701, solver_mode="GPU",
+)
+
+
+def _caffe():
+    import caffe  # noqa: F401  (pycaffe must be on sys.path: tools/build_caffe.sh --print-env)
+    from caffe import layers as L, params as P
+    from caffe.proto import caffe_pb2
+    return L, P, caffe_pb2
+
+
+def _w(cfg, channels):
+    return max(8, int(round(channels * cfg.width)))
+
+
+def _feat_dim(cfg):
+    # 4096 at full width; always a multiple of 16 so it reshapes to C x 4 x 4.
+    return max(16, int(round(4096 * cfg.width / 16)) * 16)
+
+
+class _Builder:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.L, self.P, self.pb = _caffe()
+        from caffe import NetSpec
+        self.n = NetSpec()
+
+    # -------------------------------------------------------------- helpers
+    def weights(self):
+        return dict(weight_filler=dict(type="xavier"), bias_filler=dict(type="constant", value=0))
+
+    def learn(self):
+        return [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
+
+    def conv(self, name, bottom, num_output, kernel, pad, stride, relu=True, bias=True):
+        L, n = self.L, self.n
+        kw = dict(num_output=num_output, kernel_size=kernel, pad=pad, stride=stride,
+                  weight_filler=dict(type="xavier"))
+        if bias:
+            kw.update(bias_filler=dict(type="constant", value=0), param=self.learn())
+        else:
+            kw.update(bias_term=False, param=[dict(lr_mult=1, decay_mult=1)])
+        n[name] = L.Convolution(bottom, **kw)
+        if relu:
+            n["relu_" + name] = L.ReLU(n[name], in_place=True)
+        return n[name]
+
+    def pool(self, name, bottom, kernel, pad, stride, method="MAX"):
+        self.n[name] = self.L.Pooling(bottom, pool=getattr(self.P.Pooling, method),
+                                      kernel_size=kernel, pad=pad, stride=stride)
+        return self.n[name]
+
+    def fc(self, name, bottom, num_output, relu=True, axis=1):
+        L, n = self.L, self.n
+        n[name] = L.InnerProduct(bottom, num_output=num_output, axis=axis,
+                                 param=self.learn(), **self.weights())
+        if relu:
+            n["relu_" + name] = L.ReLU(n[name], in_place=True)
+        return n[name]
+
+    def reshape(self, name, bottom, dims):
+        self.n[name] = self.L.Reshape(bottom, reshape_param=dict(shape=dict(dim=list(dims))))
+        return self.n[name]
+
+    def time_major(self, name, bottom, trailing):
+        """(N, T, ...) -> (T*N, ...) with row = t*N + n: Slice over T, Concat over N."""
+        T = self.cfg.frames
+        slices = self.L.Slice(bottom, slice_param=dict(axis=1), ntop=T)
+        for t, s in enumerate(slices):
+            self.n["%s_t%02d" % (name, t)] = s
+        self.n[name + "_tm"] = self.L.Concat(*slices, concat_param=dict(axis=0))
+        return self.reshape(name + "_rows", self.n[name + "_tm"], [-1] + list(trailing))
+
+    # -------------------------------------------------------------- streams
+    def inputs_to_rows(self, raw, sparse, cont):
+        n, s = self.n, self.cfg.size
+        # uint8 values in the HDF5 shards: scale to [-0.5, 0.5] inside the net.
+        n.raw_scaled = self.L.Power(raw, power_param=dict(scale=1.0 / 255, shift=-0.5))
+        raw_rows = self.time_major("raw", n.raw_scaled, (3, s, s))
+        sparse_rows = self.time_major("sparse", sparse, (1, s, s))
+        cont_rows = self.time_major("cont", cont, ())
+        n.cont_tn = self.L.Reshape(cont_rows, reshape_param=dict(
+            shape=dict(dim=[self.cfg.frames, -1])))
+        return raw_rows, sparse_rows, n.cont_tn
+
+    def spatial(self, rows):
+        return getattr(self, "spatial_" + self.cfg.backbone)(rows)
+
+    def spatial_alexnet(self, x):
+        # Table 1 exactly: no LRN, ReLU after each conv and the FC.
+        c = self.cfg
+        x = self.conv("conv1", x, _w(c, 96), 7, 1, 2)
+        x = self.pool("pool1", x, 3, 1, 2)
+        x = self.conv("conv2", x, _w(c, 256), 5, 2, 2)
+        x = self.pool("pool2", x, 3, 1, 2)
+        x = self.conv("conv3", x, _w(c, 384), 3, 1, 1)
+        x = self.conv("conv4", x, _w(c, 256), 3, 1, 1)
+        x = self.conv("conv5", x, _w(c, 256), 3, 1, 1)
+        x = self.pool("pool5", x, 3, 1, 2)
+        return self.fc("fc_spatial", x, _feat_dim(c))
+
+    def spatial_vgg16(self, x):
+        c = self.cfg
+        blocks = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
+        for b, (ch, reps) in enumerate(blocks, 1):
+            for r in range(1, reps + 1):
+                x = self.conv("conv%d_%d" % (b, r), x, _w(c, ch), 3, 1, 1)
+            x = self.pool("pool%d" % b, x, 2, 0, 2)
+        return self.fc("fc_spatial", x, _feat_dim(c))
+
+    def bn(self, name, x, relu):
+        n, L = self.n, self.L
+        # BatchNorm picks batch statistics in TRAIN and the running ones in TEST.
+        n["bn_" + name] = L.BatchNorm(x, in_place=True,
+                                      param=[dict(lr_mult=0, decay_mult=0)] * 3)
+        n["scale_" + name] = L.Scale(x, in_place=True, bias_term=True)
+        if relu:
+            n["relu_" + name] = L.ReLU(x, in_place=True)
+        return x
+
+    def spatial_resnet10(self, x):
+        c = self.cfg
+        x = self.bn("conv1", self.conv("conv1", x, _w(c, 64), 7, 3, 2, relu=False, bias=False), True)
+        x = self.pool("pool1", x, 3, 0, 2)
+        in_ch = _w(c, 64)
+        for stage, ch in enumerate((64, 128, 256, 512), 1):
+            out_ch, stride = _w(c, ch), (1 if stage == 1 else 2)
+            name = "res%d" % (stage + 1)
+            y = self.bn(name + "a", self.conv(name + "a", x, out_ch, 3, 1, stride, relu=False,
+                                              bias=False), True)
+            y = self.bn(name + "b", self.conv(name + "b", y, out_ch, 3, 1, 1, relu=False,
+                                              bias=False), False)
+            if stride != 1 or in_ch != out_ch:
+                x = self.bn(name + "_proj", self.conv(name + "_proj", x, out_ch, 1, 0, stride,
+                                                      relu=False, bias=False), False)
+            self.n[name] = self.L.Eltwise(x, y, operation=self.P.Eltwise.SUM)
+            self.n["relu_" + name] = self.L.ReLU(self.n[name], in_place=True)
+            x, in_ch = self.n[name], out_ch
+        self.n.pool_global = self.L.Pooling(x, pool=self.P.Pooling.AVE, global_pooling=True)
+        return self.fc("fc_spatial", self.n.pool_global, _feat_dim(c))
+
+    def temporal(self, rows, cont_tn, channels):
+        c, n, L = self.cfg, self.n, self.L
+        D = channels * c.size * c.size
+        n.frames_tnd = self.L.Reshape(rows, reshape_param=dict(shape=dict(dim=[c.frames, -1, D])))
+        rp = dict(num_output=_w(c, c.hidden), **self.weights())
+        if c.recurrent == "RNN":
+            n.rnn = L.RNN(n.frames_tnd, cont_tn, recurrent_param=rp)
+            rec = n.rnn
+        else:
+            n.tpu = L.TPU(n.frames_tnd, cont_tn, recurrent_param=rp,
+                          tpu_param=dict(mode=getattr(self.P.TPU, c.tpu_mode)))
+            rec = n.tpu
+        x = self.fc("fc_temporal", rec, _feat_dim(c), axis=2)   # T x N x 4096
+        return self.reshape("temporal_rows", x, [-1, _feat_dim(c)])
+
+    def head(self, fused, channels):
+        c, n, L = self.cfg, self.n, self.L
+        if c.head == "fc":
+            x = self.fc("fc_fuse", fused, 64)
+        else:
+            self.reshape("fused_maps", fused, [0, channels // 16, 4, 4])
+            x = self.conv("conv_fuse", n.fused_maps, 4, 1, 0, 1)
+        n.drop_fuse = L.Dropout(x, dropout_ratio=c.dropout, in_place=True)
+        n.fuse64 = L.Flatten(x) if c.head == "conv" else x
+        return self.fc("fc_cls", n.fuse64, NUM_CLASSES, relu=False)
+
+    # -------------------------------------------------------------- nets
+    def body(self, raw, sparse, cont):
+        c, n, L, P = self.cfg, self.n, self.L, self.P
+        raw_rows, sparse_rows, cont_tn = self.inputs_to_rows(raw, sparse, cont)
+        spatial_in, temporal_in, temporal_ch = sparse_rows, raw_rows, 3
+        if c.swap:
+            spatial_in, temporal_in, temporal_ch = raw_rows, sparse_rows, 1
+        feats = []
+        if c.streams in ("both", "spatial"):
+            feats.append(self.spatial(spatial_in))
+        if c.streams in ("both", "temporal"):
+            feats.append(self.temporal(temporal_in, cont_tn, temporal_ch))
+        F = _feat_dim(c)
+        if len(feats) == 1:
+            fused, channels = feats[0], F
+        elif c.fusion == "concat":
+            n.fusion = L.Concat(*feats, concat_param=dict(axis=1))
+            fused, channels = n.fusion, 2 * F
+        else:
+            op = P.Eltwise.SUM if c.fusion == "sum" else P.Eltwise.PROD
+            n.fusion = L.Eltwise(*feats, operation=op)
+            fused, channels = n.fusion, F
+        return self.head(fused, channels)
+
+    def train_val(self, train_source, test_source):
+        c, n, L = self.cfg, self.n, self.L
+        n.raw, n.sparse, n.label, n.cont = L.HDF5Data(
+            hdf5_data_param=dict(source=train_source, batch_size=c.batch, shuffle=True),
+            include=dict(phase=self.pb.TRAIN), ntop=4)
+        logits = self.body(n.raw, n.sparse, n.cont)
+        label_rows = self.time_major("label", n.label, ())
+        n.loss = L.SoftmaxWithLoss(logits, label_rows)
+        n.accuracy = L.Accuracy(logits, label_rows)
+        net = n.to_proto()
+        # The TEST-phase data layer: same tops, the held-out group's list.
+        test = copy.deepcopy(net.layer[0])
+        test.name = "data_test"
+        test.hdf5_data_param.source = test_source
+        test.hdf5_data_param.shuffle = False
+        test.include[0].phase = self.pb.TEST
+        net.layer[0].name = "data"
+        net.layer.insert(1, test)
+        return net
+
+    def deploy(self):
+        c, n, L = self.cfg, self.n, self.L
+        s, T, N = c.size, c.frames, c.batch
+        n.raw = L.Input(input_param=dict(shape=dict(dim=[N, T, 3, s, s])))
+        n.sparse = L.Input(input_param=dict(shape=dict(dim=[N, T, 1, s, s])))
+        n.cont = L.Input(input_param=dict(shape=dict(dim=[N, T])))
+        logits = self.body(n.raw, n.sparse, n.cont)
+        n.prob = L.Softmax(logits)
+        return n.to_proto()
+
+
+def build(model, width=1.0, batch=None, train_source=None, test_source=None, **overrides):
+    """(train_val NetParameter, deploy NetParameter, SolverParameter) for a model."""
+    cfg = MODELS[model] if isinstance(model, str) else model
+    cfg = replace(cfg, width=width, **overrides)
+    if batch:
+        cfg = replace(cfg, batch=batch)
+    name = model if isinstance(model, str) else "custom"
+    tv = _Builder(cfg).train_val(train_source or "data/psn/folds/fold01/train.txt",
+                                 test_source or "data/psn/folds/fold01/test.txt")
+    tv.name = name
+    dp = _Builder(cfg).deploy()
+    dp.name = name
+    _, _, pb = _caffe()
+    solver = pb.SolverParameter()
+    for key, value in SOLVER_DEFAULTS.items():
+        if key == "solver_mode":
+            solver.solver_mode = pb.SolverParameter.GPU
+        elif key == "test_iter":
+            solver.test_iter.append(value)
+        else:
+            setattr(solver, key, value)
+    solver.net = "prototxt/%s/train_val.prototxt" % name
+    solver.snapshot_prefix = "snapshots/%s" % name
+    return tv, dp, solver
+
+
+def header(model):
+    cfg = MODELS[model]
+    return ("# %s\n# Generated by `python -m psn.nets` (psn/nets.py) from MODELS['%s']: edit the\n"
+            "# generator, not this file; tests/test_nets.py fails when they differ.\n"
+            % (cfg.description, model))
+
+
+def render(model):
+    """{filename: text} for one model's checked-in files."""
+    from google.protobuf import text_format
+    tv, dp, solver = build(model)
+    h = header(model)
+    return {
+        "train_val.prototxt": h + text_format.MessageToString(tv),
+        "deploy.prototxt": h + text_format.MessageToString(dp),
+        "solver.prototxt": h + text_format.MessageToString(solver),
+    }
+
+
+def write_atomic(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Generate the checked-in nets in prototxt/.")
+    ap.add_argument("--out", default=PROTOTXT_DIR)
+    ap.add_argument("--check", action="store_true",
+                    help="compare with the files in --out instead of writing; exit 1 if any differs")
+    ap.add_argument("models", nargs="*", default=sorted(MODELS))
+    args = ap.parse_args(argv)
+    stale = []
+    for model in args.models:
+        for fname, text in render(model).items():
+            path = os.path.join(args.out, model, fname)
+            if args.check:
+                try:
+                    with open(path) as f:
+                        same = f.read() == text
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    stale.append(path)
+            else:
+                write_atomic(path, text)
+    if args.check and stale:
+        print("out of date (run python -m psn.nets):\n  " + "\n  ".join(stale), file=sys.stderr)
+        return 1
+    if not args.check:
+        print("wrote %d models to %s" % (len(args.models), args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
