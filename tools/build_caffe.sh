@@ -217,7 +217,12 @@ SRC_ID=$(basename "$SRC")
 [ -n "${CAFFE_SRC:-}" ] && SRC_ID="custom-$(cd "$SRC" && find src include Makefile -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
 OPTS="cuda=$CUDA cudnn=$CUDNN arch=$CUDA_ARCH py=$PY_VER numpy=$NUMPY_VER cxx=$(c++ -dumpfullversion 2>/dev/null || echo ?)"
 [ "$CUDA" = 1 ] && OPTS="$OPTS nvcc=$("$CUDA_DIR/bin/nvcc" --version 2>/dev/null | tail -n1)"
-BASE_KEY=$(printf '%s\n%s\n%s\n%s\n' "$SRC_ID" "$(hash_tree "$ROOT/tools/caffe_patches")" "$OPTS" "$(printf %s "$MAKEFILE_CONFIG" | sha256sum | cut -c1-16)" | sha256sum | cut -c1-12)
+# Only the patches a variant applies: CUDA-only patches do not touch the CPU build.
+PATCH_KEY=$(cat "$ROOT"/tools/caffe_patches/*.patch | sha256sum | cut -c1-16)
+if [ "$CUDA" = 1 ] && [ -d "$ROOT/tools/caffe_patches/cuda" ]; then
+  PATCH_KEY="$PATCH_KEY-$(hash_tree "$ROOT/tools/caffe_patches/cuda")"
+fi
+BASE_KEY=$(printf '%s\n%s\n%s\n%s\n' "$SRC_ID" "$PATCH_KEY" "$OPTS" "$(printf %s "$MAKEFILE_CONFIG" | sha256sum | cut -c1-16)" | sha256sum | cut -c1-12)
 LAYER_KEY=$(hash_tree "$ROOT/layers/include")-$(hash_tree "$ROOT/layers/src")
 KEY=$(printf '%s\n%s\n' "$BASE_KEY" "$LAYER_KEY" | sha256sum | cut -c1-12)
 VARIANT=cpu; [ "$CUDA" = 1 ] && VARIANT=cuda
@@ -304,5 +309,9 @@ built: $(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
 touch "$INSTALL.tmp/.psn-complete"
 rm -rf "$INSTALL"; mv "$INSTALL.tmp" "$INSTALL"
+# Keep the three newest installs of this variant (older layer versions are rarely wanted).
+ls -dt "$CACHE/caffe/$VARIANT"-*/ 2>/dev/null | tail -n +4 | while read -r old; do
+  [ -f "$old/.psn-complete" ] && rm -rf "$old"
+done
 log "done: $INSTALL"
 log "use it with: eval \"\$(tools/build_caffe.sh --print-env$( [ "$CUDA" = 1 ] && echo ' --cuda'))\""
