@@ -1,0 +1,100 @@
+"""Fold groups: stratified and seeded, leave-one-subject-out, and the list files of a fold."""
+import numpy as np
+import pytest
+
+from preprocessing.clips import InputError
+from preprocessing.folds import (assign_groups, fold_plan, list_lines, protocol_name,
+                                 stratified_groups, subject_groups)
+
+# Table 4 of the paper: the 650 clips per class.
+PAPER_COUNTS = (55, 280, 50, 265)
+
+
+def paper_labels(seed=1):
+    labels = np.repeat(np.arange(4), PAPER_COUNTS)
+    np.random.default_rng(seed).shuffle(labels)
+    return labels
+
+
+def test_paper_split_is_ten_groups_of_65_with_the_whole_sets_class_shares():
+    labels = paper_labels()
+    groups = stratified_groups(labels, 10, seed=0)
+    assert sorted(set(groups.tolist())) == list(range(1, 11))
+    for g in range(1, 11):
+        sel = groups == g
+        assert sel.sum() == 65
+        counts = np.bincount(labels[sel], minlength=4)
+        # Stratified: each class within one clip of its share of 65.
+        assert np.all(np.abs(counts - np.array(PAPER_COUNTS) / 10) <= 1), (g, counts)
+
+
+def test_groups_are_deterministic_given_the_seed_and_change_with_it():
+    labels = paper_labels()
+    a = stratified_groups(labels, 10, seed=0)
+    b = stratified_groups(labels, 10, seed=0)
+    c = stratified_groups(labels, 10, seed=1)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.dtype == np.int64 and a.shape == labels.shape
+
+
+def test_too_few_clips_for_the_groups_is_a_clear_error():
+    with pytest.raises(InputError, match="only 3 clips are included; 10 fold groups"):
+        stratified_groups([0, 1, 2], 10)
+    with pytest.raises(InputError, match="at least 2 groups"):
+        stratified_groups([0, 1, 2], 1)
+
+
+def test_loso_group_is_the_subject():
+    subjects = ["samm/006", "casme2/sub02", "casme2/sub01", "samm/006", "casme2/sub02"]
+    groups = subject_groups(subjects)
+    assert groups.tolist() == [3, 2, 1, 3, 2]   # sorted subject ids numbered from 1
+    assert np.array_equal(assign_groups([0] * 5, subjects, loso=True), groups)
+    for g in set(groups.tolist()):
+        assert len({s for s, h in zip(subjects, groups) if h == g}) == 1
+    with pytest.raises(InputError, match="at least 2 subjects"):
+        subject_groups(["a", "a"])
+
+
+def test_fold_plan_counts_and_train_groups():
+    labels = paper_labels()
+    subjects = [f"s{i % 30:02d}" for i in range(labels.size)]
+    groups = stratified_groups(labels, 10, seed=0)
+    plan = fold_plan(groups, labels, subjects, protocol_name(10), seed=0, n_augment=5)
+    assert plan["protocol"] == "groups10" and plan["n_folds"] == 10 and plan["n_clips"] == 650
+    assert plan["class_counts"] == list(PAPER_COUNTS)
+    for fold in plan["folds"]:
+        g = fold["test_group"]
+        assert g not in fold["train_groups"]
+        assert sorted(fold["train_groups"] + [g]) == list(range(1, 11))
+        test, train = fold["class_counts"]["test"], fold["class_counts"]["train"]
+        assert [a + b for a, b in zip(test, train)] == list(PAPER_COUNTS)
+        assert fold["n_test"] == 65 and fold["n_train"] == 585
+        assert fold["n_train_augmented"] == 585 * 5
+    loso = fold_plan(subject_groups(subjects), labels, subjects, "loso", seed=0)
+    assert loso["n_folds"] == 30
+    assert [f["test_subject"] for f in loso["folds"]] == sorted(set(subjects))
+
+
+def test_list_lines_test_never_in_train_and_no_augmented_shard_in_test():
+    plain = {g: f"/data/shards/group{g:02d}.h5" for g in (1, 2, 3)}
+    aug = {g: f"/data/shards/group{g:02d}_aug.h5" for g in (1, 2, 3)}
+    plan = fold_plan([1, 2, 3, 1, 2, 3], [0, 1, 2, 3, 0, 1], list("abcdef"), "groups3", 0)
+    for fold in plan["folds"]:
+        train, test = list_lines(fold, plain, aug)
+        g = fold["test_group"]
+        assert test == [plain[g]]
+        assert plain[g] not in train and aug[g] not in train
+        assert not any(p in aug.values() for p in test)
+        others = [h for h in (1, 2, 3) if h != g]
+        assert train == [p for h in others for p in (plain[h], aug[h])]
+    train, test = list_lines(plan["folds"][0], plain, {})
+    assert train == [plain[2], plain[3]]
+
+
+def test_list_lines_reject_paths_caffe_cannot_read():
+    plan = fold_plan([1, 2], [0, 1], ["a", "b"], "groups2", 0)
+    with pytest.raises(InputError, match="whitespace"):
+        list_lines(plan["folds"][0], {1: "/my data/group01.h5", 2: "/d/group02.h5"}, {})
+    with pytest.raises(ValueError, match="absolute"):
+        list_lines(plan["folds"][0], {1: "shards/group01.h5", 2: "/d/group02.h5"}, {})
