@@ -95,15 +95,25 @@ def _as_gray(img: np.ndarray, what: str = "image") -> np.ndarray:
 
 
 def _detect_faces(gray: np.ndarray):
-    """All face boxes found by the first cascade that finds any; [] if none."""
+    """(boxes, how, image searched) from the first (image, cascade) pair that finds a face.
+
+    ([], None, None) if none.
+
+    The plain gray frame comes first; its histogram-equalised copy only second, for dark or
+    washed-out frames (equalising a well-exposed frame can make the cascade miss the face
+    or lock onto a part of it).
+    """
     h, w = gray.shape
     min_side = max(24, min(h, w) // 6)
-    for name in FACE_CASCADES:
-        found = _cascade(name).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                                minSize=(min_side, min_side))
-        if len(found):
-            return [tuple(int(v) for v in f) for f in found], name
-    return [], None
+    for equalise in (False, True):
+        img = cv2.equalizeHist(gray) if equalise else gray
+        for name in FACE_CASCADES:
+            found = _cascade(name).detectMultiScale(img, scaleFactor=1.1, minNeighbors=5,
+                                                    minSize=(min_side, min_side))
+            if len(found):
+                how = name + (" on the equalised frame" if equalise else "")
+                return [tuple(int(v) for v in f) for f in found], how, img
+    return [], None, None
 
 
 def _find_eyes(gray: np.ndarray, box):
@@ -134,29 +144,8 @@ def _find_eyes(gray: np.ndarray, box):
             continue
         if abs(math.degrees(math.atan2(dy, dx))) > MAX_EYE_ANGLE:
             continue
-        return (_pupil(gray, le), _pupil(gray, re)), None
+        return ((le[0], le[1]), (re[0], re[1])), None
     return None, "eyes not found (a pair, one each side of the face)"
-
-
-def _pupil(gray: np.ndarray, eye):
-    """Refine a cascade's eye centre to the centroid of the darkest pixels around it.
-
-    The cascades' boxes come in coarse steps of position and scale, which alone gives the
-    roll angle only to about 2 degrees; the iris and pupil are the darkest part of the eye.
-    """
-    cx, cy, size = eye
-    r = 0.3 * size
-    x0, y0 = max(int(cx - r), 0), max(int(cy - r), 0)
-    x1, y1 = min(int(cx + r) + 1, gray.shape[1]), min(int(cy + r) + 1, gray.shape[0])
-    roi = gray[y0:y1, x0:x1].astype(np.float32)
-    if roi.size < 9:
-        return (cx, cy)
-    roi = cv2.GaussianBlur(roi, (0, 0), max(1.0, size / 20.0))
-    ys, xs = np.nonzero(roi <= np.percentile(roi, 8))
-    px, py = x0 + xs.mean(), y0 + ys.mean()
-    if math.hypot(px - cx, py - cy) > 0.25 * size:
-        return (cx, cy)
-    return (float(px), float(py))
 
 
 def _iou(a, b):
@@ -188,8 +177,8 @@ def find_face(img_bgr: np.ndarray, *, margin: float = 0.0, align: bool = True) -
     the levelled frame (a better box for an upright face), falling back to the first box.
     margin: grow the box by this share of its size on every side.
     """
-    gray = cv2.equalizeHist(_as_gray(img_bgr, "onset frame"))
-    faces, cascade = _detect_faces(gray)
+    gray = _as_gray(img_bgr, "onset frame")
+    faces, cascade, searched = _detect_faces(gray)
     if not faces:
         return None
     notes = []
@@ -202,7 +191,9 @@ def find_face(img_bgr: np.ndarray, *, margin: float = 0.0, align: bool = True) -
     angle = 0.0
     eyes = None
     if align:
-        eyes, why = _find_eyes(gray, box)
+        eyes, why = _find_eyes(searched, box)
+        if eyes is None and searched is gray:
+            eyes, why = _find_eyes(cv2.equalizeHist(gray), box)
         if eyes is None:
             notes.append(f"not aligned: {why}")
         else:
@@ -214,7 +205,7 @@ def find_face(img_bgr: np.ndarray, *, margin: float = 0.0, align: bool = True) -
                 levelled = cv2.warpAffine(gray, _rotation(center, angle), (w, h),
                                           flags=cv2.INTER_LINEAR,
                                           borderMode=cv2.BORDER_REPLICATE)
-                again, _ = _detect_faces(levelled)
+                again, _, _ = _detect_faces(levelled)
                 if again:
                     best = max(again, key=lambda f: _iou(f, box))
                     if _iou(best, box) > 0.3:
