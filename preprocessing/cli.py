@@ -49,7 +49,59 @@ def _table4(subparsers):
     p.set_defaults(func=run)
 
 
-SUBCOMMANDS = [_table4]
+def _run(subparsers):
+    p = subparsers.add_parser(
+        "run", help="clips -> faces -> TIM -> RPCA -> HDF5 shards, fold lists, manifest",
+        description="Preprocess the databases into Caffe's HDF5 inputs under --out "
+                    "(see preprocessing/pipeline.py for the layout). Resumable: rerun the same "
+                    "command after an interruption.")
+    add_database_arguments(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (no spaces)")
+    proto = p.add_mutually_exclusive_group()
+    proto.add_argument("--folds", type=int, default=10, metavar="K",
+                       help="K stratified groups, leave one group out (default 10, the paper's)")
+    proto.add_argument("--loso", action="store_true", help="leave one subject out instead")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified groups (default 0)")
+    p.add_argument("--interp", choices=("tim", "linear"), default="tim",
+                   help="temporal normalisation to 150 frames (default tim)")
+    rp = p.add_mutually_exclusive_group()
+    rp.add_argument("--lam", type=float, metavar="L", help="RPCA lambda (default 1/sqrt(12544))")
+    rp.add_argument("--sparsity", type=float, metavar="S",
+                    help="choose lambda per clip so E has this share of non-zeros (e.g. 0.25)")
+    p.add_argument("--rpca-tol", type=float, default=1e-7, metavar="T",
+                   help="RPCA stops at relative residual T (default 1e-7)")
+    p.add_argument("--rpca-max-iter", type=int, default=1000, metavar="N",
+                   help="RPCA iteration cap; a clip not converged by then is excluded (default 1000)")
+    p.add_argument("--augment", metavar="LIST",
+                   help="training augmentation: comma-separated flip, rot+N, rot-N (rotN = rot+N), "
+                        "flip_rot+N, or none (default flip,rot-10,rot-5,rot+5,rot+10)")
+    p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
+    p.add_argument("--face-box", metavar="X,Y,W,H",
+                   help="crop box in frame pixels for clips where no face is found (else excluded)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N clips (a quick trial)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def run(args):
+        from preprocessing.labels import load_rules
+        from preprocessing.pipeline import Options, parse_augment, parse_face_box, run as run_pipeline
+        if args.workers is not None and args.workers < 1:
+            p.error("--workers must be at least 1")
+        if args.limit is not None and args.limit < 1:
+            p.error("--limit must be at least 1")
+        options = Options(interp=args.interp, lam=args.lam, sparsity=args.sparsity,
+                          face_box=parse_face_box(args.face_box), tol=args.rpca_tol,
+                          max_iter=args.rpca_max_iter)
+        rules = load_rules(args.rules) if args.rules else None
+        run_pipeline(database_roots(args, p), args.out, n_folds=args.folds, loso=args.loso,
+                     seed=args.seed, options=options, augment=parse_augment(args.augment),
+                     workers=args.workers, limit=args.limit, rules=rules,
+                     progress=not args.no_progress)
+        return 0
+
+    p.set_defaults(func=run)
+
+
+SUBCOMMANDS = [_table4, _run]
 
 
 def build_parser():

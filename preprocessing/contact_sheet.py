@@ -1,0 +1,88 @@
+"""contact_sheet.png: a few clips' 16 face crops and 16 RPCA E frames, for eyeballing.
+
+Per clip: a title bar (database, clip, class, RPCA share of non-zeros), a row of the 16 raw
+crops as the nets see them, and a row of |E| at the same frames, scaled by the clip's largest
+|E| over its 16 frames (so frames compare within a clip; white = that maximum). A good crop is
+centred on the face with the eyes level; a good E is dark with bright spots where the face
+moves (mouth, brows, eyes), not a ghost of the whole face.
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from preprocessing.labels import CLASSES
+
+__all__ = ["choose_clips", "item_title", "render", "write_contact_sheet"]
+
+TITLE_H = 22
+GAP = 4
+
+
+def choose_clips(rows, n=4):
+    """Manifest rows to show: the first included clip of each class, then the next included
+    ones in manifest order, up to n (deterministic)."""
+    included = [r for r in rows if str(r["included"]) == "1"]
+    chosen, seen = [], set()
+    for r in included:
+        if r["label"] not in seen:
+            seen.add(r["label"])
+            chosen.append(r)
+    for r in included:
+        if len(chosen) >= n:
+            break
+        if r not in chosen:
+            chosen.append(r)
+    chosen = chosen[:n]
+    return sorted(chosen, key=lambda r: int(r["index"]))
+
+
+def _title(text, width):
+    bar = np.full((TITLE_H, width, 3), 32, np.uint8)
+    cv2.putText(bar, text, (6, TITLE_H - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return bar
+
+
+def render(items):
+    """items: [(title, raw (16,H,W,3) uint8 RGB, sparse (16,H,W) float)] -> RGB image."""
+    blocks = []
+    for title, raw, sparse in items:
+        raw = np.asarray(raw)
+        mag = np.abs(np.asarray(sparse, np.float32))
+        peak = float(mag.max())
+        e = (mag / peak * 255.0 if peak > 0 else mag).round().astype(np.uint8)
+        row_raw = np.concatenate(list(raw), axis=1)
+        row_e = np.concatenate([np.repeat(f[:, :, None], 3, axis=2) for f in e], axis=1)
+        width = row_raw.shape[1]
+        blocks += [_title(f"{title}   |E| max {peak:.3g}", width), row_raw, row_e,
+                   np.zeros((GAP, width, 3), np.uint8)]
+    return np.concatenate(blocks, axis=0)
+
+
+def write_contact_sheet(path, items):
+    """Render items and write a PNG atomically (tmp file + rename)."""
+    img = render(items)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the contact sheet as PNG")
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return img.shape
+
+
+def item_title(row):
+    label = int(row["label"])
+    name = CLASSES[label] if 0 <= label < len(CLASSES) else str(label)
+    share = row.get("rpca_nnz_share", "")
+    share = f"  E non-zeros {float(share):.1%}" if share else ""
+    return f"{row['database']} {row['subject']} {row['clip']}  class {label} {name}{share}"

@@ -1,0 +1,140 @@
+"""HDF5 shards in the layout Caffe's stock HDF5Data layer reads (one file per fold group).
+
+Datasets of a shard holding K clips (row k = one clip, or one augmented copy of a clip):
+    raw        uint8   (K, 16, 3, 112, 112)  RGB, channels first (SAMM: gray repeated x3)
+    sparse     float32 (K, 16, 1, 112, 112)  RPCA E at the same 16 frames
+    label      float32 (K, 16)               clip class repeated per frame
+    cont       float32 (K, 16)               0 at t = 0, 1 after (Caffe's recurrent layers)
+    clip_label int32   (K,)                  clip class
+    clip_index int32   (K,)                  row of the clip in manifest.csv
+HDF5Data converts every dataset to float when it loads a file, so uint8 raw arrives as
+0..255 floats and int32 columns as exact floats. Datasets are chunked one clip per chunk and
+gzip-compressed (level 1, with HDF5's byte shuffle): both filters are built into libhdf5, so
+Caffe reads them; E is mostly exact zeros and shrinks several times.
+
+A shard is written to a temporary file beside its final name and renamed into place, so a
+shard path never holds half a file. Its `key` attribute fingerprints what went in (clip
+contents, order, labels, augmentation); a rerun with the same key leaves the file alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import h5py
+import numpy as np
+
+from preprocessing.sampling import N_SAMPLED
+
+__all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "shard_key", "stored_key", "write_shard",
+           "read_shard", "load_clip_arrays"]
+
+LAYOUT_VERSION = 1
+CROP = 112
+DATASETS = ("raw", "sparse", "label", "cont", "clip_label", "clip_index")
+_COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+
+
+def shard_key(items, variants=(), group=None):
+    """Fingerprint of a shard: items = [(clip_index, label, digest of the clip's arrays)]."""
+    blob = json.dumps({"layout": LAYOUT_VERSION, "compression": _COMPRESSION, "group": group,
+                       "variants": list(variants),
+                       "clips": [[int(i), int(l), str(d)] for i, l, d in items]},
+                      sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def stored_key(path):
+    """The key attribute of an existing, complete shard; None if absent or unreadable."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            if any(name not in f for name in DATASETS):
+                return None
+            key = f.attrs.get("key")
+    except (OSError, ValueError):
+        return None
+    if isinstance(key, bytes):
+        key = key.decode()
+    return key
+
+
+def load_clip_arrays(cache_path):
+    """(raw (16,112,112,3) uint8, sparse (16,112,112) float32) from a clip's cache file."""
+    try:
+        with np.load(cache_path) as z:
+            raw, sparse = z["raw"], z["sparse"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise RuntimeError(f"cache file {cache_path} is unreadable ({exc}); delete it and rerun "
+                           "to recompute the clip") from None
+    want = (N_SAMPLED, CROP, CROP)
+    if raw.shape != want + (3,) or raw.dtype != np.uint8 or sparse.shape != want:
+        raise RuntimeError(f"cache file {cache_path} holds raw {raw.dtype}{raw.shape} and sparse "
+                           f"{sparse.dtype}{sparse.shape}; delete it and rerun")
+    return raw, sparse.astype(np.float32, copy=False)
+
+
+def write_shard(path, items, variants=(), key="", group=None):
+    """Write one shard from clips' cache files; returns the number of rows.
+
+    items: [(clip_index, label, cache_path)] in shard order. With variants (augmentation
+    names of preprocessing.augment), each clip contributes one row per variant, clip-major,
+    and never its original; without, one row per clip. Memory: one clip at a time.
+    """
+    from preprocessing.augment import apply_variant
+
+    variants = tuple(variants)
+    per_clip = len(variants) if variants else 1
+    K = len(items) * per_clip
+    if K == 0:
+        raise ValueError(f"shard {path} would be empty")
+    T = N_SAMPLED
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            raw = f.create_dataset("raw", (K, T, 3, CROP, CROP), np.uint8,
+                                   chunks=(1, T, 3, CROP, CROP), track_times=False, **_COMPRESSION)
+            sparse = f.create_dataset("sparse", (K, T, 1, CROP, CROP), np.float32,
+                                      chunks=(1, T, 1, CROP, CROP), track_times=False,
+                                      **_COMPRESSION)
+            clip_index = np.empty(K, np.int32)
+            clip_label = np.empty(K, np.int32)
+            row = 0
+            for index, label, cache_path in items:
+                r, s = load_clip_arrays(cache_path)
+                copies = ([apply_variant(r, s, v) for v in variants] if variants else [(r, s)])
+                for rv, sv in copies:
+                    raw[row] = np.ascontiguousarray(rv.transpose(0, 3, 1, 2))
+                    sparse[row] = sv[:, None, :, :]
+                    clip_index[row], clip_label[row] = index, label
+                    row += 1
+            label_rows = np.repeat(clip_label.astype(np.float32)[:, None], T, axis=1)
+            cont = np.ones((K, T), np.float32)
+            cont[:, 0] = 0.0
+            f.create_dataset("label", data=label_rows, track_times=False)
+            f.create_dataset("cont", data=cont, track_times=False)
+            f.create_dataset("clip_label", data=clip_label, track_times=False)
+            f.create_dataset("clip_index", data=clip_index, track_times=False)
+            f.attrs["key"] = key
+            f.attrs["layout_version"] = LAYOUT_VERSION
+            f.attrs["variants"] = json.dumps(list(variants))
+            if group is not None:
+                f.attrs["group"] = int(group)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return K
+
+
+def read_shard(path):
+    """All datasets of a shard as numpy arrays, plus its attributes under 'attrs'."""
+    with h5py.File(path, "r") as f:
+        out = {name: f[name][()] for name in DATASETS}
+        out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    return out

@@ -1,0 +1,546 @@
+"""From the databases' clips to Caffe's HDF5 inputs (`tools/preprocess.py run`).
+
+Per clip (in parallel, one process per core, one BLAS/OpenCV thread each):
+  frames (cv2.imread; a missing or unreadable frame excludes the clip, naming the file)
+  -> face on the onset frame (preprocessing.face; no face excludes the clip unless the user
+     gives a box) -> every frame cut by that one box to 112x112 RGB
+  -> 150 frames (TIM by default, or linear) -> gray in [0, 1] -> D (12544 x 150)
+  -> RPCA (default lambda, a given one, or lambda per clip for a target share of non-zeros)
+     -> E (a failed solve excludes the clip, as the paper dropped 7 + 3 clips)
+  -> frames 1, 11, ..., 141, 150 of the raw RGB and of E.
+Each result, or the reason for excluding the clip, is cached in
+OUT/cache/<database>/<subject>/<clip>.npz with a stamp of everything that decides it (the
+options, the frame files' names and sizes, PIPELINE_VERSION): a rerun reuses a matching
+cache file and recomputes the rest, so an interrupted run loses at most the clips in flight.
+
+Then, over the included clips: fold groups (preprocessing.folds), one HDF5 shard per group
+and one augmented shard per group (training only; preprocessing.hdf5_shards), the fold list
+files, folds.json, manifest.csv, skipped.csv and contact_sheet.png. A shard whose content
+fingerprint has not changed is not rewritten. Every file is written to a temporary name and
+renamed, so nothing is ever half-written. Given the same inputs, options and seed, the run
+produces the same shards and manifest, whatever the number of workers.
+
+Layout of OUT (what psn's training tool reads):
+    manifest.csv, skipped.csv, folds.json, contact_sheet.png
+    cache/<database>/<subject>/<clip>.npz
+    shards/group01.h5, shards/group01_aug.h5, ...
+    folds/fold01/train.txt, folds/fold01/test.txt, ...   (absolute shard paths, one a line)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from preprocessing.clips import InputError
+# Imported here, not in the functions: threadpoolctl can only hold to one thread the BLAS
+# libraries already loaded (scipy.linalg brings its own OpenBLAS).
+from preprocessing.face import NoFaceError, clip_face_box, crop_frame
+from preprocessing.rpca import RPCAError, rpca, rpca_for_sparsity
+from preprocessing.tim import interpolate
+from preprocessing.hdf5_shards import CROP, shard_key, stored_key, write_shard, load_clip_arrays
+from preprocessing.sampling import N_FRAMES, sample
+
+__all__ = ["PIPELINE_VERSION", "Options", "ClipExcluded", "parse_augment", "parse_face_box",
+           "read_frame", "compute_clip", "cache_path", "clip_stamp", "read_cache",
+           "process_clip", "run", "summary_lines"]
+
+# Bump when what a clip's cache holds would change for the same options.
+PIPELINE_VERSION = 1
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as cv2's RGB2GRAY
+
+
+@dataclass(frozen=True)
+class Options:
+    """What decides a clip's result (all of it goes into the cache stamp)."""
+    interp: str = "tim"                  # 'tim' | 'linear'
+    lam: Optional[float] = None          # RPCA lambda; None = 1/sqrt(12544)
+    sparsity: Optional[float] = None     # target share of non-zeros in E (lambda per clip)
+    face_box: Optional[tuple] = None     # (x, y, w, h) used when no face is found
+    tol: float = 1e-7
+    max_iter: int = 1000
+
+    def __post_init__(self):
+        if self.interp not in ("tim", "linear"):
+            raise InputError(f"--interp must be 'tim' or 'linear', not {self.interp!r}")
+        if self.lam is not None and self.sparsity is not None:
+            raise InputError("give --lam or --sparsity, not both")
+        if self.lam is not None and not self.lam > 0:
+            raise InputError(f"--lam must be positive, got {self.lam}")
+        if self.sparsity is not None and not 0 < self.sparsity < 1:
+            raise InputError(f"--sparsity is a share of non-zeros in (0, 1), got {self.sparsity}")
+        if not self.tol > 0 or int(self.max_iter) < 1:
+            raise InputError(f"RPCA needs tol > 0 and max_iter >= 1, got {self.tol}, {self.max_iter}")
+
+    def stamp(self):
+        return {"interp": self.interp, "lam": self.lam, "sparsity": self.sparsity,
+                "face_box": list(self.face_box) if self.face_box else None,
+                "tol": self.tol, "max_iter": self.max_iter}
+
+
+class ClipExcluded(Exception):
+    """The clip cannot be used; str(self) is the manifest's reason, stage where it failed."""
+
+    def __init__(self, reason, stage):
+        super().__init__(reason)
+        self.stage = stage
+
+
+def parse_augment(text):
+    """'none' -> (); 'flip,rot5,rot-5' -> ('flip', 'rot+5', 'rot-5'); None -> the defaults."""
+    from preprocessing.augment import DEFAULT_VARIANTS, parse_variant
+    if text is None:
+        return tuple(DEFAULT_VARIANTS)
+    if text.strip().lower() in ("", "none"):
+        return ()
+    out = []
+    for name in (t.strip() for t in text.split(",")):
+        # 'rot5' reads as 'rot+5'.
+        name = re.sub(r"rot(\d)", r"rot+\1", name)
+        try:
+            parse_variant(name)
+        except ValueError as exc:
+            raise InputError(f"--augment: {exc}") from None
+        if name in out:
+            raise InputError(f"--augment: {name} given twice")
+        out.append(name)
+    return tuple(out)
+
+
+def parse_face_box(text):
+    """'x,y,w,h' (pixels of the original frame) -> (x, y, w, h) ints."""
+    if text is None:
+        return None
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise InputError(f"--face-box {text!r}: give x,y,w,h in pixels with w, h > 0, e.g. 160,80,320,320")
+    return box
+
+
+# ----------------------------------------------------------------------------------- one clip
+
+def read_frame(path):
+    """A frame as BGR uint8 (gray images come back with 3 equal channels)."""
+    if not os.path.isfile(path):
+        raise ClipExcluded(f"missing frame {path}", "frames")
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ClipExcluded(f"unreadable frame {path} (OpenCV cannot decode it; copy the file "
+                           "again from the database)", "frames")
+    return img
+
+
+def compute_clip(clip, opts=Options()):
+    """(raw (16,112,112,3) uint8 RGB, sparse (16,112,112) float32 E, info dict).
+
+    Raises ClipExcluded with the reason when the clip cannot be used.
+    """
+    t0 = time.perf_counter()
+    paths = clip.frames
+    if not paths:
+        raise ClipExcluded("the clip has no frames", "frames")
+    onset = read_frame(paths[0])
+    try:
+        fb = clip_face_box(onset, opts.face_box, where=paths[0])
+    except NoFaceError as exc:
+        raise ClipExcluded(str(exc), "face") from None
+    # Frames are cropped as they are read: a clip's full-size frames are never all in memory.
+    crops = np.empty((len(paths), CROP, CROP, 3), np.uint8)
+    for i, path in enumerate(paths):
+        img = onset if i == 0 else read_frame(path)
+        if img.shape != onset.shape:
+            raise ClipExcluded(f"frame {path} is {img.shape[1]}x{img.shape[0]}, the onset frame "
+                               f"{paths[0]} {onset.shape[1]}x{onset.shape[0]}", "frames")
+        try:
+            crops[i] = crop_frame(img, fb, CROP)
+        except ValueError as exc:
+            raise ClipExcluded(f"face box {fb.box} ({fb.source}) does not fit {path}: {exc}",
+                               "face") from None
+    gray = (crops.astype(np.float64) @ GRAY_WEIGHTS) / 255.0
+    raw = sample(interpolate(crops, N_FRAMES, opts.interp))
+    g150 = interpolate(gray, N_FRAMES, opts.interp)
+    D = g150.reshape(N_FRAMES, -1).T            # pixels x frames
+    try:
+        if opts.sparsity is not None:
+            _, E, rinfo = rpca_for_sparsity(D, target=opts.sparsity, tol=opts.tol,
+                                            max_iter=opts.max_iter)
+        else:
+            _, E, rinfo = rpca(D, lam=opts.lam, tol=opts.tol, max_iter=opts.max_iter)
+    except RPCAError as exc:
+        raise ClipExcluded(f"RPCA failed: {exc}", "rpca") from None
+    sparse = sample(E.T.reshape(N_FRAMES, CROP, CROP)).astype(np.float32)
+    raw = np.ascontiguousarray(raw)
+    rp = {"iterations": int(rinfo["iterations"]), "rank": int(rinfo["rank"]),
+          "nnz_share": float(rinfo["nnz_share"]), "lam": float(rinfo["lam"]),
+          "converged": bool(rinfo["converged"]), "rel_residual": float(rinfo["rel_residual"])}
+    notes = [f"face: {n}" for n in fb.notes]
+    if "target" in rinfo:
+        rp.update(target=float(rinfo["target"]), target_met=bool(rinfo["target_met"]),
+                  solves=int(rinfo["solves"]))
+        if not rinfo["target_met"]:
+            notes.append(f"E non-zero share {rp['nnz_share']:.3f} misses the target "
+                         f"{rp['target']:g} after {rp['solves']} RPCA solves")
+    digest = hashlib.sha256(raw.tobytes() + sparse.tobytes()).hexdigest()
+    info = {"included": True, "reason": "", "n_frames": len(paths), "interp": opts.interp,
+            "face": {"source": fb.source, "box": list(fb.box), "angle": round(float(fb.angle), 4),
+                     "notes": list(fb.notes)},
+            "rpca": rp, "notes": notes, "digest": digest,
+            "seconds": round(time.perf_counter() - t0, 3)}
+    return raw, sparse, info
+
+
+def cache_path(cache_dir, clip):
+    """cache_dir/<database>/<subject without the database prefix>/<clip>.npz"""
+    subject = clip.subject.split("/", 1)[1] if clip.subject.startswith(clip.database + "/") else clip.subject
+    safe = lambda s: re.sub(r"[^A-Za-z0-9._+-]", "_", str(s))  # noqa: E731
+    return os.path.join(cache_dir, safe(clip.database), safe(subject), safe(clip.clip) + ".npz")
+
+
+def clip_stamp(clip, opts):
+    """Everything that decides a clip's cached result (compared as JSON)."""
+    frames = []
+    for p in clip.frames:
+        try:
+            size = os.path.getsize(p)
+        except OSError:
+            size = -1
+        frames.append([os.path.basename(p), size])
+    stamp = {"version": PIPELINE_VERSION, "options": opts.stamp(), "onset": clip.onset,
+             "offset": clip.offset, "frames": frames}
+    return json.loads(json.dumps(stamp))
+
+
+def _save_cache(path, stamp, info, raw=None, sparse=None):
+    arrays = {"stamp": np.array(json.dumps(stamp, sort_keys=True)),
+              "info": np.array(json.dumps(info, sort_keys=True))}
+    if raw is not None:
+        arrays.update(raw=raw, sparse=sparse)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_cache(path, stamp):
+    """The cached result {included, reason, info} if path holds one made with this stamp."""
+    try:
+        with np.load(path) as z:
+            files = set(z.files)
+            if json.loads(str(z["stamp"])) != stamp:
+                return None
+            info = json.loads(str(z["info"]))
+    except (OSError, ValueError, KeyError, EOFError, Exception):  # missing, truncated, foreign
+        return None
+    if info.get("included") and not {"raw", "sparse"} <= files:
+        return None
+    return {"included": bool(info.get("included")), "reason": info.get("reason", ""),
+            "info": info, "computed": False}
+
+
+def process_clip(clip, cache_file, opts=Options()):
+    """Compute one clip and cache the result (or its exclusion); returns {included, reason,
+    info, computed: True}. Unexpected errors propagate, naming the clip."""
+    stamp = clip_stamp(clip, opts)
+    try:
+        raw, sparse, info = compute_clip(clip, opts)
+    except ClipExcluded as exc:
+        info = {"included": False, "reason": str(exc), "stage": exc.stage}
+        _save_cache(cache_file, stamp, info)
+        return {"included": False, "reason": str(exc), "info": info, "computed": True}
+    except Exception as exc:
+        raise RuntimeError(f"{clip.database} {clip.subject} {clip.clip} ({clip.frames[0] if clip.frames else ''}): "
+                           f"{type(exc).__name__}: {exc}") from exc
+    _save_cache(cache_file, stamp, info, raw, sparse)
+    return {"included": True, "reason": "", "info": info, "computed": True}
+
+
+# ----------------------------------------------------------------------------------- workers
+
+def _init_worker():
+    cv2.setNumThreads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:  # the env vars set before the spawn already hold BLAS to one thread
+        pass
+
+
+def _clip_task(task):
+    index, clip, cache_file, opts = task
+    return index, process_clip(clip, cache_file, opts)
+
+
+def _shard_task(task):
+    path, items, variants, key, group = task
+    return path, write_shard(path, items, variants, key, group)
+
+
+class _Runner:
+    """Runs tasks in a spawn pool of single-threaded workers, or inline for workers == 1
+    (also single-threaded, so results do not depend on the number of workers)."""
+
+    def __init__(self, workers):
+        self.workers = max(1, int(workers))
+        self.pool = None
+
+    def map(self, fn, tasks):
+        tasks = list(tasks)
+        if not tasks:
+            return
+        if self.workers == 1 or len(tasks) == 1:
+            from threadpoolctl import threadpool_limits
+            n_cv = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                with threadpool_limits(1):
+                    for t in tasks:
+                        yield fn(t)
+            finally:
+                cv2.setNumThreads(n_cv)
+            return
+        if self.pool is None:
+            saved = {k: os.environ.get(k) for k in THREAD_VARS}
+            os.environ.update({k: "1" for k in THREAD_VARS})
+            try:
+                self.pool = mp.get_context("spawn").Pool(self.workers, initializer=_init_worker)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+        yield from self.pool.imap_unordered(fn, tasks)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+# ----------------------------------------------------------------------------------- the run
+
+def _progress(total, desc, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="clip" if desc == "clips" else "shard",
+                disable=not enabled or total == 0, file=sys.stderr, dynamic_ncols=True)
+
+
+def _remove_stale(folder, pattern, keep):
+    """Remove our own files/folders under folder that match pattern and are not in keep."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if re.fullmatch(pattern, name) and name not in keep:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+
+
+def run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
+        workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print):
+    """The whole pipeline; returns a summary dict (also printed through `log`).
+
+    roots: {database: folder}. augment: tuple of variant names (() = none; None = defaults).
+    Raises InputError for bad input (missing folder, malformed sheet, too few clips).
+    """
+    from preprocessing.contact_sheet import choose_clips, item_title, write_contact_sheet
+    from preprocessing.folds import assign_groups, fold_plan, list_lines, protocol_name
+    from preprocessing.loaders import load_databases
+    from preprocessing.manifest import manifest_row, write_manifest, write_skipped, write_text_atomic
+
+    t_start = time.time()
+    out = os.path.abspath(out)
+    if any(ch.isspace() for ch in out):
+        raise InputError(f"--out {out!r} contains whitespace; Caffe's HDF5Data cannot read shard "
+                         "paths with spaces from its list files. Choose another folder.")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out} exists and is not a folder")
+    variants = parse_augment(None) if augment is None else tuple(augment)
+    workers = workers or os.cpu_count() or 1
+
+    clips, skipped = load_databases(roots, rules, loader_options)
+    if limit is not None:
+        clips = clips[:int(limit)]
+    os.makedirs(out, exist_ok=True)
+    write_skipped(os.path.join(out, "skipped.csv"), skipped)
+    if not clips:
+        raise InputError(f"no usable clip in {', '.join(roots.values())}; the reasons are in "
+                         f"{os.path.join(out, 'skipped.csv')}")
+
+    cache_dir = os.path.join(out, "cache")
+    cache_files = [cache_path(cache_dir, c) for c in clips]
+    dup = [p for p, n in Counter(cache_files).items() if n > 1]
+    if dup:
+        raise InputError(f"two clips map to the same cache file {dup[0]}: clip names must be "
+                         "unique per subject")
+
+    # Clips: reuse matching cache files, compute the rest.
+    results = [None] * len(clips)
+    tasks = []
+    for i, (clip, cf) in enumerate(zip(clips, cache_files)):
+        results[i] = read_cache(cf, clip_stamp(clip, options))
+        if results[i] is None:
+            tasks.append((i, clip, cf, options))
+    log(f"{len(clips)} clips ({len(skipped)} skipped by the loaders); {len(clips) - len(tasks)} "
+        f"cached, {len(tasks)} to compute with {min(workers, max(len(tasks), 1))} worker(s)")
+    runner = _Runner(workers)
+    t_clips = time.time()
+    try:
+        with _progress(len(tasks), "clips", progress) as bar:
+            for i, res in runner.map(_clip_task, tasks):
+                results[i] = res
+                bar.update(1)
+        t_clips = time.time() - t_clips
+
+        included = [i for i, r in enumerate(results) if r["included"]]
+        group_of = {}
+        plan = None
+        if included:
+            try:
+                groups = assign_groups([clips[i].label for i in included],
+                                       [clips[i].subject for i in included], n_folds, loso, seed)
+                group_of = dict(zip(included, groups.tolist()))
+            except InputError:
+                _write_manifest_rows(out, clips, results, {}, manifest_row, write_manifest)
+                raise
+        rows = _write_manifest_rows(out, clips, results, group_of, manifest_row, write_manifest)
+        if not included:
+            raise InputError(f"no clip could be used; the reasons are in {os.path.join(out, 'manifest.csv')}")
+
+        # Shards: one per group, and one augmented per group for training.
+        protocol = protocol_name(n_folds, loso)
+        plan = fold_plan([group_of[i] for i in included], [clips[i].label for i in included],
+                         [clips[i].subject for i in included], protocol, seed, len(variants))
+        shard_dir = os.path.join(out, "shards")
+        plain, aug, shard_tasks, keep = {}, {}, [], set()
+        for g in (e["group"] for e in plan["groups"]):
+            members = [i for i in included if group_of[i] == g]
+            items = [(i, clips[i].label, cache_files[i]) for i in members]
+            fp = [(i, clips[i].label, results[i]["info"]["digest"]) for i in members]
+            for vs, name, table in (((), f"group{g:02d}.h5", plain),
+                                    (variants, f"group{g:02d}_aug.h5", aug)):
+                if name.endswith("_aug.h5") and not variants:
+                    continue
+                path = os.path.join(shard_dir, name)
+                table[g] = path
+                keep.add(name)
+                key = shard_key(fp, vs, g)
+                if stored_key(path) != key:
+                    shard_tasks.append((path, items, vs, key, g))
+        os.makedirs(shard_dir, exist_ok=True)
+        _remove_stale(shard_dir, r"(group\d+(_aug)?\.h5|\.group\d+(_aug)?\.h5\.tmp\d+)", keep)
+        written = []
+        t_shards = time.time()
+        with _progress(len(shard_tasks), "shards", progress) as bar:
+            for path, n in runner.map(_shard_task, shard_tasks):
+                written.append(os.path.basename(path))
+                bar.update(1)
+        t_shards = time.time() - t_shards
+    finally:
+        runner.close()
+
+    # Fold lists and folds.json.
+    fold_dir = os.path.join(out, "folds")
+    fold_names = set()
+    for fold in plan["folds"]:
+        train, test = list_lines(fold, plain, aug)
+        name = f"fold{fold['fold']:02d}"
+        fold_names.add(name)
+        fold["train_list"] = os.path.join(fold_dir, name, "train.txt")
+        fold["test_list"] = os.path.join(fold_dir, name, "test.txt")
+        fold["train_shards"], fold["test_shards"] = train, test
+        write_text_atomic(fold["train_list"], "".join(p + "\n" for p in train))
+        write_text_atomic(fold["test_list"], "".join(p + "\n" for p in test))
+    _remove_stale(fold_dir, r"fold\d+", fold_names)
+    for entry in plan["groups"]:
+        entry["shard"] = plain[entry["group"]]
+        entry["aug_shard"] = aug.get(entry["group"])
+    plan.update(augment=list(variants), options=options.stamp(), pipeline_version=PIPELINE_VERSION,
+                databases=sorted(roots), manifest=os.path.join(out, "manifest.csv"))
+    write_text_atomic(os.path.join(out, "folds.json"), json.dumps(plan, indent=1, sort_keys=True) + "\n")
+
+    chosen = choose_clips(rows, 4)
+    items = []
+    for r in chosen:
+        raw, sparse = load_clip_arrays(cache_files[int(r["index"])])
+        items.append((item_title(r), raw, sparse))
+    write_contact_sheet(os.path.join(out, "contact_sheet.png"), items)
+
+    computed = [r for r in results if r["computed"]]
+    secs = [r["info"]["seconds"] for r in computed if r["included"]]
+    summary = {
+        "out": out, "clips": len(clips), "loader_skipped": len(skipped),
+        "included": len(included), "excluded": len(clips) - len(included),
+        "computed": len(computed), "cached": len(clips) - len(computed),
+        "shards_written": sorted(written), "shards_total": len(keep),
+        "per_database": _per_database(clips, results),
+        "per_class": [int(c) for c in np.bincount([clips[i].label for i in included], minlength=4)],
+        "excluded_by_stage": dict(Counter(r["info"].get("stage", "?") for r in results
+                                          if not r["included"])),
+        "seconds": time.time() - t_start, "seconds_clips": t_clips, "seconds_shards": t_shards,
+        "mean_clip_seconds": float(np.mean(secs)) if secs else None,
+        "protocol": protocol, "n_folds": plan["n_folds"], "workers": workers,
+    }
+    for line in summary_lines(summary):
+        log(line)
+    return summary
+
+
+def _write_manifest_rows(out, clips, results, group_of, manifest_row, write_manifest):
+    rows = [manifest_row(i, c, r, group_of.get(i)) for i, (c, r) in enumerate(zip(clips, results))]
+    write_manifest(os.path.join(out, "manifest.csv"), rows)
+    return [{k: str(v) for k, v in row.items()} for row in rows]
+
+
+def _per_database(clips, results):
+    out = {}
+    for c, r in zip(clips, results):
+        d = out.setdefault(c.database, {"included": 0, "excluded": 0})
+        d["included" if r["included"] else "excluded"] += 1
+    return out
+
+
+def summary_lines(s):
+    from preprocessing.labels import CLASSES
+    lines = [f"{'database':10s} {'included':>8s} {'excluded':>8s}"]
+    for db, d in s["per_database"].items():
+        lines.append(f"{db:10s} {d['included']:8d} {d['excluded']:8d}")
+    lines.append(f"{'total':10s} {s['included']:8d} {s['excluded']:8d}   (+{s['loader_skipped']} "
+                 "skipped by the loaders, see skipped.csv)")
+    lines.append("included per class: " + ", ".join(f"{CLASSES[k]} {n}" for k, n in enumerate(s["per_class"])))
+    if s["excluded_by_stage"]:
+        lines.append("excluded at: " + ", ".join(f"{k} {v}" for k, v in sorted(s["excluded_by_stage"].items()))
+                     + " (reasons in manifest.csv)")
+    per = f", {s['mean_clip_seconds']:.2f} s per clip in one worker" if s["mean_clip_seconds"] else ""
+    lines.append(f"clips: {s['computed']} computed, {s['cached']} from the cache{per}; shards: "
+                 f"{len(s['shards_written'])} of {s['shards_total']} written; {s['protocol']}, "
+                 f"{s['n_folds']} folds")
+    lines.append(f"time: {s['seconds']:.1f} s (clips {s['seconds_clips']:.1f} s, shards "
+                 f"{s['seconds_shards']:.1f} s, {s['workers']} worker(s)); output in {s['out']}")
+    return lines

@@ -1,0 +1,386 @@
+"""The pipeline from clips to Caffe's HDF5 inputs (preprocessing/pipeline.py and its parts).
+
+Fake CASME II and SAMM copies (64x48 frames without faces, so a user face box is given; one
+CASME II frame is corrupt) run through the whole pipeline once with a loose RPCA tolerance;
+the tests then read the outputs, rerun on copies (resume, CLI, LOSO), run again with two
+worker processes (determinism), and read a shard back through Caffe's own HDF5Data layer.
+"""
+import filecmp
+import json
+import os
+import shutil
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from fake_databases import make_casme2, make_samm
+from preprocessing import hdf5_shards
+from preprocessing.augment import apply_variant
+from preprocessing.cli import main as cli_main
+from preprocessing.clips import InputError
+from preprocessing.hdf5_shards import read_shard, write_shard
+from preprocessing.loaders import load_databases
+from preprocessing.manifest import MANIFEST_COLUMNS, read_manifest
+from preprocessing.pipeline import (Options, cache_path, clip_stamp, parse_augment,
+                                    parse_face_box, read_cache, run)
+
+# Subject | Filename | onset | apex | offset | AUs | emotion: every class, four subjects.
+CASME2_ROWS = [
+    (1, "EP02_01f", 10, 14, 22, 12, "happiness"),
+    (1, "EP03_02", 5, 9, 16, "4+7", "disgust"),
+    (2, "EP09_01", 5, 10, 18, "1+2", "surprise"),
+    (2, "EP10_02", 8, 12, 20, 14, "others"),
+    (3, "EP01_01", 3, 6, 12, 4, "repression"),
+    (3, "EP04_03", 20, 25, 33, "6+12", "happiness"),
+    (4, "EP05_01", 2, 5, 11, 25, "surprise"),
+    (4, "EP06_02", 7, 10, 15, "?", "others"),      # one of its frames is corrupt
+]
+CORRUPT = ("casme2/sub04", "EP06_02", 12)
+OPTIONS = Options(face_box=(0, 0, 48, 48), tol=0.03)   # loose RPCA: seconds, not minutes
+AUGMENT = ("flip", "rot+5")
+CLI_ARGS = ["--folds", "2", "--face-box", "0,0,48,48", "--rpca-tol", "0.03",
+            "--augment", "flip,rot5", "--workers", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("databases")
+    casme2 = make_casme2(base, rows=CASME2_ROWS, tree="selected")
+    samm = make_samm(base)
+    bad = os.path.join(casme2, "CASME2_RAW_selected", "sub04", "EP06_02", f"img{CORRUPT[2]}.jpg")
+    with open(bad, "wb") as f:
+        f.write(b"this is not a JPEG")
+    return {"casme2": casme2, "samm": samm}, bad
+
+
+@pytest.fixture(scope="module")
+def first(roots, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run") / "out")
+    lines = []
+    summary = run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+                  progress=False, log=lines.append)
+    return out, summary, lines
+
+
+def copy_run(first, tmp_path, name="copy"):
+    dst = str(tmp_path / name)
+    shutil.copytree(first[0], dst)
+    return dst
+
+
+def manifest_of(out):
+    return read_manifest(os.path.join(out, "manifest.csv"))
+
+
+def all_files(out):
+    return sorted(os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs)
+
+
+# ------------------------------------------------------------------------------ outputs
+
+def test_layout_and_summary(first):
+    out, summary, lines = first
+    files = all_files(out)
+    for name in ("manifest.csv", "skipped.csv", "folds.json", "contact_sheet.png",
+                 "shards/group01.h5", "shards/group02.h5", "shards/group01_aug.h5",
+                 "shards/group02_aug.h5", "folds/fold01/train.txt", "folds/fold01/test.txt",
+                 "folds/fold02/train.txt", "folds/fold02/test.txt",
+                 "cache/casme2/sub01/EP02_01f.npz", "cache/samm/006/006_1_2.npz"):
+        assert name in files, name
+    assert not [f for f in files if ".tmp" in f], "temporary files left behind"
+    assert summary["clips"] == 16 and summary["included"] == 15 and summary["excluded"] == 1
+    assert summary["computed"] == 16 and summary["cached"] == 0
+    assert summary["per_database"] == {"casme2": {"included": 7, "excluded": 1},
+                                       "samm": {"included": 8, "excluded": 0}}
+    text = "\n".join(lines)
+    assert "casme2            7        1" in text and "samm              8        0" in text
+    assert "included per class: positive" in text and "time:" in text
+
+
+def test_manifest_rows_and_exclusion_reason(first, roots):
+    out = first[0]
+    rows = manifest_of(out)
+    clips, _ = load_databases(roots[0])
+    assert tuple(rows[0].keys()) == MANIFEST_COLUMNS
+    assert len(rows) == len(clips) == 16
+    for i, (row, clip) in enumerate(zip(rows, clips)):
+        assert int(row["index"]) == i
+        assert (row["database"], row["subject"], row["clip"]) == (clip.database, clip.subject, clip.clip)
+        assert int(row["label"]) == clip.label and int(row["n_frames"]) == len(clip.frames)
+        assert row["au_set"] == "+".join(map(str, sorted(clip.au_set)))
+        if (clip.subject, clip.clip) == CORRUPT[:2]:
+            assert row["included"] == "0" and row["group"] == "" and row["rpca_iterations"] == ""
+            assert row["reason"].startswith(f"unreadable frame {roots[1]}")
+        else:
+            assert row["included"] == "1" and row["group"] in ("1", "2") and row["reason"] == ""
+            assert int(row["rpca_iterations"]) > 0 and int(row["rpca_rank"]) >= 1
+            assert 0 < float(row["rpca_nnz_share"]) < 1
+            assert float(row["rpca_lambda"]) == pytest.approx(1 / np.sqrt(112 * 112), rel=1e-5)
+            assert "box given by the user" in row["notes"]
+    # The sheet's own warnings reach the manifest (SAMM 028_4_1: apex after offset).
+    samm = {r["clip"]: r for r in rows}
+    assert "clamped" in samm["028_4_1"]["notes"]
+    skipped = open(os.path.join(out, "skipped.csv")).read().splitlines()
+    assert skipped == ["database,subject,clip,reason,source"]
+
+
+def test_shards_layout_values_and_augmentation(first):
+    out = first[0]
+    rows = manifest_of(out)
+    seen = []
+    for g in (1, 2):
+        s = read_shard(os.path.join(out, "shards", f"group{g:02d}.h5"))
+        K = s["raw"].shape[0]
+        assert s["raw"].shape == (K, 16, 3, 112, 112) and s["raw"].dtype == np.uint8
+        assert s["sparse"].shape == (K, 16, 1, 112, 112) and s["sparse"].dtype == np.float32
+        assert s["label"].shape == (K, 16) and s["label"].dtype == np.float32
+        assert s["cont"].shape == (K, 16) and s["cont"].dtype == np.float32
+        assert s["clip_label"].dtype == np.int32 and s["clip_index"].dtype == np.int32
+        assert np.all(s["cont"][:, 0] == 0) and np.all(s["cont"][:, 1:] == 1)
+        assert np.all(s["label"] == s["clip_label"][:, None])
+        for k, idx in enumerate(s["clip_index"]):
+            row = rows[idx]
+            assert row["group"] == str(g) and int(row["label"]) == s["clip_label"][k]
+            with np.load(cache_path(os.path.join(out, "cache"), _clip_like(row))) as z:
+                raw, sparse = z["raw"], z["sparse"]
+            assert np.array_equal(s["raw"][k], raw.transpose(0, 3, 1, 2))
+            assert np.array_equal(s["sparse"][k, :, 0], sparse)
+            if row["database"] == "samm":   # gray frames repeated to 3 channels
+                assert np.array_equal(s["raw"][k, :, 0], s["raw"][k, :, 1])
+                assert np.array_equal(s["raw"][k, :, 0], s["raw"][k, :, 2])
+            # E is the sparse part: many exact zeros, and not all zero.
+            assert 0 < np.count_nonzero(sparse) < sparse.size
+            seen.append(int(idx))
+        a = read_shard(os.path.join(out, "shards", f"group{g:02d}_aug.h5"))
+        assert a["raw"].shape == (2 * K, 16, 3, 112, 112)
+        assert np.array_equal(a["clip_index"], np.repeat(s["clip_index"], 2))
+        assert json.loads(a["attrs"]["variants"]) == list(AUGMENT)
+        for v, name in enumerate(AUGMENT):
+            r, e = apply_variant(s["raw"][0].transpose(0, 2, 3, 1), s["sparse"][0, :, 0], name)
+            assert np.array_equal(a["raw"][v], r.transpose(0, 3, 1, 2))
+            assert np.array_equal(a["sparse"][v, :, 0], e)
+    assert sorted(seen) == [int(r["index"]) for r in rows if r["included"] == "1"]
+
+
+def _clip_like(row):
+    """Enough of a Clip for cache_path."""
+    class C:
+        database, subject, clip = row["database"], row["subject"], row["clip"]
+    return C
+
+
+def test_fold_lists_and_folds_json(first):
+    out = first[0]
+    shards = os.path.join(out, "shards")
+    plan = json.load(open(os.path.join(out, "folds.json")))
+    assert plan["protocol"] == "groups2" and plan["seed"] == 0 and plan["n_folds"] == 2
+    assert plan["augment"] == list(AUGMENT) and plan["n_clips"] == 15
+    rows = manifest_of(out)
+    for fold in plan["folds"]:
+        g = fold["test_group"]
+        test = open(os.path.join(out, "folds", f"fold{g:02d}", "test.txt")).read().splitlines()
+        train = open(os.path.join(out, "folds", f"fold{g:02d}", "train.txt")).read().splitlines()
+        assert test == [os.path.join(shards, f"group{g:02d}.h5")]
+        other = 3 - g
+        assert train == [os.path.join(shards, f"group{other:02d}.h5"),
+                         os.path.join(shards, f"group{other:02d}_aug.h5")]
+        assert all(os.path.isabs(p) and os.path.isfile(p) for p in train + test)
+        assert not set(test) & set(train) and not any("_aug" in p for p in test)
+        counts = np.bincount([int(r["label"]) for r in rows if r["group"] == str(g)], minlength=4)
+        assert fold["class_counts"]["test"] == counts.tolist()
+    sizes = [e["n_clips"] for e in plan["groups"]]
+    assert sorted(sizes) == [7, 8]     # stratified halves of 15
+
+
+def test_contact_sheet_is_a_png_of_crops_and_E(first):
+    out = first[0]
+    img = cv2.imread(os.path.join(out, "contact_sheet.png"))
+    assert img is not None
+    # 4 clips (one per class first), each: title bar 22 + raw 112 + E 112 + gap 4.
+    assert img.shape == (4 * (22 + 112 + 112 + 4), 16 * 112, 3)
+
+
+# ------------------------------------------------------------------------------ reruns
+
+def test_rerun_recomputes_only_what_is_missing(first, roots, tmp_path):
+    out = copy_run(first, tmp_path)
+    rows = manifest_of(out)
+    victim = next(r for r in rows if r["included"] == "1" and r["group"] == "1")
+    os.remove(cache_path(os.path.join(out, "cache"), _clip_like(victim)))
+    os.remove(os.path.join(out, "shards", "group02.h5"))
+    kept = os.path.join(out, "shards", "group01.h5")
+    stat = os.stat(kept)
+    summary = run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1, progress=False,
+                  log=lambda *a: None)
+    assert summary["computed"] == 1 and summary["cached"] == 15
+    # The recomputed clip is bit-identical, so its group's shard stays; the deleted one returns.
+    assert summary["shards_written"] == ["group02.h5"]
+    assert os.stat(kept).st_mtime_ns == stat.st_mtime_ns
+    assert filecmp.cmp(os.path.join(out, "manifest.csv"), os.path.join(first[0], "manifest.csv"),
+                       shallow=False)
+    for name in ("group01.h5", "group02.h5", "group01_aug.h5"):
+        a = read_shard(os.path.join(out, "shards", name))
+        b = read_shard(os.path.join(first[0], "shards", name))
+        for key in hdf5_shards.DATASETS:
+            assert np.array_equal(a[key], b[key]), (name, key)
+    # Nothing missing: nothing recomputed, nothing rewritten.
+    again = run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT,
+                workers=1, progress=False, log=lambda *a: None)
+    assert again["computed"] == 0 and again["shards_written"] == []
+
+
+def test_changed_option_invalidates_the_cache(first, roots):
+    clips, _ = load_databases(roots[0])
+    cf = cache_path(os.path.join(first[0], "cache"), clips[0])
+    assert read_cache(cf, clip_stamp(clips[0], OPTIONS))["included"]
+    for changed in (Options(face_box=(0, 0, 48, 48), tol=0.03, interp="linear"),
+                    Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=0.25),
+                    Options(face_box=(0, 0, 40, 40), tol=0.03)):
+        assert read_cache(cf, clip_stamp(clips[0], changed)) is None
+    # An excluded clip's reason is cached too, so a rerun does not redo it.
+    bad = next(c for c in clips if (c.subject, c.clip) == CORRUPT[:2])
+    cached = read_cache(cache_path(os.path.join(first[0], "cache"), bad), clip_stamp(bad, OPTIONS))
+    assert cached["included"] is False and cached["reason"].startswith("unreadable frame")
+
+
+def test_same_inputs_two_workers_give_identical_shards_and_manifest(first, roots, tmp_path):
+    out = str(tmp_path / "parallel")
+    summary = run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=2,
+                  progress=False, log=lambda *a: None)
+    assert summary["computed"] == 16 and summary["workers"] == 2
+    assert filecmp.cmp(os.path.join(out, "manifest.csv"), os.path.join(first[0], "manifest.csv"),
+                       shallow=False)
+    for name in ("group01.h5", "group02.h5", "group01_aug.h5", "group02_aug.h5"):
+        a, b = os.path.join(out, "shards", name), os.path.join(first[0], "shards", name)
+        assert filecmp.cmp(a, b, shallow=False), name
+    pa = json.load(open(os.path.join(out, "folds.json")))
+    pb = json.load(open(os.path.join(first[0], "folds.json")))
+    assert [g["class_counts"] for g in pa["groups"]] == [g["class_counts"] for g in pb["groups"]]
+
+
+def test_cli_run_matches_the_api_and_prints_the_summary(first, roots, tmp_path, capsys):
+    out = copy_run(first, tmp_path)
+    rc = cli_main(["run", "--casme2", roots[0]["casme2"], "--samm", roots[0]["samm"],
+                   "--out", out] + CLI_ARGS)
+    assert rc == 0
+    text = capsys.readouterr().out
+    # Same options through the CLI: every clip and shard comes from the first run.
+    assert "0 computed, 16 from the cache" in text and "shards: 0 of 4 written" in text
+    assert "casme2            7        1" in text
+
+
+def test_loso_from_the_cache(first, roots, tmp_path):
+    out = copy_run(first, tmp_path)
+    summary = run(roots[0], out, loso=True, options=OPTIONS, augment=(), workers=1,
+                  progress=False, log=lambda *a: None)
+    rows = manifest_of(out)
+    subjects = sorted({r["subject"] for r in rows if r["included"] == "1"})
+    assert summary["computed"] == 0 and summary["n_folds"] == len(subjects) == 11
+    plan = json.load(open(os.path.join(out, "folds.json")))
+    assert plan["protocol"] == "loso" and plan["augment"] == []
+    for fold in plan["folds"]:
+        members = {r["subject"] for r in rows if r["group"] == str(fold["test_group"])}
+        assert members == {fold["test_subject"]}
+        train = open(fold["train_list"]).read().splitlines()
+        assert len(train) == len(subjects) - 1 and not any("_aug" in p for p in train)
+    # The earlier run's shards and folds beyond the new plan are gone; no augmented shards.
+    names = sorted(os.listdir(os.path.join(out, "shards")))
+    assert names == [f"group{g:02d}.h5" for g in range(1, 12)]
+
+
+# ------------------------------------------------------------------------------ bad input
+
+def test_no_face_excludes_every_clip_with_its_reason(roots, tmp_path):
+    out = str(tmp_path / "noface")
+    with pytest.raises(InputError, match="no clip could be used"):
+        run({"samm": roots[0]["samm"]}, out, n_folds=2, options=Options(tol=0.03), workers=1,
+            progress=False, log=lambda *a: None)
+    rows = manifest_of(out)
+    clips, _ = load_databases({"samm": roots[0]["samm"]})
+    assert len(rows) == 8
+    for row, clip in zip(rows, clips):
+        assert row["included"] == "0" and row["group"] == ""
+        assert row["reason"].startswith(f"no face found on the onset frame ({clip.frames[0]})")
+    assert not os.path.exists(os.path.join(out, "shards"))
+
+
+def test_cli_bad_input_is_a_clear_error(roots, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    missing = str(tmp_path / "nowhere")
+    assert cli_main(["run", "--casme2", missing, "--out", out]) == 2
+    assert missing in capsys.readouterr().err
+    base = ["run", "--samm", roots[0]["samm"], "--out", out]
+    assert cli_main(base + ["--augment", "flip,spin"]) == 2
+    assert "unknown augmentation 'spin'" in capsys.readouterr().err
+    assert cli_main(base + ["--face-box", "1,2,3"]) == 2
+    assert "--face-box '1,2,3'" in capsys.readouterr().err
+    assert cli_main(base + ["--sparsity", "1.5"]) == 2
+    assert cli_main(["run", "--samm", roots[0]["samm"], "--out", str(tmp_path / "my out")]) == 2
+    assert "whitespace" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(base + ["--lam", "0.01", "--sparsity", "0.25"])
+    assert not os.path.exists(out) or not os.listdir(out) or "manifest.csv" not in os.listdir(out)
+
+
+def test_option_parsers():
+    assert parse_augment(None) == ("flip", "rot-10", "rot-5", "rot+5", "rot+10")
+    assert parse_augment("none") == ()
+    assert parse_augment("flip,rot5,rot-5,flip_rot+10") == ("flip", "rot+5", "rot-5", "flip_rot+10")
+    with pytest.raises(InputError, match="twice"):
+        parse_augment("flip,flip")
+    assert parse_face_box("10,20,30,40") == (10, 20, 30, 40)
+    with pytest.raises(InputError):
+        parse_face_box("10,20,0,40")
+
+
+def test_a_failed_shard_write_leaves_nothing(first, tmp_path, monkeypatch):
+    out = first[0]
+    rows = manifest_of(out)
+    items = [(int(r["index"]), int(r["label"]), cache_path(os.path.join(out, "cache"), _clip_like(r)))
+             for r in rows if r["included"] == "1"][:3]
+    calls = []
+    real = hdf5_shards.load_clip_arrays
+
+    def failing(path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt   # an interrupted run
+        return real(path)
+
+    monkeypatch.setattr(hdf5_shards, "load_clip_arrays", failing)
+    path = str(tmp_path / "group09.h5")
+    with pytest.raises(KeyboardInterrupt):
+        write_shard(path, items, key="k")
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(hdf5_shards, "load_clip_arrays", real)
+    assert write_shard(path, items, ("flip",), key="k2") == 3
+    assert hdf5_shards.stored_key(path) == "k2"
+    with h5py.File(path, "r") as f:
+        assert f["raw"].shape == (3, 16, 3, 112, 112)
+
+
+# ------------------------------------------------------------------------------ Caffe
+
+def test_caffe_hdf5data_reads_the_shards(first, caffe, tmp_path):
+    out = first[0]
+    proto = tmp_path / "data.prototxt"
+    for split in ("test", "train"):
+        source = os.path.join(out, "folds", "fold01", f"{split}.txt")
+        proto.write_text('layer { name: "data" type: "HDF5Data" top: "raw" top: "sparse" '
+                         'top: "label" top: "cont" '
+                         f'hdf5_data_param {{ source: "{source}" batch_size: 2 }} }}\n')
+        net = caffe.Net(str(proto), caffe.TEST)
+        first_shard = open(source).read().split()[0]
+        s = read_shard(first_shard)
+        for b in range(2):
+            net.forward()
+            rows = slice(2 * b, 2 * b + 2)
+            assert net.blobs["raw"].data.shape == (2, 16, 3, 112, 112)
+            assert net.blobs["sparse"].data.shape == (2, 16, 1, 112, 112)
+            assert net.blobs["label"].data.shape == (2, 16)
+            assert np.array_equal(net.blobs["raw"].data, s["raw"][rows].astype(np.float32))
+            assert np.array_equal(net.blobs["sparse"].data, s["sparse"][rows])
+            assert np.array_equal(net.blobs["label"].data, s["label"][rows])
+            assert np.array_equal(net.blobs["cont"].data, s["cont"][rows])
