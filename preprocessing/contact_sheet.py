@@ -1,8 +1,9 @@
 """contact_sheet.png: a few clips' 16 face crops and 16 RPCA E frames, for eyeballing.
 
 Per clip: a title bar (database, clip, class, RPCA share of non-zeros), a row of the 16 raw
-crops as the nets see them, and a row of |E| at the same frames, scaled by the clip's largest
-|E| over its 16 frames (so frames compare within a clip; white = that maximum). A good crop is
+crops as the nets see them, and a row of |E| at the same frames, scaled by the 99.5th
+percentile of the clip's |E| over its 16 frames (white = that value or more; one scale per clip,
+so frames compare within a clip, and a few extreme pixels do not turn the rest black). A good crop is
 centred on the face with the eyes level; a good E is dark with bright spots where the face
 moves (mouth, brows, eyes), not a ghost of the whole face.
 """
@@ -52,12 +53,14 @@ def render(items):
     for title, raw, sparse in items:
         raw = np.asarray(raw)
         mag = np.abs(np.asarray(sparse, np.float32))
-        peak = float(mag.max())
-        e = (mag / peak * 255.0 if peak > 0 else mag).round().astype(np.uint8)
+        peak = float(np.percentile(mag, 99.5))
+        if peak <= 0:
+            peak = float(mag.max())
+        e = (np.minimum(mag / peak, 1.0) * 255.0 if peak > 0 else mag).round().astype(np.uint8)
         row_raw = np.concatenate(list(raw), axis=1)
         row_e = np.concatenate([np.repeat(f[:, :, None], 3, axis=2) for f in e], axis=1)
         width = row_raw.shape[1]
-        blocks += [_title(f"{title}   |E| max {peak:.3g}", width), row_raw, row_e,
+        blocks += [_title(f"{title}   white: |E| >= {peak:.3g} (99.5th pct), max {float(mag.max()):.3g}", width), row_raw, row_e,
                    np.zeros((GAP, width, 3), np.uint8)]
     return np.concatenate(blocks, axis=0)
 
