@@ -92,10 +92,15 @@ def _run(subparsers):
                           face_box=parse_face_box(args.face_box), tol=args.rpca_tol,
                           max_iter=args.rpca_max_iter)
         rules = load_rules(args.rules) if args.rules else None
-        run_pipeline(database_roots(args, p), args.out, n_folds=args.folds, loso=args.loso,
-                     seed=args.seed, options=options, augment=parse_augment(args.augment),
-                     workers=args.workers, limit=args.limit, rules=rules,
-                     progress=not args.no_progress)
+        try:
+            run_pipeline(database_roots(args, p), args.out, n_folds=args.folds, loso=args.loso,
+                         seed=args.seed, options=options, augment=parse_augment(args.augment),
+                         workers=args.workers, limit=args.limit, rules=rules,
+                         progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print("\ninterrupted: finished clips are cached; run the same command again to "
+                  "resume", file=sys.stderr)
+            return 130
         return 0
 
     p.set_defaults(func=run)

@@ -252,7 +252,7 @@ def read_cache(path, stamp):
             if json.loads(str(z["stamp"])) != stamp:
                 return None
             info = json.loads(str(z["info"]))
-    except (OSError, ValueError, KeyError, EOFError, Exception):  # missing, truncated, foreign
+    except Exception:  # missing, truncated, not ours: recompute
         return None
     if info.get("included") and not {"raw", "sparse"} <= files:
         return None
@@ -280,6 +280,10 @@ def process_clip(clip, cache_file, opts=Options()):
 # ----------------------------------------------------------------------------------- workers
 
 def _init_worker():
+    # Ctrl-C is the parent's to handle (it terminates the pool); a worker's own traceback
+    # would only clutter the terminal.
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     try:
         from threadpoolctl import threadpool_limits
