@@ -1,0 +1,212 @@
+"""The synthetic CASME II-format database (preprocessing/synthetic.py, issue 5)."""
+import os
+import re
+
+import cv2
+import numpy as np
+import pytest
+from openpyxl import load_workbook
+
+from preprocessing import synthetic as S
+from preprocessing.labels import classify, parse_aus
+
+SMALL = dict(n_subjects=3, clips_per_subject=4, seed=7)
+
+
+def _tree(root):
+    """{relative path: bytes} of every file under root."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = fh.read()
+    return out
+
+
+def _rows(root):
+    ws = load_workbook(os.path.join(root, S.SHEET_NAME)).active
+    return ws, list(ws.iter_rows(values_only=True))
+
+
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synthetic") / "db")
+    summary = S.generate(root, **SMALL)
+    return root, summary
+
+
+def test_same_seed_same_bytes(small_db, tmp_path):
+    root, summary = small_db
+    again = S.generate(str(tmp_path / "again"), **SMALL)
+    assert not summary["skipped"] and not again["skipped"]
+    a, b = _tree(root), _tree(str(tmp_path / "again"))
+    assert sorted(a) == sorted(b)
+    assert [k for k in a if a[k] != b[k]] == []
+    # No temporary folders left beside the database.
+    assert sorted(os.listdir(tmp_path)) == ["again"]
+
+
+def test_other_seed_differs(tmp_path):
+    a = S.generate(str(tmp_path / "s1"), n_subjects=1, clips_per_subject=2, seed=1)
+    b = S.generate(str(tmp_path / "s2"), n_subjects=1, clips_per_subject=2, seed=2)
+    ta, tb = _tree(a["out_dir"]), _tree(b["out_dir"])
+    assert ta[S.SHEET_NAME] != tb[S.SHEET_NAME]
+    frames_a = sorted(v for k, v in ta.items() if k.endswith(".jpg"))
+    frames_b = sorted(v for k, v in tb.items() if k.endswith(".jpg"))
+    assert not set(frames_a) & set(frames_b)
+
+
+def test_sheet_columns_and_cell_types(small_db):
+    root, _ = small_db
+    ws, rows = _rows(root)
+    assert ws.max_column == 9
+    assert rows[0] == ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
+                       "Action Units", "Estimated Emotion")
+    body = rows[1:]
+    assert len(body) == 12
+    slash = 0
+    names = set()
+    for subject, filename, blank1, onset, apex, offset, blank2, aus, emotion in body:
+        assert type(subject) is int and 1 <= subject <= 3
+        assert isinstance(filename, str) and re.fullmatch(r"EP\d\d_\d\df?", filename)
+        assert (subject, filename) not in names
+        names.add((subject, filename))
+        assert blank1 is None and blank2 is None
+        assert type(onset) is int and type(offset) is int and onset >= 1
+        assert 30 <= offset - onset + 1 <= 60
+        if apex == "/":
+            slash += 1
+        else:
+            assert type(apex) is int and onset < apex < offset
+        # Pure numbers are int cells as in the real sheet; the rest are '+'-joined text.
+        if isinstance(aus, str):
+            assert not aus.isdigit() and re.fullmatch(r"[LR]?\d+(\+[LR]?\d+)+|[LR]\d+", aus)
+        else:
+            assert type(aus) is int
+        assert isinstance(emotion, str) and emotion
+    assert slash == 1
+    assert sorted(body, key=lambda r: (r[0], r[1])) == body
+
+
+def test_frames_are_onset_to_offset_at_640x480(small_db):
+    root, summary = small_db
+    _, rows = _rows(root)
+    total = 0
+    for subject, filename, _, onset, apex, offset, _, _, _ in rows[1:]:
+        d = os.path.join(root, S.FRAMES_DIR, "sub%02d" % subject, filename)
+        assert sorted(os.listdir(d)) == sorted("img%d.jpg" % n for n in range(onset, offset + 1))
+        total += offset - onset + 1
+        for n in (onset, offset):
+            img = cv2.imread(os.path.join(d, "img%d.jpg" % n))
+            assert img is not None and img.shape == (480, 640, 3)
+    assert summary["frames"] == total
+    assert sorted(os.listdir(os.path.join(root, S.FRAMES_DIR))) == ["sub01", "sub02", "sub03"]
+
+
+def test_cascades_find_one_face_and_both_eyes_on_every_onset(small_db):
+    root, _ = small_db
+    _, rows = _rows(root)
+    faces_c = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    eyes_c = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye.xml")
+    for subject, filename, _, onset, *_ in rows[1:]:
+        path = os.path.join(root, S.FRAMES_DIR, "sub%02d" % subject, filename, "img%d.jpg" % onset)
+        g = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        faces = faces_c.detectMultiScale(g, 1.1, 5, minSize=(60, 60))
+        assert len(faces) == 1, path
+        x, y, w, h = faces[0]
+        eyes = eyes_c.detectMultiScale(g[y:y + h // 2, x:x + w], 1.1, 3)
+        centres = [ex + ew / 2 for ex, ey, ew, eh in eyes]
+        assert any(c < w / 2 for c in centres) and any(c >= w / 2 for c in centres), path
+
+
+def test_apex_moves_the_aus_region_by_a_few_pixels_and_little_else(small_db):
+    root, _ = small_db
+    yy, xx = np.mgrid[0:S.HEIGHT, 0:S.WIDTH]
+    faces = {s: S.subject_face(SMALL["seed"], s) for s in range(1, SMALL["n_subjects"] + 1)}
+    for p in S.plan_database(**SMALL):
+        face = faces[p.subject]
+        d = S.clip_dir(root, p)
+        onset = cv2.imread(os.path.join(d, "img%d.jpg" % p.onset), cv2.IMREAD_GRAYSCALE)
+        apex = cv2.imread(os.path.join(d, "img%d.jpg" % p.apex), cv2.IMREAD_GRAYSCALE)
+        mag = np.linalg.norm(cv2.calcOpticalFlowFarneback(onset, apex, None, 0.5, 3, 15, 3, 5, 1.2, 0), axis=2)
+        # Where the written AUs act (the clip's pose moves the face by up to ~10 px).
+        region = np.zeros(mag.shape, bool)
+        for x, y, sig, _, _ in S.au_handles(face.points, face.a, p.aus, 1.0):
+            region |= (xx - x) ** 2 + (yy - y) ** 2 < (2.5 * sig + 14) ** 2
+        cx, cy = face.points["centre"]
+        rest = (((xx - cx) / (1.1 * face.a)) ** 2 + ((yy - cy) / (1.1 * face.b)) ** 2 < 1) & ~region
+        what = f"sub{p.subject:02d}/{p.filename} AUs {p.aus}"
+        assert 1.5 < np.percentile(mag[region], 99) and mag[region].max() < 10, what
+        assert np.percentile(mag[rest], 99) < 0.8, what
+
+
+def test_neutral_start_and_end():
+    prof = S.intensity_profile(40, 15, 3, 4)
+    assert (prof[:4] == 0).all() and (prof[-5:] == 0).all()
+    assert prof.argmax() == 15 and prof[15] == 1
+    assert (np.diff(prof[3:16]) > 0).all() and (np.diff(prof[15:36]) < 0).all()
+    with pytest.raises(ValueError):
+        S.intensity_profile(10, 2, 3, 3)
+
+
+def test_every_au_code_gets_its_class_by_exact_match():
+    for label, choices in S.AU_CHOICES.items():
+        for code, _, _ in choices:
+            aus, warnings = parse_aus(int(code) if code.isdigit() else code)
+            assert not warnings and classify(aus) == label, code
+
+
+def test_default_database_has_every_class_for_ten_folds():
+    plans = S.plan_database()
+    assert len(plans) == 120 and len({p.subject for p in plans}) == 12
+    counts = np.bincount([classify(parse_aus(p.au_cell)[0]) for p in plans], minlength=4)
+    assert [p.label for p in plans] == [classify(parse_aus(p.au_cell)[0]) for p in plans]
+    assert counts.min() >= 10, counts
+    # Shares like the paper's Table 4: negative and others the big classes.
+    assert set(np.argsort(counts)[2:]) == {S.NEGATIVE, S.OTHERS}, counts
+    assert any(re.search(r"[LR]\d", p.aus) for p in plans)
+    assert sum(p.apex_cell == "/" for p in plans) == 1
+    for s in range(1, 13):
+        names = [p.filename for p in plans if p.subject == s]
+        assert len(names) == len(set(names)) == 10
+
+
+def test_casme2_loader_reads_it(small_db):
+    from preprocessing.loaders import load_database
+
+    root, _ = small_db
+    clips, skipped = load_database("casme2", root)
+    assert skipped == [] or not skipped
+    plans = {(f"casme2/sub{p.subject:02d}", p.filename): p for p in S.plan_database(**SMALL)}
+    assert sorted((c.subject, c.clip) for c in clips) == sorted(plans)
+    for c in clips:
+        p = plans[(c.subject, c.clip)]
+        assert c.label == p.label and (c.onset, c.offset) == (p.onset, p.offset)
+        assert len(c.frames) == p.offset - p.onset + 1
+
+
+def test_second_run_skips_and_foreign_folders_are_kept(small_db, tmp_path, capsys):
+    root, _ = small_db
+    before = {k: os.stat(os.path.join(root, k)).st_mtime_ns for k in _tree(root)}
+    assert S.generate(root, **SMALL)["skipped"]
+    assert {k: os.stat(os.path.join(root, k)).st_mtime_ns for k in _tree(root)} == before
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        S.generate(str(foreign), n_subjects=1, clips_per_subject=1)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+    out = str(tmp_path / "cli")
+    args = ["--out", out, "--subjects", "1", "--clips-per-subject", "1", "--seed", "3"]
+    assert S.main(args) == 0
+    assert os.path.isfile(os.path.join(out, S.SHEET_NAME))
+    assert S.main(args) == 0
+    assert "skipped" in capsys.readouterr().out
+    # Other parameters replace a database this module wrote.
+    assert S.main(args[:-1] + ["4"]) == 0
+    with open(os.path.join(out, S.STAMP_NAME)) as f:
+        assert '"seed": 4' in f.read()
+    assert sorted(os.listdir(tmp_path)) == ["cli", "mine"]
