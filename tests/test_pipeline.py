@@ -384,3 +384,44 @@ def test_caffe_hdf5data_reads_the_shards(first, caffe, tmp_path):
             assert np.array_equal(net.blobs["sparse"].data, s["sparse"][rows])
             assert np.array_equal(net.blobs["label"].data, s["label"][rows])
             assert np.array_equal(net.blobs["cont"].data, s["cont"][rows])
+
+
+# ------------------------------------------------------------------------------ real faces
+
+def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
+    """Drawn faces (preprocessing.synthetic, CASME II format) are found and cropped by the
+    cascades; the fake SAMM frames have no face and no box is given, so those clips are
+    excluded with the reason; leave-one-subject-out over the two synthetic subjects."""
+    from preprocessing.synthetic import generate
+    db = generate(str(tmp_path / "synthetic"), n_subjects=2, clips_per_subject=2, seed=0)["out_dir"]
+    out = str(tmp_path / "out")
+    summary = run({"casme2": db, "samm": roots[0]["samm"]}, out, loso=True,
+                  options=Options(tol=1e-3), augment=("flip",), workers=1, progress=False,
+                  log=lambda *a: None)
+    rows = manifest_of(out)
+    faces = [r for r in rows if r["database"] == "casme2"]
+    assert len(faces) == 4 and summary["per_database"]["samm"] == {"included": 0, "excluded": 8}
+    for r in faces:
+        assert r["included"] == "1" and "box given by the user" not in r["notes"], r
+        assert r["group"] == {"casme2/sub01": "1", "casme2/sub02": "2"}[r["subject"]]
+    for r in rows:
+        if r["database"] == "samm":
+            assert r["reason"].startswith("no face found on the onset frame (")
+    plan = json.load(open(os.path.join(out, "folds.json")))
+    assert plan["protocol"] == "loso" and [f["test_subject"] for f in plan["folds"]] == \
+        ["casme2/sub01", "casme2/sub02"]
+    s = read_shard(os.path.join(out, "shards", "group01.h5"))
+    # A face crop: skin-coloured middle, not the background; E is sparse and moves somewhere.
+    for k in range(s["raw"].shape[0]):
+        mid = s["raw"][k, 0, :, 40:72, 40:72].astype(float)
+        assert mid.mean() > 60
+        e = s["sparse"][k]
+        assert 0 < np.count_nonzero(e) < e.size and np.abs(e).max() > 0.02
+    proto = tmp_path / "data.prototxt"
+    source = os.path.join(out, "folds", "fold02", "train.txt")   # sub01's plain + flip shards
+    proto.write_text('layer { name: "d" type: "HDF5Data" top: "raw" top: "sparse" top: "label" '
+                     f'top: "cont" hdf5_data_param {{ source: "{source}" batch_size: 2 }} }}\n')
+    net = caffe.Net(str(proto), caffe.TEST)
+    net.forward()
+    assert np.array_equal(net.blobs["raw"].data, s["raw"][:2].astype(np.float32))
+    assert np.array_equal(net.blobs["sparse"].data, s["sparse"][:2])
