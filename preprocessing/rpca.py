@@ -223,7 +223,7 @@ def rpca_for_sparsity(D, target: float = 0.25, *, share_tol: float = 0.01,
 
     The share of non-zeros in E falls as lam grows, so lam is bracketed by doubling/halving
     from lam0 (default 1/sqrt(max(m, n))) and then found by bisection on log(lam) (with
-    regula-falsi steps on the measured shares) until |share - target| <= share_tol.
+    regula-falsi steps on the logit of the measured shares) until |share - target| <= share_tol.
 
     Returns (A, E, info) of the solve closest to the target; info adds target,
     target_met, solves, and lam_tried (list of (lam, share)). Raises RPCAError when a solve
@@ -270,13 +270,19 @@ def rpca_for_sparsity(D, target: float = 0.25, *, share_tol: float = 0.01,
             lo = (lam, share)
         else:
             hi = (lam, share)
-    # Bisection on log(lam), with a regula-falsi guess when it lands inside the middle half.
+    # The share falls along a sigmoid of log(lam): interpolate linearly in logit(share)
+    # against log(lam) (regula falsi), and bisect when the guess lands near an end.
+    def logit(p):
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+
     while lo is not None and hi is not None and len(tried) < max_solves:
         a, b = math.log(lo[0]), math.log(hi[0])
         mid = 0.5 * (a + b)
-        if lo[1] != hi[1]:
-            guess = a + (lo[1] - target) * (b - a) / (lo[1] - hi[1])
-            if abs(guess - mid) <= 0.25 * abs(b - a):
+        fa, fb, ft = logit(lo[1]), logit(hi[1]), logit(target)
+        if fa != fb:
+            guess = a + (fa - ft) * (b - a) / (fa - fb)
+            if abs(guess - mid) <= 0.4 * abs(b - a):
                 mid = guess
         lam = math.exp(mid)
         share = solve(lam)
