@@ -15,13 +15,20 @@ until ||D - A - E||_F / ||D||_F < tol.
 Speed. The clips give D of 12544 x 150 (pixels x frames): tall and skinny. The singular value
 threshold only needs the right singular vectors, so it is done from the 150 x 150 Gram matrix
 X^T X (one SYRK and a 150 x 150 symmetric eigensolve instead of a 12544 x 150 SVD), and then
-A = sum_i (1 - 1/(mu s_i)) (X v_i) v_i^T over the kept i. The Gram matrix squares the condition
-number, so the singular values that decide the threshold are not taken from its eigenvalues but
-recomputed as s_i = ||X v_i||, which is accurate to working precision even for s_i far below
-s_1; what is left of the Gram matrix's error is a rotation among singular vectors whose
-singular values are near or under the threshold, which moves A by at most about the threshold
-itself, and the ALM corrects that in the next iteration. ``svd="full"`` uses LAPACK's SVD of X
-instead, for checking.
+A = X V_k diag(1 - 1/(mu s_i)) V_k^T over the kept i. The Gram matrix squares the condition
+number: its eigenvalues w_i = s_i^2 carry an absolute error of a few eps * s_1^2. So s_i is
+taken as sqrt(w_i) only where that error moves s_i by less than 1e-10 s_1 and w_i is clearly
+on one side of the threshold; every other candidate gets s_i = ||X v_i||, which is accurate to
+working precision however small s_i is. What is left of the Gram matrix's error is a rotation
+among singular vectors whose singular values are near or under the threshold, which moves A by
+at most about the threshold itself, and the ALM corrects that in the next iteration. On
+clip-like data A agrees with the full-SVD route to ~1e-10 relative (tests/test_rpca.py).
+``svd="full"`` uses LAPACK's SVD of X instead, for checking.
+
+The iteration count is set by the mu schedule (about 17 on a synthetic low-rank + sparse clip,
+about 38 on a rendered face clip at tol 1e-7). A larger rho would cut it, but the stopping test
+only measures feasibility: with rho = 2 the E of a face clip at tol 1e-7 was 6 % away from the
+optimum, with 1.5 0.03 %, so rho stays at the published 1.5.
 
 Call this with one BLAS thread per process when several clips run in parallel: OpenBLAS
 threads competing for two cores make these mid-sized products many times slower.
