@@ -181,3 +181,40 @@ def test_report_on_the_predictions(trained, tmp_path):
     rr = np.mean([r["label"] == r["pred"] for r in rows])
     assert metrics["rr"] == pytest.approx(rr)
     assert (tmp_path / "report" / "report.md").exists()
+
+
+def test_predict_matches_run_folds_on_the_same_clip(caffe, trained):
+    """psn.predict's forward equals the prediction run_folds wrote for that clip."""
+    import h5py
+    from psn.predict import predict_arrays, resolve_model
+    data, out, _ = trained
+    deploy, weights = resolve_model(os.path.join(out, "fold01"), None)
+    net = caffe.Net(deploy, weights, caffe.TEST)
+    with h5py.File(os.path.join(data, "shards", "group01.h5"), "r") as f:
+        raw = f["raw"][3].transpose(0, 2, 3, 1)        # (16,112,112,3)
+        sparse = f["sparse"][3][:, 0]
+    prob = predict_arrays(net, raw, sparse)
+    with open(os.path.join(out, "predictions.csv"), newline="") as f:
+        row = [r for r in csv.DictReader(f) if r["clip"] == "EP01_03"][0]
+    np.testing.assert_allclose(prob, [float(row["prob_%d" % c]) for c in range(4)], atol=1e-5)
+
+
+def test_predict_tool_on_a_clip_folder(caffe_env, trained, tmp_path):
+    """tools/predict.py runs the preprocessing on a folder of frames and prints the class."""
+    import json
+    from preprocessing import synthetic
+    _, out, _ = trained
+    db = str(tmp_path / "syn")
+    synthetic.generate(db, n_subjects=1, clips_per_subject=1, seed=3)
+    clip_dirs = [os.path.join(dp) for dp, dn, fn in os.walk(db) if any(f.endswith(".jpg") for f in fn)]
+    assert len(clip_dirs) == 1
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"), clip_dirs[0],
+                          "--model", os.path.join(out, "fold01"), "--json", "--lam", "0.01"],
+                         capture_output=True, text=True, env=caffe_env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout)
+    assert result["class"] in range(4) and abs(sum(result["probabilities"]) - 1) < 1e-4
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"),
+                          str(tmp_path), "--model", os.path.join(out, "fold01")],
+                         capture_output=True, text=True, env=caffe_env, timeout=600)
+    assert bad.returncode == 2 and "no numbered image files" in bad.stderr

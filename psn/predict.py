@@ -1,0 +1,130 @@
+"""Classify one clip folder with a trained model, through the same preprocessing as training.
+
+    tools/predict.py CLIP_DIR --model runs/psn/fold01            # a fold folder of run_folds
+    tools/predict.py CLIP_DIR --model W.caffemodel --deploy deploy.prototxt [--onset 46 --offset 86]
+
+CLIP_DIR holds the clip's frames (img46.jpg ... or any names ending in the frame number);
+--onset/--offset pick a range of a longer video. Prints the class and the four probabilities.
+"""
+import argparse
+import json
+import os
+import sys
+
+CLASSES = ("positive", "negative", "surprise", "others")
+
+
+class PredictError(Exception):
+    pass
+
+
+def resolve_model(model, deploy):
+    """(deploy.prototxt, weights) from a fold folder or an explicit caffemodel."""
+    if os.path.isdir(model):
+        done = os.path.join(model, "DONE")
+        if not os.path.exists(done):
+            raise PredictError("%s has no DONE file: the fold has not finished training "
+                               "(run tools/run_folds.py again to finish it)" % model)
+        with open(done) as f:
+            weights = f.read().strip()
+        deploy = deploy or os.path.join(model, "deploy.prototxt")
+    else:
+        weights = model
+        if not deploy:
+            guess = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(model))),
+                                 "deploy.prototxt")
+            deploy = guess if os.path.exists(guess) else None
+    if not deploy:
+        raise PredictError("give --deploy: no deploy.prototxt next to %s" % model)
+    for path in (deploy, weights):
+        if not os.path.exists(path):
+            raise PredictError("%s does not exist" % path)
+    return deploy, weights
+
+
+def clip_from_folder(folder, onset=None, offset=None):
+    from preprocessing.clips import Clip, numbered_frames
+    if not os.path.isdir(folder):
+        raise PredictError("%s is not a folder of frames" % folder)
+    frames, _ = numbered_frames(folder)
+    if not frames:
+        raise PredictError("no numbered image files (e.g. img46.jpg) in %s" % folder)
+    lo = onset if onset is not None else min(frames)
+    hi = offset if offset is not None else max(frames)
+    missing = [n for n in range(lo, hi + 1) if n not in frames]
+    if lo > hi or missing:
+        raise PredictError("%s: frames %d..%d are needed; missing %s" % (
+            folder, lo, hi, missing[:10] if missing else "(onset after offset)"))
+    return Clip(database="user", subject="user/" + os.path.basename(os.path.dirname(
+        os.path.abspath(folder))), clip=os.path.basename(os.path.abspath(folder)),
+        frames=tuple(frames[n] for n in range(lo, hi + 1)), onset=lo, apex=None, offset=hi,
+        aus="", au_set=frozenset(), label=3, emotion="")
+
+
+def predict_arrays(net, raw, sparse):
+    """raw (16,112,112,3) uint8 RGB, sparse (16,112,112) -> clip probabilities (4,)."""
+    import numpy as np
+    T = raw.shape[0]
+    net.blobs["raw"].reshape(1, T, 3, raw.shape[1], raw.shape[2])
+    net.blobs["sparse"].reshape(1, T, 1, raw.shape[1], raw.shape[2])
+    net.blobs["cont"].reshape(1, T)
+    net.reshape()
+    net.blobs["raw"].data[0] = raw.transpose(0, 3, 1, 2)
+    net.blobs["sparse"].data[0, :, 0] = sparse
+    cont = np.ones(T, np.float32)
+    cont[0] = 0
+    net.blobs["cont"].data[0] = cont
+    prob = net.forward()["prob"]          # (T*1, 4), time-major rows
+    return prob.reshape(T, -1, 4).mean(axis=0)[0]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
+    ap.add_argument("clip_dir")
+    ap.add_argument("--model", required=True,
+                    help="a fold folder of run_folds (uses its DONE weights and deploy.prototxt) "
+                         "or a .caffemodel")
+    ap.add_argument("--deploy", help="deploy.prototxt (default: the fold's)")
+    ap.add_argument("--onset", type=int)
+    ap.add_argument("--offset", type=int)
+    ap.add_argument("--interp", choices=("tim", "linear"), default="tim")
+    ap.add_argument("--lam", type=float)
+    ap.add_argument("--sparsity", type=float)
+    ap.add_argument("--face-box", help="x,y,w,h when no face is found")
+    ap.add_argument("--gpu", type=int)
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    args = ap.parse_args(argv)
+    try:
+        from preprocessing.pipeline import ClipExcluded, Options, compute_clip, parse_face_box
+        deploy, weights = resolve_model(args.model, args.deploy)
+        clip = clip_from_folder(args.clip_dir, args.onset, args.offset)
+        opts = Options(interp=args.interp, lam=args.lam, sparsity=args.sparsity,
+                       face_box=parse_face_box(args.face_box))
+        try:
+            raw, sparse, info = compute_clip(clip, opts)
+        except ClipExcluded as e:
+            raise PredictError("cannot preprocess %s: %s" % (args.clip_dir, e))
+    except (PredictError, ValueError) as e:
+        print("predict: error: %s" % e, file=sys.stderr)
+        return 2
+    import caffe
+    if args.gpu is not None:
+        caffe.set_device(args.gpu)
+        caffe.set_mode_gpu()
+    else:
+        caffe.set_mode_cpu()
+    net = caffe.Net(deploy, weights, caffe.TEST)
+    prob = predict_arrays(net, raw, sparse)
+    k = int(prob.argmax())
+    if args.json:
+        print(json.dumps({"clip": args.clip_dir, "class": k, "name": CLASSES[k],
+                          "probabilities": [float(p) for p in prob]}))
+    else:
+        print("%s: %d %s" % (args.clip_dir, k, CLASSES[k]))
+        for c, p in enumerate(prob):
+            print("  %d %-9s %.4f" % (c, CLASSES[c], p))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
