@@ -16,10 +16,10 @@ On disk (what `preprocessing.loaders` reads for CASME II):
 The AU codes are written like the real sheet (`4+7`, `R12`, `1+R2+25`; pure numbers as int
 cells) and chosen so every class of SPEC section 1 occurs through the exact-match rule of the
 paper's Table 2; what is drawn is what the sheet says (each AU has its own local movement).
-Output is deterministic for a seed: same parameters, same bytes.
+Output is deterministic for a seed: same parameters, same bytes (with the same numpy,
+OpenCV and zlib builds; another build may round a few pixels differently).
 """
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -30,7 +30,7 @@ import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -56,8 +56,7 @@ MIN_PER_CLASS = 10
 # the tests; side prefixes follow FACS (L = the subject's left = the image's right).
 AU_CHOICES = {
     POSITIVE: (("12", 3, "happiness"), ("6+12", 3, "happiness"), ("R12", 1, "happiness"),
-               ("L12", 1, "happiness"), ("6+R12", 1, "happiness"), ("7+12", 1, "happiness"),
-               ("6", 1, "happiness")),
+               ("L12", 1, "happiness"), ("6+R12", 1, "happiness"), ("7+12", 1, "happiness")),
     NEGATIVE: (("4", 3, "repression"), ("4+7", 3, "disgust"), ("9", 2, "disgust"),
                ("4+9", 1, "disgust"), ("10", 1, "disgust"), ("L10", 1, "disgust"),
                ("15", 2, "sadness"), ("15+17", 1, "sadness"), ("4+7+10", 1, "disgust"),
@@ -150,12 +149,12 @@ class Face:
     lip_h: float          # upper/lower lip thickness
 
 
-def draw_face(rng, centre=None):
+def draw_face(rng):
     """Draw one identity's neutral face on its background; returns a Face."""
     H, W = HEIGHT, WIDTH
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    cx = W / 2 + rng.uniform(-20, 20) if centre is None else centre[0]
-    cy = H / 2 + 8 + rng.uniform(-10, 10) if centre is None else centre[1]
+    cx = W / 2 + rng.uniform(-20, 20)
+    cy = H / 2 + 8 + rng.uniform(-10, 10)
     a = rng.uniform(96, 112)
     b = a * rng.uniform(1.24, 1.36)
     taper = rng.uniform(0.12, 0.30)
@@ -310,7 +309,6 @@ def draw_face(rng, centre=None):
                                             nose_w * 0.11, angle=sgn * 0.3), 1.2), skin * 0.3)
         wing = _ellipse_pts(cx + sgn * nose_w * 0.85, nose_y - 0.02 * b, nose_w * 0.35, nose_w * 0.45,
                             t0=np.pi / 2 - sgn * np.pi / 2 - 1.2, t1=np.pi / 2 - sgn * np.pi / 2 + 1.2, n=20)
-        wing = wing[:, ::1]
         _paint(img, _line_mask(wing, 2, 1.2) * 0.6, skin * 0.45)
     img[...] *= (1 + 0.1 * _gauss(cx, nose_y - 0.04 * b, 0.07 * a, 0.04 * b))[..., None]
 
@@ -612,7 +610,7 @@ def clip_setup(face, plan, attempt=0):
     amplitude = rng.uniform(3.0, 5.0) * posed.a / 104.0
     handles = au_handles(posed.points, posed.a, plan.aus, amplitude)
     wrinkles = _wrinkles(posed, plan.aus, rng.uniform(0.8, 1.2))
-    return rng, posed, amplitude, handles, wrinkles
+    return rng, posed, handles, wrinkles
 
 
 def render_frames(face, plan, noise, quality=90, attempts=10):
@@ -632,7 +630,7 @@ def render_frames(face, plan, noise, quality=90, attempts=10):
 
 
 def _render(face, plan, noise, attempt):
-    rng, posed, amplitude, handles, wrinkles = clip_setup(face, plan, attempt)
+    rng, posed, handles, wrinkles = clip_setup(face, plan, attempt)
     n = plan.offset - plan.onset + 1
     lead, tail = int(rng.integers(2, 6)), int(rng.integers(2, 6))
     prof = intensity_profile(n, plan.apex - plan.onset, lead, tail)
@@ -660,7 +658,7 @@ def _render(face, plan, noise, attempt):
     patch = posed.image[y0:y1, x0:x1].astype(np.float32)
     wr = wrinkles[y0:y1, x0:x1, None]
 
-    # Slight head sway (sub-pixel translation, a hundredth of a degree of roll) and a
+    # Slight head sway (a fraction of a pixel, hundredths of a degree of roll) and a
     # flicker of the lights: low rank for RPCA, but not a frozen picture.
     c = posed.points["centre"]
     amp = rng.uniform(0.05, 0.2, 2)
@@ -822,6 +820,21 @@ def _params(n_subjects, clips_per_subject, seed, quality):
             "width": WIDTH, "height": HEIGHT, "fps": FPS}
 
 
+def _remove_stale_tmp(parent, name):
+    """Temporary folders of runs that were killed (their process is gone)."""
+    pattern = re.compile(r"\.%s\.tmp-(\d+)(\.old)?$" % re.escape(name))
+    for entry in os.listdir(parent):
+        m = pattern.match(entry)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, workers=None,
              progress=False, force=False):
     """Write a synthetic CASME II-format database to out_dir; returns a summary dict.
@@ -854,6 +867,7 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
     plans = plan_database(n_subjects, clips_per_subject, seed)
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
+    _remove_stale_tmp(parent, os.path.basename(out_dir))
     tmp = os.path.join(parent, ".%s.tmp-%d" % (os.path.basename(out_dir), os.getpid()))
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -868,7 +882,8 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
             from tqdm import tqdm
             bar = tqdm(total=len(plans), unit="clip", desc="synthetic database")
         # OpenCV releases the GIL while warping and encoding, so threads do run in parallel.
-        with ThreadPoolExecutor(workers) as pool:
+        pool = ThreadPoolExecutor(workers)
+        try:
             faces = dict(zip(subjects, pool.map(lambda s: subject_face(seed, s, quality), subjects)))
             futures = [pool.submit(_write_clip, tmp, faces[p.subject], p, noise, quality) for p in plans]
             frames = nbytes = 0
@@ -878,12 +893,15 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
                 nbytes += b
                 if bar is not None:
                     bar.update(1)
+        finally:
+            # On an error or Ctrl-C: no new clips, and none still writing when tmp is removed.
+            pool.shutdown(wait=True, cancel_futures=True)
         counts = np.bincount([p.label for p in plans], minlength=4)
         summary = {"subjects": len(subjects), "clips": len(plans), "frames": frames,
                    "jpeg_bytes": nbytes, "sheet": SHEET_NAME, "frames_dir": FRAMES_DIR,
                    "class_counts": {CLASS_NAMES[k]: int(counts[k]) for k in range(4)}}
         with open(os.path.join(tmp, STAMP_NAME), "w") as f:
-            json.dump({"params": params, "summary": summary}, f, indent=1, sort_keys=True)
+            json.dump({"params": params, "summary": summary}, f, indent=1)
             f.write("\n")
         if os.path.exists(out_dir):
             old = tmp + ".old"

@@ -205,7 +205,9 @@ def test_second_run_skips_and_foreign_folders_are_kept(small_db, tmp_path, capsy
     assert os.path.isfile(os.path.join(out, S.SHEET_NAME))
     assert S.main(args) == 0
     assert "skipped" in capsys.readouterr().out
-    # Other parameters replace a database this module wrote.
+    # Other parameters replace a database this module wrote; a killed run's temporary folder
+    # (its process gone) is cleaned up.
+    (tmp_path / ".cli.tmp-99999999").mkdir()
     assert S.main(args[:-1] + ["4"]) == 0
     with open(os.path.join(out, S.STAMP_NAME)) as f:
         assert '"seed": 4' in f.read()
