@@ -1,0 +1,123 @@
+"""The whole pipeline in one command: data -> preprocessing -> 10-fold training -> report.
+
+    tools/run_psn.sh                       # synthetic database, PSN on CPU, short schedule
+    tools/run_psn.sh --casme2 DIR --samm DIR ... --schedule paper --width 1 --gpus 0,1,2,3
+
+Without database flags it generates the synthetic CASME II-format database (once) and runs the
+demo settings (quarter-width PSN, the `demo` schedule) sized for a 2-core CPU. Every stage is
+resumable: rerunning the command redoes only what is missing.
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATABASES = ("casme", "casme2", "casme2sq", "samm")
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="run_psn.sh", description=__doc__.splitlines()[0])
+    data = ap.add_argument_group("your databases (none given: the synthetic database)")
+    for name in DATABASES:
+        data.add_argument("--" + name, metavar="DIR")
+    ap.add_argument("--out", default=os.path.join(ROOT, "work"),
+                    help="working folder (default: work/ in the checkout)")
+    ap.add_argument("--models", default="psn",
+                    help="comma-separated models of prototxt/ to train, e.g. "
+                         "psn,psn_spatial,psn_temporal for the ablation (default psn)")
+    ap.add_argument("--schedule", help="solver schedule (default: demo on the synthetic data, "
+                                       "paper on yours)")
+    ap.add_argument("--width", type=float,
+                    help="channel multiplier (default: 0.25 on the synthetic data, 1 on yours)")
+    ap.add_argument("--gpus", help="GPU ids for training, e.g. 0,1,2,3 (default CPU)")
+    ap.add_argument("--loso", action="store_true", help="leave-one-subject-out folds")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, help="preprocessing processes (default: all cores)")
+    ap.add_argument("--subjects", type=int, default=12, help="synthetic database: subjects")
+    ap.add_argument("--clips-per-subject", type=int, default=10,
+                    help="synthetic database: clips per subject")
+    return ap.parse_args(argv)
+
+
+def stage(title):
+    print("\n=== %s [%s]" % (title, time.strftime("%H:%M:%S")), flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from psn.env import ensure_caffe
+    ensure_caffe(cuda=bool(args.gpus))
+    t0 = time.time()
+    out = os.path.abspath(args.out)
+    roots = {n: getattr(args, n) for n in DATABASES if getattr(args, n)}
+    synthetic = not roots
+    if synthetic:
+        from preprocessing import synthetic as synth
+        db = os.path.join(out, "synthetic_casme2")
+        stage("1/4 synthetic database (%d subjects x %d clips) -> %s"
+              % (args.subjects, args.clips_per_subject, db))
+        rc = synth.main(["--out", db, "--subjects", str(args.subjects),
+                         "--clips-per-subject", str(args.clips_per_subject),
+                         "--seed", str(args.seed)])
+        if rc:
+            return rc
+        roots = {"casme2": db}
+    else:
+        stage("1/4 databases: " + ", ".join("%s=%s" % kv for kv in roots.items()))
+    schedule = args.schedule or ("demo" if synthetic else "paper")
+    width = args.width if args.width is not None else (0.25 if synthetic else 1.0)
+
+    from preprocessing import cli as preprocess_cli
+    data = os.path.join(out, "data")
+    stage("2/4 preprocessing -> %s" % data)
+    pre_argv = ["run", "--out", data, "--seed", str(args.seed)]
+    for name, root in roots.items():
+        pre_argv += ["--" + name, root]
+    if args.loso:
+        pre_argv.append("--loso")
+    if args.workers:
+        pre_argv += ["--workers", str(args.workers)]
+    rc = preprocess_cli.main(pre_argv)
+    if rc:
+        return rc
+
+    from psn import training
+    runs = []
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        run = os.path.join(out, "runs", "%s_w%g_%s" % (model, width, schedule))
+        stage("3/4 training %s (width %g, schedule %s) on every fold -> %s"
+              % (model, width, schedule, run))
+        train_argv = ["--data", data, "--model", model, "--out", run, "--schedule", schedule,
+                      "--width", str(width), "--seed", str(args.seed)]
+        if args.gpus:
+            train_argv += ["--gpus", args.gpus]
+        rc = training.main(train_argv)
+        if rc:
+            print("run_psn: training %s had failing folds (see above); the report uses the "
+                  "folds that finished" % model, file=sys.stderr)
+        if os.path.exists(os.path.join(run, "predictions.csv")):
+            runs.append((model, run))
+    if not runs:
+        print("run_psn: no predictions to report", file=sys.stderr)
+        return 1
+
+    from psn import report
+    report_dir = os.path.join(out, "report")
+    stage("4/4 report -> %s" % report_dir)
+    rep_argv = [os.path.join(r, "predictions.csv") for _, r in runs]
+    rep_argv += ["--names"] + [m for m, _ in runs]
+    rep_argv += ["--logs"] + ["%s=%s" % (m, r) for m, r in runs]
+    rep_argv += ["--out", report_dir]
+    rc = report.main(rep_argv)
+    if rc:
+        return rc
+    with open(os.path.join(report_dir, "report.md")) as f:
+        text = f.read()
+    print(text[:3000])
+    print("\nreport: %s/report.md  (%.1f min in all)" % (report_dir, (time.time() - t0) / 60))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
