@@ -4,7 +4,7 @@
     tools/run_psn.sh --casme2 DIR --samm DIR ... --schedule paper --width 1 --gpus 0,1,2,3
 
 Without database flags it generates the synthetic CASME II-format database (once) and runs the
-demo settings (quarter-width PSN, the `demo` schedule) sized for a 2-core CPU. Every stage is
+demo settings (PSN at 1/8 width, the `demo` schedule) sized for a 2-core CPU. Every stage is
 resumable: rerunning the command redoes only what is missing.
 """
 import argparse
@@ -29,7 +29,7 @@ def parse_args(argv):
     ap.add_argument("--schedule", help="solver schedule (default: demo on the synthetic data, "
                                        "paper on yours)")
     ap.add_argument("--width", type=float,
-                    help="channel multiplier (default: 0.25 on the synthetic data, 1 on yours)")
+                    help="channel multiplier (default: 0.125 on the synthetic data, 1 on yours)")
     ap.add_argument("--gpus", help="GPU ids for training, e.g. 0,1,2,3 (default CPU)")
     ap.add_argument("--loso", action="store_true", help="leave-one-subject-out folds")
     ap.add_argument("--seed", type=int, default=0)
@@ -66,7 +66,7 @@ def main(argv=None):
     else:
         stage("1/4 databases: " + ", ".join("%s=%s" % kv for kv in roots.items()))
     schedule = args.schedule or ("demo" if synthetic else "paper")
-    width = args.width if args.width is not None else (0.25 if synthetic else 1.0)
+    width = args.width if args.width is not None else (0.125 if synthetic else 1.0)
 
     from preprocessing import cli as preprocess_cli
     data = os.path.join(out, "data")

@@ -172,24 +172,23 @@ def _assert_rel(a, b, rtol=1e-5, what=""):
     assert err <= rtol, "%s: relative error %.3g" % (what, err)
 
 
-@pytest.mark.parametrize("mode", tpu_py.MODES)
-def test_cpp_and_python_layers_agree(caffe, tmp_path, mode):
-    net = _compare_net(caffe, tmp_path, mode)
+def _assert_layers_agree(net):
+    """Layer "cpp" and layer "py" agree on y, dx and every parameter gradient."""
     dx_cpp, dx_py = _run_both(net)
     _assert_rel(net.blobs["y_cpp"].data, net.blobs["y_py"].data, what="forward")
     _assert_rel(dx_cpp, dx_py, what="dx")
     for i, (a, b) in enumerate(zip(net.params["cpp"], net.params["py"])):
         _assert_rel(a.diff, b.diff, what=tpu_py.BLOB_NAMES[i])
+
+
+@pytest.mark.parametrize("mode", tpu_py.MODES)
+def test_cpp_and_python_layers_agree(caffe, tmp_path, mode):
+    _assert_layers_agree(_compare_net(caffe, tmp_path, mode))
 
 
 def test_cpp_and_python_agree_at_paper_width(caffe, tmp_path):
     """D = 37632 (3x112x112): the long reductions of tp and W_I x stay within 1e-5."""
-    net = _compare_net(caffe, tmp_path, "tpu", T=16, N=2, D=37632, H=8)
-    dx_cpp, dx_py = _run_both(net)
-    _assert_rel(net.blobs["y_cpp"].data, net.blobs["y_py"].data, what="forward")
-    _assert_rel(dx_cpp, dx_py, what="dx")
-    for i, (a, b) in enumerate(zip(net.params["cpp"], net.params["py"])):
-        _assert_rel(a.diff, b.diff, what=tpu_py.BLOB_NAMES[i])
+    _assert_layers_agree(_compare_net(caffe, tmp_path, "tpu", T=16, N=2, D=37632, H=8))
 
 
 def test_rnn_mode_equals_caffe_rnn_layer(caffe, tmp_path):
@@ -209,11 +208,7 @@ def test_rnn_mode_equals_caffe_rnn_layer(caffe, tmp_path):
     rng = np.random.RandomState(3)
     net.blobs["x"].data[...] = rng.uniform(-1, 1, (T, N, D))
     net.blobs["cont"].data[...] = _cont(T, N)
-    dx_rnn, dx_tpu = _run_both(net)
-    _assert_rel(net.blobs["y_cpp"].data, net.blobs["y_py"].data, what="forward")
-    _assert_rel(dx_rnn, dx_tpu, what="dx")
-    for i, (a, b) in enumerate(zip(net.params["cpp"], net.params["py"])):
-        _assert_rel(a.diff, b.diff, what=tpu_py.BLOB_NAMES[i])
+    _assert_layers_agree(net)  # here "cpp" is Caffe's RNN and "py" the TPU in mode rnn
 
 
 def test_swapping_rnn_for_tpu_is_the_only_edit(caffe, tmp_path):
