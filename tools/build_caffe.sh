@@ -24,6 +24,7 @@ PINNED_COMMIT=9b89154
 DEBIAN_VERSION=1.0.0+git20180821.99bd997
 CUDA=0
 CUDA_ARCH_DEFAULT="-gencode arch=compute_75,code=sm_75 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90"
+CUDA_ARCH_GIVEN=${CUDA_ARCH:+1}
 CUDA_ARCH=${CUDA_ARCH:-$CUDA_ARCH_DEFAULT}
 CUDA_DIR=${CUDA_DIR:-/usr/local/cuda}
 CUDNN=auto
@@ -37,7 +38,8 @@ usage() {
 
 Options:
   --cuda              build with CUDA (CUDA_DIR=$CUDA_DIR)
-  --cuda-arch "..."   nvcc -gencode list (default: sm_75 sm_80 sm_86 sm_90)
+  --cuda-arch "..."   nvcc -gencode list (default: sm_75 sm_80 sm_86 sm_90;
+                      with CUDA 8: sm_52 sm_60 sm_61 and compute_61 PTX)
   --cudnn / --no-cudnn  force cuDNN on or off (default: on when cudnn.h is found)
   --print-env         print PATH/PYTHONPATH/LD_LIBRARY_PATH exports and exit
   --skip-deps         do not install apt or pip packages
@@ -49,7 +51,7 @@ EOF
 while [ $# -gt 0 ]; do
   case "$1" in
     --cuda) CUDA=1 ;;
-    --cuda-arch) CUDA_ARCH=$2; shift ;;
+    --cuda-arch) CUDA_ARCH=$2; CUDA_ARCH_GIVEN=1; shift ;;
     --cudnn) CUDNN=1 ;;
     --no-cudnn) CUDNN=0 ;;
     --print-env) PRINT_ENV=1 ;;
@@ -175,9 +177,29 @@ fetch_debian_source() {
 SRC=$(source_dir)
 
 # ---------------------------------------------------------------- keys
-if [ "$CUDA" = 1 ] && [ "$CUDNN" = auto ]; then
-  if [ -f "$CUDA_DIR/include/cudnn.h" ] || [ -f /usr/include/cudnn.h ] || \
-     [ -f /usr/include/x86_64-linux-gnu/cudnn.h ]; then CUDNN=1; else CUDNN=0; fi
+CUDNN_VER=""
+if [ "$CUDA" = 1 ]; then
+  [ -x "$CUDA_DIR/bin/nvcc" ] || die "--cuda: no nvcc at $CUDA_DIR/bin/nvcc (set CUDA_DIR to the CUDA toolkit)"
+  NVCC_MAJOR=$("$CUDA_DIR/bin/nvcc" --version | sed -n 's/.*release \([0-9][0-9]*\)\..*/\1/p')
+  # CUDA 8 (the paper's toolkit) knows no arch above sm_62: the default list is
+  # then Pascal's (the paper's GTX 1080 Ti is sm_61) with PTX for later GPUs.
+  if [ -z "$CUDA_ARCH_GIVEN" ] && [ "${NVCC_MAJOR:-0}" -lt 9 ]; then
+    CUDA_ARCH="-gencode arch=compute_52,code=sm_52 -gencode arch=compute_60,code=sm_60 -gencode arch=compute_61,code=sm_61 -gencode arch=compute_61,code=compute_61"
+  fi
+  # cuDNN: the toolkit's headers, else the system's (the nvidia/cuda cudnn
+  # images install cudnn.h under /usr/include, cuDNN 9's under the multiarch dir).
+  CUDNN_H=""
+  for h in "$CUDA_DIR/include/cudnn.h" /usr/include/cudnn.h /usr/include/x86_64-linux-gnu/cudnn.h; do
+    [ -f "$h" ] && { CUDNN_H=$h; break; }
+  done
+  if [ "$CUDNN" = auto ]; then if [ -n "$CUDNN_H" ]; then CUDNN=1; else CUDNN=0; fi; fi
+  [ "$CUDNN" = 0 ] || [ -n "$CUDNN_H" ] || die "--cudnn: no cudnn.h in $CUDA_DIR/include, /usr/include or /usr/include/x86_64-linux-gnu"
+  if [ "$CUDNN" = 1 ]; then
+    # cuDNN 8 moved the version macros from cudnn.h to cudnn_version.h.
+    vh="$(dirname "$CUDNN_H")/cudnn_version.h"; [ -f "$vh" ] || vh=$CUDNN_H
+    CUDNN_VER=$(awk '$1 == "#define" && $2 ~ /^CUDNN_(MAJOR|MINOR|PATCHLEVEL)$/ {printf "%s%s", sep, $3; sep = "."}' "$vh")
+    log "cuDNN ${CUDNN_VER:-(version unknown)} from $CUDNN_H"
+  fi
 fi
 [ "$CUDA" = 1 ] || CUDNN=0
 NUMPY_INC=$("$PY" -c 'import numpy; print(numpy.get_include())' 2>/dev/null) || \
@@ -187,6 +209,19 @@ PY_NODOT=${PY_VER/./}
 NUMPY_VER=$("$PY" -c 'import numpy; print(numpy.__version__)')
 
 blas_inc=/usr/include/x86_64-linux-gnu
+# Ubuntu 16.04's OpenBLAS (0.2.18) keeps cblas.h in /usr/include/openblas.
+[ -f "$blas_inc/cblas.h" ] || [ ! -f /usr/include/openblas/cblas.h ] || blas_inc=/usr/include/openblas
+# Boost.Python's library name differs: boost_python311 (Debian 12),
+# boost_python310 (Ubuntu 22.04), boost_python-py35 (Ubuntu 16.04),
+# boost_python3 (older Debian). A Boost.Python built for another Python (as
+# the paper image does) goes to /usr/local/lib under the first name.
+BOOST_PYTHON=""
+for name in "boost_python$PY_NODOT" "boost_python-py$PY_NODOT" boost_python3; do
+  for d in /usr/local/lib /usr/lib/x86_64-linux-gnu /usr/lib; do
+    [ -e "$d/lib$name.so" ] && { BOOST_PYTHON=$name; break 2; }
+  done
+done
+[ -n "$BOOST_PYTHON" ] || die "no Boost.Python library for Python $PY_VER (libboost_python$PY_NODOT.so, libboost_python-py$PY_NODOT.so or libboost_python3.so in /usr/local/lib, /usr/lib/x86_64-linux-gnu, /usr/lib): install libboost-python-dev"
 hdf5_inc=/usr/include/hdf5/serial
 hdf5_lib=/usr/lib/x86_64-linux-gnu/hdf5/serial
 MAKEFILE_CONFIG=$(cat <<EOF
@@ -200,7 +235,7 @@ CUDA_DIR := $CUDA_DIR
 CUDA_ARCH := $CUDA_ARCH
 BLAS := open
 BLAS_INCLUDE := $blas_inc
-PYTHON_LIBRARIES := boost_python$PY_NODOT python$PY_VER
+PYTHON_LIBRARIES := $BOOST_PYTHON python$PY_VER
 PYTHON_INCLUDE := $($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])') $NUMPY_INC
 PYTHON_LIB := $($PY -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 WITH_PYTHON_LAYER := 1
@@ -217,6 +252,7 @@ SRC_ID=$(basename "$SRC")
 [ -n "${CAFFE_SRC:-}" ] && SRC_ID="custom-$(cd "$SRC" && find src include Makefile -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
 OPTS="cuda=$CUDA cudnn=$CUDNN arch=$CUDA_ARCH py=$PY_VER numpy=$NUMPY_VER cxx=$(c++ -dumpfullversion 2>/dev/null || echo ?)"
 [ "$CUDA" = 1 ] && OPTS="$OPTS nvcc=$("$CUDA_DIR/bin/nvcc" --version 2>/dev/null | tail -n1)"
+[ "$CUDNN" = 1 ] && OPTS="$OPTS cudnn_version=$CUDNN_VER"
 # Only the patches a variant applies: CUDA-only patches do not touch the CPU build.
 PATCH_KEY=$(cat "$ROOT"/tools/caffe_patches/*.patch | sha256sum | cut -c1-16)
 if [ "$CUDA" = 1 ] && [ -d "$ROOT/tools/caffe_patches/cuda" ]; then
