@@ -253,12 +253,14 @@ SRC_ID=$(basename "$SRC")
 OPTS="cuda=$CUDA cudnn=$CUDNN arch=$CUDA_ARCH py=$PY_VER numpy=$NUMPY_VER cxx=$(c++ -dumpfullversion 2>/dev/null || echo ?)"
 [ "$CUDA" = 1 ] && OPTS="$OPTS nvcc=$("$CUDA_DIR/bin/nvcc" --version 2>/dev/null | tail -n1)"
 [ "$CUDNN" = 1 ] && OPTS="$OPTS cudnn_version=$CUDNN_VER"
+# The key names numpy by version, not by path: every clone has its own .venv, and the
+# same numpy headers give the same build, so clones share one build tree and install.
 # Only the patches a variant applies: CUDA-only patches do not touch the CPU build.
 PATCH_KEY=$(cat "$ROOT"/tools/caffe_patches/*.patch | sha256sum | cut -c1-16)
 if [ "$CUDA" = 1 ] && [ -d "$ROOT/tools/caffe_patches/cuda" ]; then
   PATCH_KEY="$PATCH_KEY-$(hash_tree "$ROOT/tools/caffe_patches/cuda")"
 fi
-BASE_KEY=$(printf '%s\n%s\n%s\n%s\n' "$SRC_ID" "$PATCH_KEY" "$OPTS" "$(printf %s "$MAKEFILE_CONFIG" | sha256sum | cut -c1-16)" | sha256sum | cut -c1-12)
+BASE_KEY=$(printf '%s\n%s\n%s\n%s\n' "$SRC_ID" "$PATCH_KEY" "$OPTS" "$(printf %s "${MAKEFILE_CONFIG//$NUMPY_INC/numpy-$NUMPY_VER}" | sha256sum | cut -c1-16)" | sha256sum | cut -c1-12)
 LAYER_KEY=$(hash_tree "$ROOT/layers/include")-$(hash_tree "$ROOT/layers/src")
 KEY=$(printf '%s\n%s\n' "$BASE_KEY" "$LAYER_KEY" | sha256sum | cut -c1-12)
 VARIANT=cpu; [ "$CUDA" = 1 ] && VARIANT=cuda
