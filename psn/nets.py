@@ -355,6 +355,8 @@ def write_atomic(path, text):
 
 
 def main(argv=None):
+    from psn.env import ensure_caffe
+    ensure_caffe()  # console scripts start without the --print-env exports
     ap = argparse.ArgumentParser(description="Generate the checked-in nets in prototxt/.")
     ap.add_argument("--out", default=PROTOTXT_DIR)
     ap.add_argument("--check", action="store_true",

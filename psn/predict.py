@@ -79,6 +79,8 @@ def predict_arrays(net, raw, sparse):
 
 
 def main(argv=None):
+    from psn.env import ensure_caffe
+    ensure_caffe()  # console scripts start without the --print-env exports
     ap = argparse.ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
     ap.add_argument("clip_dir")
     ap.add_argument("--model", required=True,

@@ -421,6 +421,8 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    from psn.env import ensure_caffe
+    ensure_caffe()  # console scripts start without the --print-env exports
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(argv)
