@@ -112,8 +112,12 @@ def test_both_streams_see_rows_in_the_same_time_major_order(caffe):
         changed = np.abs(net.blobs["temporal_rows"].data - base_temporal).max(axis=1) > 0
         # tp_0 = 0 makes h_0 independent of x_0 (SPEC §2); x_0 still reaches
         # step 1 through tp_1 = std(x_1 - x_0).
-        expected = [tt * N + n for tt in range(max(t, 1), 16)]
-        assert changed.nonzero()[0].tolist() == expected, (t, n)
+        # Later steps of clip n may change too, through the recurrence, until the effect
+        # falls below float resolution; no other clip's row and no earlier step may change.
+        first = max(t, 1) * N + n
+        allowed = [tt * N + n for tt in range(max(t, 1), 16)]
+        rows = changed.nonzero()[0].tolist()
+        assert rows and rows[0] == first and set(rows) <= set(allowed), (t, n, rows)
         net.blobs["raw"].data[n, t] = saved
 
 
