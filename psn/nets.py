@@ -144,21 +144,32 @@ class _Builder:
         return self.reshape(name + "_rows", self.n[name + "_tm"], [-1] + list(trailing))
 
     # -------------------------------------------------------------- streams
-    def inputs_to_rows(self, raw, sparse, cont):
+    def inputs_to_rows(self, raw, sparse, cont, use):
+        """The inputs a variant uses, as time-major rows; the others go to a Silence layer
+        (an unconsumed blob would be a net output, which Caffe logs element by element)."""
         n, s = self.n, self.cfg.size
+        rows = {}
         # Both streams work in gray levels, as the paper's 0-255 frames would give: raw pixels
         # centred on 128 (Caffe's classic mean subtraction), and E, which the shards store for
         # frames in [0, 1], times 255 (RPCA is scale-equivariant). The scale matters to the TPU:
         # tp = std(x_t - x_{t-1}) multiplies h~, and micro-motion in [0, 1] units is ~0.005,
         # which would leave the unit's output almost independent of its input.
-        n.raw_scaled = self.L.Power(raw, power_param=dict(scale=1.0, shift=-128.0))
-        n.sparse_scaled = self.L.Power(sparse, power_param=dict(scale=255.0))
-        raw_rows = self.time_major("raw", n.raw_scaled, (3, s, s))
-        sparse_rows = self.time_major("sparse", n.sparse_scaled, (1, s, s))
-        cont_rows = self.time_major("cont", cont, ())
-        n.cont_tn = self.L.Reshape(cont_rows, reshape_param=dict(
-            shape=dict(dim=[self.cfg.frames, -1])))
-        return raw_rows, sparse_rows, n.cont_tn
+        if "raw" in use:
+            n.raw_scaled = self.L.Power(raw, power_param=dict(scale=1.0, shift=-128.0))
+            rows["raw"] = self.time_major("raw", n.raw_scaled, (3, s, s))
+        if "sparse" in use:
+            n.sparse_scaled = self.L.Power(sparse, power_param=dict(scale=255.0))
+            rows["sparse"] = self.time_major("sparse", n.sparse_scaled, (1, s, s))
+        if "cont" in use:
+            cont_rows = self.time_major("cont", cont, ())
+            n.cont_tn = self.L.Reshape(cont_rows, reshape_param=dict(
+                shape=dict(dim=[self.cfg.frames, -1])))
+            rows["cont"] = n.cont_tn
+        unused = [b for name, b in (("raw", raw), ("sparse", sparse), ("cont", cont))
+                  if name not in use]
+        if unused:
+            n.silence_unused = self.L.Silence(*unused, ntop=0)
+        return rows
 
     def spatial(self, rows):
         return getattr(self, "spatial_" + self.cfg.backbone)(rows)
@@ -249,15 +260,20 @@ class _Builder:
     # -------------------------------------------------------------- nets
     def body(self, raw, sparse, cont):
         c, n, L, P = self.cfg, self.n, self.L, self.P
-        raw_rows, sparse_rows, cont_tn = self.inputs_to_rows(raw, sparse, cont)
-        spatial_in, temporal_in, temporal_ch = sparse_rows, raw_rows, 3
+        spatial_in, temporal_in, temporal_ch = "sparse", "raw", 3
         if c.swap:
-            spatial_in, temporal_in, temporal_ch = raw_rows, sparse_rows, 1
+            spatial_in, temporal_in, temporal_ch = "raw", "sparse", 1
+        use = set()
+        if c.streams in ("both", "spatial"):
+            use.add(spatial_in)
+        if c.streams in ("both", "temporal"):
+            use.update((temporal_in, "cont"))
+        rows = self.inputs_to_rows(raw, sparse, cont, use)
         feats = []
         if c.streams in ("both", "spatial"):
-            feats.append(self.spatial(spatial_in))
+            feats.append(self.spatial(rows[spatial_in]))
         if c.streams in ("both", "temporal"):
-            feats.append(self.temporal(temporal_in, cont_tn, temporal_ch))
+            feats.append(self.temporal(rows[temporal_in], rows["cont"], temporal_ch))
         F = _feat_dim(c)
         if len(feats) == 1:
             fused, channels = feats[0], F

@@ -141,6 +141,7 @@ def test_labels_follow_the_same_order(caffe, nets, tmp_path):
     path = tmp_path / "tv.prototxt"
     path.write_text(text_format.MessageToString(tv))
     net = caffe.Net(str(path), caffe.TEST)
+    assert sorted(net.outputs) == ["accuracy", "loss"], net.outputs
     net.forward(end="label_rows")
     expected = [100 * t + n for t in range(16) for n in range(N)]
     assert net.blobs["label_rows"].data.tolist() == expected
@@ -156,6 +157,8 @@ def test_every_model_runs(caffe, model):
     net.blobs["raw"].data[...] = rng.randint(0, 255, net.blobs["raw"].data.shape)
     net.blobs["sparse"].data[...] = rng.normal(0, 0.1, net.blobs["sparse"].data.shape)
     net.blobs["cont"].data[...] = _cont(1)
+    # Every blob is consumed: Caffe would log an unconsumed one element by element.
+    assert net.outputs == ["prob"], net.outputs
     out = net.forward()["prob"]
     assert out.shape == (16, 4)
     np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
