@@ -9,11 +9,11 @@ moves (mouth, brows, eyes), not a ghost of the whole face.
 """
 from __future__ import annotations
 
-import os
 
 import cv2
 import numpy as np
 
+from preprocessing.atomic import write_atomic
 from preprocessing.labels import CLASSES
 
 __all__ = ["choose_clips", "item_title", "render", "write_contact_sheet"]
@@ -71,15 +71,7 @@ def write_contact_sheet(path, items):
     ok, data = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError("OpenCV could not encode the contact sheet as PNG")
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomic(path, data.tobytes())
     return img.shape
 
 

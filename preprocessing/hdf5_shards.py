@@ -25,6 +25,7 @@ import os
 import h5py
 import numpy as np
 
+from preprocessing.atomic import atomic_path
 from preprocessing.sampling import N_SAMPLED
 
 __all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "shard_key", "stored_key", "write_shard",
@@ -91,44 +92,35 @@ def write_shard(path, items, variants=(), key="", group=None):
     if K == 0:
         raise ValueError(f"shard {path} would be empty")
     T = N_SAMPLED
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            raw = f.create_dataset("raw", (K, T, 3, CROP, CROP), np.uint8,
-                                   chunks=(1, T, 3, CROP, CROP), track_times=False, **_COMPRESSION)
-            sparse = f.create_dataset("sparse", (K, T, 1, CROP, CROP), np.float32,
-                                      chunks=(1, T, 1, CROP, CROP), track_times=False,
-                                      **_COMPRESSION)
-            clip_index = np.empty(K, np.int32)
-            clip_label = np.empty(K, np.int32)
-            row = 0
-            for index, label, cache_path in items:
-                r, s = load_clip_arrays(cache_path)
-                copies = ([apply_variant(r, s, v) for v in variants] if variants else [(r, s)])
-                for rv, sv in copies:
-                    raw[row] = np.ascontiguousarray(rv.transpose(0, 3, 1, 2))
-                    sparse[row] = sv[:, None, :, :]
-                    clip_index[row], clip_label[row] = index, label
-                    row += 1
-            label_rows = np.repeat(clip_label.astype(np.float32)[:, None], T, axis=1)
-            cont = np.ones((K, T), np.float32)
-            cont[:, 0] = 0.0
-            f.create_dataset("label", data=label_rows, track_times=False)
-            f.create_dataset("cont", data=cont, track_times=False)
-            f.create_dataset("clip_label", data=clip_label, track_times=False)
-            f.create_dataset("clip_index", data=clip_index, track_times=False)
-            f.attrs["key"] = key
-            f.attrs["layout_version"] = LAYOUT_VERSION
-            f.attrs["variants"] = json.dumps(list(variants))
-            if group is not None:
-                f.attrs["group"] = int(group)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        raw = f.create_dataset("raw", (K, T, 3, CROP, CROP), np.uint8,
+                               chunks=(1, T, 3, CROP, CROP), track_times=False, **_COMPRESSION)
+        sparse = f.create_dataset("sparse", (K, T, 1, CROP, CROP), np.float32,
+                                  chunks=(1, T, 1, CROP, CROP), track_times=False,
+                                  **_COMPRESSION)
+        clip_index = np.empty(K, np.int32)
+        clip_label = np.empty(K, np.int32)
+        row = 0
+        for index, label, cache_path in items:
+            r, s = load_clip_arrays(cache_path)
+            copies = ([apply_variant(r, s, v) for v in variants] if variants else [(r, s)])
+            for rv, sv in copies:
+                raw[row] = np.ascontiguousarray(rv.transpose(0, 3, 1, 2))
+                sparse[row] = sv[:, None, :, :]
+                clip_index[row], clip_label[row] = index, label
+                row += 1
+        label_rows = np.repeat(clip_label.astype(np.float32)[:, None], T, axis=1)
+        cont = np.ones((K, T), np.float32)
+        cont[:, 0] = 0.0
+        f.create_dataset("label", data=label_rows, track_times=False)
+        f.create_dataset("cont", data=cont, track_times=False)
+        f.create_dataset("clip_label", data=clip_label, track_times=False)
+        f.create_dataset("clip_index", data=clip_index, track_times=False)
+        f.attrs["key"] = key
+        f.attrs["layout_version"] = LAYOUT_VERSION
+        f.attrs["variants"] = json.dumps(list(variants))
+        if group is not None:
+            f.attrs["group"] = int(group)
     return K
 
 

@@ -16,7 +16,9 @@ import csv
 import io
 import os
 
-__all__ = ["MANIFEST_COLUMNS", "SKIPPED_COLUMNS", "write_text_atomic", "manifest_row",
+from preprocessing.atomic import write_atomic
+
+__all__ = ["MANIFEST_COLUMNS", "SKIPPED_COLUMNS", "manifest_row",
            "write_manifest", "read_manifest", "write_skipped"]
 
 MANIFEST_COLUMNS = ("index", "database", "subject", "clip", "onset", "apex", "offset", "n_frames",
@@ -24,21 +26,6 @@ MANIFEST_COLUMNS = ("index", "database", "subject", "clip", "onset", "apex", "of
                     "rpca_iterations", "rpca_rank", "rpca_nnz_share", "rpca_lambda", "notes",
                     "source")
 SKIPPED_COLUMNS = ("database", "subject", "clip", "reason", "source")
-
-
-def write_text_atomic(path, text):
-    """Write text to path through a temporary file in the same folder and os.replace."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _csv_text(columns, rows):
@@ -72,7 +59,7 @@ def manifest_row(index, clip, result, group=None):
 
 
 def write_manifest(path, rows):
-    write_text_atomic(path, _csv_text(MANIFEST_COLUMNS, rows))
+    write_atomic(path, _csv_text(MANIFEST_COLUMNS, rows))
 
 
 def read_manifest(path):
@@ -88,4 +75,4 @@ def read_manifest(path):
 def write_skipped(path, skipped):
     rows = [{"database": s.database, "subject": s.subject, "clip": s.clip, "reason": s.reason,
              "source": s.source} for s in skipped]
-    write_text_atomic(path, _csv_text(SKIPPED_COLUMNS, rows))
+    write_atomic(path, _csv_text(SKIPPED_COLUMNS, rows))

@@ -231,17 +231,9 @@ def _save_cache(path, stamp, info, raw=None, sparse=None):
               "info": np.array(json.dumps(info, sort_keys=True))}
     if raw is not None:
         arrays.update(raw=raw, sparse=sparse)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from preprocessing.atomic import atomic_path
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def read_cache(path, stamp):
@@ -376,7 +368,8 @@ def run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augmen
     from preprocessing.contact_sheet import choose_clips, item_title, write_contact_sheet
     from preprocessing.folds import assign_groups, fold_plan, list_lines, protocol_name
     from preprocessing.loaders import load_databases
-    from preprocessing.manifest import manifest_row, write_manifest, write_skipped, write_text_atomic
+    from preprocessing.atomic import write_atomic
+    from preprocessing.manifest import manifest_row, write_manifest, write_skipped
 
     t_start = time.time()
     out = os.path.abspath(out)
@@ -479,15 +472,15 @@ def run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augmen
         fold["train_list"] = os.path.join(fold_dir, name, "train.txt")
         fold["test_list"] = os.path.join(fold_dir, name, "test.txt")
         fold["train_shards"], fold["test_shards"] = train, test
-        write_text_atomic(fold["train_list"], "".join(p + "\n" for p in train))
-        write_text_atomic(fold["test_list"], "".join(p + "\n" for p in test))
+        write_atomic(fold["train_list"], "".join(p + "\n" for p in train))
+        write_atomic(fold["test_list"], "".join(p + "\n" for p in test))
     _remove_stale(fold_dir, r"fold\d+", fold_names)
     for entry in plan["groups"]:
         entry["shard"] = plain[entry["group"]]
         entry["aug_shard"] = aug.get(entry["group"])
     plan.update(augment=list(variants), options=options.stamp(), pipeline_version=PIPELINE_VERSION,
                 databases=sorted(roots), manifest=os.path.join(out, "manifest.csv"))
-    write_text_atomic(os.path.join(out, "folds.json"), json.dumps(plan, indent=1, sort_keys=True) + "\n")
+    write_atomic(os.path.join(out, "folds.json"), json.dumps(plan, indent=1, sort_keys=True) + "\n")
 
     chosen = choose_clips(rows, 4)
     items = []

@@ -35,7 +35,8 @@ import math
 import os
 import re
 import sys
-import tempfile
+
+from preprocessing.atomic import write_atomic
 
 __all__ = ["LogError", "parse_log", "parse_lines", "columns", "write_csv", "save_csv_files",
            "main"]
@@ -283,17 +284,7 @@ def write_csv(path, rows, delimiter=","):
     writer.writerow(cols)
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in cols])
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, buf.getvalue())
 
 
 def save_csv_files(log_path, out_dir, train_rows, test_rows, delimiter=",", basename=None):

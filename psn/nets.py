@@ -362,14 +362,6 @@ def render(model):
     }
 
 
-def write_atomic(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     from psn.env import ensure_caffe
     ensure_caffe()  # console scripts start without the --print-env exports
@@ -392,6 +384,7 @@ def main(argv=None):
                 if not same:
                     stale.append(path)
             else:
+                from preprocessing.atomic import write_atomic
                 write_atomic(path, text)
     if args.check and stale:
         print("out of date (run python -m psn.nets):\n  " + "\n  ".join(stale), file=sys.stderr)

@@ -1,8 +1,6 @@
 """Figures of the report: confusion heatmaps (Tables 7–8), the comparison bar chart (Fig. 7)
 and training curves (Fig. 9). Matplotlib on the Agg backend; every PNG is written atomically."""
 import math
-import os
-import tempfile
 
 import matplotlib
 
@@ -10,22 +8,15 @@ matplotlib.use("Agg")  # no display on training servers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from preprocessing.atomic import atomic_path  # noqa: E402
 from psn.metrics import CLASS_SHORT  # noqa: E402
 
 
 def save(fig, path, dpi=110):
     """Save a figure as PNG via a temporary file in the same folder, then close it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

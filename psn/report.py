@@ -30,11 +30,11 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
+from preprocessing.atomic import write_atomic
 from psn import caffe_log, metrics
 from psn.metrics import CLASS_NAMES, CLASS_SHORT, N_CLASSES
 
@@ -159,28 +159,13 @@ def read_predictions(path):
 # ---------------------------------------------------------------- writing
 
 
-def _atomic_write(path, data, mode="w"):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def _write_csv(path, header, rows):
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     for r in rows:
         w.writerow(["" if v is None else _csv_num(v) for v in r])
-    return _atomic_write(path, buf.getvalue())
+    return write_atomic(path, buf.getvalue())
 
 
 def _csv_num(v):
@@ -206,7 +191,7 @@ def _jsonable(obj):
 
 
 def _write_json(path, obj):
-    return _atomic_write(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+    return write_atomic(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------- metrics of a run
@@ -684,7 +669,7 @@ def make_report(pred_paths, out_dir, names=None, logs=None):
                   "uf1_fold_mean", "uar_fold_mean", "f1_fold_mean", "n_clips", "n_folds"):
             combined[k] = m[k]
     _write_json(os.path.join(out_dir, "metrics.json"), combined)
-    _atomic_write(os.path.join(out_dir, "report.md"), markdown(runs, comp, run_files))
+    write_atomic(os.path.join(out_dir, "report.md"), markdown(runs, comp, run_files))
     return combined
 
 

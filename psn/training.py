@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+from preprocessing.atomic import atomic_path, write_atomic
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEDULE_DIR = os.path.join(ROOT, "prototxt", "schedules")
 PRED_COLUMNS = ["database", "subject", "clip", "fold", "label", "pred",
@@ -94,13 +96,6 @@ def load_schedule(name_or_path):
 
 
 # ---------------------------------------------------------------- per-fold files
-
-def write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
 
 def fold_nets(model, width, batch, train_list, test_list, tpu_impl):
     """(train_val, deploy, solver) protos: the checked-in files at width 1, else generated."""
@@ -323,12 +318,10 @@ def predict_fold(args, fold, manifest, log):
 
 
 def write_csv(path, rows, header=PRED_COLUMNS):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def join_predictions(paths, out_path):
