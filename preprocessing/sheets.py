@@ -8,7 +8,7 @@ import fnmatch
 import os
 import re
 
-from preprocessing.clips import InputError
+from preprocessing.clips import InputError, check_root
 
 MISSING_MARKS = {"", "\\", "/", "-"}
 
@@ -148,3 +148,16 @@ def to_int(value):
         return (int(value), True) if value.is_integer() else (None, False)
     text = str(value).strip()
     return (int(text), True) if re.fullmatch(r"[+-]?\d+", text) else (None, False)
+
+
+def find_sheet(root, what, patterns, example):
+    """The first coding sheet under a database folder matching `patterns` (in their order).
+
+    Copies may hold several versions (CASME II's 20140508 and 20190701); the first by pattern,
+    then by name, is taken."""
+    root = check_root(root, what)
+    found = find_files(root, patterns)
+    if not found:
+        raise InputError(f"{root}: no {what} coding sheet ({', '.join(patterns)}) in it or below. "
+                         f"Fix: pass the {what} folder holding {example}.")
+    return found[0]

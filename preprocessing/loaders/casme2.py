@@ -5,7 +5,7 @@ import os
 import re
 
 from preprocessing.clips import InputError, Rows, attach_frames, check_root, find_dirs
-from preprocessing.sheets import find_files, read_table, to_int
+from preprocessing.sheets import find_sheet, read_table, to_int
 
 DATABASE = "casme2"
 SHEETS = ("CASME2-coding-*.xlsx", "CASME2-coding-*.xls", "CASME2_label*.xls*", "CASME2*.xls*")
@@ -31,14 +31,7 @@ def subject_folder(value, template="sub{:02d}"):
 
 
 def sheet_path(root):
-    root = check_root(root, "CASME II")
-    found = find_files(root, SHEETS)
-    if not found:
-        raise InputError(f"{root}: no CASME II coding sheet ({', '.join(SHEETS)}) in it or below. "
-                         f"Fix: pass the CASME II folder holding CASME2-coding-20140508.xlsx.")
-    # Copies may hold several dated versions (20140508, 20190701); the first by name is taken,
-    # later ones add the Objective Classes column.
-    return found[0]
+    return find_sheet(root, "CASME II", SHEETS, "CASME2-coding-20140508.xlsx")
 
 
 def read_sheet(root, rules=None):

@@ -8,7 +8,7 @@ import os
 import re
 
 from preprocessing.clips import InputError, Rows, attach_frames, check_root, find_dirs
-from preprocessing.sheets import SheetError, find_files, read_rows, sheet_names, to_int
+from preprocessing.sheets import find_sheet, SheetError, read_rows, sheet_names, to_int
 
 DATABASE = "casme2sq"
 SHEETS = ("CAS(ME)^2code_final*.xls*", "CAS(ME)*code_final*.xls*", "*code_final*.xls*")
@@ -23,12 +23,7 @@ def video_code(name):
 
 
 def sheet_path(root):
-    root = check_root(root, "CAS(ME)^2")
-    found = find_files(root, SHEETS)
-    if not found:
-        raise InputError(f"{root}: no CAS(ME)^2 coding sheet ({', '.join(SHEETS)}) in it or below. "
-                         f"Fix: pass the CAS(ME)^2 folder holding CAS(ME)^2code_final.xlsx.")
-    return found[0]
+    return find_sheet(root, "CAS(ME)^2", SHEETS, "CAS(ME)^2code_final.xlsx")
 
 
 def _naming_sheet(path, names, number):

@@ -4,7 +4,7 @@ import os
 import re
 
 from preprocessing.clips import InputError, Rows, attach_frames, check_root, find_dirs
-from preprocessing.sheets import find_files, read_table, to_int
+from preprocessing.sheets import find_sheet, read_table, to_int
 
 DATABASE = "samm"
 SHEETS = ("SAMM_Micro_FACS_Codes*.xlsx", "SAMM*Micro*FACS*.xls*", "SAMM*.xlsx")
@@ -24,12 +24,7 @@ def _subject_dir(path):
 
 
 def sheet_path(root):
-    root = check_root(root, "SAMM")
-    found = find_files(root, SHEETS)
-    if not found:
-        raise InputError(f"{root}: no SAMM coding sheet ({', '.join(SHEETS)}) in it or below. "
-                         f"Fix: pass the SAMM folder holding SAMM_Micro_FACS_Codes_v2.xlsx.")
-    return found[0]
+    return find_sheet(root, "SAMM", SHEETS, "SAMM_Micro_FACS_Codes_v2.xlsx")
 
 
 def read_sheet(root, rules=None):
