@@ -133,11 +133,15 @@ def use_python_tpu(net):
     for layer in net.layer:
         if layer.type != "TPU":
             continue
-        rp, mode = layer.recurrent_param, layer.tpu_param.mode
+        rp, tpp = layer.recurrent_param, layer.tpu_param
         fill = lambda f: {k: getattr(f, k) for k in ("type", "std", "value", "min", "max", "mean")
                           if f.HasField(k)}
-        param = {"num_output": rp.num_output, "mode": ["tpu", "tp1", "rnn"][mode],
+        param = {"num_output": rp.num_output, "mode": ["tpu", "tp1", "rnn"][tpp.mode],
+                 "first_tp": ["zero", "one", "next"][tpp.first_tp],
                  "weight_filler": fill(rp.weight_filler), "bias_filler": fill(rp.bias_filler)}
+        for group in ("input_weight_filler", "hidden_weight_filler", "modulation_weight_filler"):
+            if tpp.HasField(group):
+                param[group] = fill(getattr(tpp, group))
         layer.type = "Python"
         layer.ClearField("recurrent_param")
         layer.ClearField("tpu_param")
@@ -216,6 +220,10 @@ def train_fold(args, fold, gpu_ids, log):
     if gpu_ids:
         cmd += ["--gpu", ",".join(str(g) for g in gpu_ids)]
     env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
+    if not gpu_ids and args.jobs > 1:
+        # Several CPU folds at once: one BLAS thread each. At the demo's width Caffe gains
+        # nothing from a second OpenBLAS thread, so two one-thread folds take half the time.
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(ROOT, "layers"), ROOT,
                                                       env.get("PYTHONPATH")]))
     log_path = os.path.join(fold_dir, "train.log")

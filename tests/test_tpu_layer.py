@@ -104,6 +104,45 @@ def test_temporal_perception_definition():
     assert (cache["tp"] == 1).all()
 
 
+def test_first_frame_rules():
+    """tp at a first frame (t = 0, and the restart of sequence 0 at t = 2): 0, 1 or the next
+    frame's tp; a sequence of one frame (sequence 1 at t = 3, the last step) gets 1 under NEXT."""
+    rng = np.random.RandomState(5)
+    x = rng.normal(size=(4, 2, 6)).astype(np.float64)
+    cont = np.array([[0, 0], [1, 1], [0, 1], [1, 0]], np.float32)
+    zero = tpu_py.temporal_perception(x, cont, "zero")
+    one = tpu_py.temporal_perception(x, cont, "one")
+    nxt = tpu_py.temporal_perception(x, cont, "next")
+    first = np.array([[1, 1], [0, 0], [1, 0], [0, 1]], bool)
+    assert (zero[first] == 0).all() and (one[first] == 1).all()
+    assert (zero[~first] == one[~first]).all() and (nxt[~first] == zero[~first]).all()
+    assert nxt[0, 0] == zero[1, 0] and nxt[0, 1] == zero[1, 1]
+    assert nxt[2, 0] == zero[3, 0]          # the restart takes its successor's tp
+    assert nxt[3, 1] == 1                   # no successor: no modulation
+    assert zero[1, 0] == pytest.approx(np.std(x[1, 0] - x[0, 0]))
+    with pytest.raises(ValueError, match="first_tp"):
+        tpu_py.temporal_perception(x, cont, "two")
+
+
+def test_python_fillers_per_group():
+    """The Python layer picks each weight group's filler as the C++ layer does."""
+    p = tpu_py.parse_param_str(
+        '{"num_output": 4, "weight_filler": {"type": "xavier"}, '
+        '"modulation_weight_filler": {"type": "gaussian", "std": 2}, '
+        '"bias_filler": {"type": "constant", "value": 0.5}}')
+    f = tpu_py.blob_fillers(p)
+    assert f[0] == f[2] == f[3] == {"type": "xavier"}
+    assert f[5] == {"type": "gaussian", "std": 2}
+    assert f[1] == f[4] == f[6] == {"type": "constant", "value": 0.5}
+    p = tpu_py.parse_param_str('{"num_output": 4, "input_weight_filler": {"type": "msra"}, '
+                               '"hidden_weight_filler": {"type": "uniform"}}')
+    f = tpu_py.blob_fillers(p)
+    assert f[0] == {"type": "msra"} and f[2] == f[3] == {"type": "uniform"}
+    assert f[5] == {"type": "constant"}
+    with pytest.raises(ValueError, match="first_tp"):
+        tpu_py.parse_param_str('{"num_output": 4, "first_tp": "last"}')
+
+
 def test_python_param_str_errors():
     with pytest.raises(ValueError, match="num_output"):
         tpu_py.parse_param_str("{}")
@@ -125,16 +164,17 @@ layer {{ name: "cpp" type: "{cpp_type}" bottom: "x" bottom: "cont" top: "y_cpp"
   {tpu_param} }}
 layer {{ name: "py" type: "Python" bottom: "x" bottom: "cont" top: "y_py"
   python_param {{ module: "psn_layers.tpu" layer: "TPULayer"
-    param_str: '{{"num_output": {H}, "mode": "{mode}"}}' }} }}
+    param_str: '{{"num_output": {H}, "mode": "{mode}", "first_tp": "{first}"}}' }} }}
 force_backward: true
 """
 
 
-def _compare_net(caffe, tmp_path, mode, cpp_type="TPU", T=T, N=N, D=D, H=H):
-    tpu_param = "" if cpp_type == "RNN" else "tpu_param { mode: %s }" % mode.upper()
-    path = tmp_path / ("%s_%s.prototxt" % (cpp_type, mode))
+def _compare_net(caffe, tmp_path, mode, cpp_type="TPU", T=T, N=N, D=D, H=H, first="zero"):
+    tpu_param = "" if cpp_type == "RNN" else "tpu_param { mode: %s first_tp: %s }" % (
+        mode.upper(), first.upper())
+    path = tmp_path / ("%s_%s_%s.prototxt" % (cpp_type, mode, first))
     path.write_text(NET.format(T=T, N=N, D=D, H=H, cpp_type=cpp_type, mode=mode,
-                               tpu_param=tpu_param))
+                               tpu_param=tpu_param, first=first))
     net = caffe.Net(str(path), caffe.TRAIN)
     cpp, py = net.params["cpp"], net.params["py"]
     assert len(cpp) == len(py) == tpu_py.num_blobs(mode)
@@ -186,6 +226,17 @@ def test_cpp_and_python_layers_agree(caffe, tmp_path, mode):
     _assert_layers_agree(_compare_net(caffe, tmp_path, mode))
 
 
+@pytest.mark.parametrize("first", ["one", "next"])
+def test_cpp_and_python_agree_on_first_frame_rules(caffe, tmp_path, first):
+    net = _compare_net(caffe, tmp_path, "tpu", first=first)
+    _assert_layers_agree(net)
+    zero = _compare_net(caffe, tmp_path, "tpu", first="zero")
+    for n in (net, zero):
+        n.forward()
+    # The rule changes the output (frame 0 is no longer erased).
+    assert np.abs(net.blobs["y_cpp"].data[0] - zero.blobs["y_cpp"].data[0]).max() > 1e-3
+
+
 def test_cpp_and_python_agree_at_paper_width(caffe, tmp_path):
     """D = 37632 (3x112x112): the long reductions of tp and W_I x stay within 1e-5."""
     _assert_layers_agree(_compare_net(caffe, tmp_path, "tpu", T=16, N=2, D=37632, H=8))
@@ -193,10 +244,12 @@ def test_cpp_and_python_agree_at_paper_width(caffe, tmp_path):
 
 def test_rnn_mode_equals_caffe_rnn_layer(caffe, tmp_path):
     """Caffe's own RNN layer vs TPU mode rnn, given the same five blobs."""
-    text = NET.format(T=T, N=N, D=D, H=H, cpp_type="RNN", mode="rnn", tpu_param="")
+    text = NET.format(T=T, N=N, D=D, H=H, cpp_type="RNN", mode="rnn", tpu_param="",
+                      first="zero")
     text = text.replace('type: "Python" bottom: "x" bottom: "cont" top: "y_py"\n'
                         '  python_param { module: "psn_layers.tpu" layer: "TPULayer"\n'
-                        '    param_str: \'{"num_output": %d, "mode": "rnn"}\' }' % H,
+                        '    param_str: \'{"num_output": %d, "mode": "rnn", "first_tp": "zero"}\' }'
+                        % H,
                         'type: "TPU" bottom: "x" bottom: "cont" top: "y_py"\n'
                         '  recurrent_param { num_output: %d } tpu_param { mode: RNN }' % H)
     assert 'type: "TPU"' in text

@@ -13,8 +13,9 @@ and blob order (see layers/include/caffe/layers/tpu_layer.hpp and SPEC §2).
     }
 
 ``param_str`` is JSON with the fields of ``recurrent_param`` (num_output,
-weight_filler, bias_filler) and ``tpu_param`` (mode: tpu | tp1 | rnn), plus an
-optional ``seed`` for the fillers.
+weight_filler, bias_filler) and ``tpu_param`` (mode: tpu | tp1 | rnn;
+first_tp: zero | one | next; input_weight_filler, hidden_weight_filler,
+modulation_weight_filler), plus an optional ``seed`` for the fillers.
 
 The maths lives in :func:`forward` and :func:`backward`, plain numpy
 functions, so that tests can check them without Caffe.
@@ -24,6 +25,7 @@ import json
 import numpy as np
 
 MODES = ("tpu", "tp1", "rnn")
+FIRST_TP = ("zero", "one", "next")   # tpu_param.first_tp: ZERO | ONE | NEXT
 # Blob names in order; the first five are the RNN layer's W_xh, b_h, W_hh, W_ho, b_o.
 BLOB_NAMES = ("W_I", "b_I", "W_H", "W_O", "b_O", "W_m", "b_m")
 
@@ -32,23 +34,32 @@ def num_blobs(mode):
     return 5 if mode == "rnn" else 7
 
 
-def temporal_perception(x, cont):
-    """tp[t, n] = population std over features of x[t, n] - x[t-1, n].
+def temporal_perception(x, cont, first_tp="zero"):
+    """tp[t, n] = population std over features of x[t, n] - x[t-1, n] (Eq. 7).
 
-    Zero at t = 0 and wherever cont is 0: a first frame has no predecessor.
-    Accumulated in float64, as the C++ and CUDA code do.
+    At a first frame (t = 0 or cont 0: no predecessor) ``first_tp`` decides:
+    "zero" (x_{t-1} := x_t), "one", or "next" (the following frame's tp; 1 for
+    a one-frame sequence). Accumulated in float64, as the C++ and CUDA code do.
     """
+    if first_tp not in FIRST_TP:
+        raise ValueError("first_tp must be one of %s, got %r" % (FIRST_TP, first_tp))
     T, N = x.shape[:2]
     flat = x.reshape(T, N, -1).astype(np.float64)
     tp = np.zeros((T, N), dtype=np.float64)
     if T > 1:
         tp[1:] = (flat[1:] - flat[:-1]).std(axis=2)
-    tp[cont == 0] = 0
-    tp[0] = 0
+    first = (np.asarray(cont) == 0)
+    first[0] = True
+    if first_tp == "zero":
+        tp[first] = 0
+    else:
+        for t, n in zip(*np.nonzero(first)):
+            has_next = t + 1 < T and cont[t + 1, n] != 0
+            tp[t, n] = tp[t + 1, n] if (first_tp == "next" and has_next) else 1.0
     return tp.astype(x.dtype)
 
 
-def forward(x, cont, params, mode="tpu", tp=None):
+def forward(x, cont, params, mode="tpu", tp=None, first_tp="zero"):
     """Returns (y, cache). x: (T, N, ...), cont: (T, N); params in BLOB_NAMES order.
 
     ``tp`` overrides the temporal perception (tests use it to hold tp fixed).
@@ -60,7 +71,8 @@ def forward(x, cont, params, mode="tpu", tp=None):
     W_I, b_I, W_H, W_O, b_O = params[:5]
     H = W_I.shape[0]
     if tp is None:
-        tp = temporal_perception(x, cont) if mode == "tpu" else np.ones((T, N), x.dtype)
+        tp = (temporal_perception(x, cont, first_tp) if mode == "tpu"
+              else np.ones((T, N), x.dtype))
     htilde = (xf @ W_I.T + b_I).reshape(T, N, H)
     hidden = np.empty_like(htilde)
     scaled = np.empty_like(htilde)
@@ -145,7 +157,23 @@ def parse_param_str(text):
     p["mode"] = str(p.get("mode", "tpu")).lower()
     if p["mode"] not in MODES:
         raise ValueError("TPU Python layer: mode must be one of %s, got %r" % (MODES, p["mode"]))
+    p["first_tp"] = str(p.get("first_tp", "zero")).lower()
+    if p["first_tp"] not in FIRST_TP:
+        raise ValueError("TPU Python layer: first_tp must be one of %s, got %r"
+                         % (FIRST_TP, p["first_tp"]))
     return p
+
+
+def blob_fillers(p):
+    """The filler of each blob in BLOB_NAMES order, as the C++ layer picks them:
+    a group's own filler (input_/hidden_/modulation_weight_filler) where given,
+    else weight_filler; biases take bias_filler."""
+    wf = p.get("weight_filler", {"type": "constant"})
+    bf = p.get("bias_filler", {"type": "constant"})
+    wi = p.get("input_weight_filler", wf)
+    wh = p.get("hidden_weight_filler", wf)
+    wm = p.get("modulation_weight_filler", wf)
+    return [wi, bf, wh, wh, bf, wm, bf]
 
 
 def _layer_class():
@@ -164,16 +192,15 @@ def _layer_class():
             self.mode = p["mode"]
             self.H = int(p["num_output"])
             self.D = int(np.prod(bottom[0].data.shape[2:]))
+            self.first_tp = p["first_tp"]
             if len(self.blobs) == 0:
                 rng = np.random.RandomState(p.get("seed"))
-                wf = p.get("weight_filler", {"type": "constant"})
-                bf = p.get("bias_filler", {"type": "constant"})
                 shapes = [(self.H, self.D), (self.H,), (self.H, self.H), (self.H, self.H),
                           (self.H,), (self.H, self.H), (self.H,)]
-                for shape in shapes[:num_blobs(self.mode)]:
+                fillers = blob_fillers(p)
+                for i, shape in enumerate(shapes[:num_blobs(self.mode)]):
                     self.blobs.add_blob(*shape)
-                    self.blobs[len(self.blobs) - 1].data[...] = fill(
-                        shape, wf if len(shape) == 2 else bf, rng)
+                    self.blobs[len(self.blobs) - 1].data[...] = fill(shape, fillers[i], rng)
             elif len(self.blobs) != num_blobs(self.mode):
                 raise ValueError("TPU Python layer: expected %d blobs in mode %s, got %d"
                                  % (num_blobs(self.mode), self.mode, len(self.blobs)))
@@ -194,7 +221,8 @@ def _layer_class():
 
         def forward(self, bottom, top):
             params = [b.data for b in self.blobs]
-            y, self.cache = forward(bottom[0].data, bottom[1].data, params, self.mode)
+            y, self.cache = forward(bottom[0].data, bottom[1].data, params, self.mode,
+                                    first_tp=self.first_tp)
             top[0].data[...] = y
 
         def backward(self, top, propagate_down, bottom):

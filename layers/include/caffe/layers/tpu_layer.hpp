@@ -21,8 +21,9 @@ namespace caffe {
  *   top[0]    y    @f$ (T \times N \times H) @f$, H = recurrent_param.num_output
  *
  * Per step t (rows n of the batch are independent):
- *   tp_t  = population std over D of (x_t - x_{t-1}); 0 where cont_t = 0 or
- *           t = 0 (a first frame has no predecessor: x_{t-1} := x_t)
+ *   tp_t  = population std over D of (x_t - x_{t-1}); at a first frame
+ *           (t = 0 or cont_t = 0: no predecessor) tpu_param.first_tp decides:
+ *           ZERO (x_{t-1} := x_t, tp = 0), ONE (tp = 1) or NEXT (tp_{t+1})
  *   h~_t  = tanh(W_I x_t + b_I + W_H (cont_t h_{t-1})),   h_{-1} = 0
  *   h_t   = tanh(W_m (tp_t h~_t) + b_m)     (mode TPU; TP1 uses tp_t = 1;
  *                                           RNN skips this step: h_t = h~_t)
@@ -30,6 +31,10 @@ namespace caffe {
  *
  * Blobs: W_I (H x D), b_I (H), W_H (H x H), W_O (H x H), b_O (H) -- the RNN
  * layer's five, in its order -- then W_m (H x H), b_m (H) in modes TPU/TP1.
+ * Weights are filled from recurrent_param.weight_filler unless tpu_param sets
+ * input_weight_filler (W_I), hidden_weight_filler (W_H, W_O) or
+ * modulation_weight_filler (W_m): W_I's fan-in is D, the others' H, and W_m
+ * multiplies tp, which is in the input's units.
  *
  * tp_t is treated as data: no gradient flows through it to x. Unlike
  * RecurrentLayer, no hidden state is carried from one batch to the next
@@ -66,6 +71,7 @@ class TPULayer : public Layer<Dtype> {
   bool has_h_step() const { return mode_ != TPUParameter_Mode_RNN; }
 
   TPUParameter_Mode mode_;
+  TPUParameter_FirstTP first_tp_;
   int T_;  // time steps
   int N_;  // independent sequences per step
   int D_;  // input features per row

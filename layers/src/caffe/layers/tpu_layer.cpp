@@ -21,6 +21,7 @@ void TPULayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
       << "': bottom[0] must have at least 2 axes -- (#timesteps, #streams, "
       << "...), got " << bottom[0]->shape_string();
   mode_ = this->layer_param_.tpu_param().mode();
+  first_tp_ = this->layer_param_.tpu_param().first_tp();
   H_ = rp.num_output();
   D_ = bottom[0]->count(2);
   CHECK_GT(D_, 0) << "TPU layer '" << name << "': bottom[0] has no features";
@@ -36,15 +37,26 @@ void TPULayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
     vector<int> w_in(2), w_hh(2), bias(1, H_);
     w_in[0] = H_; w_in[1] = D_;
     w_hh[0] = H_; w_hh[1] = H_;
-    shared_ptr<Filler<Dtype> > weight_filler(
-        GetFiller<Dtype>(rp.weight_filler()));
-    shared_ptr<Filler<Dtype> > bias_filler(GetFiller<Dtype>(rp.bias_filler()));
+    const TPUParameter& tpp = this->layer_param_.tpu_param();
+    // Each weight group takes its own tpu_param filler where one is set,
+    // else recurrent_param's, as the RNN layer does for all of them.
+    const FillerParameter& input_f = tpp.has_input_weight_filler() ?
+        tpp.input_weight_filler() : rp.weight_filler();
+    const FillerParameter& hidden_f = tpp.has_hidden_weight_filler() ?
+        tpp.hidden_weight_filler() : rp.weight_filler();
+    const FillerParameter& modulation_f =
+        tpp.has_modulation_weight_filler() ?
+        tpp.modulation_weight_filler() : rp.weight_filler();
     // W_I, b_I, W_H, W_O, b_O: the RNN layer's W_xh, b_h, W_hh, W_ho, b_o.
+    const FillerParameter* fillers[7] = {&input_f, &rp.bias_filler(),
+        &hidden_f, &hidden_f, &rp.bias_filler(), &modulation_f,
+        &rp.bias_filler()};
     const bool is_weight[7] = {true, false, true, true, false, true, false};
     for (int i = 0; i < num_blobs; ++i) {
       const vector<int>& shape = !is_weight[i] ? bias : (i == 0 ? w_in : w_hh);
       this->blobs_[i].reset(new Blob<Dtype>(shape));
-      (is_weight[i] ? weight_filler : bias_filler)->Fill(this->blobs_[i].get());
+      shared_ptr<Filler<Dtype> > filler(GetFiller<Dtype>(*fillers[i]));
+      filler->Fill(this->blobs_[i].get());
     }
   }
   CHECK_EQ(this->blobs_[0]->count(1), D_) << "TPU layer '" << name
@@ -110,6 +122,23 @@ static void temporal_perception_cpu(int T, int N, int D, const Dtype* x,
   }
 }
 
+// tp at the first frame of each sequence (t = 0 or cont_t = 0), where Eq. 7
+// has no x_{t-1}: 0 (as computed above), 1, or the next frame's tp.
+template <typename Dtype>
+static void first_frame_tp_cpu(int T, int N, TPUParameter_FirstTP rule,
+    const Dtype* cont, Dtype* tp) {
+  if (rule == TPUParameter_FirstTP_ZERO) return;
+  for (int t = 0; t < T; ++t) {
+    for (int n = 0; n < N; ++n) {
+      const int row = t * N + n;
+      if (t > 0 && cont[row] != 0) continue;
+      const bool has_next = t + 1 < T && cont[row + N] != 0;
+      tp[row] = (rule == TPUParameter_FirstTP_NEXT && has_next) ?
+          tp[row + N] : Dtype(1);
+    }
+  }
+}
+
 template <typename Dtype>
 static void tanh_inplace_cpu(int count, Dtype* x) {
   for (int i = 0; i < count; ++i) x[i] = std::tanh(x[i]);
@@ -148,6 +177,7 @@ void TPULayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
 
   if (mode_ == TPUParameter_Mode_TPU) {
     temporal_perception_cpu(T_, N_, D_, x, cont, tp);
+    first_frame_tp_cpu(T_, N_, first_tp_, cont, tp);
   } else {
     caffe_set(TN, Dtype(1), tp);
   }

@@ -43,6 +43,19 @@ __global__ void TPUTemporalPerception(const int N, const int D,
   if (threadIdx.x == 0) tp[row] = static_cast<Dtype>(sqrt(buffer[0] / D));
 }
 
+// tp at each sequence's first frame (see first_frame_tp_cpu): one thread a
+// row, after TPUTemporalPerception has written every row's tp.
+template <typename Dtype>
+__global__ void TPUFirstFrameTP(const int T, const int N, const bool next,
+    const Dtype* cont, Dtype* tp) {
+  CUDA_KERNEL_LOOP(row, T * N) {
+    const int t = row / N;
+    if (t > 0 && cont[row] != 0) continue;
+    const bool has_next = t + 1 < T && cont[row + N] != 0;
+    tp[row] = (next && has_next) ? tp[row + N] : Dtype(1);
+  }
+}
+
 template <typename Dtype>
 __global__ void TPUTanh(const int count, Dtype* x) {
   CUDA_KERNEL_LOOP(i, count) { x[i] = tanh(x[i]); }
@@ -104,6 +117,12 @@ void TPULayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
     TPUTemporalPerception<Dtype><<<TN, CAFFE_CUDA_NUM_THREADS>>>(
         N_, D_, x, cont, tp);
     CUDA_POST_KERNEL_CHECK;
+    if (first_tp_ != TPUParameter_FirstTP_ZERO) {
+      // NOLINT_NEXT_LINE(whitespace/operators)
+      TPUFirstFrameTP<Dtype><<<CAFFE_GET_BLOCKS(TN), CAFFE_CUDA_NUM_THREADS>>>(
+          T_, N_, first_tp_ == TPUParameter_FirstTP_NEXT, cont, tp);
+      CUDA_POST_KERNEL_CHECK;
+    }
   } else {
     caffe_gpu_set(TN, Dtype(1), tp);
   }

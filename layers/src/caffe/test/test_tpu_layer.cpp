@@ -17,8 +17,8 @@ namespace caffe {
 
 // The TPU of SPEC section 2, written out plainly in double precision.
 template <typename Dtype>
-static void ReferenceTPU(TPUParameter_Mode mode, int T, int N, int D, int H,
-    const Dtype* x, const Dtype* cont,
+static void ReferenceTPU(TPUParameter_Mode mode, TPUParameter_FirstTP first,
+    int T, int N, int D, int H, const Dtype* x, const Dtype* cont,
     const vector<shared_ptr<Blob<Dtype> > >& blobs, vector<double>* y) {
   const Dtype* W_I = blobs[0]->cpu_data();
   const Dtype* b_I = blobs[1]->cpu_data();
@@ -27,23 +27,29 @@ static void ReferenceTPU(TPUParameter_Mode mode, int T, int N, int D, int H,
   const Dtype* b_O = blobs[4]->cpu_data();
   y->assign(T * N * H, 0);
   vector<double> h_prev(N * H, 0), h(N * H), htilde(H), s(H);
+  // tp of every row first (NEXT reads the following row's), by Eq. 7.
+  vector<double> tps(T * N, 1);
+  for (int row = 0; row < T * N && mode == TPUParameter_Mode_TPU; ++row) {
+    if (row < N || cont[row] == 0) continue;
+    double mean = 0, var = 0;
+    for (int d = 0; d < D; ++d) mean += x[row * D + d] - x[(row - N) * D + d];
+    mean /= D;
+    for (int d = 0; d < D; ++d) {
+      const double dev = x[row * D + d] - x[(row - N) * D + d] - mean;
+      var += dev * dev;
+    }
+    tps[row] = std::sqrt(var / D);
+  }
+  for (int row = 0; row < T * N && mode == TPUParameter_Mode_TPU; ++row) {
+    if (row >= N && cont[row] != 0) continue;
+    const bool has_next = row + N < T * N && cont[row + N] != 0;
+    tps[row] = first == TPUParameter_FirstTP_ZERO ? 0 :
+        (first == TPUParameter_FirstTP_NEXT && has_next ? tps[row + N] : 1);
+  }
   for (int t = 0; t < T; ++t) {
     for (int n = 0; n < N; ++n) {
       const int row = t * N + n;
-      double tp = 1;
-      if (mode == TPUParameter_Mode_TPU) {
-        tp = 0;
-        if (t > 0 && cont[row] != 0) {
-          double mean = 0, var = 0;
-          for (int d = 0; d < D; ++d) mean += x[row * D + d] - x[(row - N) * D + d];
-          mean /= D;
-          for (int d = 0; d < D; ++d) {
-            const double dev = x[row * D + d] - x[(row - N) * D + d] - mean;
-            var += dev * dev;
-          }
-          tp = std::sqrt(var / D);
-        }
-      }
+      const double tp = tps[row];
       for (int i = 0; i < H; ++i) {
         double a = b_I[i];
         for (int d = 0; d < D; ++d) a += W_I[i * D + d] * x[row * D + d];
@@ -110,13 +116,15 @@ class TPULayerTest : public MultiDeviceTest<TypeParam> {
     layer_param_.mutable_tpu_param()->set_mode(mode);
   }
 
-  void CheckForwardAgainstReference(TPUParameter_Mode mode) {
+  void CheckForwardAgainstReference(TPUParameter_Mode mode,
+      TPUParameter_FirstTP first = TPUParameter_FirstTP_ZERO) {
     SetMode(mode);
+    layer_param_.mutable_tpu_param()->set_first_tp(first);
     TPULayer<Dtype> layer(layer_param_);
     layer.SetUp(blob_bottom_vec_, blob_top_vec_);
     layer.Forward(blob_bottom_vec_, blob_top_vec_);
     vector<double> expected;
-    ReferenceTPU(mode, blob_bottom_.shape(0), blob_bottom_.shape(1),
+    ReferenceTPU(mode, first, blob_bottom_.shape(0), blob_bottom_.shape(1),
         blob_bottom_.count(2), num_output_, blob_bottom_.cpu_data(),
         blob_bottom_cont_.cpu_data(), layer.blobs(), &expected);
     ASSERT_EQ(expected.size(), blob_top_.count());
@@ -163,6 +171,66 @@ TYPED_TEST(TPULayerTest, TestSetUp) {
 
 TYPED_TEST(TPULayerTest, TestForwardTPU) {
   this->CheckForwardAgainstReference(TPUParameter_Mode_TPU);
+}
+
+// The first-frame rules, at t = 0 and at the restart of sequence 0 at t = 2.
+TYPED_TEST(TPULayerTest, TestForwardTPUFirstTPOne) {
+  this->CheckForwardAgainstReference(TPUParameter_Mode_TPU,
+      TPUParameter_FirstTP_ONE);
+}
+
+TYPED_TEST(TPULayerTest, TestForwardTPUFirstTPNext) {
+  this->CheckForwardAgainstReference(TPUParameter_Mode_TPU,
+      TPUParameter_FirstTP_NEXT);
+}
+
+// Each weight group takes its tpu_param filler; the rest recurrent_param's.
+TYPED_TEST(TPULayerTest, TestPerGroupFillers) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->SetMode(TPUParameter_Mode_TPU);
+  TPUParameter* tpp = this->layer_param_.mutable_tpu_param();
+  tpp->mutable_input_weight_filler()->set_type("constant");
+  tpp->mutable_input_weight_filler()->set_value(2);
+  tpp->mutable_modulation_weight_filler()->set_type("constant");
+  tpp->mutable_modulation_weight_filler()->set_value(3);
+  TPULayer<Dtype> layer(this->layer_param_);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  for (int i = 0; i < layer.blobs()[0]->count(); ++i) {
+    ASSERT_EQ(layer.blobs()[0]->cpu_data()[i], Dtype(2));
+  }
+  for (int i = 0; i < layer.blobs()[5]->count(); ++i) {
+    ASSERT_EQ(layer.blobs()[5]->cpu_data()[i], Dtype(3));
+  }
+  // W_H and W_O fall back to recurrent_param's gaussian (std 0.3).
+  for (int b = 2; b <= 3; ++b) {
+    double sq = 0;
+    const int count = layer.blobs()[b]->count();
+    for (int i = 0; i < count; ++i) {
+      sq += layer.blobs()[b]->cpu_data()[i] * layer.blobs()[b]->cpu_data()[i];
+    }
+    EXPECT_GT(std::sqrt(sq / count), 0.1) << "blob " << b;
+    EXPECT_LT(std::sqrt(sq / count), 0.6) << "blob " << b;
+  }
+  tpp->mutable_hidden_weight_filler()->set_type("constant");
+  tpp->mutable_hidden_weight_filler()->set_value(-1);
+  TPULayer<Dtype> layer2(this->layer_param_);
+  layer2.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  for (int b = 2; b <= 3; ++b) {
+    for (int i = 0; i < layer2.blobs()[b]->count(); ++i) {
+      ASSERT_EQ(layer2.blobs()[b]->cpu_data()[i], Dtype(-1)) << "blob " << b;
+    }
+  }
+}
+
+TYPED_TEST(TPULayerTest, TestGradientTPUParamsFirstTPNext) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->SetMode(TPUParameter_Mode_TPU);
+  this->layer_param_.mutable_tpu_param()->set_first_tp(
+      TPUParameter_FirstTP_NEXT);
+  TPULayer<Dtype> layer(this->layer_param_);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, this->blob_bottom_vec_,
+      this->blob_top_vec_, -2);
 }
 
 TYPED_TEST(TPULayerTest, TestForwardTP1) {
@@ -225,7 +293,7 @@ TYPED_TEST(TPULayerTest, TestRNNModeEqualsRNNLayer) {
 // In mode TPU the gradient to x deliberately ignores tp's dependence on x, so
 // finite differences on x would disagree by design: check every parameter
 // blob here (tp does not depend on them); the x path is shared with TP1,
-// checked below, and test_tpu_python.py checks it with tp held fixed.
+// checked below, and tests/test_tpu_layer.py checks it with tp held fixed.
 TYPED_TEST(TPULayerTest, TestGradientTPUParams) {
   typedef typename TypeParam::Dtype Dtype;
   this->SetMode(TPUParameter_Mode_TPU);
