@@ -19,6 +19,7 @@ Data flow of every net (SPEC §2):
 """
 import argparse
 import copy
+import math
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -38,6 +39,13 @@ class NetConfig:
     tpu_mode: str = "TPU"         # TPU | TP1 | RNN (tpu_param.mode)
     head: str = "conv"            # conv (1x1 conv 4 maps) | fc (FC 4096->64: PSN_no_conv)
     hidden: int = 512             # TPU num_output (not given in the paper)
+    # The temporal stream's input scale and the recurrent layer's initialisation
+    # (docs/temporal_stream.md says why and what else was measured):
+    temporal_scale: float = 1.0 / 64  # x = (gray level - 128) / 64: frames in about [-2, 2]
+    rec_init: str = "xavier"      # xavier: per matrix | tiny: N(0, 1e-4) for all (1st release)
+    mod_gain: float = 20.0        # W_m ~ N(0, (mod_gain / sqrt(H))^2): 1/tp of ~3 gray levels
+    first_tp: str = "ZERO"        # tp at a clip's first frame: ZERO | ONE | NEXT
+    temporal_centre: bool = False  # subtract each clip's mean frame from its frames
     frames: int = 16              # T
     batch: int = 5                # N clips per batch
     size: int = 112
@@ -227,21 +235,52 @@ class _Builder:
         self.n.pool_global = self.L.Pooling(x, pool=self.P.Pooling.AVE, global_pooling=True)
         return self.fc("fc_spatial", self.n.pool_global, _feat_dim(c))
 
+    def clip_centre(self, rows):
+        """x_t minus its clip's mean frame, per pixel, with stock layers: time-major rows as
+        (1, T, N*C*S, S), a fixed 1x1 convolution averaging the T channels, Tile, Eltwise."""
+        c, n, L = self.cfg, self.n, self.L
+        n.centre_in = L.Reshape(rows, reshape_param=dict(shape=dict(dim=[1, c.frames, -1, c.size])))
+        n.clip_mean = L.Convolution(n.centre_in, num_output=1, kernel_size=1, bias_term=False,
+                                    weight_filler=dict(type="constant", value=1.0 / c.frames),
+                                    param=[dict(lr_mult=0, decay_mult=0)])
+        n.clip_mean_t = L.Tile(n.clip_mean, tile_param=dict(axis=1, tiles=c.frames))
+        n.centred = L.Eltwise(n.centre_in, n.clip_mean_t, operation=self.P.Eltwise.SUM,
+                              coeff=[1, -1])
+        return n.centred
+
     def temporal(self, rows, cont_tn, channels):
         c, n, L = self.cfg, self.n, self.L
         D = channels * c.size * c.size
+        H = _w(c, c.hidden)
+        if c.temporal_scale != 1.0:
+            n.temporal_in = L.Power(rows, power_param=dict(scale=c.temporal_scale))
+            rows = n.temporal_in
+        if c.temporal_centre:
+            rows = self.clip_centre(rows)
         n.frames_tnd = self.L.Reshape(rows, reshape_param=dict(shape=dict(dim=[c.frames, -1, D])))
-        # W_I sees D ~ 37632 inputs of gray-level spread ~64: a Gaussian of std 1e-4 keeps
-        # W_I x near unit scale (xavier's 5e-3 would saturate tanh). recurrent_param has one
-        # weight filler for all weights, as in Caffe's RNN.
-        rp = dict(num_output=_w(c, c.hidden), weight_filler=dict(type="gaussian", std=1e-4),
-                  bias_filler=dict(type="constant", value=0))
+        bias = dict(type="constant", value=0)
+        tpu_param = dict(mode=getattr(self.P.TPU, c.tpu_mode),
+                         first_tp=getattr(self.P.TPU, c.first_tp))
+        if c.rec_init == "tiny":
+            # The first release: one N(0, 1e-4) for all weights keeps W_I x near unit scale
+            # over D = 37632 gray levels but shrinks every H x H product ~4000-fold.
+            rp = dict(num_output=H, weight_filler=dict(type="gaussian", std=1e-4),
+                      bias_filler=bias)
+        elif c.rec_init == "xavier":
+            # Caffe's xavier takes each matrix's own fan-in (D for W_I, H for W_H and W_O),
+            # so one filler gives unit-scale products in both: the same for Caffe's RNN.
+            # W_m multiplies tp * h~, and tp is a frame difference in the input's units,
+            # far below 1: mod_gain brings W_m (tp h~) back to unit scale.
+            rp = dict(num_output=H, weight_filler=dict(type="xavier"), bias_filler=bias)
+            tpu_param["modulation_weight_filler"] = dict(
+                type="gaussian", std=c.mod_gain / math.sqrt(H))
+        else:
+            raise ValueError("rec_init must be tiny or xavier, got %r" % c.rec_init)
         if c.recurrent == "RNN":
             n.rnn = L.RNN(n.frames_tnd, cont_tn, recurrent_param=rp)
             rec = n.rnn
         else:
-            n.tpu = L.TPU(n.frames_tnd, cont_tn, recurrent_param=rp,
-                          tpu_param=dict(mode=getattr(self.P.TPU, c.tpu_mode)))
+            n.tpu = L.TPU(n.frames_tnd, cont_tn, recurrent_param=rp, tpu_param=tpu_param)
             rec = n.tpu
         x = self.fc("fc_temporal", rec, _feat_dim(c), axis=2)   # T x N x 4096
         return self.reshape("temporal_rows", x, [-1, _feat_dim(c)])
