@@ -1,0 +1,214 @@
+"""Tasks built to show whether a stream of a net can learn what it is meant to learn.
+
+A net that runs is not a net that learns. Each task here is solvable by one kind of
+information only, so training a model on it says whether the model uses that information:
+
+order
+    Two classes with the same frames in a different order. Frames 0 and 15 show the
+    background alone in every clip; frames 1-14 show a blob at place A in seven frames and at
+    place B in the other seven: A first in class 0, B first in class 1. Every frame's content
+    occurs equally often in both classes, so a net that looks at frames one at a time
+    (psn_spatial) is at chance, 0.5; only the order tells the classes apart.
+place
+    Two classes told apart by where a blob sits, the same in all 16 frames: any stream that
+    sees frame content solves it.
+
+Every clip shows the same frames up to sensor noise (std ``noise`` gray levels, independent
+per frame, as a camera gives: with no noise at all two equal frames differ by exactly 0 and
+the TPU's tp is exactly 0) on a flat mid-gray background; options put a texture (an
+"identity", shared by one clip of each class) behind each pair of clips and jitter the
+blobs' place and strength per clip. The sparse input (what RPCA's E
+would be) is the frame minus its clip's background, scaled to [0, 1] units like the
+preprocessing's E.
+
+``write_task(out, ...)`` writes a folder in the layout of `tools/preprocess.py run`
+(manifest.csv, shards/, folds/foldKK/{train,test}.txt, folds.json), so every tool
+(run_folds, inspect_net, report) runs on it. ``train_and_score`` trains one model on one fold
+in this process with pycaffe and returns the held-out clip accuracy.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from preprocessing.atomic import write_atomic
+
+__all__ = ["TASKS", "make_clips", "write_task", "train_and_score", "clip_probabilities"]
+
+T = 16
+SIZE = 112
+TASKS = ("order", "place")
+# Blob places (row, col) in the 112 x 112 crop, well apart.
+PLACE_A = (36, 36)
+PLACE_B = (76, 76)
+
+
+def _background(rng):
+    """A smooth random texture around mid-gray: one per clip, like a face's identity."""
+    coarse = rng.normal(0.0, 1.0, (8, 8))
+    import cv2
+    tex = cv2.resize(coarse, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
+    return 128.0 + 25.0 * tex + rng.uniform(-15, 15)
+
+
+def _blob(center, rng, amplitude, jitter):
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    cy, cx = (c + (rng.integers(-jitter, jitter + 1) if jitter else 0) for c in center)
+    return amplitude * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 7.0 ** 2))
+
+
+def _sequence(task, label, rng):
+    """Per frame, which blob is shown: None, 'A' or 'B'."""
+    if task == "order":
+        first, second = ("A", "B") if label == 0 else ("B", "A")
+        return [None] + [first] * 7 + [second] * 7 + [None]
+    if task == "place":
+        return ["A" if label == 0 else "B"] * T
+    raise ValueError("unknown task %r (one of %s)" % (task, ", ".join(TASKS)))
+
+
+def make_clips(task, n_clips, seed=0, noise=2.0, identities=False, jitter=0):
+    """(raw uint8 (K,16,3,112,112), sparse float32 (K,16,1,112,112), labels int (K,)).
+
+    Classes alternate, so any even split is balanced. By default every clip shows the same
+    frames up to sensor noise, as the task demands (the same content in every class);
+    identities=True puts a texture behind each pair of clips, and jitter > 0 moves the blobs
+    and varies their strength per clip: variation a net can memorise on 40 training clips.
+    """
+    rng = np.random.default_rng(seed)
+    raw = np.empty((n_clips, T, 3, SIZE, SIZE), np.uint8)
+    sparse = np.empty((n_clips, T, 1, SIZE, SIZE), np.float32)
+    labels = np.arange(n_clips) % 2
+    for k in range(n_clips):
+        if k % 2 == 0:
+            # Clips 2i (class 0) and 2i+1 (class 1) share a background, so the background
+            # ("who") says nothing of the class and cannot be memorised instead of the task.
+            bg = _background(rng) if identities else np.full((SIZE, SIZE), 128.0)
+        amplitude = rng.uniform(50, 80) if jitter else 64.0
+        blobs = {"A": _blob(PLACE_A, rng, amplitude, jitter),
+                 "B": _blob(PLACE_B, rng, amplitude, jitter)}
+        for t, which in enumerate(_sequence(task, labels[k], rng)):
+            content = blobs[which] if which else 0.0
+            frame = bg + content + rng.normal(0.0, noise, (SIZE, SIZE)) if noise else bg + content
+            frame = np.clip(np.rint(frame), 0, 255)
+            raw[k, t] = frame.astype(np.uint8)[None]
+            sparse[k, t, 0] = (frame - bg) / 255.0
+    return raw, sparse, labels
+
+
+def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=False,
+               jitter=0):
+    """A preprocessing-layout folder holding the task (make_clips' options); fold k tests on
+    group k."""
+    import h5py
+
+    from preprocessing.atomic import atomic_path
+    from preprocessing.manifest import write_manifest
+
+    raw, sparse, labels = make_clips(task, n_clips, seed, noise, identities, jitter)
+    out = os.path.abspath(out)
+    os.makedirs(os.path.join(out, "shards"), exist_ok=True)
+    groups = np.arange(n_clips) // 2 % n_groups + 1     # pairs of classes per group: balanced
+    rows, shards = [], {}
+    for i in range(n_clips):
+        rows.append({"index": i, "database": "probe_" + task, "subject": "p%02d" % (i // 2),
+                     "clip": "%s_%03d" % (task, i), "n_frames": T, "label": int(labels[i]),
+                     "group": int(groups[i]), "included": 1,
+                     "notes": "synthetic %s task, seed %d, noise %g, identities %s, jitter %d"
+                              % (task, seed, noise, identities, jitter)})
+    for g in range(1, n_groups + 1):
+        idx = np.nonzero(groups == g)[0]
+        path = os.path.join(out, "shards", "group%02d.h5" % g)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f["raw"] = raw[idx]
+            f["sparse"] = sparse[idx]
+            f["label"] = np.repeat(labels[idx, None].astype(np.float32), T, axis=1)
+            cont = np.ones((len(idx), T), np.float32)
+            cont[:, 0] = 0
+            f["cont"] = cont
+            f["clip_label"] = labels[idx].astype(np.int32)
+            f["clip_index"] = idx.astype(np.int32)
+        shards[g] = path
+    folds = []
+    for g in range(1, n_groups + 1):
+        d = os.path.join(out, "folds", "fold%02d" % g)
+        os.makedirs(d, exist_ok=True)
+        write_atomic(os.path.join(d, "train.txt"),
+                     "".join(shards[h] + "\n" for h in sorted(shards) if h != g))
+        write_atomic(os.path.join(d, "test.txt"), shards[g] + "\n")
+        folds.append({"fold": g, "test_group": g,
+                      "train_groups": [h for h in sorted(shards) if h != g]})
+    write_manifest(os.path.join(out, "manifest.csv"), rows)
+    write_atomic(os.path.join(out, "folds.json"), json.dumps(
+        {"protocol": "probe task %s" % task, "seed": seed, "n_folds": n_groups,
+         "n_clips": n_clips, "folds": folds}, indent=1) + "\n")
+    return out
+
+
+def clip_probabilities(net, raw, sparse, cont):
+    """Frame-averaged softmax per clip from a deploy net (batch N clips, rows time-major)."""
+    N = net.blobs["raw"].data.shape[0]
+    K = raw.shape[0]
+    out = []
+    for start in range(0, K, N):
+        idx = np.arange(start, min(K, start + N))
+        pad = np.concatenate([idx, np.repeat(idx[:1], N - len(idx))])
+        net.blobs["raw"].data[...] = raw[pad]
+        net.blobs["sparse"].data[...] = sparse[pad]
+        net.blobs["cont"].data[...] = cont[pad]
+        prob = net.forward()["prob"]
+        prob = prob.reshape(T, N, -1).mean(axis=0)
+        out.append(prob[:len(idx)])
+    return np.concatenate(out)
+
+
+def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
+                    solver_overrides=None, fold=1, **net_overrides):
+    """Train `model` (a name of psn.nets.MODELS) on one fold in this process; returns
+    dict(accuracy=held-out clip accuracy, loss=last training loss)."""
+    import caffe
+    import h5py
+    from google.protobuf import text_format
+
+    from psn import nets
+
+    os.makedirs(workdir, exist_ok=True)
+    fold_dir = os.path.join(data_dir, "folds", "fold%02d" % fold)
+    tv, dp, solver = nets.build(model, width=width,
+                                train_source=os.path.join(fold_dir, "train.txt"),
+                                test_source=os.path.join(fold_dir, "test.txt"), **net_overrides)
+    for path, msg in (("train_val.prototxt", tv), ("deploy.prototxt", dp)):
+        write_atomic(os.path.join(workdir, path), text_format.MessageToString(msg))
+    settings = dict(base_lr=0.01, lr_policy="step", gamma=0.1, stepsize=int(iters * 2 / 3),
+                    max_iter=iters, momentum=0.9, weight_decay=0.0005, clip_gradients=10.0,
+                    display=0, test_interval=10 ** 9, test_initialization=False,
+                    snapshot=0, random_seed=seed)
+    settings.update(solver_overrides or {})
+    solver.ClearField("test_iter")
+    solver.test_iter.append(1)
+    for key, value in settings.items():
+        setattr(solver, key, value)
+    solver.net = os.path.join(workdir, "train_val.prototxt")
+    solver.snapshot_prefix = os.path.join(workdir, "snap")
+    solver.solver_mode = solver.CPU
+    solver_path = os.path.join(workdir, "solver.prototxt")
+    write_atomic(solver_path, text_format.MessageToString(solver))
+    caffe.set_mode_cpu()
+    s = caffe.get_solver(solver_path)
+    s.step(iters)
+    loss = float(s.net.blobs["loss"].data)
+    weights = os.path.join(workdir, "final.caffemodel")
+    s.net.save(weights)
+    net = caffe.Net(os.path.join(workdir, "deploy.prototxt"), weights, caffe.TEST)
+    with open(os.path.join(fold_dir, "test.txt")) as f:
+        shards = [line.strip() for line in f if line.strip()]
+    correct = total = 0
+    for shard in shards:
+        with h5py.File(shard, "r") as h:
+            prob = clip_probabilities(net, h["raw"][:], h["sparse"][:], h["cont"][:])
+            labels = h["clip_label"][:]
+        correct += int((prob.argmax(axis=1) == labels).sum())
+        total += len(labels)
+    return {"accuracy": correct / total, "loss": loss}

@@ -1,0 +1,77 @@
+"""Probe tasks: the order task holds what it promises, and the nets learn what they should.
+
+The learning tests train real nets (width 1/8, 600 SGD iterations, a few CPU minutes in all):
+both recurrent streams (the TPU of psn_temporal and Caffe's RNN of alexnet_rnn, each with the
+project's default initialisation) must learn frame order, which psn_spatial cannot; the
+first release's initialisation must not (so the test can tell the two apart).
+"""
+import csv
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from psn import probe_tasks
+
+
+def test_order_task_differs_only_in_order():
+    raw, sparse, labels = probe_tasks.make_clips("order", 6, seed=3, noise=2.0)
+    assert raw.shape == (6, 16, 3, 112, 112) and raw.dtype == np.uint8
+    assert sparse.shape == (6, 16, 1, 112, 112) and labels.tolist() == [0, 1] * 3
+    x = raw.astype(float)
+    # Frames 0 and 15 are alike in every clip (background + noise only).
+    for t in (0, 15):
+        assert np.abs(x[:, t] - x[0, 0]).mean() < 4.0
+        assert np.abs(sparse[:, t]).max() < 0.05
+    # Class 0 shows A in frames 1-7 and B in 8-14; class 1 the reverse: the same frames.
+    for t in range(1, 8):
+        assert np.abs(x[0, t] - x[1, t + 7]).mean() < 4.0
+        assert np.abs(x[0, t + 7] - x[1, t]).mean() < 4.0
+        assert np.abs(x[0, t] - x[1, t]).max() > 40        # but not at the same time
+    # Noise is fresh in every frame: equal frames are not identical (tp > 0).
+    assert np.abs(x[0, 2] - x[0, 3]).mean() > 0.5
+
+
+def test_place_task_and_options():
+    raw, _, labels = probe_tasks.make_clips("place", 4, seed=1, noise=0.0, identities=True,
+                                            jitter=2)
+    x = raw.astype(float)
+    assert (x[0, 3] == x[0, 4]).all()                 # no noise: equal frames
+    assert np.abs(x[0] - x[2]).mean() > 3             # another identity behind clip 2
+    with pytest.raises(ValueError, match="unknown task"):
+        probe_tasks.make_clips("colour", 2)
+
+
+def test_write_task_is_a_preprocessing_folder(tmp_path):
+    out = probe_tasks.write_task(str(tmp_path / "order"), "order", n_clips=8, seed=0)
+    with open(os.path.join(out, "manifest.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {r["label"] for r in rows} == {"0", "1"}
+    for fold in (1, 2):
+        d = os.path.join(out, "folds", "fold%02d" % fold)
+        test = open(os.path.join(d, "test.txt")).read().split()
+        train = open(os.path.join(d, "train.txt")).read().split()
+        assert len(test) == 1 and test[0] not in train
+        with h5py.File(test[0]) as h:
+            assert sorted(np.bincount(h["clip_label"][:]).tolist()) == [2, 2]  # balanced
+            assert h["cont"][:, 0].max() == 0 and h["cont"][:, 1:].min() == 1
+            assert set(h["clip_index"][:].tolist()) == {
+                int(r["index"]) for r in rows if r["group"] == str(fold)}
+
+
+@pytest.fixture(scope="module")
+def order_data(tmp_path_factory):
+    return probe_tasks.write_task(str(tmp_path_factory.mktemp("order")), "order", n_clips=80)
+
+
+@pytest.mark.parametrize("model,overrides,iters,low,high", [
+    ("psn_temporal", {}, 600, 0.9, 1.0),                       # the TPU, as shipped
+    ("alexnet_rnn", {}, 600, 0.9, 1.0),                        # Caffe's RNN, as shipped
+    ("psn_spatial", {}, 300, 0.0, 0.7),                        # frame by frame: chance
+    ("psn_temporal", dict(rec_init="tiny", temporal_scale=1.0, first_tp="ZERO"), 600, 0.0, 0.7),
+], ids=["tpu", "rnn", "spatial", "tpu_first_release"])
+def test_streams_learn_order(caffe, order_data, tmp_path, model, overrides, iters, low, high):
+    res = probe_tasks.train_and_score(order_data, model, str(tmp_path), iters=iters, seed=1,
+                                      **overrides)
+    assert low <= res["accuracy"] <= high, res
