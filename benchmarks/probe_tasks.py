@@ -18,35 +18,41 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-G = 1.0 / 64   # gray levels / 64: frames in about [-2, 2]
+G = 1.0 / 64   # the first measurements: uncentred frames, (gray - 128) / 64
+RAW = dict(temporal_centre=False, temporal_scale=G)
+
+
+def _gain(g):
+    """tp_ref (gray levels) that gives W_m gain g at scale 1/64."""
+    return 64.0 / g
+
+
 SETTINGS = {
     # name: (model, NetConfig overrides, solver overrides)
-    "tpu_released": ("psn_temporal", dict(rec_init="tiny", temporal_scale=1.0, first_tp="ZERO"), {}),
-    "tpu_xavier": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, first_tp="ZERO"), {}),
-    "tpu_xavier_one": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, first_tp="ONE"), {}),
-    "tpu_gain10": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, mod_gain=10.0,
-                                        first_tp="ZERO"), {}),
-    "tpu_gain10_one": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, mod_gain=10.0,
-                                            first_tp="ONE"), {}),
-    "tpu_gain10_next": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, mod_gain=10.0,
-                                             first_tp="NEXT"), {}),
-    "tpu_gain20": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, mod_gain=20.0,
-                                        first_tp="ZERO"), {}),
-    "tpu_gain20_next": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, mod_gain=20.0,
-                                             first_tp="NEXT"), {}),
-    "tpu_gain30": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, mod_gain=30.0,
-                                        first_tp="ZERO"), {}),
-    "tpu_gain30_one": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, mod_gain=30.0,
-                                            first_tp="ONE"), {}),
-    "tpu_gain30_next": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, mod_gain=30.0,
-                                             first_tp="NEXT"), {}),
-    "tpu_gain20_centred": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G,
-                                                mod_gain=20.0, temporal_centre=True), {}),
-    "rnn_xavier_centred": ("alexnet_rnn", dict(rec_init="xavier", temporal_scale=G,
-                                               temporal_centre=True), {}),
-    "tp1_xavier": ("psn_temporal", dict(rec_init="xavier", temporal_scale=G, tpu_mode="TP1"), {}),
-    "rnn_released": ("alexnet_rnn", dict(rec_init="tiny", temporal_scale=1.0), {}),
-    "rnn_xavier": ("alexnet_rnn", dict(rec_init="xavier", temporal_scale=G), {}),
+    "tpu_released": ("psn_temporal", dict(rec_init="tiny", temporal_scale=1.0,
+                                          temporal_centre=False, first_tp="ZERO"), {}),
+    "tpu_xavier": ("psn_temporal", dict(RAW, tp_ref=_gain(1)), {}),
+    "tpu_xavier_one": ("psn_temporal", dict(RAW, tp_ref=_gain(1), first_tp="ONE"), {}),
+    "tpu_gain10": ("psn_temporal", dict(RAW, tp_ref=_gain(10)), {}),
+    "tpu_gain10_one": ("psn_temporal", dict(RAW, tp_ref=_gain(10), first_tp="ONE"), {}),
+    "tpu_gain10_next": ("psn_temporal", dict(RAW, tp_ref=_gain(10), first_tp="NEXT"), {}),
+    "tpu_gain20": ("psn_temporal", dict(RAW, tp_ref=_gain(20)), {}),
+    "tpu_gain20_next": ("psn_temporal", dict(RAW, tp_ref=_gain(20), first_tp="NEXT"), {}),
+    "tpu_gain30": ("psn_temporal", dict(RAW, tp_ref=_gain(30)), {}),
+    "tpu_gain30_one": ("psn_temporal", dict(RAW, tp_ref=_gain(30), first_tp="ONE"), {}),
+    "tpu_gain30_next": ("psn_temporal", dict(RAW, tp_ref=_gain(30), first_tp="NEXT"), {}),
+    "tpu_gain20_centred": ("psn_temporal", dict(RAW, tp_ref=_gain(20), temporal_centre=True), {}),
+    "tp1_xavier": ("psn_temporal", dict(RAW, tpu_mode="TP1"), {}),
+    "rnn_released": ("alexnet_rnn", dict(rec_init="tiny", temporal_scale=1.0,
+                                         temporal_centre=False), {}),
+    "rnn_xavier": ("alexnet_rnn", dict(RAW), {}),
+    "rnn_xavier_centred": ("alexnet_rnn", dict(RAW, temporal_centre=True), {}),
+    # The shipped defaults (centred, x/8, tp_ref 3.2) and their neighbours.
+    "tpu_default": ("psn_temporal", {}, {}),
+    "tpu_default_next": ("psn_temporal", dict(first_tp="NEXT"), {}),
+    "tpu_centred_16": ("psn_temporal", dict(temporal_scale=1.0 / 16), {}),
+    "tp1_default": ("psn_temporal", dict(tpu_mode="TP1"), {}),
+    "rnn_default": ("alexnet_rnn", {}, {}),
     "spatial": ("psn_spatial", {}, {}),
 }
 
@@ -94,7 +100,7 @@ def main(argv=None):
                     help="a texture behind each pair of clips instead of a flat background")
     ap.add_argument("--jitter", type=int, default=0,
                     help="move the blobs by up to this many pixels per clip")
-    ap.add_argument("--net", action="append", default=[], metavar="KEY=VALUE",
+    ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE",
                     help="NetConfig override for every setting (e.g. dropout=0)")
     ap.add_argument("--solver", action="append", default=[], metavar="KEY=VALUE",
                     help="solver override for every setting (e.g. base_lr=0.001)")
@@ -113,7 +119,11 @@ def main(argv=None):
     data = write_task(os.path.join(args.out, "data_" + variant), args.task,
                       n_clips=args.clips, seed=0, noise=args.noise,
                       identities=args.identities, jitter=args.jitter)
-    extra = (_pairs(args.net), _pairs(args.solver))
+    from psn.nets import parse_overrides
+    try:
+        extra = (parse_overrides(args.net), _pairs(args.solver))
+    except ValueError as e:
+        ap.error(str(e))
     jobs = [(n, int(s), data, args.out, args.iters, args.width, extra)
             for n in names for s in args.seeds.split(",")]
     with mp.get_context("spawn").Pool(args.jobs) as pool:

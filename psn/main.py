@@ -14,6 +14,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATABASES = ("casme", "casme2", "casme2sq", "samm")
+# The conditions of the paper's Fig. 7, in its order.
+FIG7_MODELS = ("psn", "psn_spatial", "psn_temporal", "psn_swap", "psn_tp1", "alexnet_rnn",
+               "psn_no_conv")
 
 
 def parse_args(argv):
@@ -25,7 +28,16 @@ def parse_args(argv):
                     help="working folder (default: work/ in the checkout)")
     ap.add_argument("--models", default="psn",
                     help="comma-separated models of prototxt/ to train, e.g. "
-                         "psn,psn_spatial,psn_temporal for the ablation (default psn)")
+                         "psn,psn_spatial,psn_temporal (default psn)")
+    ap.add_argument("--ablation", action="store_true",
+                    help="the paper's Fig. 7 ablation: " + ", ".join(FIG7_MODELS) +
+                         " (replaces --models); the report's comparison is Fig. 7")
+    ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of every model's net configuration (run_folds "
+                         "--net), e.g. temporal_centre=0")
+    ap.add_argument("--jobs", type=int,
+                    help="CPU: folds trained at once, one BLAS thread each (default: the "
+                         "number of cores, at most 4)")
     ap.add_argument("--schedule", help="solver schedule (default: demo on the synthetic data, "
                                        "paper on yours)")
     ap.add_argument("--width", type=float,
@@ -84,14 +96,21 @@ def main(argv=None):
 
     from psn import training
     runs = []
-    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+    models = FIG7_MODELS if args.ablation else [m.strip() for m in args.models.split(",")
+                                                  if m.strip()]
+    jobs = args.jobs or min(4, os.cpu_count() or 1)
+    for model in models:
         run = os.path.join(out, "runs", "%s_w%g_%s" % (model, width, schedule))
         stage("3/4 training %s (width %g, schedule %s) on every fold -> %s"
               % (model, width, schedule, run))
         train_argv = ["--data", data, "--model", model, "--out", run, "--schedule", schedule,
                       "--width", str(width), "--seed", str(args.seed)]
+        for item in args.net:
+            train_argv += ["--net", item]
         if args.gpus:
             train_argv += ["--gpus", args.gpus]
+        else:
+            train_argv += ["--jobs", str(jobs)]
         rc = training.main(train_argv)
         if rc:
             print("run_psn: training %s had failing folds (see above); the report uses the "

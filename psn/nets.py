@@ -41,11 +41,11 @@ class NetConfig:
     hidden: int = 512             # TPU num_output (not given in the paper)
     # The temporal stream's input scale and the recurrent layer's initialisation
     # (docs/temporal_stream.md says why and what else was measured):
-    temporal_scale: float = 1.0 / 64  # x = (gray level - 128) / 64: frames in about [-2, 2]
+    temporal_centre: bool = True  # subtract each clip's mean frame (identity) from its frames
+    temporal_scale: float = 1.0 / 8   # then x = (gray level - 128 [- clip mean]) * scale
     rec_init: str = "xavier"      # xavier: per matrix | tiny: N(0, 1e-4) for all (1st release)
-    mod_gain: float = 20.0        # W_m ~ N(0, (mod_gain / sqrt(H))^2): 1/tp of ~3 gray levels
+    tp_ref: float = 3.2           # gray levels: W_m ~ N(0, (1 / (sqrt(H) tp_ref scale))^2)
     first_tp: str = "ZERO"        # tp at a clip's first frame: ZERO | ONE | NEXT
-    temporal_centre: bool = False  # subtract each clip's mean frame from its frames
     frames: int = 16              # T
     batch: int = 5                # N clips per batch
     size: int = 112
@@ -256,6 +256,9 @@ class _Builder:
             n.temporal_in = L.Power(rows, power_param=dict(scale=c.temporal_scale))
             rows = n.temporal_in
         if c.temporal_centre:
+            # Raw frames are mostly who the person is; the clip's mean frame is that part.
+            # Removing it leaves tp unchanged (it cancels in x_t - x_{t-1}) and lets W_I see
+            # the motion (docs/temporal_stream.md: the demo's PSN_temporal 0.40 -> 0.60).
             rows = self.clip_centre(rows)
         n.frames_tnd = self.L.Reshape(rows, reshape_param=dict(shape=dict(dim=[c.frames, -1, D])))
         bias = dict(type="constant", value=0)
@@ -269,11 +272,14 @@ class _Builder:
         elif c.rec_init == "xavier":
             # Caffe's xavier takes each matrix's own fan-in (D for W_I, H for W_H and W_O),
             # so one filler gives unit-scale products in both: the same for Caffe's RNN.
-            # W_m multiplies tp * h~, and tp is a frame difference in the input's units,
-            # far below 1: mod_gain brings W_m (tp h~) back to unit scale.
+            # W_m multiplies tp * h~, and tp is a frame difference in the input's units, far
+            # below 1 for noise-level changes: W_m starts at gain 1 / tp_ref (in the net's
+            # units), so that W_m (tp h~) has unit scale at tp = tp_ref.
+            # In mode TP1 tp is 1 and W_m keeps xavier's unit gain.
             rp = dict(num_output=H, weight_filler=dict(type="xavier"), bias_filler=bias)
-            tpu_param["modulation_weight_filler"] = dict(
-                type="gaussian", std=c.mod_gain / math.sqrt(H))
+            if c.tpu_mode == "TPU":
+                tpu_param["modulation_weight_filler"] = dict(
+                    type="gaussian", std=1.0 / (math.sqrt(H) * c.tp_ref * c.temporal_scale))
         else:
             raise ValueError("rec_init must be tiny or xavier, got %r" % c.rec_init)
         if c.recurrent == "RNN":
@@ -354,6 +360,35 @@ class _Builder:
         logits = self.body(n.raw, n.sparse, n.cont)
         n.prob = L.Softmax(logits)
         return n.to_proto()
+
+
+def parse_overrides(items):
+    """{field: value} from ["temporal_centre=0", "mod_gain=10", ...], typed by NetConfig's
+    fields; ValueError naming the item for an unknown field or a value of the wrong type."""
+    from dataclasses import fields
+    types = {f.name: f.type for f in fields(NetConfig)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in types:
+            raise ValueError("--net %s: expected FIELD=VALUE with FIELD one of %s"
+                             % (item, ", ".join(sorted(types))))
+        kind = types[key] if isinstance(types[key], str) else types[key].__name__
+        try:
+            if kind == "bool":
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("1", "true", "yes")
+            elif kind == "int":
+                out[key] = int(value)
+            elif kind == "float":
+                out[key] = float(value)
+            else:
+                out[key] = value
+        except ValueError:
+            raise ValueError("--net %s: %s takes a %s value" % (item, key, kind)) from None
+    return out
 
 
 def build(model, width=1.0, batch=None, train_source=None, test_source=None, **overrides):

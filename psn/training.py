@@ -97,12 +97,13 @@ def load_schedule(name_or_path):
 
 # ---------------------------------------------------------------- per-fold files
 
-def fold_nets(model, width, batch, train_list, test_list, tpu_impl):
-    """(train_val, deploy, solver) protos: the checked-in files at width 1, else generated."""
+def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_overrides=None):
+    """(train_val, deploy, solver) protos: the checked-in files at width 1 without
+    overrides of the net's configuration, else generated."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     from psn import nets
-    if width == 1.0 and batch == 5:
+    if width == 1.0 and batch == 5 and not net_overrides:
         protos = []
         for fname, msg in (("train_val", caffe_pb2.NetParameter()),
                            ("deploy", caffe_pb2.NetParameter()),
@@ -117,7 +118,7 @@ def fold_nets(model, width, batch, train_list, test_list, tpu_impl):
     else:
         if model not in nets.MODELS:
             raise RunError("--model must be one of %s" % sorted(nets.MODELS))
-        tv, dp, solver = nets.build(model, width=width, batch=batch)
+        tv, dp, solver = nets.build(model, width=width, batch=batch, **(net_overrides or {}))
     for layer in tv.layer:
         if layer.type == "HDF5Data":
             phase = layer.include[0].phase
@@ -155,7 +156,7 @@ def prepare_fold(args, fold, fold_dir):
     from caffe.proto import caffe_pb2
     lists = fold_lists(args.data, fold)
     tv, dp, solver = fold_nets(args.model, args.width, args.batch, lists["train"][0],
-                               lists["test"][0], args.tpu_impl)
+                               lists["test"][0], args.tpu_impl, args.net_overrides)
     n_test = count_clips(lists["test"][1])
     for key, value in args.schedule.items():
         field = solver.DESCRIPTOR.fields_by_name.get(key)
@@ -403,6 +404,10 @@ def parse_args(argv):
     ap.add_argument("--width", type=float, default=1.0,
                     help="channel multiplier; 1.0 uses the checked-in nets (default)")
     ap.add_argument("--batch", type=int, default=5, help="clips per batch (default 5: 80 rows)")
+    ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of the model's psn.nets.NetConfig, e.g. "
+                         "temporal_centre=0, mod_gain=10, first_tp=NEXT, rec_init=tiny "
+                         "(repeatable; docs/temporal_stream.md)")
     ap.add_argument("--tpu-impl", choices=("cpp", "python"), default="cpp",
                     help="python: use the Python-layer TPU (for a Caffe without layers/)")
     ap.add_argument("--seed", type=int, default=0, help="solver random_seed = seed + fold")
@@ -416,6 +421,11 @@ def parse_args(argv):
     if args.multi_gpu and len(args.gpus) < 2:
         ap.error("--multi-gpu needs at least two --gpus")
     args.schedule = load_schedule(args.schedule)
+    from psn import nets
+    try:
+        args.net_overrides = nets.parse_overrides(args.net)
+    except ValueError as e:
+        ap.error(str(e))
     if args.max_iter:
         args.schedule["max_iter"] = args.max_iter
     return args
