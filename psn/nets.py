@@ -45,6 +45,9 @@ class NetConfig:
     temporal_scale: float = 1.0 / 8   # then x = (gray level - 128 [- clip mean]) * scale
     rec_init: str = "xavier"      # xavier: per matrix | tiny: N(0, 1e-4) for all (1st release)
     tp_ref: float = 3.2           # gray levels: W_m ~ N(0, (1 / (sqrt(H) tp_ref scale))^2)
+    # PSN_swap: each stream gets the other's input, scaled so both carry signal at the start:
+    swap_spatial_scale: float = 1.0 / 64  # raw frames (gray - 128) into the spatial stream
+    swap_temporal_scale: float = 1.0      # E (gray levels, mostly < 1) into the temporal one
     first_tp: str = "ZERO"        # tp at a clip's first frame: ZERO | ONE | NEXT
     frames: int = 16              # T
     batch: int = 5                # N clips per batch
@@ -112,10 +115,12 @@ class _Builder:
     def learn(self):
         return [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 
-    def conv(self, name, bottom, num_output, kernel, pad, stride, relu=True, bias=True):
+    def conv(self, name, bottom, num_output, kernel, pad, stride, relu=True, bias=True,
+             filler=None):
         L, n = self.L, self.n
+        filler = filler or dict(type="xavier")
         kw = dict(num_output=num_output, kernel_size=kernel, pad=pad, stride=stride,
-                  weight_filler=dict(type="xavier"))
+                  weight_filler=dict(filler))
         if bias:
             kw.update(bias_filler=dict(type="constant", value=0), param=self.learn())
         else:
@@ -200,7 +205,11 @@ class _Builder:
         blocks = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
         for b, (ch, reps) in enumerate(blocks, 1):
             for r in range(1, reps + 1):
-                x = self.conv("conv%d_%d" % (b, r), x, _w(c, ch), 3, 1, 1)
+                # 13 ReLU layers: xavier halves the signal's variance at each, leaving the
+                # spatial stream at ~1/20 of the temporal one at the fusion; msra (He et al.)
+                # keeps it.
+                x = self.conv("conv%d_%d" % (b, r), x, _w(c, ch), 3, 1, 1,
+                              filler=dict(type="msra", variance_norm=self.P.Filler.AVERAGE))
             x = self.pool("pool%d" % b, x, 2, 0, 2)
         return self.fc("fc_spatial", x, _feat_dim(c))
 
@@ -252,8 +261,9 @@ class _Builder:
         c, n, L = self.cfg, self.n, self.L
         D = channels * c.size * c.size
         H = _w(c, c.hidden)
-        if c.temporal_scale != 1.0:
-            n.temporal_in = L.Power(rows, power_param=dict(scale=c.temporal_scale))
+        scale = c.swap_temporal_scale if c.swap else c.temporal_scale
+        if scale != 1.0:
+            n.temporal_in = L.Power(rows, power_param=dict(scale=scale))
             rows = n.temporal_in
         if c.temporal_centre:
             # Raw frames are mostly who the person is; the clip's mean frame is that part.
@@ -279,7 +289,7 @@ class _Builder:
             rp = dict(num_output=H, weight_filler=dict(type="xavier"), bias_filler=bias)
             if c.tpu_mode == "TPU":
                 tpu_param["modulation_weight_filler"] = dict(
-                    type="gaussian", std=1.0 / (math.sqrt(H) * c.tp_ref * c.temporal_scale))
+                    type="gaussian", std=1.0 / (math.sqrt(H) * c.tp_ref * scale))
         else:
             raise ValueError("rec_init must be tiny or xavier, got %r" % c.rec_init)
         if c.recurrent == "RNN":
@@ -316,7 +326,11 @@ class _Builder:
         rows = self.inputs_to_rows(raw, sparse, cont, use)
         feats = []
         if c.streams in ("both", "spatial"):
-            feats.append(self.spatial(rows[spatial_in]))
+            x = rows[spatial_in]
+            if c.swap:
+                n.spatial_in = L.Power(x, power_param=dict(scale=c.swap_spatial_scale))
+                x = n.spatial_in
+            feats.append(self.spatial(x))
         if c.streams in ("both", "temporal"):
             feats.append(self.temporal(rows[temporal_in], rows["cont"], temporal_ch))
         F = _feat_dim(c)

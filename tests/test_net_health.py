@@ -164,3 +164,28 @@ def test_cli_prints_tables(caffe_env, data, tmp_path):
                  "temporal / spatial spread", "tp of clip"):
         assert text in out.stdout
     assert os.path.exists(tmp_path / "o" / "health.json")
+
+
+TWO_STREAM = ["alexnet_rnn", "psn", "psn_concat", "psn_no_conv", "psn_prod", "psn_swap",
+              "psn_tp1", "resnet10_concat", "resnet10_prod", "resnet10_sum", "vgg16_concat",
+              "vgg16_prod", "vgg16_sum"]
+
+
+def test_two_stream_list_is_complete():
+    from psn import nets
+    single = {m for m, c in nets.MODELS.items() if c.streams != "both"}
+    assert sorted(set(nets.MODELS) - single) == TWO_STREAM
+
+
+@pytest.mark.parametrize("model", TWO_STREAM)
+def test_every_two_stream_net_starts_with_both_streams(caffe, faces, model):
+    """At initialisation on real-looking input neither stream drowns the other at the fusion
+    (spread ratio within 10x either way) and gradient reaches both streams' first weights."""
+    rep = net_health.inspect(model, faces)
+    f = _fusion(rep)
+    ratio = f["temporal"]["row_spread"] / f["spatial"]["row_spread"]
+    assert 0.1 <= ratio <= 10, (model, f)
+    first_spatial = [p for p in rep["params"] if p["layer"].startswith("conv1")][0]
+    rec = [p for p in rep["params"] if p["layer"] in ("tpu", "rnn") and p["blob"] == 0][0]
+    for p in (first_spatial, rec):
+        assert p["grad_norm"] > 0 and p["step_over_w"] > 1e-6, (model, p)
