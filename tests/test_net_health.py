@@ -74,7 +74,8 @@ def test_tp_follows_the_frames(caffe, data, tmp_path):
     for t in (1, 8, 15):
         assert tp[t] > 2 * quiet, tp
     assert tp[8] > tp[1]                         # a blob leaves and one comes: two blobs
-    assert rep["tp"]["net_scale"] == pytest.approx(1 / 64.0)
+    from psn import nets
+    assert rep["tp"]["net_scale"] == pytest.approx(nets.MODELS["psn_temporal"].temporal_scale)
 
 
 def test_first_release_initialisation_is_flagged(caffe, faces):
