@@ -13,7 +13,8 @@ Data flow of every net (SPEC §2):
   -> time-major rows (row = t*N + n, Caffe's recurrent convention) by Slice on the
      time axis + Concat on the batch axis (stock Caffe has no Permute layer)
   -> spatial stream on E frames (Table 1) -> 80 x 4096
-  -> temporal stream on raw frames: TPU over (T, N, D) -> FC 4096 per step -> 80 x 4096
+  -> temporal stream on raw frames minus their clip's mean frame, / 8 (docs/temporal_stream.md):
+     TPU over (T, N, D) -> FC 4096 per step -> 80 x 4096
   -> fusion (SUM / PROD / CONCAT) -> reshape 80 x C x 4 x 4 -> 1x1 conv to 4 maps
      (+ReLU, dropout) -> 80 x 64 -> FC -> 80 x 4 -> SoftmaxWithLoss on per-frame labels.
 """
@@ -268,7 +269,7 @@ class _Builder:
         if c.temporal_centre:
             # Raw frames are mostly who the person is; the clip's mean frame is that part.
             # Removing it leaves tp unchanged (it cancels in x_t - x_{t-1}) and lets W_I see
-            # the motion (docs/temporal_stream.md: the demo's PSN_temporal 0.40 -> 0.60).
+            # the motion (docs/temporal_stream.md: the demo's PSN_temporal 0.40 -> 0.83).
             rows = self.clip_centre(rows)
         n.frames_tnd = self.L.Reshape(rows, reshape_param=dict(shape=dict(dim=[c.frames, -1, D])))
         bias = dict(type="constant", value=0)
@@ -377,7 +378,7 @@ class _Builder:
 
 
 def parse_overrides(items):
-    """{field: value} from ["temporal_centre=0", "mod_gain=10", ...], typed by NetConfig's
+    """{field: value} from ["temporal_centre=0", "tp_ref=6.4", ...], typed by NetConfig's
     fields; ValueError naming the item for an unknown field or a value of the wrong type."""
     from dataclasses import fields
     types = {f.name: f.type for f in fields(NetConfig)}

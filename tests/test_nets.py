@@ -197,3 +197,26 @@ def test_every_model_runs(caffe, model):
         assert net.blobs["fuse64"].data.shape == (16, 64) and "conv_fuse" not in layers
     if model.endswith("concat"):
         assert net.blobs["fusion"].data.shape == (16, 8192)
+
+
+def test_net_overrides_are_typed_and_checked():
+    from psn import nets as psn_nets
+    got = psn_nets.parse_overrides(["temporal_centre=0", "tp_ref=6.4", "first_tp=NEXT",
+                                    "hidden=256"])
+    assert got == {"temporal_centre": False, "tp_ref": 6.4, "first_tp": "NEXT", "hidden": 256}
+    for bad, msg in (("mod_gain=2", "FIELD one of"), ("tp_ref=high", "takes a float"),
+                     ("temporal_centre=maybe", "takes a bool"), ("hidden", "FIELD=VALUE")):
+        with pytest.raises(ValueError, match=msg):
+            psn_nets.parse_overrides([bad])
+
+
+def test_net_overrides_reach_the_generated_net(caffe):
+    from psn import nets as psn_nets
+    tv, _, _ = psn_nets.build("psn", width=0.125, **psn_nets.parse_overrides(
+        ["temporal_centre=0", "first_tp=ONE"]))
+    names = [l.name for l in tv.layer]
+    assert "centred" not in names and "clip_mean" not in names
+    tpu = [l for l in tv.layer if l.type == "TPU"][0]
+    assert tpu.tpu_param.first_tp == tpu.tpu_param.ONE
+    tv, _, _ = psn_nets.build("psn", width=0.125)
+    assert "centred" in [l.name for l in tv.layer]
