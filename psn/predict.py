@@ -61,6 +61,29 @@ def clip_from_folder(folder, onset=None, offset=None):
         aus="", au_set=frozenset(), label=3, emotion="")
 
 
+def clip_probabilities(net, raw, sparse, cont):
+    """Frame-averaged softmax per clip, (K, C), from a deploy net of batch N clips.
+
+    raw/sparse/cont: (K, 16, ...) clip-major arrays or h5py datasets (read one batch at a
+    time); the last batch is padded by repeating its first clip. The net's rows are
+    time-major (row = t*N + n).
+    """
+    import numpy as np
+    N = net.blobs["raw"].data.shape[0]
+    K = raw.shape[0]
+    out = []
+    for start in range(0, K, N):
+        n = min(K, start + N) - start
+        for name, source in (("raw", raw), ("sparse", sparse), ("cont", cont)):
+            data = source[start:start + n]
+            if n < N:
+                data = np.concatenate([data] + [data[:1]] * (N - n))
+            net.blobs[name].data[...] = data
+        prob = net.forward()["prob"]
+        out.append(prob.reshape(-1, N, prob.shape[-1]).mean(axis=0)[:n])
+    return np.concatenate(out)
+
+
 def predict_arrays(net, raw, sparse):
     """raw (16,112,112,3) uint8 RGB, sparse (16,112,112) -> clip probabilities (4,)."""
     import numpy as np

@@ -292,7 +292,8 @@ def run_training(args, folds, log):
 def predict_fold(args, fold, manifest, log):
     import caffe
     import h5py
-    import numpy as np
+
+    from psn.predict import clip_probabilities
     fold_dir = os.path.join(args.out, "fold%02d" % fold)
     out_path = os.path.join(fold_dir, "predictions.csv")
     if os.path.exists(out_path):
@@ -300,27 +301,15 @@ def predict_fold(args, fold, manifest, log):
     with open(os.path.join(fold_dir, "DONE")) as f:
         weights = f.read().strip()
     net = caffe.Net(os.path.join(fold_dir, "deploy.prototxt"), weights, caffe.TEST)
-    N = net.blobs["raw"].data.shape[0]
     rows = []
     for shard in fold_lists(args.data, fold)["test"][1]:
         with h5py.File(shard, "r") as f:
-            K = f["clip_label"].shape[0]
-            for start in range(0, K, N):
-                idx = list(range(start, min(K, start + N)))
-                n = len(idx)
-                for name in ("raw", "sparse", "cont"):
-                    data = f[name][idx[0]:idx[-1] + 1]
-                    if n < N:  # pad the last batch by repeating its first clip
-                        data = np.concatenate([data] + [data[:1]] * (N - n))
-                    net.blobs[name].data[...] = data
-                prob = net.forward()["prob"].reshape(-1, N, 4)  # (T, N, 4), time-major rows
-                clip_prob = prob.mean(axis=0)[:n]
-                for j, i in enumerate(idx):
-                    m = manifest[int(f["clip_index"][i])]
-                    p = clip_prob[j]
-                    rows.append([m["database"], m["subject"], m["clip"], fold,
-                                 int(f["clip_label"][i]), int(p.argmax())]
-                                + ["%.6f" % v for v in p])
+            clip_prob = clip_probabilities(net, f["raw"], f["sparse"], f["cont"])
+            for i, p in enumerate(clip_prob):
+                m = manifest[int(f["clip_index"][i])]
+                rows.append([m["database"], m["subject"], m["clip"], fold,
+                             int(f["clip_label"][i]), int(p.argmax())]
+                            + ["%.6f" % v for v in p])
     write_csv(out_path, rows)
     log("fold %02d: predicted %d clips" % (fold, len(rows)))
     return out_path
