@@ -28,8 +28,8 @@ import numpy as np
 from preprocessing.atomic import atomic_path
 from preprocessing.sampling import N_SAMPLED
 
-__all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "shard_key", "stored_key", "write_shard",
-           "read_shard", "load_clip_arrays"]
+__all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "shard_key", "stored_key", "frame_columns",
+           "write_shard", "read_shard", "load_clip_arrays"]
 
 LAYOUT_VERSION = 1
 CROP = 112
@@ -77,6 +77,16 @@ def load_clip_arrays(cache_path):
     return raw, sparse.astype(np.float32, copy=False)
 
 
+def frame_columns(clip_labels, T=N_SAMPLED):
+    """(label (K, T), cont (K, T)) float32: each clip's class on every frame, and Caffe's
+    sequence indicator (0 at a clip's first frame, 1 after)."""
+    clip_labels = np.asarray(clip_labels)
+    label_rows = np.repeat(clip_labels.astype(np.float32)[:, None], T, axis=1)
+    cont = np.ones((len(clip_labels), T), np.float32)
+    cont[:, 0] = 0.0
+    return label_rows, cont
+
+
 def write_shard(path, items, variants=(), key="", group=None):
     """Write one shard from clips' cache files; returns the number of rows.
 
@@ -109,9 +119,7 @@ def write_shard(path, items, variants=(), key="", group=None):
                 sparse[row] = sv[:, None, :, :]
                 clip_index[row], clip_label[row] = index, label
                 row += 1
-        label_rows = np.repeat(clip_label.astype(np.float32)[:, None], T, axis=1)
-        cont = np.ones((K, T), np.float32)
-        cont[:, 0] = 0.0
+        label_rows, cont = frame_columns(clip_label)
         f.create_dataset("label", data=label_rows, track_times=False)
         f.create_dataset("cont", data=cont, track_times=False)
         f.create_dataset("clip_label", data=clip_label, track_times=False)

@@ -35,7 +35,7 @@ import numpy as np
 
 from preprocessing.atomic import write_atomic
 
-__all__ = ["TASKS", "make_clips", "write_task", "train_and_score", "clip_probabilities"]
+__all__ = ["TASKS", "make_clips", "write_task", "train_and_score"]
 
 T = 16
 SIZE = 112
@@ -105,6 +105,7 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
     import h5py
 
     from preprocessing.atomic import atomic_path
+    from preprocessing.hdf5_shards import frame_columns
     from preprocessing.manifest import write_manifest
 
     raw, sparse, labels = make_clips(task, n_clips, seed, noise, identities, jitter)
@@ -124,10 +125,7 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f["raw"] = raw[idx]
             f["sparse"] = sparse[idx]
-            f["label"] = np.repeat(labels[idx, None].astype(np.float32), T, axis=1)
-            cont = np.ones((len(idx), T), np.float32)
-            cont[:, 0] = 0
-            f["cont"] = cont
+            f["label"], f["cont"] = frame_columns(labels[idx], T)
             f["clip_label"] = labels[idx].astype(np.int32)
             f["clip_index"] = idx.astype(np.int32)
         shards[g] = path
@@ -147,23 +145,6 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
     return out
 
 
-def clip_probabilities(net, raw, sparse, cont):
-    """Frame-averaged softmax per clip from a deploy net (batch N clips, rows time-major)."""
-    N = net.blobs["raw"].data.shape[0]
-    K = raw.shape[0]
-    out = []
-    for start in range(0, K, N):
-        idx = np.arange(start, min(K, start + N))
-        pad = np.concatenate([idx, np.repeat(idx[:1], N - len(idx))])
-        net.blobs["raw"].data[...] = raw[pad]
-        net.blobs["sparse"].data[...] = sparse[pad]
-        net.blobs["cont"].data[...] = cont[pad]
-        prob = net.forward()["prob"]
-        prob = prob.reshape(T, N, -1).mean(axis=0)
-        out.append(prob[:len(idx)])
-    return np.concatenate(out)
-
-
 def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
                     solver_overrides=None, fold=1, **net_overrides):
     """Train `model` (a name of psn.nets.MODELS) on one fold in this process; returns
@@ -173,6 +154,7 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
     from google.protobuf import text_format
 
     from psn import nets
+    from psn.predict import clip_probabilities
 
     os.makedirs(workdir, exist_ok=True)
     fold_dir = os.path.join(data_dir, "folds", "fold%02d" % fold)
@@ -207,7 +189,7 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
     correct = total = 0
     for shard in shards:
         with h5py.File(shard, "r") as h:
-            prob = clip_probabilities(net, h["raw"][:], h["sparse"][:], h["cont"][:])
+            prob = clip_probabilities(net, h["raw"], h["sparse"], h["cont"])
             labels = h["clip_label"][:]
         correct += int((prob.argmax(axis=1) == labels).sum())
         total += len(labels)
