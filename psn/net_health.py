@@ -22,17 +22,17 @@ line naming the file and the fix (exit 2): Caffe would otherwise abort with a st
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
 
 from preprocessing.atomic import write_atomic
+from preprocessing.sampling import SAMPLE_INDICES_1BASED
 
 __all__ = ["HealthError", "load_train_net", "check_weights", "layer_stats", "param_stats",
            "fusion_shares", "clip_tp", "tp_figure", "inspect", "main"]
 
-FRAME_NUMBERS = (1, 11, 21, 31, 41, 51, 61, 71, 81, 91, 101, 111, 121, 131, 141, 150)
+FRAME_NUMBERS = SAMPLE_INDICES_1BASED   # the 16 sampled frames, for tp's x axis
 
 
 class HealthError(Exception):
@@ -43,26 +43,17 @@ class HealthError(Exception):
 
 def check_data(data_dir, fold):
     """(train list path, test list path) of a preprocessing output, or HealthError."""
-    manifest = os.path.join(data_dir, "manifest.csv")
-    if not os.path.isfile(manifest):
-        raise HealthError("%s not found: --data must be the --out folder of "
-                          "`tools/preprocess.py run`" % manifest)
-    lists = []
-    for split in ("train", "test"):
-        path = os.path.join(data_dir, "folds", "fold%02d" % fold, split + ".txt")
-        if not os.path.isfile(path):
-            raise HealthError("%s not found: fold %d is not in %s (pick --fold from its "
-                              "folds/ folder, or rerun tools/preprocess.py run)"
-                              % (path, fold, data_dir))
-        with open(path) as f:
-            shards = [line.strip() for line in f if line.strip()]
-        missing = [s for s in shards if not os.path.isfile(s)]
-        if not shards or missing:
-            raise HealthError("%s lists %s: rerun tools/preprocess.py run to rebuild the shards"
-                              % (path, "no shard" if not shards else
-                                 "missing shard " + missing[0]))
-        lists.append(path)
-    return lists[0], lists[1]
+    from psn.training import RunError, fold_lists, read_manifest
+    path = os.path.join(data_dir, "folds", "fold%02d" % fold)
+    try:
+        read_manifest(data_dir)
+        if not os.path.isdir(path):
+            raise RunError("%s not found: fold %d is not in %s (pick --fold from its folds/ "
+                           "folder, or rerun tools/preprocess.py run)" % (path, fold, data_dir))
+        lists = fold_lists(data_dir, fold)
+    except RunError as e:
+        raise HealthError(str(e)) from None
+    return lists["train"][0], lists["test"][0]
 
 
 def _net_param(model, width, train_list, test_list):
@@ -198,15 +189,14 @@ def layer_stats(net, tv):
 
 def param_stats(net, tv, base_lr, decay):
     """[{layer, blob, shape, w_norm, grad_norm, grad_over_w, step_over_w}] per parameter blob."""
-    mults = {}
-    for l in tv.layer:
-        mults[l.name] = [(p.lr_mult if p.HasField("lr_mult") else 1.0,
-                          p.decay_mult if p.HasField("decay_mult") else 1.0) for p in l.param]
+    # ParamSpec's lr_mult and decay_mult default to 1, also for blobs without a ParamSpec.
+    specs = {l.name: list(l.param) for l in tv.layer}
     out = []
     for name, blobs in net.params.items():
         for i, b in enumerate(blobs):
-            lr_mult, decay_mult = (mults.get(name) or [])[i] if i < len(mults.get(name) or []) \
-                else (1.0, 1.0)
+            spec = specs.get(name, [])
+            lr_mult = spec[i].lr_mult if i < len(spec) else 1.0
+            decay_mult = spec[i].decay_mult if i < len(spec) else 1.0
             w = float(np.linalg.norm(b.data))
             g = float(np.linalg.norm(b.diff))
             step = base_lr * lr_mult * float(np.linalg.norm(b.diff + decay * decay_mult * b.data))
