@@ -395,7 +395,7 @@ def parse_args(argv):
     ap.add_argument("--batch", type=int, default=5, help="clips per batch (default 5: 80 rows)")
     ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a field of the model's psn.nets.NetConfig, e.g. "
-                         "temporal_centre=0, mod_gain=10, first_tp=NEXT, rec_init=tiny "
+                         "temporal_centre=0, tp_ref=6.4, first_tp=NEXT, rec_init=tiny "
                          "(repeatable; docs/temporal_stream.md)")
     ap.add_argument("--tpu-impl", choices=("cpp", "python"), default="cpp",
                     help="python: use the Python-layer TPU (for a Caffe without layers/)")
