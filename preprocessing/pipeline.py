@@ -2,11 +2,13 @@
 
 Per clip (in parallel, one process per core, one BLAS/OpenCV thread each):
   frames (cv2.imread; a missing or unreadable frame excludes the clip, naming the file)
-  -> face on the onset frame (preprocessing.face; no face excludes the clip unless the user
-     gives a box) -> every frame cut by that one box to 112x112 RGB
-  -> 150 frames (TIM by default, or linear) -> gray in [0, 1] -> D (12544 x 150)
+  -> face on the onset frame (preprocessing.face: dlib's 68 landmarks, or Haar cascades; no
+     face excludes the clip unless the user gives a box) -> every frame cut by that one box to 112x112 RGB
+  -> 150 frames (TIM by default, or linear) at the centres of 150 equal parts of the clip's
+     duration, plus a few frames of context beyond each end (preprocessing.tim.clip_time_matrix)
+     -> gray in [0, 1] -> D (12544 x (150 + context))
   -> RPCA (default lambda, a given one, or lambda per clip for a target share of non-zeros)
-     -> E (a failed solve excludes the clip, as the paper dropped 7 + 3 clips)
+     -> E of the 150 (a failed solve excludes the clip, as the paper dropped 7 + 3 clips)
   -> frames 1, 11, ..., 141, 150 of the raw RGB and of E.
 Each result, or the reason for excluding the clip, is cached in
 OUT/cache/<database>/<subject>/<clip>.npz with a stamp of everything that decides it (the
@@ -46,18 +48,18 @@ import numpy as np
 from preprocessing.clips import InputError
 # Imported here, not in the functions: threadpoolctl can only hold to one thread the BLAS
 # libraries already loaded (scipy.linalg brings its own OpenBLAS).
-from preprocessing.face import NoFaceError, clip_face_box, crop_frame
+from preprocessing.face import FACE_METHODS, NoFaceError, clip_face_box, crop_frame
 from preprocessing.rpca import RPCAError, rpca, rpca_for_sparsity
-from preprocessing.tim import interpolate
+from preprocessing.tim import clip_time_matrix, apply_time_matrix
 from preprocessing.hdf5_shards import CROP, shard_key, stored_key, write_shard, load_clip_arrays
 from preprocessing.sampling import N_FRAMES, sample
 
 __all__ = ["PIPELINE_VERSION", "Options", "ClipExcluded", "parse_augment", "parse_face_box",
-           "read_frame", "compute_clip", "cache_path", "clip_stamp", "read_cache",
+           "read_frame", "sparse_part", "compute_clip", "cache_path", "clip_stamp", "read_cache",
            "process_clip", "run", "summary_lines"]
 
 # Bump when what a clip's cache holds would change for the same options.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2   # 2: cell-centred times, RPCA context at the ends, landmark faces
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as cv2's RGB2GRAY
@@ -69,11 +71,14 @@ class Options:
     interp: str = "tim"                  # 'tim' | 'linear'
     lam: Optional[float] = None          # RPCA lambda; None = 1/sqrt(12544)
     sparsity: Optional[float] = None     # target share of non-zeros in E (lambda per clip)
+    face: str = "landmarks"              # 'landmarks' | 'haar' (preprocessing.face)
     face_box: Optional[tuple] = None     # (x, y, w, h) used when no face is found
     tol: float = 1e-7
     max_iter: int = 1000
 
     def __post_init__(self):
+        if self.face not in FACE_METHODS:
+            raise InputError(f"--face must be one of {', '.join(FACE_METHODS)}, not {self.face!r}")
         if self.interp not in ("tim", "linear"):
             raise InputError(f"--interp must be 'tim' or 'linear', not {self.interp!r}")
         if self.lam is not None and self.sparsity is not None:
@@ -86,7 +91,7 @@ class Options:
             raise InputError(f"RPCA needs tol > 0 and max_iter >= 1, got {self.tol}, {self.max_iter}")
 
     def stamp(self):
-        return {"interp": self.interp, "lam": self.lam, "sparsity": self.sparsity,
+        return {"interp": self.interp, "face": self.face, "lam": self.lam, "sparsity": self.sparsity,
                 "face_box": list(self.face_box) if self.face_box else None,
                 "tol": self.tol, "max_iter": self.max_iter}
 
@@ -146,6 +151,39 @@ def read_frame(path):
     return img
 
 
+def sparse_part(gray, opts=Options(), M=None, k=None):
+    """E (pixels x 150) of a clip's gray frames (F, H, W) in [0, 1], RPCA's info, notes.
+
+    The 150 frames plus k frames of context at each end go into RPCA (preprocessing.tim:
+    without the context the end frames' sensor noise lands in E); E keeps the 150.
+    Raises ClipExcluded when RPCA fails.
+    """
+    if M is None:
+        M, k = clip_time_matrix(len(gray), N_FRAMES, opts.interp)
+    D = apply_time_matrix(M, gray).reshape(len(M), -1).T     # pixels x frames
+    try:
+        if opts.sparsity is not None:
+            _, E, rinfo = rpca_for_sparsity(D, target=opts.sparsity, tol=opts.tol,
+                                            max_iter=opts.max_iter)
+        else:
+            _, E, rinfo = rpca(D, lam=opts.lam, tol=opts.tol, max_iter=opts.max_iter)
+    except RPCAError as exc:
+        raise ClipExcluded(f"RPCA failed: {exc}", "rpca") from None
+    E = E[:, k:k + N_FRAMES]
+    rp = {"iterations": int(rinfo["iterations"]), "rank": int(rinfo["rank"]),
+          "nnz_share": float(np.count_nonzero(E)) / E.size, "lam": float(rinfo["lam"]),
+          "context_frames": int(k),
+          "converged": bool(rinfo["converged"]), "rel_residual": float(rinfo["rel_residual"])}
+    notes = []
+    if "target" in rinfo:
+        rp.update(target=float(rinfo["target"]), target_met=bool(rinfo["target_met"]),
+                  solves=int(rinfo["solves"]))
+        if not rinfo["target_met"]:
+            notes.append(f"E non-zero share {rp['nnz_share']:.3f} misses the target "
+                         f"{rp['target']:g} after {rp['solves']} RPCA solves")
+    return E, rp, notes
+
+
 def compute_clip(clip, opts=Options()):
     """(raw (16,112,112,3) uint8 RGB, sparse (16,112,112) float32 E, info dict).
 
@@ -157,7 +195,7 @@ def compute_clip(clip, opts=Options()):
         raise ClipExcluded("the clip has no frames", "frames")
     onset = read_frame(paths[0])
     try:
-        fb = clip_face_box(onset, opts.face_box, where=paths[0])
+        fb = clip_face_box(onset, opts.face_box, method=opts.face, where=paths[0])
     except NoFaceError as exc:
         raise ClipExcluded(str(exc), "face") from None
     # Frames are cropped as they are read: a clip's full-size frames are never all in memory.
@@ -173,29 +211,12 @@ def compute_clip(clip, opts=Options()):
             raise ClipExcluded(f"face box {fb.box} ({fb.source}) does not fit {path}: {exc}",
                                "face") from None
     gray = (crops.astype(np.float64) @ GRAY_WEIGHTS) / 255.0
-    raw = sample(interpolate(crops, N_FRAMES, opts.interp))
-    g150 = interpolate(gray, N_FRAMES, opts.interp)
-    D = g150.reshape(N_FRAMES, -1).T            # pixels x frames
-    try:
-        if opts.sparsity is not None:
-            _, E, rinfo = rpca_for_sparsity(D, target=opts.sparsity, tol=opts.tol,
-                                            max_iter=opts.max_iter)
-        else:
-            _, E, rinfo = rpca(D, lam=opts.lam, tol=opts.tol, max_iter=opts.max_iter)
-    except RPCAError as exc:
-        raise ClipExcluded(f"RPCA failed: {exc}", "rpca") from None
+    M, k = clip_time_matrix(len(paths), N_FRAMES, opts.interp)
+    raw = sample(apply_time_matrix(M[k:k + N_FRAMES], crops))
+    E, rp, rnotes = sparse_part(gray, opts, M, k)
     sparse = sample(E.T.reshape(N_FRAMES, CROP, CROP)).astype(np.float32)
     raw = np.ascontiguousarray(raw)
-    rp = {"iterations": int(rinfo["iterations"]), "rank": int(rinfo["rank"]),
-          "nnz_share": float(rinfo["nnz_share"]), "lam": float(rinfo["lam"]),
-          "converged": bool(rinfo["converged"]), "rel_residual": float(rinfo["rel_residual"])}
-    notes = [f"face: {n}" for n in fb.notes]
-    if "target" in rinfo:
-        rp.update(target=float(rinfo["target"]), target_met=bool(rinfo["target_met"]),
-                  solves=int(rinfo["solves"]))
-        if not rinfo["target_met"]:
-            notes.append(f"E non-zero share {rp['nnz_share']:.3f} misses the target "
-                         f"{rp['target']:g} after {rp['solves']} RPCA solves")
+    notes = [f"face: {n}" for n in fb.notes] + rnotes
     digest = hashlib.sha256(raw.tobytes() + sparse.tobytes()).hexdigest()
     info = {"included": True, "reason": "", "n_frames": len(paths), "interp": opts.interp,
             "face": {"source": fb.source, "box": list(fb.box), "angle": round(float(fb.angle), 4),

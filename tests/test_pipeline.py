@@ -425,3 +425,18 @@ def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
     net.forward()
     assert np.array_equal(net.blobs["raw"].data, s["raw"][:2].astype(np.float32))
     assert np.array_equal(net.blobs["sparse"].data, s["sparse"][:2])
+
+
+# ------------------------------------------------------------- sensor noise at the clip's ends
+
+@pytest.mark.parametrize("method", ["tim", "linear"])
+@pytest.mark.parametrize("n_frames", [30, 60, 100])
+def test_end_frames_of_E_carry_no_more_noise_than_the_rest(method, n_frames):
+    """A still face with sensor noise: E's first and last sampled frames within 1.5x of the
+    interior median (both ways); the first-to-last grid without context fails this."""
+    from preprocessing.noise_check import e_profile, end_ratio, noisy_still_clip
+    gray = noisy_still_clip(n_frames, sigma=2.0)
+    for r in end_ratio(e_profile(gray, method)):
+        assert 1 / 1.5 <= r <= 1.5, (method, n_frames, r)
+    old = end_ratio(e_profile(gray, method, cells=False, context=0))
+    assert min(old) > 1.3, old

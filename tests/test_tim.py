@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from preprocessing.tim import interpolate, interpolation_matrix, sample_times
+from preprocessing.tim import (cell_times, clip_time_matrix, interpolate, interpolation_matrix,
+                               normalise_clip, sample_times)
 
 
 def tim_by_graph_embedding(X, n_out):
@@ -147,3 +148,57 @@ def test_bad_input():
         interpolate(np.zeros((5, 4, 4), np.int32))
     with pytest.raises(ValueError):
         interpolate(np.zeros((5, 4, 4)), n_out=0)
+
+
+# ------------------------------------------------------------- the pipeline's time grid
+
+
+def test_cell_times_cover_every_frame_equally():
+    assert np.allclose(cell_times(150, 150), np.arange(150))
+    t = cell_times(30, 150)
+    assert np.isclose(t[0], -0.4) and np.isclose(t[-1], 29.4)
+    # Five output frames fall in each input frame's interval [i - 1/2, i + 1/2).
+    counts = np.bincount(np.floor(t + 0.5).astype(int), minlength=30)
+    assert counts.tolist() == [5] * 30
+
+
+@pytest.mark.parametrize("method", ["tim", "linear"])
+@pytest.mark.parametrize("n_in", [1, 2, 7, 30, 150, 200])
+def test_clip_time_matrix_shapes_and_constant_clips(method, n_in):
+    M, k = clip_time_matrix(n_in, 150, method)
+    assert M.shape == (150 + 2 * k, n_in)
+    # Every output frame is a weighted mean: a still clip stays still, context included.
+    assert np.allclose(M.sum(axis=1), 1.0)
+    if n_in > 1 and n_in < 150:
+        assert k >= 1
+
+
+def test_clip_time_matrix_is_identity_on_a_150_frame_clip():
+    M, k = clip_time_matrix(150, 150, "tim")
+    assert k == 1
+    assert np.allclose(M[k:k + 150], np.eye(150), atol=1e-12)
+    # The context frames are the reflected neighbours (frame 2 before frame 1, ...).
+    assert np.allclose(M[0], np.eye(150)[1], atol=1e-12)
+    assert np.allclose(M[-1], np.eye(150)[148], atol=1e-12)
+
+
+def test_clip_time_matrix_without_cells_or_context_is_interpolate():
+    for method in ("tim", "linear"):
+        M, k = clip_time_matrix(23, 150, method, context=0, cells=False)
+        assert k == 0
+        assert np.allclose(M, interpolation_matrix(23, 150, method))
+
+
+def test_normalise_clip_keeps_uint8_and_follows_a_ramp():
+    ramp = np.repeat(np.arange(0, 200, 10, dtype=np.uint8)[:, None], 3, axis=1)  # 20 frames
+    y = normalise_clip(ramp, 150, "linear")
+    assert y.dtype == np.uint8 and y.shape == (150, 3)
+    # Linear, cell-centred: output j at time (j + 0.5) * 20/150 - 0.5; beyond the ends the
+    # clip is mirrored about its first and last frames.
+    t = cell_times(20, 150)
+    t = np.where(t < 0, -t, np.where(t > 19, 38 - t, t))
+    assert np.abs(y[:, 0].astype(float) - 10 * t).max() <= 0.5
+    with pytest.raises(ValueError):
+        clip_time_matrix(10, 150, "cubic")
+    with pytest.raises(ValueError):
+        clip_time_matrix(10, 150, "tim", context=-1)
