@@ -76,6 +76,10 @@ def _run(subparsers):
                    help="training augmentation: comma-separated flip, rot+N, rot-N (rotN = rot+N), "
                         "flip_rot+N, or none (default flip,rot-10,rot-5,rot+5,rot+10)")
     p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
+    p.add_argument("--face", choices=("landmarks", "haar"), default="landmarks",
+                   help="how the face is found and levelled on each clip's onset frame: dlib's "
+                        "68 landmarks (default; falls back to haar with a note) or OpenCV's "
+                        "Haar cascades")
     p.add_argument("--face-box", metavar="X,Y,W,H",
                    help="crop box in frame pixels for clips where no face is found (else excluded)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N clips (a quick trial)")
@@ -88,7 +92,7 @@ def _run(subparsers):
             p.error("--workers must be at least 1")
         if args.limit is not None and args.limit < 1:
             p.error("--limit must be at least 1")
-        options = Options(interp=args.interp, lam=args.lam, sparsity=args.sparsity,
+        options = Options(interp=args.interp, face=args.face, lam=args.lam, sparsity=args.sparsity,
                           face_box=parse_face_box(args.face_box), tol=args.rpca_tol,
                           max_iter=args.rpca_max_iter)
         rules = load_rules(args.rules) if args.rules else None

@@ -1,6 +1,7 @@
 """contact_sheet.png: a few clips' 16 face crops and 16 RPCA E frames, for eyeballing.
 
-Per clip: a title bar (database, clip, class, RPCA share of non-zeros), a row of the 16 raw
+Per clip: a title bar (database, clip, class, which method found the face: landmarks, haar or
+user, RPCA share of non-zeros), a row of the 16 raw
 crops as the nets see them, and a row of |E| at the same frames, scaled by the 99.5th
 percentile of the clip's |E| over its 16 frames (white = that value or more; one scale per clip,
 so frames compare within a clip, and a few extreme pixels do not turn the rest black). A good crop is
@@ -80,4 +81,5 @@ def item_title(row):
     name = CLASSES[label] if 0 <= label < len(CLASSES) else str(label)
     share = row.get("rpca_nnz_share", "")
     share = f"  E non-zeros {float(share):.1%}" if share else ""
-    return f"{row['database']} {row['subject']} {row['clip']}  class {label} {name}{share}"
+    face = f"  face: {row['face']}" if row.get("face") else ""
+    return f"{row['database']} {row['subject']} {row['clip']}  class {label} {name}{face}{share}"

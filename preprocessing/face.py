@@ -1,11 +1,26 @@
-"""Face detection, eye alignment and one crop box per clip (SPEC section 1, "face").
+"""Face detection, eye alignment and one crop box per clip.
 
-The face is found once, on the clip's onset frame, with OpenCV's Haar cascades (frontal face,
-then the eyes inside its upper part). The line through the two eye centres gives the roll
-angle; every frame of the clip is rotated by that angle about the eyes' midpoint (so the eyes
-become level) and cut to the same box, then resized to 112x112. One box and one angle for the
+The face is found once, on the clip's onset frame, by one of two methods:
+
+- "landmarks" (the default): dlib's HOG face detector (OpenCV's Haar face box where it finds
+  none) and dlib's 68-point shape predictor (the model file shipped in the PyPI package
+  face-recognition-models). The roll angle is that of the line through the two eyes' centres
+  (the means of points 37-42 and 43-48); the box is a square around all 68 points after
+  levelling the eyes: LANDMARK_SCALE times the points' larger extent, its centre lifted by
+  LANDMARK_LIFT of the side so that the forehead above the brows (where AU1 and AU2 wrinkle)
+  is inside. These two constants make the box match the Haar box on average (measured on the
+  scikit-image astronaut photograph and eight synthetic faces: Haar side 1.06-1.26 times the
+  points' extent, its centre 0.13-0.17 of the side above theirs).
+- "haar": OpenCV's Haar cascades (frontal face, then the eyes inside its upper part); the eye
+  line gives the roll. Used as the fallback of "landmarks", with a note saying why, when dlib or
+  the model file is missing or the fitted points fail a plausibility check (outside the frame,
+  eyes too close or too far apart for the face, a roll beyond MAX_EYE_ANGLE).
+
+Every frame of the clip is rotated by the one angle about the eyes' midpoint (so the eyes
+become level) and cut to the one box, then resized to 112x112. One box and one angle for the
 whole clip keep the frames registered to each other, which RPCA needs: a box that moved from
-frame to frame would put motion into E that is not the face's.
+frame to frame would put motion into E that is not the face's. benchmarks/face_alignment.py
+measures both methods on rotated and shifted faces (docs/preprocessing.md).
 
 If the eyes are not found (or give an implausible pair) the clip is cropped without rotation
 and the FaceBox says so in its notes. If no face is found, `clip_face_box` raises NoFaceError
@@ -16,12 +31,21 @@ from __future__ import annotations
 import functools
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
-__all__ = ["FaceBox", "NoFaceError", "find_face", "clip_face_box", "crop_clip", "crop_frame"]
+__all__ = ["FaceBox", "NoFaceError", "LandmarksUnavailable", "FACE_METHODS", "find_face",
+           "find_face_landmarks", "landmark_model_path", "clip_face_box", "crop_clip",
+           "crop_frame"]
+
+FACE_METHODS = ("landmarks", "haar")
+LANDMARK_SCALE = 1.2
+LANDMARK_LIFT = 0.14
+N_LANDMARKS = 68
+LEFT_EYE_POINTS = slice(36, 42)    # the eye on the image's left (the subject's right)
+RIGHT_EYE_POINTS = slice(42, 48)
 
 FACE_CASCADES = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
 EYE_CASCADES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
@@ -33,6 +57,10 @@ class NoFaceError(RuntimeError):
     """No face on the onset frame and no user box: the clip is excluded with this message."""
 
 
+class LandmarksUnavailable(RuntimeError):
+    """dlib or its 68-point model cannot be loaded; the message says which and how to fix it."""
+
+
 @dataclass(frozen=True)
 class FaceBox:
     """Where to crop a clip.
@@ -40,7 +68,8 @@ class FaceBox:
     x, y, w, h: the box in the frame after rotating it by `angle` degrees (OpenCV's sense:
     positive turns the picture counter-clockwise) about `center`.
     eyes: ((x, y) of the eye on the image's left, (x, y) of the other) in the original frame,
-    or None. source: 'detected' or 'user'. notes: what was not as expected.
+    or None. source: 'landmarks', 'haar' or 'user' (what found the box). notes: what was not
+    as expected.
     """
     x: int
     y: int
@@ -49,7 +78,7 @@ class FaceBox:
     angle: float = 0.0
     center: tuple = (0.0, 0.0)
     eyes: tuple | None = None
-    source: str = "detected"
+    source: str = "haar"
     notes: tuple = field(default=())
 
     @classmethod
@@ -216,24 +245,121 @@ def find_face(img_bgr: np.ndarray, *, margin: float = 0.0, align: bool = True) -
                     notes.append("box from the unlevelled frame (no face after rotation)")
     x, y, w, h = _expand(box, margin)
     return FaceBox(x, y, w, h, float(angle), (float(center[0]), float(center[1])), eyes,
-                   "detected", tuple(notes))
+                   "haar", tuple(notes))
 
 
-def clip_face_box(onset_bgr: np.ndarray, user_box=None, *, margin: float = 0.0,
-                  align: bool = True, where: str = "") -> FaceBox:
-    """The clip's FaceBox: detected on the onset frame, else the user's (x, y, w, h).
+def landmark_model_path() -> str:
+    """The 68-point model: $PSN_LANDMARK_MODEL, else face-recognition-models' copy."""
+    path = os.environ.get("PSN_LANDMARK_MODEL")
+    if path:
+        return path
+    try:
+        import face_recognition_models
+    except ImportError:
+        raise LandmarksUnavailable("the 68-point landmark model is not installed (pip install "
+                                   "face-recognition-models, or set PSN_LANDMARK_MODEL to "
+                                   "shape_predictor_68_face_landmarks.dat)") from None
+    return face_recognition_models.pose_predictor_model_location()
 
-    Raises NoFaceError (message names `where`, e.g. the onset frame's path) when there is
-    neither.
+
+@functools.lru_cache(maxsize=4)
+def _landmark_model(path: str):
+    try:
+        import dlib
+    except ImportError:
+        raise LandmarksUnavailable("dlib is not installed (pip install dlib-bin)") from None
+    if not os.path.isfile(path):
+        raise LandmarksUnavailable(f"landmark model {path} is missing (pip install "
+                                   "face-recognition-models, or set PSN_LANDMARK_MODEL)")
+    try:
+        predictor = dlib.shape_predictor(path)
+    except RuntimeError as exc:
+        raise LandmarksUnavailable(f"cannot load the landmark model {path}: {exc}") from None
+    return dlib.get_frontal_face_detector(), predictor, dlib.rectangle
+
+
+def find_face_landmarks(img_bgr: np.ndarray, *, margin: float = 0.0):
+    """(FaceBox with source 'landmarks', None) for one frame, or (None, why not).
+
+    Raises LandmarksUnavailable when dlib or the model cannot be loaded.
     """
+    detector, predictor, rectangle = _landmark_model(landmark_model_path())
+    gray = _as_gray(img_bgr, "onset frame")
+    H, W = gray.shape
+    notes = []
+    for upsample in (0, 1):       # one upsampling step for small faces
+        rects, scores, _ = detector.run(gray, upsample, 0.0)
+        if len(rects):
+            break
+    if len(rects):
+        # The most face-like, not the largest: a false hit on a busy background can be
+        # as large as the face (seen on the astronaut photograph rotated by 6 degrees).
+        best = int(np.argmax(scores))
+        r = rects[best]
+        x, y, w, h = r.left(), r.top(), r.width(), r.height()
+        if len(rects) > 1:
+            notes.append(f"{len(rects)} faces found by dlib; the highest-scoring is used")
+    else:
+        found, how, _ = _detect_faces(gray)
+        if not found:
+            return None, "no face found by dlib's detector or the Haar cascades"
+        notes.append(f"face found by {how} (dlib's detector found none)")
+        if len(found) > 1:
+            notes.append(f"{len(found)} faces found; the largest is used")
+        x, y, w, h = max(found, key=lambda f: f[2] * f[3])
+    shape = predictor(gray, rectangle(int(x), int(y), int(x + w), int(y + h)))
+    pts = np.array([(p.x, p.y) for p in shape.parts()], np.float64)
+    if pts.shape != (N_LANDMARKS, 2):
+        return None, f"the landmark model gave {len(pts)} points, not {N_LANDMARKS}"
+    if pts.min() < 0 or (pts[:, 0] >= W).any() or (pts[:, 1] >= H).any():
+        return None, "landmarks outside the frame (face cut off by the frame's edge)"
+    le, re = pts[LEFT_EYE_POINTS].mean(axis=0), pts[RIGHT_EYE_POINTS].mean(axis=0)
+    dx, dy = re - le
+    if not 0.2 * w <= dx <= 0.75 * w:
+        return None, (f"implausible landmark fit (eye distance {dx:.0f} px in a {w} px face box)")
+    angle = math.degrees(math.atan2(dy, dx))
+    if abs(angle) > MAX_EYE_ANGLE:
+        return None, f"implausible landmark fit (eye line at {angle:.1f} degrees)"
+    center = (le + re) / 2.0
+    R = _rotation(center, angle)
+    level = pts @ R[:, :2].T + R[:, 2]
+    (x0, y0), (x1, y1) = level.min(axis=0), level.max(axis=0)
+    side = LANDMARK_SCALE * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 - LANDMARK_LIFT * side
+    box = (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side)))
+    bx, by, bw, bh = _expand(box, margin)
+    eyes = ((float(le[0]), float(le[1])), (float(re[0]), float(re[1])))
+    return FaceBox(bx, by, bw, bh, float(angle), (float(center[0]), float(center[1])), eyes,
+                   "landmarks", tuple(notes)), None
+
+
+def clip_face_box(onset_bgr: np.ndarray, user_box=None, *, method: str = "landmarks",
+                  margin: float = 0.0, align: bool = True, where: str = "") -> FaceBox:
+    """The clip's FaceBox: found on the onset frame by `method`, else the user's (x, y, w, h).
+
+    method 'landmarks' falls back to 'haar' (with a note saying why) when dlib, its model or
+    the fit fails. Raises NoFaceError (message names `where`, e.g. the onset frame's path)
+    when there is no face and no user box.
+    """
+    if method not in FACE_METHODS:
+        raise ValueError(f"face method must be one of {FACE_METHODS}, not {method!r}")
+    notes = ()
+    if method == "landmarks" and align:
+        try:
+            fb, why = find_face_landmarks(onset_bgr, margin=margin)
+        except LandmarksUnavailable as exc:
+            fb, why = None, str(exc)
+        if fb is not None:
+            return fb
+        notes = (f"landmarks not used: {why}; Haar cascades instead",)
     fb = find_face(onset_bgr, margin=margin, align=align)
     if fb is not None:
-        return fb
+        return replace(fb, notes=notes + fb.notes)
     if user_box is not None:
         return FaceBox.from_user(user_box, note="no face detected; box given by the user")
     place = f" ({where})" if where else ""
-    raise NoFaceError(f"no face found on the onset frame{place} by OpenCV's Haar cascades; "
-                      "give a box (x, y, w, h) for this clip to include it")
+    raise NoFaceError(f"no face found on the onset frame{place} by dlib's detector or OpenCV's "
+                      "Haar cascades; give a box (x, y, w, h) for this clip to include it")
 
 
 def crop_frame(frame_bgr: np.ndarray, fb: FaceBox, size: int = 112) -> np.ndarray:

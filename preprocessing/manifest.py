@@ -4,9 +4,10 @@ loaders left out), plus atomic text writes for every small file of a run.
 manifest.csv: one row per clip; the row number (`index`, from 0) is the clip_index stored in
 the HDF5 shards. Columns:
     index, database, subject, clip, onset, apex, offset, n_frames, aus, au_set, label,
-    emotion, group, included, reason, rpca_iterations, rpca_rank, rpca_nnz_share,
+    emotion, group, included, reason, face, rpca_iterations, rpca_rank, rpca_nnz_share,
     rpca_lambda, notes, source
-au_set is '+'-joined FACS numbers; group is empty for an excluded clip; the rpca_* columns
+au_set is '+'-joined FACS numbers; group is empty for an excluded clip; face is what found the
+face box (landmarks, haar or user; empty when the clip failed before); the rpca_* columns
 are empty for a clip excluded before RPCA; notes are '; '-joined; source is the clip's frame
 folder.
 """
@@ -23,7 +24,7 @@ __all__ = ["MANIFEST_COLUMNS", "SKIPPED_COLUMNS", "manifest_row",
 
 MANIFEST_COLUMNS = ("index", "database", "subject", "clip", "onset", "apex", "offset", "n_frames",
                     "aus", "au_set", "label", "emotion", "group", "included", "reason",
-                    "rpca_iterations", "rpca_rank", "rpca_nnz_share", "rpca_lambda", "notes",
+                    "face", "rpca_iterations", "rpca_rank", "rpca_nnz_share", "rpca_lambda", "notes",
                     "source")
 SKIPPED_COLUMNS = ("database", "subject", "clip", "reason", "source")
 
@@ -50,6 +51,7 @@ def manifest_row(index, clip, result, group=None):
         "emotion": clip.emotion,
         "group": "" if not result["included"] or not group else int(group),
         "included": 1 if result["included"] else 0, "reason": result.get("reason", ""),
+        "face": (info.get("face") or {}).get("source", ""),
         "rpca_iterations": rp.get("iterations", ""), "rpca_rank": rp.get("rank", ""),
         "rpca_nnz_share": f"{rp['nnz_share']:.6f}" if "nnz_share" in rp else "",
         "rpca_lambda": f"{rp['lam']:.6g}" if "lam" in rp else "",

@@ -46,7 +46,7 @@ def _apply(M, pt):
 def test_face_box_and_eyes_found(faces):
     for seed, face, fb in faces:
         cx, cy = face.points["centre"]
-        assert fb.source == "detected"
+        assert fb.source == "haar"
         assert fb.x < cx < fb.x + fb.w and fb.y < cy < fb.y + fb.h
         # The box is about the face's size (the drawn head is 2a wide).
         assert 1.0 * face.a < fb.w < 3.0 * face.a
@@ -165,3 +165,98 @@ def test_dark_frame_is_found_on_the_equalised_copy(faces):
     assert any("equalised" in n for n in fb.notes)
     cx, cy = face.points["centre"]
     assert fb.x < cx < fb.x + fb.w and fb.y < cy < fb.y + fb.h
+
+
+# ------------------------------------------------------------------- landmark alignment
+
+from preprocessing import face as face_mod  # noqa: E402
+from preprocessing.face import LandmarksUnavailable, find_face_landmarks  # noqa: E402
+
+
+@pytest.mark.parametrize("tilt", [-8.0, 4.0])
+def test_landmarks_measure_the_roll_and_centre_the_box(tilt):
+    """Known geometry: synthetic faces rotated by a known angle about their centre."""
+    for seed in range(3):
+        face = draw_face(np.random.default_rng(seed))
+        img, R = _rotate(face.image, face.points["centre"], tilt)
+        fb = clip_face_box(img)
+        assert fb.source == "landmarks", fb.notes
+        # A counter-clockwise turn by `tilt` puts the eye line at -tilt.
+        assert abs(fb.angle + tilt) < 1.5, (seed, fb.angle)
+        # The levelled crop's centre is the face's (between the eyes and the mouth).
+        x, y, w, h = fb.box
+        cx, cy = _apply(R, face.points["centre"])
+        lvl = cv2.getRotationMatrix2D(fb.center, fb.angle, 1.0)
+        cx, cy = lvl @ np.array([cx, cy, 1.0])
+        assert abs(cx - (x + w / 2)) < 0.1 * w and abs(cy - (y + h / 2)) < 0.15 * h
+        # About the size of the Haar box (1.2x the landmarks' extent, which spans the face).
+        assert 1.6 * face.a < w < 3.2 * face.a
+        (ex, ey), _ = fb.eyes
+        tx, ty = _apply(R, face.points["eye_R"])      # the eye on the image's left
+        assert math.hypot(ex - tx, ey - ty) < 0.5 * face.eye_w
+
+
+def test_landmarks_keep_one_roll_for_shifted_copies_of_a_face():
+    """Copies of one face, only shifted: the roll must not wander (Haar wandered by 5 deg)."""
+    face = draw_face(np.random.default_rng(1))
+    H, W = face.image.shape[:2]
+    rolls = []
+    for dx, dy in ((0, 0), (-40, 25), (30, -20), (15, 35), (-25, -30)):
+        M = np.float32([[1, 0, dx], [0, 1, dy]])
+        img = cv2.warpAffine(face.image, M, (W, H), borderMode=cv2.BORDER_REPLICATE)
+        rolls.append(clip_face_box(img).angle)
+    assert np.ptp(rolls) < 1.0, rolls
+
+
+def test_landmarks_fall_back_to_haar_with_a_note(monkeypatch, tmp_path):
+    face = draw_face(np.random.default_rng(0))
+    monkeypatch.setenv("PSN_LANDMARK_MODEL", str(tmp_path / "missing.dat"))
+    with pytest.raises(LandmarksUnavailable, match="missing.dat"):
+        find_face_landmarks(face.image)
+    fb = clip_face_box(face.image)
+    assert fb.source == "haar"
+    assert any("landmarks not used" in n and "missing.dat" in n for n in fb.notes)
+    # A model file that is not one.
+    bad = tmp_path / "bad.dat"
+    bad.write_bytes(b"not a model")
+    monkeypatch.setenv("PSN_LANDMARK_MODEL", str(bad))
+    fb = clip_face_box(face.image)
+    assert fb.source == "haar" and any("cannot load" in n for n in fb.notes)
+    # The user's choice of method is kept.
+    monkeypatch.delenv("PSN_LANDMARK_MODEL")
+    assert clip_face_box(face.image, method="haar").source == "haar"
+    with pytest.raises(ValueError, match="face method"):
+        clip_face_box(face.image, method="mtcnn")
+
+
+def test_landmarks_outside_the_frame_fall_back():
+    """A face cut by the frame's edge: the fit leaves the frame, Haar is used (or no face)."""
+    face = draw_face(np.random.default_rng(2))
+    x0 = int(face.points["centre"][0])
+    img = np.ascontiguousarray(face.image[:, x0 - 40:])       # left half of the face gone
+    fb, why = find_face_landmarks(img)
+    assert fb is None and "outside the frame" in why
+    try:
+        fb = clip_face_box(img)
+    except NoFaceError:
+        return
+    assert fb.source == "haar" and any("landmarks not used" in n for n in fb.notes)
+
+
+def test_implausible_fit_is_refused(monkeypatch):
+    """A predictor that puts both eyes on one spot: refused with the reason, Haar used."""
+    face = draw_face(np.random.default_rng(0))
+    detector, predictor, rectangle = face_mod._landmark_model(face_mod.landmark_model_path())
+
+    class Squashed:
+        def __call__(self, gray, rect):
+            shape = predictor(gray, rect)
+            pts = [(p.x, p.y) for p in shape.parts()]
+            pts[42:48] = pts[36:42]
+            return type("S", (), {"parts": lambda self: [type("P", (), {"x": x, "y": y})()
+                                                         for x, y in pts]})()
+
+    monkeypatch.setattr(face_mod, "_landmark_model", lambda path: (detector, Squashed(), rectangle))
+    fb, why = find_face_landmarks(face.image)
+    assert fb is None and "implausible landmark fit" in why
+    assert clip_face_box(face.image).source == "haar"
