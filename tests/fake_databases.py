@@ -203,29 +203,56 @@ def make_casme2sq(base, rows=None, sheet=CASME2SQ_SHEET, header=False):
 
 
 # ---------------------------------------------------------------- CASME
+# The owners' header; some copies write Onset(ms), Total(ms) (CASME_HEADER_MS).
 CASME_HEADER = ("Subject", "Filename", None, "OnsetF", "ApexF1", "ApexF2", "OffsetF", None,
-                "Onset(ms)", "Total(ms)", "AU", "Emotion")
+                "Onset", "Total", "AU", "Emotion")
+CASME_HEADER_MS = CASME_HEADER[:8] + ("Onset(ms)", "Total(ms)") + CASME_HEADER[10:]
 # Subject | Filename | onset | apex1 | apex2 | offset | AU | emotion   ('\\' = missing)
 CASME_A_ROWS = [
     (1, "EP01_5", 12, 15, "\\", 30, "4+9", "disgust"),
-    (1, "EP03_4", 20, "\\", "\\", 40, "1+2+4", "fear"),
-    (2, "EP05_2", 10, 14, "\\", "\\", "12", "happiness"),   # offset missing
+    (1, "EP01_12", 10, 14, "\\", 25, "1+2", "surprise"),     # one video, two MEs
+    (1, "EP01_12", 40, 44, "remake", 55, 12, "happiness"),
+    (1, "EP03_4", 20, "\\", "\\", 40, "1+2+4", "fear"),      # apex missing
+    (2, "EP05_2", 10, 14, "\\", "\\", "12", "happiness"),     # offset missing: 14 + 4 = 18
+    (6, "EP02_5", 10, 13, "\\", 22, 14, "repression"),       # one video, four MEs:
+    (6, "EP02_5", 30, "\\", "\\", "\\", "4", "disgust"),        #  no offset, no apex: 30 + 15 -> 44
+    (6, "EP02_5", 45, 50, "\\", 60, "L14", "comtempt"),        #  (the sheet's own spelling)
+    (6, "EP02_5", 45, 50, "\\", 60, "L14", "comtempt"),        #  a true duplicate (same onset)
+    (6, "EP02_5", 55, 57, "\\", 70, "4+7", "disgust"),         #  onset inside the previous ME
+    (7, "EP171", 5, 9, "\\", 20, "R12", "happiness"),         # typo: the folder is EP17_1
 ]
 CASME_B_ROWS = [
     (8, "EP02_1", 5, 8, "\\", 20, 14, "repression"),       # numeric AU cell (a float in .xls)
     (9, "EP06_3", 30, 33, "\\", 25, "1+2", "surprise"),    # onset after offset
     (9, "EP07_1", 3, 6, 7, 12, "L12+R6", "happiness"),
+    (9, "EP08_2", 500, 505, "\\", 520, "4+7", "disgust"),  # onset beyond the video's frames
 ]
-CASME_EXPECTED = {
-    ("casme/sub01", "EP01_5"): ({4, 9}, 1),
-    ("casme/sub01", "EP03_4"): ({1, 2, 4}, 1),
-    ("casme/sub08", "EP02_1"): ({14}, 3),
-    ("casme/sub09", "EP07_1"): ({6, 12}, 0),
+# Frame folders differing from the sheet: the typo, and a video shorter than its row says.
+CASME_FOLDERS = {(7, "EP171"): "EP17_1"}
+CASME_LAST_FRAME = {(9, "EP08_2"): 40}
+CASME_EXPECTED = {  # (subject, clip): (au_set, label, onset, offset)
+    ("casme/sub01", "EP01_5"): ({4, 9}, 1, 12, 30),
+    ("casme/sub01", "EP01_12_on10"): ({1, 2}, 2, 10, 25),
+    ("casme/sub01", "EP01_12_on40"): ({12}, 0, 40, 55),
+    ("casme/sub01", "EP03_4"): ({1, 2, 4}, 1, 20, 40),
+    ("casme/sub02", "EP05_2"): ({12}, 0, 10, 18),
+    ("casme/sub06", "EP02_5_on10"): ({14}, 3, 10, 22),
+    ("casme/sub06", "EP02_5_on30"): ({4}, 1, 30, 44),
+    ("casme/sub06", "EP02_5_on45"): ({14}, 3, 45, 60),
+    ("casme/sub06", "EP02_5_on55"): ({4, 7}, 1, 55, 70),
+    ("casme/sub07", "EP17_1"): ({12}, 0, 5, 20),
+    ("casme/sub08", "EP02_1"): ({14}, 3, 5, 20),
+    ("casme/sub09", "EP07_1"): ({6, 12}, 0, 3, 12),
+}
+CASME_SKIPPED = {  # (subject, clip): start of the reason
+    ("casme/sub06", "EP02_5_on45"): "duplicate of sheet row",
+    ("casme/sub09", "EP06_3"): "onset 30 after offset 25 in sheet",
+    ("casme/sub09", "EP08_2"): "onset 500 beyond the video's last frame 40",
 }
 
 
-def _casme_table(rows):
-    out = [CASME_HEADER]
+def _casme_table(rows, header=CASME_HEADER):
+    out = [header]
     for s, f, on, a1, a2, off, au, em in rows:
         ms = round(on * 1000 / 60) if isinstance(on, int) else "\\"
         total = round((off - on + 1) * 1000 / 60) if isinstance(on, int) and isinstance(off, int) else "\\"
@@ -233,19 +260,38 @@ def _casme_table(rows):
     return out
 
 
-def make_casme(base, section_a=None, section_b=None, sheets=("Section A.xls", "Section B.xls")):
-    """CASME root: two .xls sheets and CASME_A/Section A/sub01/EP01_5/EP01_5-{n}.jpg,
-    CASME_B/Section B/sub08/EP02_1/img{n:03d}.jpg (padding differs by section) from 1 to offset+2."""
+def casme_frame_name(section, clip):
+    """Section A: EPxx_y-N.jpg; Section B: EPxx_y-NNN.jpg (EP07_1: imgN.jpg, as some copies)."""
+    if section == "A":
+        return lambda n: f"{clip}-{n}.jpg"
+    if clip == "EP07_1":
+        return lambda n: f"img{n}.jpg"
+    return lambda n: f"{clip}-{n:03d}.jpg"
+
+
+def make_casme(base, section_a=None, section_b=None, sheets=("Section A.xls", "Section B.xls"),
+               merged=None, header=CASME_HEADER):
+    """CASME root as the owners ship it: CASME_A/Section A/{Section A.xls, sub01/EP01_5/
+    EP01_5-{n}.jpg}, CASME_B/Section B/{Section B.xls, sub08/EP02_1/EP02_1-{n:03d}.jpg}, frames
+    1 .. the video's last ME's offset + 2. merged='NAME.xls': one sheet holding Section A's rows
+    then Section B's, in the root, instead of the two section sheets."""
     root = os.path.join(str(base), "CASME")
-    for rows, sheet, folder, name in (
-            (CASME_A_ROWS if section_a is None else section_a, sheets[0], ("CASME_A", "Section A"),
-             lambda clip: (lambda n: f"{clip}-{n}.jpg")),
-            (CASME_B_ROWS if section_b is None else section_b, sheets[1], ("CASME_B", "Section B"),
-             lambda clip: (lambda n: f"img{n:03d}.jpg"))):
-        _write_xls(os.path.join(root, sheet), _casme_table(rows))
+    parts = (("A", CASME_A_ROWS if section_a is None else section_a, sheets[0]),
+             ("B", CASME_B_ROWS if section_b is None else section_b, sheets[1]))
+    if merged:
+        _write_xls(os.path.join(root, merged), _casme_table(parts[0][1] + parts[1][1], header))
+    for sec, rows, sheet in parts:
+        folder = os.path.join(root, f"CASME_{sec}", f"Section {sec}")
+        if not merged:
+            _write_xls(os.path.join(folder, sheet), _casme_table(rows, header))
+        last = {}
         for s, f, on, _, _, off, _, _ in rows:
-            last = (off if isinstance(off, int) else on + 10) + 2
-            write_frames(os.path.join(root, *folder, f"sub{s:02d}", f), range(1, last + 1), name(f))
+            end = (off if isinstance(off, int) else on + 20) + 2
+            last[s, f] = max(last.get((s, f), 0), CASME_LAST_FRAME.get((s, f), end))
+        for (s, f), n in last.items():
+            video = CASME_FOLDERS.get((s, f), f)
+            write_frames(os.path.join(folder, f"sub{s:02d}", video), range(1, n + 1),
+                         casme_frame_name(sec, video))
     return root
 
 

@@ -222,18 +222,79 @@ def test_casme2sq_wrong_columns(tmp_path):
 
 
 # ------------------------------------------------------------------ CASME
-def test_casme(tmp_path):
-    root = fd.make_casme(tmp_path)
+def check_casme(clips, skipped):
+    got = check_clips(clips, {k: v[:2] for k, v in fd.CASME_EXPECTED.items()})
+    for key, (_, _, onset, offset) in fd.CASME_EXPECTED.items():
+        assert (got[key].onset, got[key].offset) == (onset, offset), key
+    why = reasons(skipped)
+    assert set(why) == set(fd.CASME_SKIPPED)
+    for key, start in fd.CASME_SKIPPED.items():
+        assert why[key].startswith(start), (key, why[key])
+    return got
+
+
+def notes_of(clip):
+    return " | ".join(clip.notes)
+
+
+@pytest.mark.parametrize("layout", ["sections", "merged", "ms-header"])
+def test_casme_as_the_owners_ship_it(tmp_path, layout):
+    kw = {"merged": dict(merged="CASME coding.xls"),
+          "ms-header": dict(header=fd.CASME_HEADER_MS)}.get(layout, {})
+    root = fd.make_casme(tmp_path, **kw)
     clips, skipped = load_database("casme", root)
-    got = check_clips(clips, fd.CASME_EXPECTED)
-    assert reasons(skipped) == {("casme/sub02", "EP05_2"): "offset missing in sheet",
-                                ("casme/sub09", "EP06_3"): "onset 30 after offset 25 in sheet"}
+    got = check_casme(clips, skipped)
+    # Both sections' frame names, and imgN.jpg.
     assert os.path.basename(got["casme/sub01", "EP01_5"].frames[0]) == "EP01_5-12.jpg"
-    assert os.path.basename(got["casme/sub08", "EP02_1"].frames[0]) == "img005.jpg"
+    assert os.path.basename(got["casme/sub08", "EP02_1"].frames[0]) == "EP02_1-005.jpg"
+    assert os.path.basename(got["casme/sub09", "EP07_1"].frames[0]) == "img3.jpg"
     assert got["casme/sub08", "EP02_1"].aus == "14"
     assert got["casme/sub01", "EP03_4"].apex is None
-    assert {s.source.rsplit(":", 1)[0] for s in skipped} == {os.path.join(root, "Section A.xls"),
-                                                             os.path.join(root, "Section B.xls")}
+    # Several MEs of one video: distinct clips over the one folder.
+    a, b = got["casme/sub01", "EP01_12_on10"], got["casme/sub01", "EP01_12_on40"]
+    assert os.path.dirname(a.frames[0]) == os.path.dirname(b.frames[0])
+    assert a.emotion == "surprise" and b.emotion == "happiness"
+    # The end rule for a missing OffsetF, noted per clip.
+    assert "OffsetF missing in sheet; end set to frame 18 by apex + (apex - onset)" in notes_of(
+        got["casme/sub02", "EP05_2"])
+    assert "end set to frame 44 by the frame before the next micro-expression" in notes_of(
+        got["casme/sub06", "EP02_5_on30"])
+    assert "onset 55 inside the micro-expression of sheet row" in notes_of(got["casme/sub06", "EP02_5_on55"])
+    # Subject 7's typo: the folder's name, with a note.
+    assert "sheet Filename 'EP171' matched to folder EP17_1" in notes_of(got["casme/sub07", "EP17_1"])
+    sheets = {s.source.rsplit(":", 1)[0] for s in skipped}
+    if layout == "merged":
+        assert sheets == {os.path.join(root, "CASME coding.xls")}
+    else:
+        assert sheets == {os.path.join(root, "CASME_A", "Section A", "Section A.xls"),
+                          os.path.join(root, "CASME_B", "Section B", "Section B.xls")}
+
+
+def test_casme_clip_ids_do_not_depend_on_row_order(tmp_path):
+    rows = list(reversed(fd.CASME_A_ROWS))
+    root = fd.make_casme(tmp_path, section_a=rows)
+    clips, skipped = load_database("casme", root)
+    check_casme(clips, skipped)
+
+
+def test_casme_table4_keeps_every_micro_expression(tmp_path):
+    """From the sheet alone: multi-ME rows and rows without OffsetF all count."""
+    root = fd.make_casme(tmp_path)
+    entries, skipped = read_sheet("casme", root)
+    rows = len(fd.CASME_A_ROWS) + len(fd.CASME_B_ROWS)
+    # Only the repeated onset and the onset-after-offset row are out; the short video is a
+    # frame-stage exclusion.
+    assert len(entries) == rows - 2
+    assert sorted(s.reason.split(" (")[0].split(" of sheet")[0] for s in skipped) == [
+        "duplicate", "onset 30 after offset 25 in sheet"]
+
+
+def test_casme_overlapping_sections_are_noted(tmp_path):
+    b_rows = fd.CASME_B_ROWS + [(1, "EP09_9", 5, 7, "\\", 15, "12", "happiness")]
+    root = fd.make_casme(tmp_path, section_b=b_rows)
+    clips, _ = load_database("casme", root)
+    clip = by_key(clips)["casme/sub01", "EP09_9"]
+    assert "subject sub01 is also in Section A.xls (row 2)" in notes_of(clip)
 
 
 def test_casme_other_sheet_names_and_section_choice(tmp_path):
@@ -242,14 +303,14 @@ def test_casme_other_sheet_names_and_section_choice(tmp_path):
     shutil.copytree(os.path.join(root, "CASME_A", "Section A", "sub01"),
                     os.path.join(root, "CASME_B", "Section B", "sub01"))
     clips, skipped = load_database("casme", root)
-    got = check_clips(clips, fd.CASME_EXPECTED)
+    got = check_casme(clips, skipped)
     assert os.sep + "Section A" + os.sep in got["casme/sub01", "EP01_5"].frames[0]
-    assert len(skipped) == 2
 
 
 def test_casme_malformed_xls(tmp_path):
     root = fd.make_casme(tmp_path)
-    fd._write_xls(os.path.join(root, "Section B.xls"), [("Subject", "Filename", "Start", "End")])
+    fd._write_xls(os.path.join(root, "CASME_B", "Section B", "Section B.xls"),
+                  [("Subject", "Filename", "Start", "End")])
     with pytest.raises(SheetError) as err:
         read_sheet("casme", root)
     assert "Section B.xls" in str(err.value) and "OnsetF" in str(err.value)
@@ -263,7 +324,8 @@ def test_load_databases_composes_and_never_writes(tmp_path):
     assert snapshot(tmp_path) == before
     assert [c.database for c in clips] == sorted((c.database for c in clips),
                                                  key=["casme", "casme2", "casme2sq", "samm"].index)
-    assert len(clips) == 4 + 6 + 4 + 8 and len(skipped) == 3
+    assert len(clips) == len(fd.CASME_EXPECTED) + 6 + 4 + 8
+    assert len(skipped) == len(fd.CASME_SKIPPED) + 1
     assert all(isinstance(c, Clip) for c in clips) and all(isinstance(s, Skipped) for s in skipped)
     assert all(c.subject.startswith(c.database + "/") for c in clips)
     with pytest.raises(ValueError, match="unknown database 'smic'"):
