@@ -1,4 +1,4 @@
-"""A synthetic micro-expression database written in CASME II's on-disk format.
+"""A synthetic micro-expression database written in CASME II's (or CASME's) on-disk format.
 
 A newcomer without the licensed databases must still be able to run the whole system, and
 tests need clips whose class is known and visible in the frames. This module draws faces
@@ -12,6 +12,17 @@ On disk (what `preprocessing.loaders` reads for CASME II):
     OUT/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg ... (onset..offset, file number =
         absolute frame number, not zero padded), 640x480 JPEG
     OUT/synthetic_stamp.json (parameters; lets a second run with the same ones skip)
+
+With format "casme" the same clips are written as CASME's owners ship it (what the CASME
+loader reads; the clips keep their 200 fps timing, only the layout is CASME's): the first
+half of the subjects as Section A, the rest as Section B,
+    OUT/CASME_A/Section A/Section A.xls     (CASME's header: Subject, Filename, OnsetF, ApexF1,
+                                             ApexF2, OffsetF, Onset, Total, AU, Emotion; '\\'
+                                             for a missing value)
+    OUT/CASME_A/Section A/sub01/EP02_1/EP02_1-46.jpg     (Section A: no padding)
+    OUT/CASME_B/Section B/sub07/EP05_3/EP05_3-046.jpg    (Section B: 3-digit padding)
+with CASME-style filenames (EP02_01f -> EP02_1). Together with a CASME II-format database of
+other subjects this gives a two-database run of the whole pipeline.
 
 The AU codes are written like the real sheet (`4+7`, `R12`, `1+R2+25`; pure numbers as int
 cells) and chosen so every class of SPEC section 1 occurs through the exact-match rule of the
@@ -37,6 +48,10 @@ import numpy as np
 
 SHEET_NAME = "CASME2-coding-20140508.xlsx"
 FRAMES_DIR = "CASME2_RAW_selected"
+FORMATS = ("casme2", "casme")
+CASME_HEADER = ("Subject", "Filename", None, "OnsetF", "ApexF1", "ApexF2", "OffsetF", None,
+                "Onset", "Total", "AU", "Emotion")
+CASME_FPS = 60   # for the sheet's millisecond columns, as the owners computed them
 STAMP_NAME = "synthetic_stamp.json"
 HEADER = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
           "Action Units", "Estimated Emotion")
@@ -720,17 +735,69 @@ def sheet_bytes(plans):
     return out.getvalue()
 
 
-def clip_dir(root, plan):
+def casme_filename(filename):
+    """CASME II-style 'EP02_01f' -> CASME-style 'EP02_1'."""
+    ep, k = filename.rstrip("f").split("_")
+    return f"{ep}_{int(k)}"
+
+
+def casme_section(plan, n_subjects):
+    """'A' for the first half of the subjects, else 'B'."""
+    return "A" if plan.subject <= (n_subjects + 1) // 2 else "B"
+
+
+def clip_dir(root, plan, fmt="casme2", n_subjects=None):
+    if fmt == "casme":
+        sec = casme_section(plan, n_subjects)
+        return os.path.join(root, f"CASME_{sec}", f"Section {sec}", "sub%02d" % plan.subject,
+                            casme_filename(plan.filename))
     return os.path.join(root, FRAMES_DIR, "sub%02d" % plan.subject, plan.filename)
 
 
-def _write_clip(root, face, plan, noise, quality):
-    d = clip_dir(root, plan)
+def frame_name(plan, number, fmt="casme2", n_subjects=None):
+    if fmt == "casme":
+        name = casme_filename(plan.filename)
+        if casme_section(plan, n_subjects) == "A":
+            return f"{name}-{number}.jpg"
+        return f"{name}-{number:03d}.jpg"
+    return "img%d.jpg" % number
+
+
+def casme_sheets(plans, n_subjects):
+    """{relative path: .xls bytes} of the two section sheets."""
+    import xlwt
+    out = {}
+    for sec in ("A", "B"):
+        rows = [p for p in plans if casme_section(p, n_subjects) == sec]
+        if not rows:
+            continue
+        wb = xlwt.Workbook()
+        ws = wb.add_sheet("Sheet1")
+        for c, name in enumerate(CASME_HEADER):
+            if name is not None:
+                ws.write(0, c, name)
+        for r, p in enumerate(rows, start=1):
+            apex = "\\" if p.apex_cell == "/" else p.apex_cell
+            ms = round(p.onset * 1000 / CASME_FPS)
+            total = round((p.offset - p.onset + 1) * 1000 / CASME_FPS)
+            cells = (p.subject, casme_filename(p.filename), None, p.onset, apex, "\\", p.offset,
+                     None, ms, total, p.au_cell, p.emotion)
+            for c, value in enumerate(cells):
+                if value is not None:
+                    ws.write(r, c, value)
+        buf = io.BytesIO()
+        wb.save(buf)
+        out[os.path.join(f"CASME_{sec}", f"Section {sec}", f"Section {sec}.xls")] = buf.getvalue()
+    return out
+
+
+def _write_clip(root, face, plan, noise, quality, fmt="casme2", n_subjects=None):
+    d = clip_dir(root, plan, fmt, n_subjects)
     os.makedirs(d, exist_ok=True)
     nbytes = 0
     for number, frame in render_frames(face, plan, noise, quality):
         buf = _jpeg(frame, quality)
-        with open(os.path.join(d, "img%d.jpg" % number), "wb") as f:
+        with open(os.path.join(d, frame_name(plan, number, fmt, n_subjects)), "wb") as f:
             f.write(buf.tobytes())
         nbytes += buf.size
     return plan.offset - plan.onset + 1, nbytes
@@ -814,10 +881,13 @@ def subject_face(seed, subject, quality=90):
     raise RuntimeError(f"no detectable face drawn for subject {subject} (seed {seed}) in 50 tries")
 
 
-def _params(n_subjects, clips_per_subject, seed, quality):
-    return {"generator_version": GENERATOR_VERSION, "n_subjects": int(n_subjects),
-            "clips_per_subject": int(clips_per_subject), "seed": int(seed), "quality": int(quality),
-            "width": WIDTH, "height": HEIGHT, "fps": FPS}
+def _params(n_subjects, clips_per_subject, seed, quality, fmt="casme2"):
+    params = {"generator_version": GENERATOR_VERSION, "n_subjects": int(n_subjects),
+              "clips_per_subject": int(clips_per_subject), "seed": int(seed),
+              "quality": int(quality), "width": WIDTH, "height": HEIGHT, "fps": FPS}
+    if fmt != "casme2":     # CASME II databases written before formats existed stay valid
+        params["format"] = fmt
+    return params
 
 
 def _remove_stale_tmp(parent, name):
@@ -836,8 +906,9 @@ def _remove_stale_tmp(parent, name):
 
 
 def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, workers=None,
-             progress=False, force=False):
-    """Write a synthetic CASME II-format database to out_dir; returns a summary dict.
+             progress=False, force=False, fmt="casme2"):
+    """Write a synthetic CASME II-format (fmt 'casme': CASME-format) database to out_dir;
+    returns a summary dict.
 
     The database is built in a temporary sibling folder and renamed into place at the end, so
     out_dir never holds half a database. If out_dir already holds a database generated with
@@ -845,7 +916,9 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
     A folder that exists but is not one of ours is never overwritten."""
     t0 = time.time()
     out_dir = os.path.abspath(out_dir)
-    params = _params(n_subjects, clips_per_subject, seed, quality)
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    params = _params(n_subjects, clips_per_subject, seed, quality, fmt)
     stamp_path = os.path.join(out_dir, STAMP_NAME)
     if os.path.isfile(stamp_path):
         try:
@@ -874,8 +947,12 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
     workers = workers or min(4, os.cpu_count() or 1)
     bar = None
     try:
-        with open(os.path.join(tmp, SHEET_NAME), "wb") as f:
-            f.write(sheet_bytes(plans))
+        sheets = (casme_sheets(plans, n_subjects) if fmt == "casme"
+                  else {SHEET_NAME: sheet_bytes(plans)})
+        for name, data in sheets.items():
+            os.makedirs(os.path.dirname(os.path.join(tmp, name)), exist_ok=True)
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(data)
         noise = NoiseBank(seed)
         subjects = sorted({p.subject for p in plans})
         if progress:
@@ -885,7 +962,8 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
         pool = ThreadPoolExecutor(workers)
         try:
             faces = dict(zip(subjects, pool.map(lambda s: subject_face(seed, s, quality), subjects)))
-            futures = [pool.submit(_write_clip, tmp, faces[p.subject], p, noise, quality) for p in plans]
+            futures = [pool.submit(_write_clip, tmp, faces[p.subject], p, noise, quality, fmt,
+                                   n_subjects) for p in plans]
             frames = nbytes = 0
             for fut in futures:
                 n, b = fut.result()
@@ -898,7 +976,8 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
             pool.shutdown(wait=True, cancel_futures=True)
         counts = np.bincount([p.label for p in plans], minlength=4)
         summary = {"subjects": len(subjects), "clips": len(plans), "frames": frames,
-                   "jpeg_bytes": nbytes, "sheet": SHEET_NAME, "frames_dir": FRAMES_DIR,
+                   "jpeg_bytes": nbytes, "format": fmt, "sheet": sorted(sheets)[0],
+                   "frames_dir": FRAMES_DIR if fmt == "casme2" else "CASME_A, CASME_B",
                    "class_counts": {CLASS_NAMES[k]: int(counts[k]) for k in range(4)}}
         with open(os.path.join(tmp, STAMP_NAME), "w") as f:
             json.dump({"params": params, "summary": summary}, f, indent=1)
@@ -922,7 +1001,7 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Generate a synthetic micro-expression database in CASME II's on-disk format "
-                    f"({SHEET_NAME} and {FRAMES_DIR}/subNN/EPxx_yy/imgN.jpg).")
+                    f"({SHEET_NAME} and {FRAMES_DIR}/subNN/EPxx_yy/imgN.jpg), or CASME's.")
     ap.add_argument("--out", default=os.path.join("data", "synthetic_casme2"),
                     help="output folder (default: %(default)s)")
     ap.add_argument("--subjects", type=int, default=12, help="number of subjects (default: %(default)s)")
@@ -931,10 +1010,12 @@ def main(argv=None):
     ap.add_argument("--quality", type=int, default=90, help="JPEG quality (default: %(default)s)")
     ap.add_argument("--workers", type=int, default=None, help="threads (default: up to 4)")
     ap.add_argument("--force", action="store_true", help="regenerate even if an identical database exists")
+    ap.add_argument("--format", choices=FORMATS, default="casme2",
+                    help="on-disk format: casme2 (default) or casme (Section A/B sheets and folders)")
     args = ap.parse_args(argv)
     try:
         s = generate(args.out, args.subjects, args.clips_per_subject, args.seed, args.quality,
-                     workers=args.workers, progress=True, force=args.force)
+                     workers=args.workers, progress=True, force=args.force, fmt=args.format)
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -49,7 +49,16 @@ def parse_args(argv):
     ap.add_argument("--subjects", type=int, default=12, help="synthetic database: subjects")
     ap.add_argument("--clips-per-subject", type=int, default=10,
                     help="synthetic database: clips per subject")
-    return ap.parse_args(argv)
+    ap.add_argument("--synthetic", default="casme2", metavar="FORMATS",
+                    help="synthetic databases to make, by on-disk format: casme2 (default), or "
+                         "casme2,casme for a two-database run (other identities in each)")
+    args = ap.parse_args(argv)
+    from preprocessing.synthetic import FORMATS
+    args.synthetic = [f.strip() for f in args.synthetic.split(",") if f.strip()]
+    bad = [f for f in args.synthetic if f not in FORMATS]
+    if bad or not args.synthetic or len(set(args.synthetic)) != len(args.synthetic):
+        ap.error(f"--synthetic: give distinct formats of {', '.join(FORMATS)}, got {bad or args.synthetic}")
+    return args
 
 
 def stage(title):
@@ -66,15 +75,18 @@ def main(argv=None):
     synthetic = not roots
     if synthetic:
         from preprocessing import synthetic as synth
-        db = os.path.join(out, "synthetic_casme2")
-        stage("1/4 synthetic database (%d subjects x %d clips) -> %s"
-              % (args.subjects, args.clips_per_subject, db))
-        rc = synth.main(["--out", db, "--subjects", str(args.subjects),
-                         "--clips-per-subject", str(args.clips_per_subject),
-                         "--seed", str(args.seed)])
-        if rc:
-            return rc
-        roots = {"casme2": db}
+        roots = {}
+        for i, fmt in enumerate(args.synthetic):
+            db = os.path.join(out, "synthetic_" + fmt)
+            stage("1/4 synthetic %s-format database (%d subjects x %d clips) -> %s"
+                  % (fmt, args.subjects, args.clips_per_subject, db))
+            # Another seed per format: other identities, so no face is two subjects.
+            rc = synth.main(["--out", db, "--subjects", str(args.subjects),
+                             "--clips-per-subject", str(args.clips_per_subject),
+                             "--seed", str(args.seed + i), "--format", fmt])
+            if rc:
+                return rc
+            roots[fmt] = db
     else:
         stage("1/4 databases: " + ", ".join("%s=%s" % kv for kv in roots.items()))
     schedule = args.schedule or ("demo" if synthetic else "paper")

@@ -212,3 +212,39 @@ def test_second_run_skips_and_foreign_folders_are_kept(small_db, tmp_path, capsy
     with open(os.path.join(out, S.STAMP_NAME)) as f:
         assert '"seed": 4' in f.read()
     assert sorted(os.listdir(tmp_path)) == ["cli", "mine"]
+
+
+def test_casme_format_is_read_by_the_casme_loader(tmp_path):
+    """--format casme: Section A/B sheets and folders as the owners ship CASME; the CASME
+    loader finds every planned clip with its frames, AUs and class."""
+    from preprocessing.loaders import load_database
+    root = str(tmp_path / "syn_casme")
+    s = S.generate(root, fmt="casme", **SMALL)
+    assert s["format"] == "casme" and s["clips"] == 12
+    assert os.path.isfile(os.path.join(root, "CASME_A", "Section A", "Section A.xls"))
+    assert os.path.isfile(os.path.join(root, "CASME_B", "Section B", "Section B.xls"))
+    clips, skipped = load_database("casme", root)
+    assert skipped == []
+    got = {(c.subject, c.clip): c for c in clips}
+    plans = S.plan_database(**SMALL)
+    assert len(got) == len(plans)
+    for p in plans:
+        c = got["casme/sub%02d" % p.subject, S.casme_filename(p.filename)]
+        assert (c.onset, c.offset, c.label) == (p.onset, p.offset, p.label)
+        first = os.path.basename(c.frames[0])
+        if p.subject <= 2:      # Section A: no padding
+            assert first == f"{S.casme_filename(p.filename)}-{p.onset}.jpg"
+            assert os.sep + "Section A" + os.sep in c.frames[0]
+        else:
+            assert first == f"{S.casme_filename(p.filename)}-{p.onset:03d}.jpg"
+    with pytest.raises(ValueError, match="format"):
+        S.generate(str(tmp_path / "x"), fmt="smic", **SMALL)
+
+
+def test_run_psn_synthetic_formats_option():
+    from psn.main import parse_args
+    assert parse_args([]).synthetic == ["casme2"]
+    assert parse_args(["--synthetic", "casme2,casme"]).synthetic == ["casme2", "casme"]
+    for bad in ("smic", "casme,casme", ""):
+        with pytest.raises(SystemExit):
+            parse_args(["--synthetic", bad])
