@@ -319,6 +319,10 @@ def main(argv=None):
     except LogError as exc:
         print("error: %s" % exc, file=sys.stderr)
         return 2
+    except OSError as exc:
+        from preprocessing.errors import os_error_line
+        print("error: %s" % os_error_line(exc), file=sys.stderr)
+        return 2
     if not train and not test:
         print("warning: %s has no 'Train net output' or 'Test net output' lines; "
               "is it a `caffe train` log?" % args.logfile_path, file=sys.stderr)

@@ -50,7 +50,14 @@ def check_data(data_dir, fold):
         if not os.path.isdir(path):
             raise RunError("%s not found: fold %d is not in %s (pick --fold from its folds/ "
                            "folder, or rerun tools/preprocess.py run)" % (path, fold, data_dir))
-        lists = fold_lists(data_dir, fold)
+        # Caffe reads the lists' lines from its working directory: absolute copies, kept
+        # until the process ends.
+        import atexit
+        import shutil
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="psn-health-lists-")
+        atexit.register(shutil.rmtree, tmp, True)
+        lists = fold_lists(data_dir, fold, resolve_into=tmp)
     except RunError as e:
         raise HealthError(str(e)) from None
     return lists["train"][0], lists["test"][0]
@@ -395,6 +402,10 @@ def main(argv=None):
                          args.out, args.seed)
     except HealthError as e:
         print("inspect_net: %s" % e, file=sys.stderr)
+        return 2
+    except OSError as e:
+        from preprocessing.errors import os_error_line
+        print("inspect_net: %s" % os_error_line(e), file=sys.stderr)
         return 2
     print(render(report))
     print("\nwrote %s" % os.path.join(args.out, "health.json"))

@@ -12,6 +12,9 @@ import os
 import sys
 
 CLASSES = ("positive", "negative", "surprise", "others")
+# Fewer frames than this carry no onset-apex-offset to classify: 1 to 3 frames were answered
+# with confidence. The shortest clips of the four databases (CAS(ME)^2 at 30 fps) have more.
+MIN_FRAMES = 4
 
 
 class PredictError(Exception):
@@ -25,8 +28,8 @@ def resolve_model(model, deploy):
         if not os.path.exists(done):
             raise PredictError("%s has no DONE file: the fold has not finished training "
                                "(run tools/run_folds.py again to finish it)" % model)
-        with open(done) as f:
-            weights = f.read().strip()
+        from psn.training import done_weights
+        weights = done_weights(model)
         deploy = deploy or os.path.join(model, "deploy.prototxt")
     else:
         weights = model
@@ -113,6 +116,8 @@ def main(argv=None):
     ap.add_argument("--onset", type=int)
     ap.add_argument("--offset", type=int)
     ap.add_argument("--interp", choices=("tim", "linear"), default="tim")
+    ap.add_argument("--face", choices=("landmarks", "haar"), default="landmarks",
+                    help="face method; use the one the training data was made with")
     ap.add_argument("--lam", type=float)
     ap.add_argument("--sparsity", type=float)
     ap.add_argument("--face-box", help="x,y,w,h when no face is found")
@@ -123,7 +128,10 @@ def main(argv=None):
         from preprocessing.pipeline import ClipExcluded, Options, compute_clip, parse_face_box
         deploy, weights = resolve_model(args.model, args.deploy)
         clip = clip_from_folder(args.clip_dir, args.onset, args.offset)
-        opts = Options(interp=args.interp, lam=args.lam, sparsity=args.sparsity,
+        if len(clip.frames) < MIN_FRAMES:
+            raise PredictError("%s: %d frame(s) is no clip; give at least %d (onset to offset)"
+                               % (args.clip_dir, len(clip.frames), MIN_FRAMES))
+        opts = Options(interp=args.interp, face=args.face, lam=args.lam, sparsity=args.sparsity,
                        face_box=parse_face_box(args.face_box))
         try:
             raw, sparse, info = compute_clip(clip, opts)
@@ -132,7 +140,24 @@ def main(argv=None):
     except (PredictError, ValueError) as e:
         print("predict: error: %s" % e, file=sys.stderr)
         return 2
-    import caffe
+    except OSError as e:
+        from preprocessing.errors import os_error_line
+        print("predict: error: %s" % os_error_line(e), file=sys.stderr)
+        return 2
+    warnings = []
+    if not sparse.any():
+        # RPCA found no motion at all (e.g. a face box on a blank region): the spatial stream
+        # sees nothing, and the answer rests on the raw frames alone.
+        warnings.append("E is zero in every frame: no motion was found in the face box, so "
+                        "this answer rests on the raw frames alone")
+    for w in warnings:
+        print("predict: warning: %s" % w, file=sys.stderr)
+    try:
+        import caffe
+    except ImportError as e:
+        from preprocessing.errors import missing_caffe_line
+        print("predict: error: %s" % missing_caffe_line(e), file=sys.stderr)
+        return 2
     if args.gpu is not None:
         caffe.set_device(args.gpu)
         caffe.set_mode_gpu()
@@ -143,7 +168,7 @@ def main(argv=None):
     k = int(prob.argmax())
     if args.json:
         print(json.dumps({"clip": args.clip_dir, "class": k, "name": CLASSES[k],
-                          "probabilities": [float(p) for p in prob]}))
+                          "probabilities": [float(p) for p in prob], "warnings": warnings}))
     else:
         print("%s: %d %s" % (args.clip_dir, k, CLASSES[k]))
         for c, p in enumerate(prob):

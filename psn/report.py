@@ -690,6 +690,14 @@ def main(argv=None):
     except (PredictionsError, ReportError, caffe_log.LogError) as exc:
         print("error: %s" % exc, file=sys.stderr)
         return 2
+    except UnicodeDecodeError as exc:
+        print("error: a file given to report.py is not text (%s): give predictions.csv files "
+              "written by run_folds" % exc.reason, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from preprocessing.errors import os_error_line
+        print("error: %s" % os_error_line(exc), file=sys.stderr)
+        return 2
     for name in combined["order"]:
         m = combined["runs"][name]
         print("%-24s RR %.2f %% (fold mean %.2f +/- %.3f)  UF1 %.4f (fold mean %.4f)  "

@@ -25,7 +25,8 @@ import sys
 import threading
 import time
 
-from preprocessing.atomic import atomic_path, write_atomic
+from preprocessing.atomic import atomic_path, remove_temporaries, write_atomic
+from preprocessing.folder_lock import FolderBusy, folder_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEDULE_DIR = os.path.join(ROOT, "prototxt", "schedules")
@@ -56,17 +57,32 @@ def list_folds(data_dir):
     return folds
 
 
-def fold_lists(data_dir, fold):
+def fold_lists(data_dir, fold, resolve_into=None):
+    """{'train'|'test': (list file, [absolute shard paths])} of one fold of a data folder.
+
+    The data folder's lists hold shard paths relative to the data folder (older folders:
+    absolute), so a preprocessing folder can be moved or copied. Caffe's HDF5Data reads a
+    list's lines as paths from its own working directory, so with `resolve_into` the lists are
+    rewritten there with absolute paths, and those files are returned."""
     d = os.path.join(data_dir, "folds", "fold%02d" % fold)
     lists = {}
     for split in ("train", "test"):
         path = os.path.join(d, split + ".txt")
         with open(path) as f:
-            shards = [line.strip() for line in f if line.strip()]
+            shards = [os.path.normpath(os.path.join(os.path.abspath(data_dir), line.strip()))
+                      for line in f if line.strip()]
         missing = [s for s in shards if not os.path.exists(s)]
         if not shards or missing:
             raise RunError("%s lists %s: rerun tools/preprocess.py run to rebuild the shards"
                            % (path, "no shard" if not shards else "missing shards " + ", ".join(missing)))
+        spaced = [s for s in shards if any(ch.isspace() for ch in s)]
+        if resolve_into and spaced:
+            raise RunError("shard path %r contains whitespace, which Caffe's HDF5Data cannot read "
+                           "from a list file: move the data folder to a path without spaces"
+                           % spaced[0])
+        if resolve_into:
+            path = write_atomic(os.path.join(resolve_into, split + ".txt"),
+                                "".join(s + "\n" for s in shards))
         lists[split] = (path, shards)
     return lists
 
@@ -112,7 +128,11 @@ def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_override
             if not os.path.exists(path):
                 raise RunError("no %s: --model must be one of %s" % (path, sorted(nets.MODELS)))
             with open(path) as f:
-                text_format.Merge(f.read(), msg)
+                try:
+                    text_format.Merge(f.read(), msg)
+                except text_format.ParseError as e:
+                    raise RunError("%s:%s: fix it, or regenerate prototxt/ with "
+                                   "`python -m psn.nets`" % (path, e))
             protos.append(msg)
         tv, dp, solver = protos
     else:
@@ -154,7 +174,7 @@ def use_python_tpu(net):
 def prepare_fold(args, fold, fold_dir):
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
-    lists = fold_lists(args.data, fold)
+    lists = fold_lists(args.data, fold, resolve_into=fold_dir)
     tv, dp, solver = fold_nets(args.model, args.width, args.batch, lists["train"][0],
                                lists["test"][0], args.tpu_impl, args.net_overrides)
     n_test = count_clips(lists["test"][1])
@@ -182,13 +202,76 @@ def prepare_fold(args, fold, fold_dir):
     return solver
 
 
-def latest_snapshot(fold_dir, ext):
+def snapshots(fold_dir, ext):
+    """[(iteration, path)] of a fold's snapshots with extension ext, newest first."""
     found = []
     for path in glob.glob(os.path.join(fold_dir, "snapshots", "*_iter_*." + ext)):
         m = re.search(r"_iter_(\d+)\." + ext + "$", path)
         if m:
             found.append((int(m.group(1)), path))
-    return max(found) if found else (0, None)
+    return sorted(found, reverse=True)
+
+
+def snapshot_problem(state_path):
+    """Why a .solverstate (and the .caffemodel it names) cannot be resumed from, or None.
+
+    A kill or a full disk while Caffe wrote a snapshot (before tools/caffe_patches/0003, or
+    with another Caffe) leaves a short file; Caffe then fails on it at every resume."""
+    from google.protobuf.message import DecodeError
+    from caffe.proto import caffe_pb2
+    state = caffe_pb2.SolverState()
+    try:
+        with open(state_path, "rb") as f:
+            state.ParseFromString(f.read())
+    except (OSError, DecodeError) as e:
+        return "unreadable (%s)" % e
+    m = re.search(r"_iter_(\d+)\.solverstate$", state_path)
+    if m and state.iter != int(m.group(1)):
+        return "holds iteration %d, not %s (cut short)" % (state.iter, m.group(1))
+    model = os.path.join(os.path.dirname(state_path), os.path.basename(state.learned_net or ""))
+    if not state.learned_net or not os.path.isfile(model):
+        return "its weights %s are missing" % (state.learned_net or "(none named)")
+    net = caffe_pb2.NetParameter()
+    try:
+        with open(model, "rb") as f:
+            net.ParseFromString(f.read())
+    except (OSError, DecodeError) as e:
+        return "its weights %s are unreadable (%s)" % (os.path.basename(model), e)
+    n_params = sum(len(layer.blobs) for layer in net.layer)
+    if not n_params:
+        return "its weights %s hold no parameters (cut short)" % os.path.basename(model)
+    if len(state.history) not in (0, n_params):
+        return "it holds %d of the %d parameter histories (cut short)" % (len(state.history), n_params)
+    return None
+
+
+def _point_at_local_weights(state_path):
+    """Caffe resumes with the weights file the .solverstate names by its absolute path; in a
+    moved or copied run folder that is the original's. Name the snapshot beside it instead."""
+    from caffe.proto import caffe_pb2
+    state = caffe_pb2.SolverState()
+    with open(state_path, "rb") as f:
+        state.ParseFromString(f.read())
+    local = os.path.join(os.path.dirname(os.path.abspath(state_path)),
+                         os.path.basename(state.learned_net))
+    if state.learned_net != local:
+        state.learned_net = local
+        write_atomic(state_path, state.SerializeToString())
+
+
+def resume_point(fold_dir, log, fold):
+    """(iteration, .solverstate) of the newest snapshot that can be resumed from, or (0, None).
+
+    Damaged ones are renamed *.damaged (kept, not resumed again), with a log line saying so."""
+    for it, path in snapshots(fold_dir, "solverstate"):
+        why = snapshot_problem(path)
+        if why is None:
+            _point_at_local_weights(path)
+            return it, path
+        log("fold %02d: snapshot %s is damaged: %s; set aside as .damaged, trying the one before"
+            % (fold, os.path.basename(path), why))
+        os.replace(path, path + ".damaged")
+    return 0, None
 
 
 # ---------------------------------------------------------------- training
@@ -210,11 +293,22 @@ def train_fold(args, fold, gpu_ids, log):
     fold_dir = os.path.join(args.out, "fold%02d" % fold)
     done = os.path.join(fold_dir, "DONE")
     if os.path.exists(done):
-        return True, "already trained"
+        if os.path.exists(done_weights(fold_dir)):
+            return True, "already trained"
+        log("fold %02d: DONE names %s, which is gone: training again"
+            % (fold, done_weights(fold_dir)))
+        os.remove(done)
     os.makedirs(fold_dir, exist_ok=True)
+    # Left by a kill: this project's atomic writes, and Caffe's (tools/caffe_patches/0003).
+    remove_temporaries(fold_dir)
+    for path in glob.glob(os.path.join(fold_dir, "snapshots", "*.tmp")):
+        os.remove(path)
     solver = prepare_fold(args, fold, fold_dir)
     cmd = [caffe_binary(), "train", "--solver", os.path.join(fold_dir, "solver.prototxt")]
-    it, state = latest_snapshot(fold_dir, "solverstate")
+    it, state = resume_point(fold_dir, log, fold)
+    short = snapshot_space_problem(args.out, fold_dir, solver, it)
+    if short:
+        return False, short
     if state:
         cmd += ["--snapshot", state]
         log("fold %02d: resuming from iteration %d (%s)" % (fold, it, os.path.basename(state)))
@@ -231,19 +325,188 @@ def train_fold(args, fold, gpu_ids, log):
     with open(log_path, "a") as logf:
         logf.write("# psn-caffe: %s\n" % " ".join(shlex.quote(c) for c in cmd))
         logf.flush()
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=fold_dir)
+        start = logf.tell()
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=fold_dir,
+                                preexec_fn=_die_with_parent)
+        diverged = watch_loss(proc, log_path, start)
         rc = proc.wait()
+    if diverged:
+        return False, ("the training loss became %s at iteration %s: stopped there. Check the "
+                       "data (tools/inspect_net.py) or lower base_lr in the schedule" % diverged)
     final = os.path.join(fold_dir, "snapshots", "%s_iter_%d.caffemodel" % (args.model, solver.max_iter))
     if rc != 0 or not os.path.exists(final):
         return False, "caffe train exited with %d; last lines of %s:\n%s" % (
             rc, log_path, tail(log_path))
-    write_atomic(done, final + "\n")
+    # Relative to the fold folder: a copied or moved run folder uses its own weights.
+    write_atomic(done, os.path.relpath(final, fold_dir) + "\n")
     return True, "trained %d iterations" % solver.max_iter
 
 
+def done_weights(fold_dir):
+    """The final weights a fold's DONE file names (relative to the fold folder; a DONE written
+    before that held an absolute path, which is mapped into this fold's snapshots/)."""
+    with open(os.path.join(fold_dir, "DONE")) as f:
+        name = f.read().strip()
+    if os.path.isabs(name):
+        return os.path.join(fold_dir, "snapshots", os.path.basename(name))
+    return os.path.join(fold_dir, name)
+
+
+# ---------------------------------------------------------------- the run's record
+
+RECORD = "run.json"
+# What does not change a fold's result: where things are, how many run at once.
+NOT_RECORDED = ("created", "data_path", "note")
+
+
+def data_fingerprint(data_dir):
+    """sha256 of a data folder's manifest, its fold lists (paths relative to the folder) and
+    each listed shard's content key: changes when the clips, labels, folds or shards do,
+    not when the folder moves."""
+    import hashlib
+    from preprocessing.hdf5_shards import stored_key
+    h = hashlib.sha256()
+    with open(os.path.join(data_dir, "manifest.csv"), "rb") as f:
+        h.update(f.read())
+    for fold in list_folds(data_dir):
+        for split, (_, shards) in sorted(fold_lists(data_dir, fold).items()):
+            for shard in shards:
+                h.update(("%d %s %s %s\n" % (fold, split, os.path.relpath(shard, data_dir),
+                                             stored_key(shard))).encode())
+    return h.hexdigest()
+
+
+def run_record(args):
+    """What decides a run's results: model and its net, width, batch, schedule, seed, data."""
+    import hashlib
+    from google.protobuf import text_format
+    tv, _, _ = fold_nets(args.model, args.width, args.batch, "TRAIN_LIST", "TEST_LIST",
+                         args.tpu_impl, args.net_overrides)
+    record = {"model": args.model, "width": args.width, "batch": args.batch,
+              "schedule": args.schedule, "net_overrides": args.net_overrides,
+              "tpu_impl": args.tpu_impl, "seed": args.seed,
+              "net_sha256": hashlib.sha256(text_format.MessageToString(tv).encode()).hexdigest(),
+              "data_sha256": data_fingerprint(args.data)}
+    return json.loads(json.dumps(record, sort_keys=True, default=str))
+
+
+def check_run_record(args, log):
+    """Write RUN/run.json on a new run; on a rerun refuse (RunError) when anything that decides
+    the results differs from what the folder was made with."""
+    path = os.path.join(args.out, RECORD)
+    new = run_record(args)
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                old = json.load(f)
+        except ValueError as e:
+            raise RunError("%s is damaged (%s): delete it only if you know the run's folds were "
+                           "made with these settings" % (path, e))
+        diff = [k for k in sorted(set(old) | set(new))
+                if k not in NOT_RECORDED and old.get(k) != new.get(k)]
+        if diff:
+            show = lambda r, k: json.dumps(r.get(k), sort_keys=True)[:120]  # noqa: E731
+            raise RunError("%s was made with other settings or data; finished folds would be "
+                           "reused silently, so nothing is run. Differences: %s. Use a new "
+                           "--out for these settings, or delete %s to start over."
+                           % (args.out, "; ".join("%s: was %s, now %s" % (k, show(old, k), show(new, k))
+                                                   for k in diff), args.out))
+        return old
+    if any(re.fullmatch(r"fold\d+", d) for d in os.listdir(args.out)):
+        log("%s has folds but no %s (made before run records): recording the current settings; "
+            "its finished folds are assumed to match them" % (args.out, RECORD))
+    record = dict(new, created=time.strftime("%Y-%m-%d %H:%M:%S"), data_path=args.data,
+                  note="what made this run; run_folds refuses a rerun that differs")
+    write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return record
+
+
+_LOSS = re.compile(r"Iteration (\d+).*?, loss = (\S+)")
+
+
+def watch_loss(proc, log_path, start, poll=0.5):
+    """Wait for caffe, reading its log as it grows; stop it when the loss turns NaN or
+    infinite (Caffe itself trains on to max_iter and then crashes). Returns
+    (value, iteration) of the loss that stopped it, or None."""
+    pos = start
+    pending = ""
+    while True:
+        done = proc.poll() is not None
+        with open(log_path, errors="replace") as f:
+            f.seek(pos)
+            chunk = f.read()
+            pos = f.tell()
+        lines = (pending + chunk).split("\n")
+        pending = lines.pop()
+        for line in lines:
+            m = _LOSS.search(line)
+            if m and m.group(2).lstrip("-").lower() in ("nan", "inf"):
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                return m.group(2), m.group(1)
+        if done:
+            return None
+        time.sleep(poll)
+
+
+def snapshot_space_problem(run_dir, fold_dir, solver, start_iter):
+    """Why the fold's snapshots will not fit on the disk, or None. The size of one snapshot
+    is that of the largest .caffemodel any fold of the run has written (so the first fold of a
+    run is not checked); a snapshot is that plus its .solverstate, about as large again."""
+    import shutil
+    sizes = [os.path.getsize(p) for p in glob.glob(os.path.join(run_dir, "fold*", "snapshots",
+                                                                 "*.caffemodel"))]
+    if not sizes:
+        return None
+    every = solver.snapshot or solver.max_iter
+    count = max(1, math.ceil((solver.max_iter - start_iter) / float(every)))
+    need = 2 * max(sizes) * count
+    free = shutil.disk_usage(fold_dir).free
+    if need > free:
+        return ("its %d snapshot(s) need about %.1f GiB and %.1f GiB are free in %s: free some "
+                "space, or snapshot less often (schedule key 'snapshot'), and run again"
+                % (count, need / 2.0 ** 30, free / 2.0 ** 30, fold_dir))
+    return None
+
+
+def _prctl():
+    import ctypes
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved once in the parent: the function that runs in the child between fork and exec must
+# not import or take locks (run_folds forks from several threads).
+_PRCTL = _prctl()
+_PR_SET_PDEATHSIG, _SIGTERM = 1, 15
+
+
+def _die_with_parent():
+    """In the caffe child, before exec: SIGTERM when run_folds dies, however it dies (Linux
+    prctl PR_SET_PDEATHSIG), so a killed run_folds leaves no training running on."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, _SIGTERM)
+
+
 def tail(path, lines=15):
+    """What a failed caffe run's log says: its cause lines (glog's F and E lines, 'Check
+    failed', 'Error parsing'), which sit above the stack trace, then the last lines."""
     with open(path, errors="replace") as f:
-        return "".join(f.readlines()[-lines:])
+        text = f.readlines()
+    start = max((i for i, l in enumerate(text) if l.startswith("# psn-caffe: ")), default=0)
+    text = text[start:]
+    cause = [l for l in text if re.match(r"[FE]\d{4}", l) or "Check failed" in l
+             or "Error parsing" in l or "No space left" in l]
+    last = text[-lines:]
+    if not cause:
+        return "".join(last)
+    return ("cause: " + "".join(cause[-3:]) + "last lines:\n"
+            + "".join(l for l in last if l not in cause[-3:]))
 
 
 def run_training(args, folds, log):
@@ -270,8 +533,10 @@ def run_training(args, folds, log):
             where = "GPU " + ",".join(map(str, gpu_ids)) if gpu_ids else "CPU"
             log("fold %02d: training on %s" % (fold, where))
             try:
-                ok, msg = train_fold(args, fold, gpu_ids, log)
-            except RunError as e:
+                fold_dir = os.path.join(args.out, "fold%02d" % fold)
+                with folder_lock(fold_dir, "training in", log=log):
+                    ok, msg = train_fold(args, fold, gpu_ids, log)
+            except (RunError, FolderBusy) as e:
                 ok, msg = False, str(e)
             except Exception as e:  # one fold's surprise must not stop the other folds
                 ok, msg = False, "%s: %s" % (type(e).__name__, e)
@@ -292,19 +557,25 @@ def run_training(args, folds, log):
 def predict_fold(args, fold, manifest, log):
     import caffe
     import h5py
+    import numpy as np
 
     from psn.predict import clip_probabilities
     fold_dir = os.path.join(args.out, "fold%02d" % fold)
     out_path = os.path.join(fold_dir, "predictions.csv")
     if os.path.exists(out_path):
         return out_path
-    with open(os.path.join(fold_dir, "DONE")) as f:
-        weights = f.read().strip()
+    weights = done_weights(fold_dir)
+    if not os.path.exists(weights):
+        raise RunError("%s names %s, which does not exist: delete DONE to train fold %d again"
+                       % (os.path.join(fold_dir, "DONE"), weights, fold))
     net = caffe.Net(os.path.join(fold_dir, "deploy.prototxt"), weights, caffe.TEST)
     rows = []
     for shard in fold_lists(args.data, fold)["test"][1]:
         with h5py.File(shard, "r") as f:
             clip_prob = clip_probabilities(net, f["raw"], f["sparse"], f["cont"])
+            if not np.isfinite(clip_prob).all():
+                raise RunError("fold %d gives non-finite probabilities on %s: its weights (%s) or "
+                               "that shard are damaged" % (fold, shard, weights))
             for i, p in enumerate(clip_prob):
                 m = manifest[int(f["clip_index"][i])]
                 rows.append([m["database"], m["subject"], m["clip"], fold,
@@ -436,6 +707,10 @@ def main(argv=None):
     except RunError as e:
         print("run_folds: error: %s" % e, file=sys.stderr)
         return 2
+    except OSError as e:
+        from preprocessing.errors import os_error_line
+        print("run_folds: error: %s" % os_error_line(e), file=sys.stderr)
+        return 2
 
     def log(msg):
         print("[run_folds %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
@@ -444,26 +719,91 @@ def main(argv=None):
         path = write_slurm(args, folds, argv)
         log("wrote %s (%d array tasks); submit it with sbatch" % (path, len(folds)))
         return 0
-    import caffe
+    try:
+        import caffe
+    except ImportError as e:
+        from preprocessing.errors import missing_caffe_line
+        print("run_folds: error: %s" % missing_caffe_line(e), file=sys.stderr)
+        return 2
     if args.gpus:
         caffe.set_device(args.gpus[0])
         caffe.set_mode_gpu()
     else:
         caffe.set_mode_cpu()
+    try:
+        # Shared: several runs may read one preprocessing folder, but preprocessing cannot
+        # rewrite it under them.
+        with folder_lock(args.data, "reading", shared=True):
+            check_run_record(args, log)
+            return train_and_predict(args, folds, manifest, log)
+    except (FolderBusy, RunError) as e:
+        print("run_folds: error: %s" % e, file=sys.stderr)
+        return 2
+    except OSError as e:
+        from preprocessing.errors import os_error_line
+        print("run_folds: error: %s" % os_error_line(e), file=sys.stderr)
+        return 2
+
+
+SHARDS_CHECKED = "shards_checked.json"
+
+
+def check_shards(args, folds, log):
+    """{fold: why it cannot train} for folds listing a damaged shard (NaN or inf in it, or
+    frames that no longer match their checksum: preprocessing.hdf5_shards.shard_problem).
+
+    Each shard is read once per version: RUN/shards_checked.json remembers the size, time
+    and checksum of those found sound."""
+    from preprocessing.hdf5_shards import shard_problem
+    path = os.path.join(args.out, SHARDS_CHECKED)
+    try:
+        with open(path) as f:
+            sound = json.load(f)
+    except (OSError, ValueError):
+        sound = {}
+    bad, problems = {}, {}
+    for fold in folds:
+        for split, (_, shards) in fold_lists(args.data, fold).items():
+            for shard in shards:
+                st = os.stat(shard)
+                stamp = [st.st_size, st.st_mtime_ns]
+                if sound.get(shard) == stamp:
+                    continue
+                if shard not in problems:
+                    problems[shard] = shard_problem(shard)
+                    if problems[shard] is None:
+                        sound[shard] = stamp
+                if problems[shard]:
+                    bad[fold] = ("%s shard %s: %s. Run tools/preprocess.py run again on the same "
+                                 "--out: it rewrites damaged shards" % (split, shard, problems[shard]))
+    write_atomic(path, json.dumps(sound, indent=0, sort_keys=True) + "\n")
+    for fold, why in sorted(bad.items()):
+        log("fold %02d: not trained: %s" % (fold, why))
+    return bad
+
+
+def train_and_predict(args, folds, manifest, log):
+    """Train the folds (skipping finished ones), predict, join predictions.csv; exit code."""
     failed = {}
     if not args.predict_only:
-        results = run_training(args, folds, log)
-        failed = {f: msg for f, (ok, msg) in results.items() if not ok}
+        failed = check_shards(args, folds, log)
+        results = run_training(args, [f for f in folds if f not in failed], log)
+        failed.update({f: msg for f, (ok, msg) in results.items() if not ok})
     if args.no_predict:
         return 1 if failed else 0
     paths = []
     for fold in folds:
         if fold in failed:
             continue
-        if not os.path.exists(os.path.join(args.out, "fold%02d" % fold, "DONE")):
+        fold_dir = os.path.join(args.out, "fold%02d" % fold)
+        if not os.path.exists(os.path.join(fold_dir, "DONE")):
             failed.setdefault(fold, "not trained yet")
             continue
-        paths.append(predict_fold(args, fold, manifest, log))
+        try:
+            with folder_lock(fold_dir, "predicting in", log=log):
+                paths.append(predict_fold(args, fold, manifest, log))
+        except (FolderBusy, RunError) as e:
+            failed[fold] = str(e)
     if paths:
         n = join_predictions(paths, os.path.join(args.out, "predictions.csv"))
         log("wrote %s (%d clips from %d folds)" % (os.path.join(args.out, "predictions.csv"),

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -49,3 +50,35 @@ def caffe(caffe_env):
     import caffe as caffe_module
     caffe_module.set_mode_cpu()
     return caffe_module
+
+
+# ----------------------------------------------------------------- a process holding a lock
+
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, %r)
+    from preprocessing.folder_lock import folder_lock
+    with folder_lock(sys.argv[1], "testing", shared=sys.argv[2] == "shared"):
+        print("held", flush=True)
+        time.sleep(600)
+""") % os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def holder():
+    """start(folder, mode='exclusive'|'shared'): a process holding the folder's lock (the
+    Popen); every one started is killed after the test."""
+    procs = []
+
+    def start(folder, mode="exclusive"):
+        p = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), mode],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "held"
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()

@@ -40,7 +40,8 @@ def make_data(base, groups=2, per_group=5, seed=0):
     for fold in range(1, groups + 1):
         d = os.path.join(base, "folds", "fold%02d" % fold)
         os.makedirs(d)
-        shard = lambda g: os.path.join(base, "shards", "group%02d.h5" % g)
+        # Relative to the data folder, as tools/preprocess.py writes them.
+        shard = lambda g: os.path.join("shards", "group%02d.h5" % g)
         with open(os.path.join(d, "train.txt"), "w") as f:
             f.write("".join(shard(g) + "\n" for g in range(1, groups + 1) if g != fold))
         with open(os.path.join(d, "test.txt"), "w") as f:
@@ -77,7 +78,11 @@ def test_every_fold_trains_and_predicts(trained):
             solver = f.read()
         assert "solver_mode: CPU" in solver and "test_iter: 1" in solver
         with open(os.path.join(d, "train_val.prototxt")) as f:
-            assert os.path.join(data, "folds", "fold%02d" % fold, "test.txt") in f.read()
+            assert os.path.join(d, "test.txt") in f.read()
+        with open(os.path.join(d, "test.txt")) as f:
+            assert f.read() == os.path.join(data, "shards", "group%02d.h5" % fold) + "\n"
+        with open(os.path.join(d, "DONE")) as f:
+            assert f.read() == os.path.join("snapshots", "psn_iter_4.caffemodel") + "\n"
     with open(os.path.join(out, "predictions.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["database", "subject", "clip", "fold", "label", "pred",
@@ -218,3 +223,212 @@ def test_predict_tool_on_a_clip_folder(caffe_env, trained, tmp_path):
                           str(tmp_path), "--model", os.path.join(out, "fold01")],
                          capture_output=True, text=True, env=caffe_env, timeout=600)
     assert bad.returncode == 2 and "no numbered image files" in bad.stderr
+    assert result["warnings"] == []
+    frames = sorted(os.listdir(clip_dirs[0]), key=lambda n: int(''.join(filter(str.isdigit, n))))
+    first = int("".join(filter(str.isdigit, frames[0])))
+    short = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"), clip_dirs[0],
+                            "--model", os.path.join(out, "fold01"), "--onset", str(first),
+                            "--offset", str(first + 2)],
+                           capture_output=True, text=True, env=caffe_env, timeout=600)
+    assert short.returncode == 2 and "3 frame(s) is no clip; give at least 4" in short.stderr
+
+
+def test_a_data_folder_being_written_is_refused(caffe_env, trained, tmp_path, holder):
+    data, _, _ = trained
+    p = holder(data)
+    res = run_tool(caffe_env, "--data", data, "--out", str(tmp_path / "run"), "--schedule",
+                   "smoke", "--width", "0.125")
+    assert res.returncode == 2
+    assert "in use by the writer pid %d" % p.pid in res.stderr and data in res.stderr
+    assert not os.path.exists(str(tmp_path / "run" / "fold01" / "train.log"))
+
+
+def test_a_fold_being_trained_by_another_run_is_refused(caffe_env, trained, tmp_path, holder):
+    data, out, _ = trained
+    import shutil
+    run = str(tmp_path / "run")
+    shutil.copytree(out, run)
+    for name in ("DONE", "predictions.csv"):
+        os.remove(os.path.join(run, "fold01", name))
+    p = holder(os.path.join(run, "fold01"))
+    res = run_tool(caffe_env, "--data", data, "--out", run, "--schedule", "smoke",
+                   "--width", "0.125")
+    assert res.returncode == 1
+    assert "fold 01 failed" in res.stderr and "pid %d" % p.pid in res.stderr
+    assert not os.path.exists(os.path.join(run, "fold01", "DONE"))
+    with open(os.path.join(run, "predictions.csv")) as f:
+        assert len(f.readlines()) == 6   # fold 2 only
+
+
+def test_a_rerun_with_other_settings_or_data_is_refused(caffe_env, trained, tmp_path):
+    data, out, _ = trained
+    res = run_tool(caffe_env, "--data", data, "--out", out, "--schedule", "smoke",
+                   "--width", "0.125", "--max-iter", "6")
+    assert res.returncode == 2 and "already trained" not in res.stdout
+    assert "other settings or data" in res.stderr and "schedule" in res.stderr
+    assert '"max_iter": 4' in res.stderr and '"max_iter": 6' in res.stderr
+    other = make_data(str(tmp_path / "other"), per_group=3)
+    res = run_tool(caffe_env, "--data", other, "--out", out, "--schedule", "smoke",
+                   "--width", "0.125")
+    assert res.returncode == 2 and "data_sha256" in res.stderr
+    with open(os.path.join(out, "predictions.csv")) as f:
+        assert len(f.readlines()) == 11           # untouched
+
+
+def test_copied_data_and_run_folders_use_their_own_files(caffe_env, trained, tmp_path):
+    """Relative paths in fold lists and DONE: copies work with the originals moved away."""
+    import shutil
+    data, out, _ = trained
+    data2, run2 = str(tmp_path / "data2"), str(tmp_path / "run2")
+    shutil.copytree(data, data2)
+    shutil.copytree(out, run2)
+    for fold in (1, 2):
+        os.remove(os.path.join(run2, "fold%02d" % fold, "predictions.csv"))
+    os.rename(data, data + ".away")
+    os.rename(out, out + ".away")
+    try:
+        res = run_tool(caffe_env, "--data", data2, "--out", run2, "--schedule", "smoke",
+                       "--width", "0.125")
+    finally:
+        os.rename(data + ".away", data)
+        os.rename(out + ".away", out)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("already trained") == 2
+    with open(os.path.join(run2, "predictions.csv")) as f:
+        assert len(f.readlines()) == 11
+    # (The originals were moved away: everything read came from the copies.)
+
+
+def test_a_truncated_snapshot_is_set_aside_and_the_one_before_resumed(caffe_env, trained, tmp_path):
+    """As if killed (or out of disk) while Caffe wrote the iteration-4 .solverstate."""
+    import shutil
+    from caffe.proto import caffe_pb2
+    data, out, _ = trained
+    run = str(tmp_path / "run")
+    shutil.copytree(out, run)
+    d = os.path.join(run, "fold02")
+    for name in ("DONE", "predictions.csv"):
+        os.remove(os.path.join(d, name))
+    state = os.path.join(d, "snapshots", "psn_iter_4.solverstate")
+    with open(state, "rb") as f:
+        blob = f.read()
+    with open(state, "wb") as f:
+        f.write(blob[:len(blob) // 2])
+    res = run_tool(caffe_env, "--data", data, "--out", run, "--schedule", "smoke",
+                   "--width", "0.125")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "snapshot psn_iter_4.solverstate is damaged" in res.stdout
+    assert "fold 02: resuming from iteration 2" in res.stdout
+    assert os.path.exists(state + ".damaged") and os.path.exists(os.path.join(d, "DONE"))
+    # The resumed snapshot names the copy's own weights, not the original run's.
+    s = caffe_pb2.SolverState()
+    with open(os.path.join(d, "snapshots", "psn_iter_2.solverstate"), "rb") as f:
+        s.ParseFromString(f.read())
+    assert s.learned_net == os.path.join(d, "snapshots", "psn_iter_2.caffemodel")
+
+
+def _caffe_pids(solver):
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if solver.encode() in cmd and any(c.endswith(b"caffe") for c in cmd[:1]):
+                pids.append(int(d))
+    return pids
+
+
+def test_killing_run_folds_stops_its_caffe(caffe_env, trained, tmp_path):
+    import signal
+    import time
+    data, _, _ = trained
+    run = str(tmp_path / "run")
+    p = subprocess.Popen([sys.executable, TOOL, "--data", data, "--out", run, "--folds", "1",
+                          "--schedule", "smoke", "--width", "0.125", "--max-iter", "100000"],
+                         env=caffe_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    solver = os.path.join(run, "fold01", "solver.prototxt")
+    try:
+        deadline = time.time() + 120
+        while not _caffe_pids(solver) and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert _caffe_pids(solver), "caffe never started"
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        deadline = time.time() + 20
+        while _caffe_pids(solver) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _caffe_pids(solver), "caffe trains on after run_folds was killed"
+    finally:
+        for pid in _caffe_pids(solver):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_caffe_failure_is_reported_by_its_cause_line(tmp_path):
+    from psn.training import tail
+    log = tmp_path / "train.log"
+    log.write_text("# psn-caffe: caffe train ...\n"
+                   "I1128 08:00:00.0 1 solver.cpp:60] Solving\n"
+                   "F1128 08:00:01.0 1 sgd_solver.cpp:331] Check failed: state.history_size() == "
+                   "history_.size() Incorrect length of history blobs.\n"
+                   + "".join("    @ 0x%x caffe::Solver<>::Restore()\n" % i for i in range(20)))
+    text = tail(str(log))
+    assert text.startswith("cause: F1128") and "Check failed" in text.splitlines()[0]
+    assert "Restore" in text
+
+
+def test_nan_in_a_shard_stops_the_folds_that_use_it(caffe_env, tmp_path):
+    import h5py
+    data = make_data(str(tmp_path / "data"))
+    with h5py.File(os.path.join(data, "shards", "group01.h5"), "r+") as f:
+        f["sparse"][2, 5, 0, 0, 0] = np.nan
+    res = run_tool(caffe_env, "--data", data, "--out", str(tmp_path / "run"), "--schedule",
+                   "smoke", "--width", "0.125")
+    assert res.returncode == 1
+    for fold, split in ((1, "test"), (2, "train")):
+        assert "fold %02d failed: %s shard %s" % (fold, split, os.path.join(
+            data, "shards", "group01.h5")) in res.stderr
+    assert "non-finite values (NaN or inf) in 'sparse', row 2" in res.stderr
+    assert not os.path.exists(str(tmp_path / "run" / "fold01" / "train.log"))
+
+
+def test_a_diverging_loss_stops_the_fold_early(caffe_env, tmp_path):
+    data = make_data(str(tmp_path / "data"))
+    schedule = tmp_path / "explode.json"
+    schedule.write_text('{"base_lr": 1e12, "lr_policy": "fixed", "max_iter": 2000, '
+                        '"test_interval": 1000, "snapshot": 1000, "display": 1, '
+                        '"average_loss": 1}')
+    res = run_tool(caffe_env, "--data", data, "--out", str(tmp_path / "run"), "--folds", "1",
+                   "--schedule", str(schedule), "--width", "0.125")
+    assert res.returncode == 1
+    assert "the training loss became" in res.stderr and "lower base_lr" in res.stderr
+    with open(str(tmp_path / "run" / "fold01" / "train.log")) as f:
+        assert "Iteration 1999" not in f.read()
+
+
+def test_a_broken_prototxt_is_named(monkeypatch, tmp_path):
+    import psn.training as T
+    model = tmp_path / "prototxt" / "mynet"
+    model.mkdir(parents=True)
+    for name in ("train_val", "deploy", "solver"):
+        (model / (name + ".prototxt")).write_text('name: "x"\nlayer { name: "a" type: \n')
+    monkeypatch.setattr(T, "ROOT", str(tmp_path))
+    with pytest.raises(T.RunError) as e:
+        T.fold_nets("mynet", 1.0, 5, "a.txt", "b.txt", "cpp")
+    assert str(e.value).startswith(str(model / "train_val.prototxt") + ":3")
+
+
+def test_snapshots_that_cannot_fit_are_refused(monkeypatch, trained, tmp_path):
+    import collections
+    import shutil
+    import psn.training as T
+    from caffe.proto import caffe_pb2
+    _, out, _ = trained
+    solver = caffe_pb2.SolverParameter(max_iter=100, snapshot=10)
+    assert T.snapshot_space_problem(str(tmp_path), str(tmp_path), solver, 0) is None  # nothing to size by
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 6, 10 ** 6, 1000))
+    why = T.snapshot_space_problem(out, os.path.join(out, "fold01"), solver, 40)
+    assert why.startswith("its 6 snapshot(s) need about") and "free some space" in why

@@ -1,0 +1,114 @@
+"""One writer per output folder: an advisory lock on FOLDER/.lock.
+
+Two `preprocess.py run` into one --out mixed their shards and fold lists, and two `run_folds`
+into one run folder trained one fold twice into one log; both exited 0. Every tool that writes
+a folder now holds its lock (exclusive), and a tool that reads a folder another one may be
+writing holds it shared (run_folds reads the preprocessing folder while it trains, so
+preprocessing cannot rewrite the shards under a training run).
+
+The lock is the kernel's (flock): a process that dies, however it dies, releases it, so a
+killed run never leaves a lock that blocks the next one. The lock file keeps the last
+writer's pid, host, command and start time, and each reader leaves a `.lock.HOST.PID` file
+while it reads, for the message that names who holds the folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+
+from preprocessing.clips import InputError
+
+__all__ = ["FolderBusy", "folder_lock", "LOCK_NAME"]
+
+LOCK_NAME = ".lock"
+
+
+class FolderBusy(InputError):
+    """Another process holds the folder's lock; the message names it."""
+
+
+def _describe(path):
+    try:
+        with open(path) as f:
+            info = json.load(f)
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("since", 0)))
+        return (f"pid {info.get('pid')} on {info.get('host')} ({info.get('command')}, "
+                f"since {since})")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _me():
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "command": " ".join(os.path.basename(a) if i == 0 else a
+                                for i, a in enumerate(sys.argv))[:300],
+            "since": time.time()}
+
+
+def _holders(folder, fd):
+    """Who holds the lock: the writer, or the readers (their .lock.HOST.PID files)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return "the writer " + (_describe(os.path.join(folder, LOCK_NAME)) or "(unknown)")
+    readers = [d for d in (_describe(os.path.join(folder, n)) for n in sorted(os.listdir(folder))
+                           if n.startswith(LOCK_NAME + ".")) if d]
+    return "the reader(s) " + ("; ".join(readers) if readers else "(unknown)")
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what, *, shared=False, log=None):
+    """Hold FOLDER/.lock (exclusive, or shared for readers) for the block.
+
+    Raises FolderBusy at once, naming the holder, when it is taken; `what` says what this
+    process is doing with the folder ('writing', 'training in', ...)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if shared and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            # A folder this user cannot write (a shared, read-only copy): nobody writes
+            # it through this user either, so reading it needs no lock.
+            yield None
+            return
+        raise InputError(f"cannot create the lock file {path}: {exc.strerror}. Fix: make "
+                         f"{folder} writable, or use another folder.") from None
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise FolderBusy(f"{folder} is in use by {_holders(folder, fd)}: not {what} it now. "
+                             f"Wait for that run to end, or stop it, then run again.") from None
+        reader_file = None
+        if shared:
+            reader_file = os.path.join(folder, f"{LOCK_NAME}.{socket.gethostname()}.{os.getpid()}")
+            with open(reader_file, "w") as f:
+                json.dump(_me(), f)
+        else:
+            previous = _describe(path)
+            if previous and log is not None and f"pid {os.getpid()} " not in previous:
+                log(f"{folder}: taking over the lock left by {previous} (no longer running)")
+            # Readers killed while reading left their files; no one holds them now.
+            for name in os.listdir(folder):
+                if name.startswith(LOCK_NAME + "."):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(folder, name))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(_me()).encode(), 0)
+        try:
+            yield path
+        finally:
+            if reader_file:
+                with contextlib.suppress(OSError):
+                    os.remove(reader_file)
+    finally:
+        os.close(fd)    # releases the lock
