@@ -5,7 +5,11 @@ one. Every writer of the project goes through here.
 """
 import contextlib
 import os
+import re
 import threading
+
+# The names atomic_path gives its temporary files: .NAME.tmpPID-THREAD.
+TEMPORARY = re.compile(r"^\..+\.tmp\d+-\d+$")
 
 
 @contextlib.contextmanager
@@ -36,3 +40,17 @@ def write_atomic(path, data):
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 f.write(data)
     return path
+
+
+def remove_temporaries(root):
+    """Delete the temporary files of atomic writes under root (a kill leaves them); returns
+    how many. Call it only while holding root's lock (preprocessing.folder_lock): then no
+    writer of this project can be using them."""
+    removed = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            if TEMPORARY.match(name):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(dirpath, name))
+                    removed += 1
+    return removed

@@ -23,6 +23,18 @@ def add_database_arguments(parser):
         group.add_argument(f"--{name}", metavar="DIR", help=DATABASE_HELP[name])
     parser.add_argument("--rules", metavar="CSV",
                         help="AU rule table (default: preprocessing/data/au_classes.csv)")
+    parser.add_argument("--unknown-aus", choices=("exclude", "keep"), default="exclude",
+                        help="a clip whose AU cell holds a token that is no FACS action unit "
+                             "(e.g. 'AU12x'): exclude it, naming the token (default), or drop "
+                             "the token with a note and classify the rest")
+
+
+def rules_of(args):
+    """The AU rules the arguments ask for (None: the defaults, unknown tokens excluded)."""
+    from preprocessing.labels import DEFAULT_RULES, load_rules
+    if not args.rules and args.unknown_aus == "exclude":
+        return None
+    return load_rules(args.rules or DEFAULT_RULES, keep_unknown_aus=args.unknown_aus == "keep")
 
 
 def database_roots(args, parser):
@@ -37,10 +49,8 @@ def _table4(subparsers):
     add_database_arguments(p)
 
     def run(args):
-        from preprocessing.labels import load_rules
         from preprocessing.table4 import format_csv, table4_with_skips
-        rules = load_rules(args.rules) if args.rules else None
-        rows, skipped = table4_with_skips(database_roots(args, p), rules)
+        rows, skipped = table4_with_skips(database_roots(args, p), rules_of(args))
         for s in skipped:
             print(f"excluded {s.database} {s.subject} {s.clip}: {s.reason} ({s.source})", file=sys.stderr)
         sys.stdout.write(format_csv(rows))
@@ -86,7 +96,6 @@ def _run(subparsers):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args):
-        from preprocessing.labels import load_rules
         from preprocessing.pipeline import Options, parse_augment, parse_face_box, run as run_pipeline
         if args.workers is not None and args.workers < 1:
             p.error("--workers must be at least 1")
@@ -95,7 +104,7 @@ def _run(subparsers):
         options = Options(interp=args.interp, face=args.face, lam=args.lam, sparsity=args.sparsity,
                           face_box=parse_face_box(args.face_box), tol=args.rpca_tol,
                           max_iter=args.rpca_max_iter)
-        rules = load_rules(args.rules) if args.rules else None
+        rules = rules_of(args)
         try:
             run_pipeline(database_roots(args, p), args.out, n_folds=args.folds, loso=args.loso,
                          seed=args.seed, options=options, augment=parse_augment(args.augment),
@@ -127,4 +136,8 @@ def main(argv=None):
         return args.func(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from preprocessing.errors import os_error_line
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2

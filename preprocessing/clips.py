@@ -93,6 +93,11 @@ def entry_from_row(database, subject, clip, onset, apex, offset, aus, emotion, s
     if not ok or not number:
         number = None
     au_set, warnings = parse_aus(aus)
+    unknown = [w for w in warnings if w.startswith("unknown AU token")]
+    if unknown and not getattr(rules, "keep_unknown_aus", False):
+        token = unknown[0][len("unknown AU token "):].rsplit(" ignored", 1)[0]
+        return skip(f"AU cell {cell_text(aus)!r}: {token} is no FACS action unit, so the class "
+                    "would be guessed from the rest; correct the sheet, or pass --unknown-aus keep")
     notes += [f"AUs: {w}" for w in warnings]
     return Entry(database, subject, clip, onset, number, offset, cell_text(aus), au_set,
                  classify(au_set, rules), "" if emotion is None else str(emotion).strip(),

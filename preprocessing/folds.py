@@ -21,7 +21,7 @@ import numpy as np
 
 from preprocessing.clips import InputError
 
-__all__ = ["stratified_groups", "subject_groups", "assign_groups", "protocol_name",
+__all__ = ["check_fold_count", "stratified_groups", "subject_groups", "assign_groups", "protocol_name",
            "fold_plan", "list_lines"]
 
 N_CLASSES = 4
@@ -29,6 +29,26 @@ N_CLASSES = 4
 
 def protocol_name(n_folds=10, loso=False):
     return "loso" if loso else f"groups{int(n_folds)}"
+
+
+def check_fold_count(labels, n_groups, log=None):
+    """Refuse (InputError) a stratified split scikit-learn cannot make: every class has fewer
+    clips than groups. Say so (through log) when some classes are too small to appear in
+    every group. Called on the loaders' clips before any clip is computed, and again on the
+    included ones."""
+    from preprocessing.labels import CLASSES
+    if n_groups < 2:
+        raise InputError(f"--folds {n_groups}: need at least 2 groups")
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=N_CLASSES)
+    present = {CLASSES[c]: int(n) for c, n in enumerate(counts) if n}
+    if present and max(present.values()) < n_groups:
+        raise InputError(f"--folds {n_groups}: no class has {n_groups} clips ({present}), so no "
+                         f"stratified split into {n_groups} groups exists. Fix: --folds "
+                         f"{max(2, max(present.values()))} or fewer, or --loso")
+    small = {k: v for k, v in present.items() if v < n_groups}
+    if small and log is not None:
+        log(f"note: {', '.join(f'{k} ({v} clips)' for k, v in small.items())} cannot appear in "
+            f"every one of the {n_groups} fold groups")
 
 
 def stratified_groups(labels, n_groups=10, seed=0):
@@ -41,6 +61,7 @@ def stratified_groups(labels, n_groups=10, seed=0):
     if labels.size < n_groups:
         raise InputError(f"only {labels.size} clips are included; {n_groups} fold groups need at "
                          f"least {n_groups} (fix: --folds {max(2, labels.size)} or more data)")
+    check_fold_count(labels, n_groups)
     groups = np.zeros(labels.size, dtype=np.int64)
     skf = StratifiedKFold(n_splits=n_groups, shuffle=True, random_state=seed)
     with warnings.catch_warnings():

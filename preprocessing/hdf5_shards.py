@@ -110,13 +110,21 @@ def write_shard(path, items, variants=(), key="", group=None):
                                   **_COMPRESSION)
         clip_index = np.empty(K, np.int32)
         clip_label = np.empty(K, np.int32)
+        content = hashlib.sha256()
         row = 0
         for index, label, cache_path in items:
             r, s = load_clip_arrays(cache_path)
+            if not np.isfinite(s).all():
+                # Caffe would train on it: loss -nan from iteration 0, then a crash.
+                raise ValueError(f"clip {index} ({cache_path}) has non-finite values in E: "
+                                 "delete that cache file and run again to recompute it")
             copies = ([apply_variant(r, s, v) for v in variants] if variants else [(r, s)])
             for rv, sv in copies:
-                raw[row] = np.ascontiguousarray(rv.transpose(0, 3, 1, 2))
-                sparse[row] = sv[:, None, :, :]
+                rows_raw = np.ascontiguousarray(rv.transpose(0, 3, 1, 2))
+                rows_sparse = np.ascontiguousarray(sv[:, None, :, :], dtype=np.float32)
+                raw[row], sparse[row] = rows_raw, rows_sparse
+                content.update(rows_raw.tobytes())
+                content.update(rows_sparse.tobytes())
                 clip_index[row], clip_label[row] = index, label
                 row += 1
         label_rows, cont = frame_columns(clip_label)
@@ -125,11 +133,37 @@ def write_shard(path, items, variants=(), key="", group=None):
         f.create_dataset("clip_label", data=clip_label, track_times=False)
         f.create_dataset("clip_index", data=clip_index, track_times=False)
         f.attrs["key"] = key
+        f.attrs["content_sha256"] = content.hexdigest()
         f.attrs["layout_version"] = LAYOUT_VERSION
         f.attrs["variants"] = json.dumps(list(variants))
         if group is not None:
             f.attrs["group"] = int(group)
     return K
+
+
+def shard_problem(path):
+    """Why a shard's frames cannot be trusted, or None: its raw and sparse rows no longer
+    match the checksum written with them (a bit flip, an edit), or sparse holds NaN or inf.
+    Reads the whole shard, one row at a time."""
+    try:
+        with h5py.File(path, "r") as f:
+            want = f.attrs.get("content_sha256")
+            if isinstance(want, bytes):
+                want = want.decode()
+            raw, sparse = f["raw"], f["sparse"]
+            content = hashlib.sha256()
+            for i in range(raw.shape[0]):
+                r = raw[i]
+                s = sparse[i]
+                if not np.isfinite(s).all():
+                    return f"non-finite values (NaN or inf) in 'sparse', row {i}"
+                content.update(np.ascontiguousarray(r).tobytes())
+                content.update(np.ascontiguousarray(s, dtype=np.float32).tobytes())
+    except (OSError, KeyError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    if want and content.hexdigest() != want:
+        return "its frames no longer match the checksum written with them"
+    return None
 
 
 def read_shard(path):

@@ -103,12 +103,20 @@ def parse_aus(cell):
     return frozenset(aus), warnings
 
 
-def load_rules(path=None):
-    """{frozenset(AUs): class} from a rule table like data/au_classes.csv ('#' lines are comments)."""
+class Rules(dict):
+    """{frozenset(AUs): class}, and what to do with a clip whose AU cell holds a token that is
+    no FACS action unit (`6+AU12x`): exclude it, naming the token (the default), or, with
+    keep_unknown_aus, drop the token with a note and classify what is left."""
+    keep_unknown_aus = False
+
+
+def load_rules(path=None, keep_unknown_aus=False):
+    """Rules from a rule table like data/au_classes.csv ('#' lines are comments)."""
     path = path or DEFAULT_RULES
     if not os.path.isfile(path):
         raise InputError(f"{path}: AU rule table not found. Fix: give an existing CSV like {DEFAULT_RULES}.")
-    rules, where = {}, {}
+    rules, where = Rules(), {}
+    rules.keep_unknown_aus = bool(keep_unknown_aus)
     with open(path, newline="") as f:
         lines = [(n, line) for n, line in enumerate(f, 1) if line.strip() and not line.lstrip().startswith("#")]
     reader = csv.DictReader([line for _, line in lines])

@@ -26,7 +26,9 @@ Layout of OUT (what psn's training tool reads):
     manifest.csv, skipped.csv, folds.json, contact_sheet.png
     cache/<database>/<subject>/<clip>.npz
     shards/group01.h5, shards/group01_aug.h5, ...
-    folds/fold01/train.txt, folds/fold01/test.txt, ...   (absolute shard paths, one a line)
+    folds/fold01/train.txt, folds/fold01/test.txt, ...   (shard paths relative to OUT, one a
+                                                         line; so OUT can be moved or copied)
+    .lock (preprocessing.folder_lock: one writer at a time)
 """
 from __future__ import annotations
 
@@ -51,8 +53,9 @@ from preprocessing.clips import InputError
 from preprocessing.face import FACE_METHODS, NoFaceError, clip_face_box, crop_frame
 from preprocessing.rpca import RPCAError, rpca, rpca_for_sparsity
 from preprocessing.tim import clip_time_matrix, apply_time_matrix
-from preprocessing.hdf5_shards import CROP, shard_key, stored_key, write_shard, load_clip_arrays
-from preprocessing.sampling import N_FRAMES, sample
+from preprocessing.hdf5_shards import (CROP, load_clip_arrays, shard_key, shard_problem,
+                                      stored_key, write_shard)
+from preprocessing.sampling import N_FRAMES, N_SAMPLED, sample
 
 __all__ = ["PIPELINE_VERSION", "Options", "ClipExcluded", "parse_augment", "parse_face_box",
            "read_frame", "sparse_part", "compute_clip", "cache_path", "clip_stamp", "read_cache",
@@ -141,10 +144,23 @@ def parse_face_box(text):
 # ----------------------------------------------------------------------------------- one clip
 
 def read_frame(path):
-    """A frame as BGR uint8 (gray images come back with 3 equal channels)."""
+    """A frame as BGR uint8 (gray images come back with 3 equal channels).
+
+    Decoded strictly: OpenCV decodes a truncated JPEG or PNG into a picture whose missing part
+    is gray, with only a warning on stderr, so the file's end marker is checked first."""
     if not os.path.isfile(path):
         raise ClipExcluded(f"missing frame {path}", "frames")
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ClipExcluded(f"unreadable frame {path} ({exc.strerror})", "frames") from None
+    truncated = ((data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:])
+                 or (data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-32:]))
+    if truncated:
+        raise ClipExcluded(f"truncated frame {path} (the file ends before its image does; copy "
+                           "the file again from the database)", "frames")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         raise ClipExcluded(f"unreadable frame {path} (OpenCV cannot decode it; copy the file "
                            "again from the database)", "frames")
@@ -217,6 +233,9 @@ def compute_clip(clip, opts=Options()):
     sparse = sample(E.T.reshape(N_FRAMES, CROP, CROP)).astype(np.float32)
     raw = np.ascontiguousarray(raw)
     notes = [f"face: {n}" for n in fb.notes] + rnotes
+    if not sparse.any():
+        notes.append("E is zero in every sampled frame: RPCA found no motion in the face box "
+                     "(a box on a blank region, or a still clip); the spatial stream sees nothing")
     digest = hashlib.sha256(raw.tobytes() + sparse.tobytes()).hexdigest()
     info = {"included": True, "reason": "", "n_frames": len(paths), "interp": opts.interp,
             "face": {"source": fb.source, "box": list(fb.box), "angle": round(float(fb.angle), 4),
@@ -310,6 +329,24 @@ def _clip_task(task):
     return index, process_clip(clip, cache_file, opts)
 
 
+# Bytes of one shard row (16 raw RGB frames, 16 float32 E frames) as written: gzip keeps
+# about 0.69 of them on the demo data; 0.75 leaves some margin.
+SHARD_ROW_BYTES = int(N_SAMPLED * CROP * CROP * (3 + 4) * 0.75)
+
+
+def _check_free_space(folder, shard_tasks):
+    """Refuse (InputError) to start writing shards that cannot fit: a disk that fills up
+    halfway costs the time of the shards already written."""
+    rows = sum(len(items) * (len(vs) or 1) for _, items, vs, _, _ in shard_tasks)
+    need = rows * SHARD_ROW_BYTES
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise InputError(f"{folder}: the {len(shard_tasks)} shard(s) to write need about "
+                         f"{need / 2**20:,.0f} MiB, and {free / 2**20:,.0f} MiB are free. Free some "
+                         "space (or choose another --out) and run again; the clips computed so "
+                         "far are kept in the cache")
+
+
 def _shard_task(task):
     path, items, variants, key, group = task
     return path, write_shard(path, items, variants, key, group)
@@ -379,13 +416,29 @@ def _remove_stale(folder, pattern, keep):
                 os.remove(path)
 
 
-def run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
-        workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print):
+def run(roots, out, *, log=print, **kw):
     """The whole pipeline; returns a summary dict (also printed through `log`).
 
-    roots: {database: folder}. augment: tuple of variant names (() = none; None = defaults).
-    Raises InputError for bad input (missing folder, malformed sheet, too few clips).
+    roots: {database: folder}. Keywords: n_folds=10, loso=False, seed=0, options=Options(),
+    augment (tuple of variant names; () = none; None = the defaults), workers, limit, rules,
+    loader_options, progress=True. Holds OUT's lock (preprocessing.folder_lock) throughout:
+    a second run into the same OUT, or into one that run_folds is reading, is refused.
+    Raises InputError for bad input (missing folder, malformed sheet, too few clips, OUT busy).
     """
+    from preprocessing.folder_lock import folder_lock
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out} exists and is not a folder")
+    with folder_lock(out, "writing", log=log):
+        from preprocessing.atomic import remove_temporaries
+        n = remove_temporaries(out)
+        if n:
+            log(f"removed {n} temporary file(s) left in {out} by an interrupted run")
+        return _run(roots, out, log=log, **kw)
+
+
+def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
+         workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print):
     from preprocessing.contact_sheet import choose_clips, item_title, write_contact_sheet
     from preprocessing.folds import assign_groups, fold_plan, list_lines, protocol_name
     from preprocessing.loaders import load_databases
@@ -410,6 +463,11 @@ def run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augmen
     if not clips:
         raise InputError(f"no usable clip in {', '.join(roots.values())}; the reasons are in "
                          f"{os.path.join(out, 'skipped.csv')}")
+
+    if not loso:
+        # Before hours of computing: a split the clips' classes cannot give is refused now.
+        from preprocessing.folds import check_fold_count
+        check_fold_count([c.label for c in clips], n_folds, log)
 
     cache_dir = os.path.join(out, "cache")
     cache_files = [cache_path(cache_dir, c) for c in clips]
@@ -471,8 +529,14 @@ def run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augmen
                 key = shard_key(fp, vs, g)
                 if stored_key(path) != key:
                     shard_tasks.append((path, items, vs, key, g))
+                else:
+                    damaged = shard_problem(path)
+                    if damaged:
+                        log(f"{path}: {damaged}; writing it again")
+                        shard_tasks.append((path, items, vs, key, g))
         os.makedirs(shard_dir, exist_ok=True)
-        _remove_stale(shard_dir, r"(group\d+(_aug)?\.h5|\.group\d+(_aug)?\.h5\.tmp\d+)", keep)
+        _check_free_space(shard_dir, shard_tasks)
+        _remove_stale(shard_dir, r"group\d+(_aug)?\.h5", keep)
         written = []
         t_shards = time.time()
         with _progress(len(shard_tasks), "shards", progress) as bar:
@@ -490,17 +554,20 @@ def run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augmen
         train, test = list_lines(fold, plain, aug)
         name = f"fold{fold['fold']:02d}"
         fold_names.add(name)
-        fold["train_list"] = os.path.join(fold_dir, name, "train.txt")
-        fold["test_list"] = os.path.join(fold_dir, name, "test.txt")
+        # Paths relative to OUT, so the folder can be moved or copied (run_folds resolves them).
+        rel = lambda p: os.path.relpath(p, out)      # noqa: E731
+        train, test = [rel(p) for p in train], [rel(p) for p in test]
+        fold["train_list"] = os.path.join("folds", name, "train.txt")
+        fold["test_list"] = os.path.join("folds", name, "test.txt")
         fold["train_shards"], fold["test_shards"] = train, test
-        write_atomic(fold["train_list"], "".join(p + "\n" for p in train))
-        write_atomic(fold["test_list"], "".join(p + "\n" for p in test))
+        write_atomic(os.path.join(out, fold["train_list"]), "".join(p + "\n" for p in train))
+        write_atomic(os.path.join(out, fold["test_list"]), "".join(p + "\n" for p in test))
     _remove_stale(fold_dir, r"fold\d+", fold_names)
     for entry in plan["groups"]:
-        entry["shard"] = plain[entry["group"]]
-        entry["aug_shard"] = aug.get(entry["group"])
+        entry["shard"] = os.path.relpath(plain[entry["group"]], out)
+        entry["aug_shard"] = os.path.relpath(aug[entry["group"]], out) if entry["group"] in aug else None
     plan.update(augment=list(variants), options=options.stamp(), pipeline_version=PIPELINE_VERSION,
-                databases=sorted(roots), manifest=os.path.join(out, "manifest.csv"))
+                databases=sorted(roots), manifest="manifest.csv")
     write_atomic(os.path.join(out, "folds.json"), json.dumps(plan, indent=1, sort_keys=True) + "\n")
 
     chosen = choose_clips(rows, 4)

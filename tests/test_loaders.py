@@ -92,7 +92,7 @@ def test_casme2_sheet_row_problems(tmp_path):
         (1, "EP02_01f", 46, 59, 86, 12, "happiness"),     # duplicate
         ("abc", "EP04_01", 1, 2, 3, "4", "disgust"),      # unreadable subject
         (3, "EP05_01", "x", 2, 3, "4", "disgust"),        # unreadable onset
-        (3, "EP06_01", 1, 2, 4, "4+M57", "disgust"),      # unknown AU token: warning only
+        (3, "EP06_01", 1, 2, 4, "4+M57", "disgust"),      # unknown AU token: excluded
     ]
     root = fd.make_casme2(tmp_path, rows=[r for r in rows if r[0] != "abc" and r[2] != "x"], tree="selected")
     # unreadable rows have no frames to write; add them to the sheet afterwards
@@ -111,8 +111,8 @@ def test_casme2_sheet_row_problems(tmp_path):
     got = by_key(clips)
     c = got["casme2/sub03", "EP01_02"]
     assert c.apex == 20 and any("apex 90 outside onset..offset 10..20" in n for n in c.notes)
-    c = got["casme2/sub03", "EP06_01"]
-    assert c.au_set == {4} and c.label == 1 and any("M57" in n for n in c.notes)
+    assert ("casme2/sub03", "EP06_01") not in got
+    assert "'M57' is no FACS action unit" in r["casme2/sub03", "EP06_01"]
 
 
 def test_casme2_malformed_columns(tmp_path):
@@ -219,6 +219,18 @@ def test_casme2sq_wrong_columns(tmp_path):
     with pytest.raises(SheetError) as err:
         read_sheet("casme2sq", root)
     assert fd.CASME2SQ_SHEET in str(err.value) and "disgust1_3" in str(err.value)
+
+
+def test_unknown_au_tokens_exclude_the_clip_unless_kept(tmp_path):
+    from preprocessing.labels import DEFAULT_RULES, load_rules
+    rows = fd.CASME2_ROWS + [(3, "EP07_02", 5, 9, 15, "6+AU12x", "happiness")]
+    root = fd.make_casme2(tmp_path, rows=rows)
+    clips, skipped = load_database("casme2", root)
+    why = reasons(skipped)[("casme2/sub03", "EP07_02")]
+    assert "'AU12x' is no FACS action unit" in why and "--unknown-aus keep" in why
+    clips, skipped = load_database("casme2", root, load_rules(DEFAULT_RULES, keep_unknown_aus=True))
+    clip = by_key(clips)[("casme2/sub03", "EP07_02")]
+    assert clip.au_set == {6} and clip.label == 0 and any("AU12x" in n for n in clip.notes)
 
 
 # ------------------------------------------------------------------ CASME

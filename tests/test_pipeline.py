@@ -112,13 +112,14 @@ def test_manifest_rows_and_exclusion_reason(first, roots):
         assert row["au_set"] == "+".join(map(str, sorted(clip.au_set)))
         if (clip.subject, clip.clip) == CORRUPT[:2]:
             assert row["included"] == "0" and row["group"] == "" and row["rpca_iterations"] == ""
+            assert row["face"] == ""
             assert row["reason"].startswith(f"unreadable frame {roots[1]}")
         else:
             assert row["included"] == "1" and row["group"] in ("1", "2") and row["reason"] == ""
             assert int(row["rpca_iterations"]) > 0 and int(row["rpca_rank"]) >= 1
             assert 0 < float(row["rpca_nnz_share"]) < 1
             assert float(row["rpca_lambda"]) == pytest.approx(1 / np.sqrt(112 * 112), rel=1e-5)
-            assert "box given by the user" in row["notes"]
+            assert "box given by the user" in row["notes"] and row["face"] == "user"
     # The sheet's own warnings reach the manifest (SAMM 028_4_1: apex after offset).
     samm = {r["clip"]: r for r in rows}
     assert "clamped" in samm["028_4_1"]["notes"]
@@ -182,11 +183,14 @@ def test_fold_lists_and_folds_json(first):
         g = fold["test_group"]
         test = open(os.path.join(out, "folds", f"fold{g:02d}", "test.txt")).read().splitlines()
         train = open(os.path.join(out, "folds", f"fold{g:02d}", "train.txt")).read().splitlines()
-        assert test == [os.path.join(shards, f"group{g:02d}.h5")]
+        # Relative to OUT, so the folder can be moved or copied.
+        assert test == [os.path.join("shards", f"group{g:02d}.h5")]
         other = 3 - g
-        assert train == [os.path.join(shards, f"group{other:02d}.h5"),
-                         os.path.join(shards, f"group{other:02d}_aug.h5")]
-        assert all(os.path.isabs(p) and os.path.isfile(p) for p in train + test)
+        assert train == [os.path.join("shards", f"group{other:02d}.h5"),
+                         os.path.join("shards", f"group{other:02d}_aug.h5")]
+        assert all(os.path.isfile(os.path.join(out, p)) for p in train + test)
+        assert fold["test_shards"] == test and fold["train_list"] == os.path.join(
+            "folds", f"fold{g:02d}", "train.txt")
         assert not set(test) & set(train) and not any("_aug" in p for p in test)
         counts = np.bincount([int(r["label"]) for r in rows if r["group"] == str(g)], minlength=4)
         assert fold["class_counts"]["test"] == counts.tolist()
@@ -200,6 +204,14 @@ def test_contact_sheet_is_a_png_of_crops_and_E(first):
     assert img is not None
     # 4 clips (one per class first), each: title bar 22 + raw 112 + E 112 + gap 4.
     assert img.shape == (4 * (22 + 112 + 112 + 4), 16 * 112, 3)
+
+
+def test_contact_sheet_titles_name_the_face_method(first):
+    from preprocessing.contact_sheet import choose_clips, item_title
+    rows = choose_clips(manifest_of(first[0]), 4)
+    assert rows and all("face: user" in item_title(r) for r in rows)
+    row = dict(rows[0], face="landmarks")
+    assert "face: landmarks" in item_title(row)
 
 
 # ------------------------------------------------------------------------------ reruns
@@ -283,7 +295,7 @@ def test_loso_from_the_cache(first, roots, tmp_path):
     for fold in plan["folds"]:
         members = {r["subject"] for r in rows if r["group"] == str(fold["test_group"])}
         assert members == {fold["test_subject"]}
-        train = open(fold["train_list"]).read().splitlines()
+        train = open(os.path.join(out, fold["train_list"])).read().splitlines()
         assert len(train) == len(subjects) - 1 and not any("_aug" in p for p in train)
     # The earlier run's shards and folds beyond the new plan are gone; no augmented shards.
     names = sorted(os.listdir(os.path.join(out, "shards")))
@@ -366,8 +378,10 @@ def test_a_failed_shard_write_leaves_nothing(first, tmp_path, monkeypatch):
 def test_caffe_hdf5data_reads_the_shards(first, caffe, tmp_path):
     out = first[0]
     proto = tmp_path / "data.prototxt"
+    from psn.training import fold_lists
+    lists = fold_lists(out, 1, resolve_into=str(tmp_path))   # absolute, as run_folds gives Caffe
     for split in ("test", "train"):
-        source = os.path.join(out, "folds", "fold01", f"{split}.txt")
+        source = lists[split][0]
         proto.write_text('layer { name: "data" type: "HDF5Data" top: "raw" top: "sparse" '
                          'top: "label" top: "cont" '
                          f'hdf5_data_param {{ source: "{source}" batch_size: 2 }} }}\n')
@@ -418,7 +432,9 @@ def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
         e = s["sparse"][k]
         assert 0 < np.count_nonzero(e) < e.size and np.abs(e).max() > 0.02
     proto = tmp_path / "data.prototxt"
-    source = os.path.join(out, "folds", "fold02", "train.txt")   # sub01's plain + flip shards
+    # sub01's plain + flip shards, as run_folds hands them to Caffe (absolute paths).
+    from psn.training import fold_lists
+    source = fold_lists(out, 2, resolve_into=str(tmp_path))["train"][0]
     proto.write_text('layer { name: "d" type: "HDF5Data" top: "raw" top: "sparse" top: "label" '
                      f'top: "cont" hdf5_data_param {{ source: "{source}" batch_size: 2 }} }}\n')
     net = caffe.Net(str(proto), caffe.TEST)
@@ -440,3 +456,94 @@ def test_end_frames_of_E_carry_no_more_noise_than_the_rest(method, n_frames):
         assert 1 / 1.5 <= r <= 1.5, (method, n_frames, r)
     old = end_ratio(e_profile(gray, method, cells=False, context=0))
     assert min(old) > 1.3, old
+
+
+# ------------------------------------------------------------------- damaged frames
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_a_truncated_frame_is_named_not_decoded_half_gray(tmp_path, ext):
+    from preprocessing.pipeline import ClipExcluded, read_frame
+    img = (np.arange(64 * 48 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
+    path = str(tmp_path / ("f" + ext))
+    assert cv2.imwrite(path, img)
+    assert read_frame(path).shape == (48, 64, 3)
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) * 2 // 3])
+    # OpenCV alone would return an image here (gray where the data ends).
+    with pytest.raises(ClipExcluded, match="truncated frame .*f" + ext.replace(".", r"\.")):
+        read_frame(path)
+
+
+def test_a_fold_count_the_classes_cannot_give_is_refused_before_computing(roots, tmp_path):
+    out = str(tmp_path / "folds")
+    said = []
+    # 16 clips, no class with 10: sklearn used to fail after every clip was computed.
+    with pytest.raises(InputError, match="--folds 10: no class has 10 clips"):
+        run(roots[0], out, n_folds=10, options=OPTIONS, workers=1, progress=False, log=said.append)
+    assert not os.path.exists(os.path.join(out, "cache"))
+    from preprocessing.folds import check_fold_count
+    check_fold_count([0] * 12 + [1] * 3, 10, said.append)
+    assert "negative (3 clips) cannot appear in every one of the 10 fold groups" in said[-1]
+
+
+def test_temporary_files_of_a_killed_run_are_removed(first, roots, tmp_path):
+    out = copy_run(first, tmp_path, "tmpfiles")
+    left = [os.path.join(out, "shards", ".group01.h5.tmp4242-139871"),
+            os.path.join(out, "cache", "casme2", "sub01", ".EP02_01f.npz.tmp4242-1")]
+    for path in left:
+        open(path, "wb").close()
+    said = []
+    run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+        progress=False, log=said.append)
+    assert not any(os.path.exists(p) for p in left)
+    assert any("removed 2 temporary file(s)" in s for s in said)
+
+
+def test_a_damaged_shard_is_written_again_on_a_rerun(first, roots, tmp_path):
+    import h5py
+    from preprocessing.hdf5_shards import shard_problem
+    out = copy_run(first, tmp_path, "damaged")
+    shard = os.path.join(out, "shards", "group01.h5")
+    assert shard_problem(shard) is None
+    with h5py.File(shard, "r+") as f:
+        f["sparse"][0, 3, 0, 10, 10] = np.nan
+    assert "non-finite" in shard_problem(shard)
+    with h5py.File(shard, "r+") as f:
+        f["sparse"][0, 3, 0, 10, 10] = 0.5          # finite, but not what was written
+    assert "checksum" in shard_problem(shard)
+    said = []
+    run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+        progress=False, log=said.append)
+    assert any("group01.h5: its frames no longer match" in s and "writing it again" in s
+               for s in said)
+    assert shard_problem(shard) is None
+
+
+def test_shards_that_cannot_fit_are_not_started(first, roots, tmp_path, monkeypatch):
+    import collections
+    from preprocessing import pipeline as P
+    out = copy_run(first, tmp_path, "full")
+    for name in os.listdir(os.path.join(out, "shards")):
+        os.remove(os.path.join(out, "shards", name))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(P.shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9, 10 ** 6))
+    want = r"shards: the 4 shard\(s\) to write need about [1-9][\d,]* MiB, and 1 MiB are free"
+    with pytest.raises(InputError, match=want):
+        run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+            progress=False, log=lambda *a: None)
+    assert os.listdir(os.path.join(out, "shards")) == []
+
+
+def test_a_clip_without_any_motion_is_flagged(tmp_path):
+    from preprocessing.clips import Clip
+    from preprocessing.pipeline import compute_clip
+    paths = []
+    for n in range(1, 11):
+        path = str(tmp_path / f"img{n}.png")
+        cv2.imwrite(path, np.full((60, 80, 3), 120, np.uint8))
+        paths.append(path)
+    clip = Clip("user", "user/s", "blank", tuple(paths), 1, None, 10, "", frozenset(), 3, "")
+    _, sparse, info = compute_clip(clip, Options(face_box=(0, 0, 40, 40)))
+    assert not sparse.any()
+    assert any(n.startswith("E is zero in every sampled frame") for n in info["notes"])
