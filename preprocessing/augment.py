@@ -1,4 +1,4 @@
-"""Training-only augmentation: horizontal flip and small rotations (SPEC section 1).
+"""Training-only augmentation: horizontal flip and small rotations (docs/design.md §1).
 
 A variant is one geometric transform applied identically to all 16 frames of a clip and to
 both streams (raw RGB and RPCA's E), so the streams stay registered and the temporal order is

@@ -1,4 +1,4 @@
-"""Fold groups (SPEC section 1, "folds") and the per-fold train/test list files.
+"""Fold groups (docs/design.md §1, "folds") and the per-fold train/test list files.
 
 Two protocols:
   groups<K> (default K = 10, the paper's): the included clips are split into K stratified

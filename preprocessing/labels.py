@@ -1,4 +1,4 @@
-"""AU cells -> FACS number sets -> the 4 classes of the paper (SPEC 1, exact-match rule).
+"""AU cells -> FACS number sets -> the 4 classes of the paper (docs/design.md §1, exact-match rule).
 
 The AU notations differ per database (CASME II `4+R10`, SAMM `(R6 or R12)+R15A`, `ref(7B)`,
 `soft focus`); only the FACS numbers matter for the rule, so everything else is dropped and

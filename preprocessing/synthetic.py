@@ -25,7 +25,7 @@ with CASME-style filenames (EP02_01f -> EP02_1). Together with a CASME II-format
 other subjects this gives a two-database run of the whole pipeline.
 
 The AU codes are written like the real sheet (`4+7`, `R12`, `1+R2+25`; pure numbers as int
-cells) and chosen so every class of SPEC section 1 occurs through the exact-match rule of the
+cells) and chosen so every class of docs/design.md §1 occurs through the exact-match rule of the
 paper's Table 2; what is drawn is what the sheet says (each AU has its own local movement).
 Output is deterministic for a seed: same parameters, same bytes (with the same numpy,
 OpenCV and zlib builds; another build may round a few pixels differently).
@@ -519,7 +519,7 @@ class ClipPlan:
     apex_cell: object   # what the sheet says: the apex, or '/' (a quirk of the real sheet)
     aus: str            # AU code as written, e.g. '4+7', 'R12'
     emotion: str
-    label: int          # the class the AU code is chosen for (0..3, SPEC section 1)
+    label: int          # the class the AU code is chosen for (0..3, docs/design.md §1)
     seed: tuple         # entropy of this clip's random stream
 
     @property

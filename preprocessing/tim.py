@@ -1,4 +1,4 @@
-"""Temporal normalisation of a clip to a fixed number of frames (SPEC section 1, "length").
+"""Temporal normalisation of a clip to a fixed number of frames (docs/design.md §1, "length").
 
 TIM, the temporal interpolation model (Zhou, Zhao & Pietikainen 2011; Pfister, Li, Zhao &
 Pietikainen 2011), in closed form. The clip's F frames are the vertices of a path graph

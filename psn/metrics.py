@@ -1,10 +1,10 @@
 """Recognition metrics of the paper (RR, F1/UF1, UAR, TPR/TNR, confusion matrices), pooled
 and per fold, plus the majority-class baseline and the paper's own numbers.
 
-Classes: 0 Positive, 1 Negative, 2 Surprise, 3 Others (SPEC §1). Confusion matrices have
+Classes: 0 Positive, 1 Negative, 2 Surprise, 3 Others (docs/design.md §1). Confusion matrices have
 true classes in rows and predicted classes in columns (the layout of Tables 7–8).
 
-Definitions (for one confusion matrix; SPEC §4, the MEGC convention):
+Definitions (for one confusion matrix; docs/design.md §4, the MEGC convention):
 
 * RR = correct / clips.
 * Per class c: TPR_c (= recall) = TP/(TP+FN); TNR_c = TN/(TN+FP);
@@ -21,7 +21,7 @@ Definitions (for one confusion matrix; SPEC §4, the MEGC convention):
 Pooled = one confusion matrix over all folds' test clips. Fold-averaged = the value computed
 on each fold's test clips, then the mean over folds. Pooling Table 7's PSN matrix gives RR
 64.92 % (as reported) but UF1 0.4653 and UAR 0.4471, not the reported 0.5211 / 0.4871, so the
-paper likely averaged F1 and UAR per fold (SPEC §4); both are reported, each labelled.
+paper likely averaged F1 and UAR per fold (docs/design.md §4); both are reported, each labelled.
 
 Spread over folds: ``*_std`` is the population standard deviation (ddof = 0, numpy's
 default: the folds are the whole set of folds, not a sample of them); ``*_std_sample``

@@ -1,4 +1,4 @@
-"""PSN and every variant of SPEC §3 as Caffe nets, generated with pycaffe's NetSpec.
+"""PSN and every variant of docs/design.md §3 as Caffe nets, generated with pycaffe's NetSpec.
 
     python -m psn.nets [--out prototxt] [--check]
 
@@ -7,7 +7,7 @@ MODELS; ``--check`` only compares them with the checked-in files (the test
 suite does the same). ``build(model, ...)`` returns the NetParameters, which
 tools/run_folds.py uses for other widths or batch sizes.
 
-Data flow of every net (SPEC §2):
+Data flow of every net (docs/design.md §2):
   HDF5Data (or Input in deploy): raw (N,T,3,112,112) uint8 values, sparse (N,T,1,112,112),
   label (N,T), cont (N,T), clip-major as the HDF5 shards store them
   -> time-major rows (row = t*N + n, Caffe's recurrent convention) by Slice on the
@@ -53,7 +53,7 @@ class NetConfig:
     frames: int = 16              # T
     batch: int = 5                # N clips per batch
     size: int = 112
-    width: float = 1.0            # channel multiplier (the CPU demo uses 0.25)
+    width: float = 1.0            # channel multiplier (the CPU demo uses 0.125: psn/main.py)
     dropout: float = 0.5
     description: str = ""
 

@@ -440,7 +440,7 @@ def comparison_rows(runs):
                      "uf1_fold_mean": paper["uf1"], "uar_fold_mean": paper["uar"],
                      "n_clips": 650, "n_folds": 10},
                     "Tables 5, 6, 9. RR pools exactly from Table 7; F1 (=UF1) and UAR do not, "
-                    "so they are shown as fold means (SPEC 4: likely averaged per fold)"))
+                    "so they are shown as fold means (docs/design.md §4: likely averaged per fold)"))
     rows.append(row("paper PSN (Table 7, pooled)", "paper",
                     paper_table7_pooled(),
                     "computed here from the paper's Table 7 confusion matrix"))

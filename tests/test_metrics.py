@@ -71,7 +71,7 @@ def test_paper_table7_pools_to_reported_rr_but_not_f1_or_uar():
     assert s.uf1 == pytest.approx(sum(f1) / 4)
     assert s.uar == pytest.approx((10 / 55 + 226 / 280 + 6 / 50 + 180 / 265) / 4)
     assert round(s.uf1, 4) == 0.4653 and round(s.uar, 4) == 0.4471
-    assert abs(s.uf1 - PAPER_PSN["uf1"]) > 0.05  # SPEC 4: pooling does not reproduce F1
+    assert abs(s.uf1 - PAPER_PSN["uf1"]) > 0.05  # docs/design.md §4: pooling does not reproduce F1
 
 
 def test_normalised_rows_and_empty_row():

@@ -1,7 +1,7 @@
 """The Temporal Perception Unit as a Caffe Python layer.
 
 The fallback for a Caffe built without the C++ ``TPU`` layer: same numerics
-and blob order (see layers/include/caffe/layers/tpu_layer.hpp and SPEC §2).
+and blob order (see layers/include/caffe/layers/tpu_layer.hpp and docs/design.md §2).
 
     layer {
       name: "tpu" type: "Python" bottom: "x" bottom: "cont" top: "y"

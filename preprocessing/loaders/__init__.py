@@ -1,4 +1,4 @@
-"""One loader per database, each reading the layout its owners ship (see DATASETS.md).
+"""One loader per database, each reading the layout its owners ship (each loader's docstring describes it, quirks included).
 
 load_database(name, root) -> (clips, skipped); load_databases({name: root}) composes them in
 the order casme, casme2, casme2sq, samm. read_sheet(...) is the sheet-only half (no frames).

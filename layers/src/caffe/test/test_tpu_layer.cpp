@@ -15,7 +15,7 @@
 
 namespace caffe {
 
-// The TPU of SPEC section 2, written out plainly in double precision.
+// The TPU of docs/design.md §2, written out plainly in double precision.
 template <typename Dtype>
 static void ReferenceTPU(TPUParameter_Mode mode, TPUParameter_FirstTP first,
     int T, int N, int D, int H, const Dtype* x, const Dtype* cont,
