@@ -121,8 +121,14 @@ def _spectral_norm(D: np.ndarray) -> float:
 
 def rpca(D, lam: float | None = None, tol: float = 1e-7, max_iter: int = 1000, *,
          rho: float = 1.5, mu: float | None = None, svd: str = "gram",
-         strict: bool = True, return_dual: bool = False):
+         strict: bool = True, return_dual: bool = False, blas_threads: int | None = 1):
     """Decompose D = A + E with A low rank and E sparse (inexact ALM).
+
+    blas_threads: BLAS threads for the solve (threadpoolctl), 1 by default whatever the caller
+    set: on a clip's 12544 x 152 matrix OpenBLAS is slower with more (a noisy 60-frame clip:
+    1.3-1.5 s with one thread, 2.7-3.0 s with two, on this project's 2-core machine; tools
+    like predict.py that call the library directly got the slow path). None leaves the
+    caller's setting.
 
     Parameters
     ----------
@@ -144,6 +150,14 @@ def rpca(D, lam: float | None = None, tol: float = 1e-7, max_iter: int = 1000, *
     info : dict with iterations, rank (of A), nnz_share (share of non-zero entries of E),
         converged, lam, rel_residual, mu (final), svd.
     """
+    if blas_threads is None:
+        return _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=int(blas_threads), user_api="blas"):
+        return _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual)
+
+
+def _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual):
     D = np.array(D, dtype=np.float64, copy=True, order="C")
     if D.ndim != 2 or D.size == 0:
         raise RPCAError(f"RPCA needs a non-empty 2-D matrix, got shape {D.shape}")

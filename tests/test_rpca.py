@@ -143,3 +143,25 @@ def test_lambda_for_sparsity_hits_target():
 def test_lambda_for_sparsity_bad_target():
     with pytest.raises(ValueError):
         rpca_for_sparsity(np.ones((10, 5)), target=1.5)
+
+
+def test_rpca_runs_on_one_blas_thread_whatever_the_caller_set(monkeypatch):
+    """On a clip-sized matrix OpenBLAS is slower with more threads; the library pins it."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+    import preprocessing.rpca as R
+    seen = []
+    real = R._svt_gram
+
+    def spy(X, tau, out):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return real(X, tau, out)
+
+    monkeypatch.setattr(R, "_svt_gram", spy)
+    D = np.random.default_rng(0).normal(size=(400, 30))
+    with threadpool_limits(limits=2, user_api="blas"):
+        R.rpca(D, max_iter=5, strict=False)
+        assert seen and set(seen) == {1}
+        seen.clear()
+        R.rpca(D, max_iter=5, strict=False, blas_threads=None)
+        assert seen and max(seen) == min(2, max(
+            i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
