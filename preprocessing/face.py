@@ -36,6 +36,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from preprocessing.sampling import CROP
+
 __all__ = ["FaceBox", "NoFaceError", "LandmarksUnavailable", "FACE_METHODS", "find_face",
            "find_face_landmarks", "landmark_model_path", "clip_face_box", "crop_clip",
            "crop_frame"]
@@ -362,7 +364,7 @@ def clip_face_box(onset_bgr: np.ndarray, user_box=None, *, method: str = "landma
                       "Haar cascades; give a box (x, y, w, h) for this clip to include it")
 
 
-def crop_frame(frame_bgr: np.ndarray, fb: FaceBox, size: int = 112) -> np.ndarray:
+def crop_frame(frame_bgr: np.ndarray, fb: FaceBox, size: int = CROP) -> np.ndarray:
     """One frame rotated and cropped by `fb`, resized to size x size, as RGB uint8."""
     img = np.asarray(frame_bgr)
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
@@ -386,7 +388,7 @@ def crop_frame(frame_bgr: np.ndarray, fb: FaceBox, size: int = 112) -> np.ndarra
     return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
 
 
-def crop_clip(frames_bgr, fb: FaceBox, size: int = 112) -> np.ndarray:
+def crop_clip(frames_bgr, fb: FaceBox, size: int = CROP) -> np.ndarray:
     """All frames of a clip cut by the same FaceBox: uint8 (F, size, size, 3) RGB.
 
     frames_bgr: a sequence of HxWx3 BGR (or HxW gray) uint8 frames of one size, or an

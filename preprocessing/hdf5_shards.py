@@ -26,13 +26,12 @@ import h5py
 import numpy as np
 
 from preprocessing.atomic import atomic_path
-from preprocessing.sampling import N_SAMPLED
+from preprocessing.sampling import CROP, N_SAMPLED
 
 __all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "shard_key", "stored_key", "frame_columns",
            "write_shard", "read_shard", "load_clip_arrays"]
 
 LAYOUT_VERSION = 1
-CROP = 112
 DATASETS = ("raw", "sparse", "label", "cont", "clip_label", "clip_index")
 _COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 

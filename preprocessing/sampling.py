@@ -5,9 +5,10 @@ stay frame-aligned.
 """
 import numpy as np
 
-__all__ = ["N_FRAMES", "N_SAMPLED", "SAMPLE_INDICES_1BASED", "SAMPLE_INDICES", "sample"]
+__all__ = ["CROP", "N_FRAMES", "N_SAMPLED", "SAMPLE_INDICES_1BASED", "SAMPLE_INDICES", "sample"]
 
 N_FRAMES = 150
+CROP = 112          # every frame is cut to CROP x CROP pixels (paper section 3.2)
 SAMPLE_INDICES_1BASED = tuple(range(1, 142, 10)) + (150,)
 SAMPLE_INDICES = np.array(SAMPLE_INDICES_1BASED, dtype=np.intp) - 1
 N_SAMPLED = len(SAMPLE_INDICES)

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from preprocessing.labels import CLASSES
+
 SHEET_NAME = "CASME2-coding-20140508.xlsx"
 FRAMES_DIR = "CASME2_RAW_selected"
 FORMATS = ("casme2", "casme")
@@ -61,7 +63,6 @@ FPS = 200
 GENERATOR_VERSION = 1
 
 POSITIVE, NEGATIVE, SURPRISE, OTHERS = 0, 1, 2, 3
-CLASS_NAMES = ("positive", "negative", "surprise", "others")
 # Class shares of the paper's Table 4 (all 650 clips: 55/280/50/265), moved towards the
 # small classes so that each has enough clips for 10 stratified folds.
 CLASS_SHARES = (0.12, 0.37, 0.10, 0.41)
@@ -978,7 +979,7 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
         summary = {"subjects": len(subjects), "clips": len(plans), "frames": frames,
                    "jpeg_bytes": nbytes, "format": fmt, "sheet": sorted(sheets)[0],
                    "frames_dir": FRAMES_DIR if fmt == "casme2" else "CASME_A, CASME_B",
-                   "class_counts": {CLASS_NAMES[k]: int(counts[k]) for k in range(4)}}
+                   "class_counts": {CLASSES[k]: int(counts[k]) for k in range(4)}}
         with open(os.path.join(tmp, STAMP_NAME), "w") as f:
             json.dump({"params": params, "summary": summary}, f, indent=1)
             f.write("\n")

@@ -12,8 +12,9 @@ import os
 import sys
 import time
 
+from preprocessing.clips import DATABASES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATABASES = ("casme", "casme2", "casme2sq", "samm")
 # The conditions of the paper's Fig. 7, in its order.
 FIG7_MODELS = ("psn", "psn_spatial", "psn_temporal", "psn_swap", "psn_tp1", "alexnet_rnn",
                "psn_no_conv")

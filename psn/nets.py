@@ -25,6 +25,8 @@ import os
 import sys
 from dataclasses import dataclass, replace
 
+from preprocessing.sampling import CROP
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTOTXT_DIR = os.path.join(ROOT, "prototxt")
 NUM_CLASSES = 4
@@ -52,7 +54,7 @@ class NetConfig:
     first_tp: str = "ZERO"        # tp at a clip's first frame: ZERO | ONE | NEXT
     frames: int = 16              # T
     batch: int = 5                # N clips per batch
-    size: int = 112
+    size: int = CROP
     width: float = 1.0            # channel multiplier (the CPU demo uses 0.125: psn/main.py)
     dropout: float = 0.5
     description: str = ""

@@ -11,7 +11,8 @@ import json
 import os
 import sys
 
-CLASSES = ("positive", "negative", "surprise", "others")
+from preprocessing.labels import CLASSES
+
 # Fewer frames than this carry no onset-apex-offset to classify: 1 to 3 frames were answered
 # with confidence. The shortest clips of the four databases (CAS(ME)^2 at 30 fps) have more.
 MIN_FRAMES = 4
