@@ -408,7 +408,7 @@ def test_a_diverging_loss_stops_the_fold_early(caffe_env, tmp_path):
         assert "Iteration 1999" not in f.read()
 
 
-def test_a_broken_prototxt_is_named(monkeypatch, tmp_path):
+def test_a_broken_prototxt_is_named(caffe_env, monkeypatch, tmp_path):
     import psn.training as T
     model = tmp_path / "prototxt" / "mynet"
     model.mkdir(parents=True)

@@ -29,6 +29,7 @@ CUDA_ARCH=${CUDA_ARCH:-$CUDA_ARCH_DEFAULT}
 CUDA_DIR=${CUDA_DIR:-/usr/local/cuda}
 CUDNN=auto
 PRINT_ENV=0
+DEPS_ONLY=0
 SKIP_DEPS=${PSN_SKIP_DEPS:-0}
 JOBS=${JOBS:-$(nproc)}
 
@@ -43,6 +44,7 @@ Options:
   --cudnn / --no-cudnn  force cuDNN on or off (default: on when cudnn.h is found)
   --print-env         print PATH/PYTHONPATH/LD_LIBRARY_PATH exports and exit
   --skip-deps         do not install apt or pip packages
+  --deps-only         install apt packages and the .venv, then stop (no Caffe build)
   -j N                parallel make jobs (default: nproc)
 Environment: CAFFE_SRC, PSN_CACHE, PSN_VENV, CUDA_DIR, CUDA_ARCH.
 EOF
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
     --no-cudnn) CUDNN=0 ;;
     --print-env) PRINT_ENV=1 ;;
     --skip-deps) SKIP_DEPS=1 ;;
+    --deps-only) DEPS_ONLY=1 ;;
     -j) JOBS=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "build_caffe.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -109,6 +112,7 @@ if [ "$PRINT_ENV" = 0 ] && [ "$SKIP_DEPS" = 0 ]; then
   install_apt
   ensure_venv
 fi
+[ "$DEPS_ONLY" = 0 ] || { log "dependencies ready (--deps-only: Caffe not built)"; exit 0; }
 [ -x "$VENV/bin/python" ] || die "no Python environment at $VENV: run tools/build_caffe.sh without --skip-deps/--print-env first"
 PY="$VENV/bin/python"
 
