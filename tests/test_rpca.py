@@ -165,3 +165,27 @@ def test_rpca_runs_on_one_blas_thread_whatever_the_caller_set(monkeypatch):
         R.rpca(D, max_iter=5, strict=False, blas_threads=None)
         assert seen and max(seen) == min(2, max(
             i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+
+
+@pytest.mark.parametrize("svd", ["gram", "full"])
+def test_a_lone_spike_is_all_sparse_with_a_rank_zero_low_rank_part(svd):
+    """Worked out by hand: one non-zero entry costs lam * 5 in E and 5 (its singular value) in
+    A, so with lam < 1 the optimum is A = 0, E = D; the solver's zero-rank branch returns it."""
+    D = np.zeros((400, 30))
+    D[7, 3] = 5.0
+    A, E, info = rpca(D, svd=svd)
+    assert info["rank"] == 0 and not A.any() and np.array_equal(E, D)
+    assert info["converged"] and info["nnz_share"] == 1 / D.size
+
+
+def test_the_iteration_count_is_the_number_of_iterations_run(monkeypatch):
+    import preprocessing.rpca as R
+    calls = []
+    real = R._svt_gram
+    monkeypatch.setattr(R, "_svt_gram", lambda X, tau, out: calls.append(1) or real(X, tau, out))
+    D = np.random.default_rng(3).normal(size=(300, 20)) @ np.random.default_rng(4).normal(size=(20, 20))
+    _, _, info = R.rpca(D)
+    assert info["iterations"] == len(calls) > 1
+    calls.clear()
+    _, _, info = R.rpca(D, max_iter=3, strict=False)
+    assert info["iterations"] == len(calls) == 3 and not info["converged"]

@@ -202,3 +202,14 @@ def test_normalise_clip_keeps_uint8_and_follows_a_ramp():
         clip_time_matrix(10, 150, "cubic")
     with pytest.raises(ValueError):
         clip_time_matrix(10, 150, "tim", context=-1)
+
+
+def test_uint8_output_is_clipped_where_the_cosine_series_overshoots():
+    """A 0 -> 255 step: the series rings above 255 and below 0 (worked out by hand: the float
+    result passes 255.5 and -0.5), and the uint8 result holds exactly 255 and 0 there."""
+    step = np.array([0] * 6 + [255] * 6, np.uint8)[:, None]
+    yf = interpolate(step.astype(np.float64), 150)[:, 0]
+    y = interpolate(step, 150)[:, 0]
+    assert yf.max() > 255.5 and yf.min() < -0.5
+    assert (y[yf > 255.5] == 255).all() and (y[yf < -0.5] == 0).all()
+    assert y.dtype == np.uint8
