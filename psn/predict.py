@@ -13,6 +13,10 @@ import sys
 
 from preprocessing.labels import CLASSES
 
+# predictions.csv, one row per clip: written by run_folds, read by report (the one schema).
+PREDICTION_COLUMNS = ("database", "subject", "clip", "fold", "label", "pred") + tuple(
+    "prob_%d" % c for c in range(len(CLASSES)))
+
 # Fewer frames than this carry no onset-apex-offset to classify: 1 to 3 frames were answered
 # with confidence. The shortest clips of the four databases (CAS(ME)^2 at 30 fps) have more.
 MIN_FRAMES = 4

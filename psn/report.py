@@ -37,9 +37,8 @@ import numpy as np
 from preprocessing.atomic import write_atomic
 from psn import caffe_log, metrics
 from psn.metrics import CLASS_NAMES, CLASS_SHORT, N_CLASSES
+from psn.predict import PREDICTION_COLUMNS as COLUMNS   # the one schema of predictions.csv
 
-COLUMNS = ("database", "subject", "clip", "fold", "label", "pred",
-           "prob_0", "prob_1", "prob_2", "prob_3")
 DATABASE_NAMES = {"casme": "CASME", "casme2": "CASME II", "casme2sq": "CAS(ME)^2", "samm": "SAMM"}
 _CLASS_TEXT = re.compile(r"^\s*([0-3])(?:\.0*)?\s*$")
 _PROB_SUM_TOL = 0.01

@@ -27,11 +27,10 @@ import time
 
 from preprocessing.atomic import atomic_path, remove_temporaries, write_atomic
 from preprocessing.folder_lock import FolderBusy, folder_lock
+from psn.predict import PREDICTION_COLUMNS as PRED_COLUMNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEDULE_DIR = os.path.join(ROOT, "prototxt", "schedules")
-PRED_COLUMNS = ["database", "subject", "clip", "fold", "label", "pred",
-                "prob_0", "prob_1", "prob_2", "prob_3"]
 
 
 class RunError(Exception):
