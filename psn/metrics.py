@@ -28,6 +28,8 @@ default: the folds are the whole set of folds, not a sample of them); ``*_std_sa
 (ddof = 1) is given beside it. Table 9's RR_std (0.084 for PSN) is a fraction, not percent
 points: with 65 clips per fold, one clip is already 1.5 points.
 """
+import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,38 +40,28 @@ CLASSES = tuple(range(N_CLASSES))
 CLASS_NAMES = ("Positive", "Negative", "Surprise", "Others")
 CLASS_SHORT = ("P", "N", "S", "O")
 
+# The paper's numbers, typed once into a data file (tests/test_paper_results.py holds the file
+# to the paper's tables); the report prints them beside a run's results.
+PAPER_RESULTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                                  "paper_results.json")
+with open(PAPER_RESULTS_PATH) as _f:
+    PAPER = json.load(_f)
 # Table 7, PSN: rows true P, N, S, O; columns predicted P, N, S, O.
-PAPER_PSN_CONFUSION = np.array([[10, 20, 0, 25],
-                                [2, 226, 3, 49],
-                                [1, 21, 6, 22],
-                                [6, 79, 0, 180]], dtype=np.int64)
+PAPER_PSN_CONFUSION = np.array(PAPER["table7_psn_confusion"], dtype=np.int64)
 # The figures the paper reports for PSN (Tables 5, 6, 9). Fractions, like everything here.
 PAPER_PSN = {
-    "rr": 0.6492,        # Table 5 (and Table 9 RR_mean; Table 7 pools to the same value)
-    "f1": 0.5211,        # Table 5 F1 = Table 6 combined UF1
-    "uf1": 0.5211,       # Table 6, combined database
-    "uar": 0.4871,       # Table 6, combined database
-    "rr_std": 0.084,     # Table 9, AlexNet + SUM
+    "rr": PAPER["table5_psn"]["rr"],                 # Table 5 (= Table 9 RR_mean)
+    "f1": PAPER["table5_psn"]["f1"],                 # Table 5 F1 = Table 6 combined UF1
+    "uf1": PAPER["table6_psn"]["combined"]["uf1"],
+    "uar": PAPER["table6_psn"]["combined"]["uar"],
+    "rr_std": next(r["rr_std"] for r in PAPER["table9"]
+                   if (r["backbone"], r["fusion"]) == ("AlexNet", "SUM")),
 }
 # Table 6, PSN per database (UAR, UF1); keys as in preprocessing.clips.Clip.database.
-PAPER_PSN_BY_DATABASE = {
-    "casme": {"uar": 0.4349, "uf1": 0.4591},
-    "casme2": {"uar": 0.4347, "uf1": 0.4685},
-    "casme2sq": {"uar": 0.4481, "uf1": 0.4295},
-    "samm": {"uar": 0.4378, "uf1": 0.4545},
-}
+PAPER_PSN_BY_DATABASE = {db: dict(v) for db, v in PAPER["table6_psn"].items() if db != "combined"}
 # Table 9: (backbone, fusion) -> RR_mean, RR_std, F1.
-PAPER_TABLE9 = {
-    ("AlexNet", "SUM"): {"rr_mean": 0.6492, "rr_std": 0.084, "f1": 0.5211},
-    ("AlexNet", "PROD"): {"rr_mean": 0.6277, "rr_std": 0.057, "f1": 0.4702},
-    ("AlexNet", "CONCAT"): {"rr_mean": 0.6508, "rr_std": 0.086, "f1": 0.5073},
-    ("VGG16", "SUM"): {"rr_mean": 0.6108, "rr_std": 0.072, "f1": 0.4799},
-    ("VGG16", "PROD"): {"rr_mean": 0.6123, "rr_std": 0.061, "f1": 0.4659},
-    ("VGG16", "CONCAT"): {"rr_mean": 0.6123, "rr_std": 0.071, "f1": 0.4823},
-    ("ResNet10", "SUM"): {"rr_mean": 0.6215, "rr_std": 0.056, "f1": 0.4902},
-    ("ResNet10", "PROD"): {"rr_mean": 0.6338, "rr_std": 0.059, "f1": 0.4671},
-    ("ResNet10", "CONCAT"): {"rr_mean": 0.6154, "rr_std": 0.042, "f1": 0.4510},
-}
+PAPER_TABLE9 = {(r["backbone"], r["fusion"]): {k: r[k] for k in ("rr_mean", "rr_std", "f1")}
+                for r in PAPER["table9"]}
 
 
 @dataclass(frozen=True)
