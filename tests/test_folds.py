@@ -98,3 +98,12 @@ def test_list_lines_reject_paths_caffe_cannot_read():
         list_lines(plan["folds"][0], {1: "/my data/group01.h5", 2: "/d/group02.h5"}, {})
     with pytest.raises(ValueError, match="absolute"):
         list_lines(plan["folds"][0], {1: "shards/group01.h5", 2: "/d/group02.h5"}, {})
+
+
+def test_class_counts_always_have_the_four_classes():
+    """A plan without Others still lists its (zero) count: folds.json has one column per class."""
+    labels = [0, 1, 2] * 4
+    groups = [1, 2] * 6
+    plan = fold_plan(groups, labels, ["s%d" % i for i in range(12)], "groups2", 0)
+    assert plan["class_counts"] == [4, 4, 4, 0]
+    assert all(len(g["class_counts"]) == 4 for g in plan["groups"])

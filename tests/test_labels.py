@@ -131,3 +131,14 @@ def test_missing_rule_table(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_rules(str(tmp_path / "nope.csv"))
     assert DEFAULT_RULES.endswith("au_classes.csv")
+
+
+@pytest.mark.parametrize("cell, aus, warned", [
+    ("4;7", {4, 7}, False),                       # ';' separates like '+'
+    ("ref (7B)+12", {12}, True),                  # ref with a space before '('
+    ("((R6 or R12))+15", {6, 15}, True),          # nested parentheses around alternatives
+    ("1+(2+(5))", {1, 2, 5}, False),              # nested groups
+])
+def test_separators_refs_and_nesting(cell, aus, warned):
+    got, warnings = parse_aus(cell)
+    assert got == frozenset(aus) and bool(warnings) == warned, (cell, got, warnings)

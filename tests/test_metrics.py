@@ -135,3 +135,11 @@ def test_bad_input_is_rejected():
         scores([], [])
     with pytest.raises(ValueError, match="4x4"):
         scores_from_confusion(np.ones((3, 3), dtype=int))
+
+
+@pytest.mark.parametrize("bad", [[0, 1, -1], [0, 4, 1], [0.5, 1, 2]])
+def test_labels_outside_the_four_classes_are_refused(bad):
+    with pytest.raises(ValueError, match="integer classes 0..3"):
+        metrics.scores(bad, [0, 1, 2])
+    with pytest.raises(ValueError, match="integer classes 0..3"):
+        metrics.scores([0, 1, 2], bad)
