@@ -155,8 +155,10 @@ def read_frame(path):
             data = f.read()
     except OSError as exc:
         raise ClipExcluded(f"unreadable frame {path} ({exc.strerror})", "frames") from None
-    truncated = ((data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:])
-                 or (data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-32:]))
+    # The end-of-image marker may be followed by padding or appended data, so the last
+    # kilobytes are searched; inside a JPEG's compressed data FF is never followed by D9.
+    truncated = ((data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:])
+                 or (data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-1024:]))
     if truncated:
         raise ClipExcluded(f"truncated frame {path} (the file ends before its image does; copy "
                            "the file again from the database)", "frames")

@@ -468,6 +468,9 @@ def test_a_truncated_frame_is_named_not_decoded_half_gray(tmp_path, ext):
     assert cv2.imwrite(path, img)
     assert read_frame(path).shape == (48, 64, 3)
     data = open(path, "rb").read()
+    with open(path, "wb") as f:                 # padding after the end marker is fine
+        f.write(data + b"\0" * 300)
+    assert read_frame(path).shape == (48, 64, 3)
     with open(path, "wb") as f:
         f.write(data[:len(data) * 2 // 3])
     # OpenCV alone would return an image here (gray where the data ends).
