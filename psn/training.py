@@ -355,7 +355,7 @@ def done_weights(fold_dir):
 
 RECORD = "run.json"
 # What does not change a fold's result: where things are, how many run at once.
-NOT_RECORDED = ("created", "data_path", "note")
+NOT_RECORDED = ("created", "data_path", "note", "provenance")
 
 
 def data_fingerprint(data_dir):
@@ -389,6 +389,26 @@ def run_record(args):
     return json.loads(json.dumps(record, sort_keys=True, default=str))
 
 
+def provenance():
+    """How to rebuild what made a run: the project's commit, the Caffe build, package versions
+    (recorded, not compared: another machine may reproduce a run with other versions)."""
+    import platform
+    out = {"python": platform.python_version(),
+           "caffe_home": os.path.basename(os.environ.get("PSN_CAFFE_HOME", "")) or None}
+    try:
+        git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+        out["commit"] = git.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["commit"] = None
+    for module in ("numpy", "scipy", "h5py", "cv2", "google.protobuf", "sklearn"):
+        try:
+            out[module] = __import__(module, fromlist=["__version__"]).__version__
+        except Exception:       # a missing or broken package is recorded as such
+            out[module] = None
+    return out
+
+
 def check_run_record(args, log):
     """Write RUN/run.json on a new run; on a rerun refuse (RunError) when anything that decides
     the results differs from what the folder was made with."""
@@ -415,7 +435,8 @@ def check_run_record(args, log):
         log("%s has folds but no %s (made before run records): recording the current settings; "
             "its finished folds are assumed to match them" % (args.out, RECORD))
     record = dict(new, created=time.strftime("%Y-%m-%d %H:%M:%S"), data_path=args.data,
-                  note="what made this run; run_folds refuses a rerun that differs")
+                  note="what made this run; run_folds refuses a rerun that differs",
+                  provenance=provenance())
     write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return record
 

@@ -261,7 +261,13 @@ def test_a_fold_being_trained_by_another_run_is_refused(caffe_env, trained, tmp_
 
 
 def test_a_rerun_with_other_settings_or_data_is_refused(caffe_env, trained, tmp_path):
+    import json
     data, out, _ = trained
+    with open(os.path.join(out, "run.json")) as f:
+        record = json.load(f)
+    assert record["model"] == "psn" and record["width"] == 0.125 and record["schedule"]["max_iter"] == 4
+    assert record["data_path"] == data and len(record["data_sha256"]) == 64
+    assert record["provenance"]["caffe_home"].startswith("cpu-") and record["provenance"]["numpy"]
     res = run_tool(caffe_env, "--data", data, "--out", out, "--schedule", "smoke",
                    "--width", "0.125", "--max-iter", "6")
     assert res.returncode == 2 and "already trained" not in res.stdout
