@@ -84,6 +84,13 @@ def folder_lock(folder, what, *, shared=False, log=None):
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                # A file system without locks (some NFS mounts): run unguarded, and say so.
+                if log is not None:
+                    log(f"{folder}: this file system cannot lock files ({exc.strerror}); "
+                        "running without the guard against a second run into the folder")
+                yield None
+                return
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             raise FolderBusy(f"{folder} is in use by {_holders(folder, fd)}: not {what} it now. "

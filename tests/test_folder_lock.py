@@ -68,3 +68,17 @@ def test_preprocess_into_a_busy_folder_is_refused_in_one_line(tmp_path, holder):
     lines = [l for l in res.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and f"pid {p.pid}" in lines[0] and str(out) in lines[0], res.stderr
     assert sorted(os.listdir(out)) == [".lock"]      # nothing written
+
+
+def test_a_file_system_without_locks_runs_unguarded_and_says_so(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    said = []
+    with folder_lock(str(tmp_path), "writing", log=said.append) as path:
+        assert path is None
+    assert len(said) == 1 and "cannot lock files (No locks available)" in said[0]
