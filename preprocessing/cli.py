@@ -134,10 +134,6 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        from preprocessing.errors import os_error_line
-        print(f"error: {os_error_line(exc)}", file=sys.stderr)
-        return 2
+    except (InputError, OSError) as exc:
+        from preprocessing.errors import fail
+        return fail("error: ", exc)

@@ -5,8 +5,9 @@ tools now print this line and exit with 2. Work already finished is never lost o
 every file is written to a temporary name and renamed (preprocessing.atomic).
 """
 import errno
+import sys
 
-__all__ = ["os_error_line", "missing_caffe_line"]
+__all__ = ["os_error_line", "missing_caffe_line", "fail"]
 
 _FIX = {
     errno.ENOSPC: "free some space (or choose a folder on another disk), then run the same "
@@ -33,3 +34,11 @@ def missing_caffe_line(exc):
     return ("pycaffe cannot be imported (%s): build it with tools/build_caffe.sh, then "
             "eval \"$(tools/build_caffe.sh --print-env)\" (tools/run_psn.sh and "
             "tools/run_tests.sh do both)" % exc)
+
+
+def fail(prefix, what):
+    """Print prefix and one line for `what` (an exception, or a message) to stderr; returns 2,
+    every tool's exit code for bad input. An OSError is told by os_error_line."""
+    text = os_error_line(what) if isinstance(what, OSError) else str(what)
+    print(prefix + text, file=sys.stderr)
+    return 2

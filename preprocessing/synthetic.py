@@ -1021,9 +1021,8 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        from preprocessing.errors import os_error_line
-        print(f"error: {os_error_line(e)}", file=sys.stderr)
-        return 2
+        from preprocessing.errors import fail
+        return fail("error: ", e)
     what = "already there, skipped" if s["skipped"] else "written in %.1f s" % s["seconds"]
     cc = ", ".join(f"{k} {v}" for k, v in s["class_counts"].items())
     print(f"{s['out_dir']}: {s['subjects']} subjects, {s['clips']} clips, {s['frames']} frames, "

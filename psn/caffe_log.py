@@ -316,13 +316,9 @@ def main(argv=None):
     try:
         train, test = parse_log(args.logfile_path, year=args.year,
                                 restarts="keep" if args.keep_restarts else "supersede")
-    except LogError as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 2
-    except OSError as exc:
-        from preprocessing.errors import os_error_line
-        print("error: %s" % os_error_line(exc), file=sys.stderr)
-        return 2
+    except (LogError, OSError) as exc:
+        from preprocessing.errors import fail
+        return fail("error: ", exc)
     if not train and not test:
         print("warning: %s has no 'Train net output' or 'Test net output' lines; "
               "is it a `caffe train` log?" % args.logfile_path, file=sys.stderr)

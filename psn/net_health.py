@@ -400,13 +400,9 @@ def main(argv=None):
     try:
         report = inspect(args.model, args.data, args.fold, args.width, args.weights, args.clip,
                          args.out, args.seed)
-    except HealthError as e:
-        print("inspect_net: %s" % e, file=sys.stderr)
-        return 2
-    except OSError as e:
-        from preprocessing.errors import os_error_line
-        print("inspect_net: %s" % os_error_line(e), file=sys.stderr)
-        return 2
+    except (HealthError, OSError) as e:
+        from preprocessing.errors import fail
+        return fail("inspect_net: ", e)
     print(render(report))
     print("\nwrote %s" % os.path.join(args.out, "health.json"))
     return 0

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from preprocessing.errors import fail, missing_caffe_line
 from preprocessing.labels import CLASSES
 
 # predictions.csv, one row per clip: written by run_folds, read by report (the one schema).
@@ -142,13 +143,8 @@ def main(argv=None):
             raw, sparse, info = compute_clip(clip, opts)
         except ClipExcluded as e:
             raise PredictError("cannot preprocess %s: %s" % (args.clip_dir, e))
-    except (PredictError, ValueError) as e:
-        print("predict: error: %s" % e, file=sys.stderr)
-        return 2
-    except OSError as e:
-        from preprocessing.errors import os_error_line
-        print("predict: error: %s" % os_error_line(e), file=sys.stderr)
-        return 2
+    except (PredictError, ValueError, OSError) as e:
+        return fail("predict: error: ", e)
     warnings = []
     if not sparse.any():
         # RPCA found no motion at all (e.g. a face box on a blank region): the spatial stream
@@ -160,9 +156,7 @@ def main(argv=None):
     try:
         import caffe
     except ImportError as e:
-        from preprocessing.errors import missing_caffe_line
-        print("predict: error: %s" % missing_caffe_line(e), file=sys.stderr)
-        return 2
+        return fail("predict: error: ", missing_caffe_line(e))
     if args.gpu is not None:
         caffe.set_device(args.gpu)
         caffe.set_mode_gpu()

@@ -694,9 +694,8 @@ def main(argv=None):
               "written by run_folds" % exc.reason, file=sys.stderr)
         return 2
     except OSError as exc:
-        from preprocessing.errors import os_error_line
-        print("error: %s" % os_error_line(exc), file=sys.stderr)
-        return 2
+        from preprocessing.errors import fail
+        return fail("error: ", exc)
     for name in combined["order"]:
         m = combined["runs"][name]
         print("%-24s RR %.2f %% (fold mean %.2f +/- %.3f)  UF1 %.4f (fold mean %.4f)  "

@@ -26,6 +26,7 @@ import threading
 import time
 
 from preprocessing.atomic import atomic_path, remove_temporaries, write_atomic
+from preprocessing.errors import fail, missing_caffe_line
 from preprocessing.folder_lock import FolderBusy, folder_lock
 from psn.predict import PREDICTION_COLUMNS as PRED_COLUMNS
 
@@ -724,13 +725,8 @@ def main(argv=None):
         if unknown:
             raise RunError("folds %s are not in %s/folds" % (unknown, args.data))
         manifest = read_manifest(args.data)
-    except RunError as e:
-        print("run_folds: error: %s" % e, file=sys.stderr)
-        return 2
-    except OSError as e:
-        from preprocessing.errors import os_error_line
-        print("run_folds: error: %s" % os_error_line(e), file=sys.stderr)
-        return 2
+    except (RunError, OSError) as e:
+        return fail("run_folds: error: ", e)
 
     def log(msg):
         print("[run_folds %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
@@ -742,9 +738,7 @@ def main(argv=None):
     try:
         import caffe
     except ImportError as e:
-        from preprocessing.errors import missing_caffe_line
-        print("run_folds: error: %s" % missing_caffe_line(e), file=sys.stderr)
-        return 2
+        return fail("run_folds: error: ", missing_caffe_line(e))
     if args.gpus:
         caffe.set_device(args.gpus[0])
         caffe.set_mode_gpu()
@@ -756,13 +750,8 @@ def main(argv=None):
         with folder_lock(args.data, "reading", shared=True):
             check_run_record(args, log)
             return train_and_predict(args, folds, manifest, log)
-    except (FolderBusy, RunError) as e:
-        print("run_folds: error: %s" % e, file=sys.stderr)
-        return 2
-    except OSError as e:
-        from preprocessing.errors import os_error_line
-        print("run_folds: error: %s" % os_error_line(e), file=sys.stderr)
-        return 2
+    except (FolderBusy, RunError, OSError) as e:
+        return fail("run_folds: error: ", e)
 
 
 SHARDS_CHECKED = "shards_checked.json"
