@@ -212,8 +212,9 @@ def snapshots(fold_dir, ext):
     return sorted(found, reverse=True)
 
 
-def snapshot_problem(state_path):
-    """Why a .solverstate (and the .caffemodel it names) cannot be resumed from, or None.
+def read_snapshot(state_path):
+    """(SolverState, None) when a .solverstate and the .caffemodel it names can be resumed
+    from, else (None, why not).
 
     A kill or a full disk while Caffe wrote a snapshot (before tools/caffe_patches/0003, or
     with another Caffe) leaves a short file; Caffe then fails on it at every resume."""
@@ -224,49 +225,42 @@ def snapshot_problem(state_path):
         with open(state_path, "rb") as f:
             state.ParseFromString(f.read())
     except (OSError, DecodeError) as e:
-        return "unreadable (%s)" % e
+        return None, "unreadable (%s)" % e
     m = re.search(r"_iter_(\d+)\.solverstate$", state_path)
     if m and state.iter != int(m.group(1)):
-        return "holds iteration %d, not %s (cut short)" % (state.iter, m.group(1))
+        return None, "holds iteration %d, not %s (cut short)" % (state.iter, m.group(1))
     model = os.path.join(os.path.dirname(state_path), os.path.basename(state.learned_net or ""))
     if not state.learned_net or not os.path.isfile(model):
-        return "its weights %s are missing" % (state.learned_net or "(none named)")
+        return None, "its weights %s are missing" % (state.learned_net or "(none named)")
     net = caffe_pb2.NetParameter()
     try:
         with open(model, "rb") as f:
             net.ParseFromString(f.read())
     except (OSError, DecodeError) as e:
-        return "its weights %s are unreadable (%s)" % (os.path.basename(model), e)
+        return None, "its weights %s are unreadable (%s)" % (os.path.basename(model), e)
     n_params = sum(len(layer.blobs) for layer in net.layer)
     if not n_params:
-        return "its weights %s hold no parameters (cut short)" % os.path.basename(model)
+        return None, "its weights %s hold no parameters (cut short)" % os.path.basename(model)
     if len(state.history) not in (0, n_params):
-        return "it holds %d of the %d parameter histories (cut short)" % (len(state.history), n_params)
-    return None
-
-
-def _point_at_local_weights(state_path):
-    """Caffe resumes with the weights file the .solverstate names by its absolute path; in a
-    moved or copied run folder that is the original's. Name the snapshot beside it instead."""
-    from caffe.proto import caffe_pb2
-    state = caffe_pb2.SolverState()
-    with open(state_path, "rb") as f:
-        state.ParseFromString(f.read())
-    local = os.path.join(os.path.dirname(os.path.abspath(state_path)),
-                         os.path.basename(state.learned_net))
-    if state.learned_net != local:
-        state.learned_net = local
-        write_atomic(state_path, state.SerializeToString())
+        return None, ("it holds %d of the %d parameter histories (cut short)"
+                      % (len(state.history), n_params))
+    return state, None
 
 
 def resume_point(fold_dir, log, fold):
     """(iteration, .solverstate) of the newest snapshot that can be resumed from, or (0, None).
 
-    Damaged ones are renamed *.damaged (kept, not resumed again), with a log line saying so."""
+    Damaged ones are renamed *.damaged (kept, not resumed again), with a log line saying so.
+    Caffe resumes with the weights the .solverstate names by absolute path, in a moved or
+    copied run folder the original's: the chosen one is made to name the snapshot beside it."""
     for it, path in snapshots(fold_dir, "solverstate"):
-        why = snapshot_problem(path)
-        if why is None:
-            _point_at_local_weights(path)
+        state, why = read_snapshot(path)
+        if state is not None:
+            local = os.path.join(os.path.dirname(os.path.abspath(path)),
+                                 os.path.basename(state.learned_net))
+            if state.learned_net != local:
+                state.learned_net = local
+                write_atomic(path, state.SerializeToString())
             return it, path
         log("fold %02d: snapshot %s is damaged: %s; set aside as .damaged, trying the one before"
             % (fold, os.path.basename(path), why))
@@ -368,11 +362,14 @@ def data_fingerprint(data_dir):
     h = hashlib.sha256()
     with open(os.path.join(data_dir, "manifest.csv"), "rb") as f:
         h.update(f.read())
+    keys = {}           # a shard is listed by many folds: its key is read once
     for fold in list_folds(data_dir):
         for split, (_, shards) in sorted(fold_lists(data_dir, fold).items()):
             for shard in shards:
+                if shard not in keys:
+                    keys[shard] = stored_key(shard)
                 h.update(("%d %s %s %s\n" % (fold, split, os.path.relpath(shard, data_dir),
-                                             stored_key(shard))).encode())
+                                             keys[shard])).encode())
     return h.hexdigest()
 
 
