@@ -86,6 +86,12 @@ def frame_columns(clip_labels, T=N_SAMPLED):
     return label_rows, cont
 
 
+def _hash_row(h, raw, sparse):
+    """Add one shard row to its content checksum (the writer and shard_problem both use it)."""
+    h.update(np.ascontiguousarray(raw, dtype=np.uint8).tobytes())
+    h.update(np.ascontiguousarray(sparse, dtype=np.float32).tobytes())
+
+
 def write_shard(path, items, variants=(), key="", group=None):
     """Write one shard from clips' cache files; returns the number of rows.
 
@@ -120,10 +126,9 @@ def write_shard(path, items, variants=(), key="", group=None):
             copies = ([apply_variant(r, s, v) for v in variants] if variants else [(r, s)])
             for rv, sv in copies:
                 rows_raw = np.ascontiguousarray(rv.transpose(0, 3, 1, 2))
-                rows_sparse = np.ascontiguousarray(sv[:, None, :, :], dtype=np.float32)
+                rows_sparse = sv[:, None, :, :]
                 raw[row], sparse[row] = rows_raw, rows_sparse
-                content.update(rows_raw.tobytes())
-                content.update(rows_sparse.tobytes())
+                _hash_row(content, rows_raw, rows_sparse)
                 clip_index[row], clip_label[row] = index, label
                 row += 1
         label_rows, cont = frame_columns(clip_label)
@@ -152,12 +157,10 @@ def shard_problem(path):
             raw, sparse = f["raw"], f["sparse"]
             content = hashlib.sha256()
             for i in range(raw.shape[0]):
-                r = raw[i]
                 s = sparse[i]
                 if not np.isfinite(s).all():
                     return f"non-finite values (NaN or inf) in 'sparse', row {i}"
-                content.update(np.ascontiguousarray(r).tobytes())
-                content.update(np.ascontiguousarray(s, dtype=np.float32).tobytes())
+                _hash_row(content, raw[i], s)
     except (OSError, KeyError, ValueError) as exc:
         return f"unreadable ({exc})"
     if want and content.hexdigest() != want:
