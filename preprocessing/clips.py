@@ -171,15 +171,16 @@ def _ranges(numbers):
     return ", ".join(out)
 
 
-def clip_from_entry(entry, folder):
+def clip_from_entry(entry, folder, listed=None):
     """Clip with frames onset..offset (file number = frame number), or Skipped saying what is
-    missing. Frame files are not decoded here; only listed and checked to be non-empty."""
+    missing. Frame files are not decoded here; only listed and checked to be non-empty.
+    listed: numbered_frames(folder), when the caller has it already."""
     def skip(reason):
         return Skipped(entry.database, entry.subject, entry.clip, reason, entry.source)
 
     if folder is None or not os.path.isdir(folder):
         return skip(f"missing folder {folder}")
-    frames, clashes = numbered_frames(folder)
+    frames, clashes = listed if listed is not None else numbered_frames(folder)
     wanted = range(entry.onset, entry.offset + 1)
     missing = [n for n in wanted if n not in frames]
     if missing:

@@ -11,6 +11,9 @@ import os
 import cv2
 import numpy as np
 
+# The owners' sheet headers, defined once beside the synthetic database that writes them too.
+from preprocessing.synthetic import CASME_HEADER, HEADER as CASME2_HEADER
+
 SIZE = (64, 48)  # width, height
 
 
@@ -63,8 +66,6 @@ def _write_xls(path, rows, title="Sheet1"):
 
 # ---------------------------------------------------------------- CASME II
 CASME2_SHEET = "CASME2-coding-20140508.xlsx"
-CASME2_HEADER = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
-                 "Action Units", "Estimated Emotion")
 # Subject | Filename | onset | apex | offset | AUs | emotion   (blank columns added on writing)
 CASME2_ROWS = [
     (1, "EP02_01f", 46, 59, 86, 12, "happiness"),          # pure-number AU cell: an int in Excel
@@ -203,9 +204,7 @@ def make_casme2sq(base, rows=None, sheet=CASME2SQ_SHEET, header=False):
 
 
 # ---------------------------------------------------------------- CASME
-# The owners' header; some copies write Onset(ms), Total(ms) (CASME_HEADER_MS).
-CASME_HEADER = ("Subject", "Filename", None, "OnsetF", "ApexF1", "ApexF2", "OffsetF", None,
-                "Onset", "Total", "AU", "Emotion")
+# Some copies of CASME's sheet write Onset(ms), Total(ms).
 CASME_HEADER_MS = CASME_HEADER[:8] + ("Onset(ms)", "Total(ms)") + CASME_HEADER[10:]
 # Subject | Filename | onset | apex1 | apex2 | offset | AU | emotion   ('\\' = missing)
 CASME_A_ROWS = [

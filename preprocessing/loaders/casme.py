@@ -226,8 +226,8 @@ def load(root, rules=None):
             video = video_of(entry)
             entry = dataclasses.replace(entry, clip=os.path.basename(folder) + entry.clip[len(video):],
                                         notes=entry.notes + (note,))
-        frames, _ = numbered_frames(folder)
-        last = max(frames) if frames else None
+        listed = numbered_frames(folder)
+        last = max(listed[0]) if listed[0] else None
         row = entry.source.rsplit(":", 1)[1]
         if last is not None and entry.onset > last:
             skipped.append(Skipped(entry.database, entry.subject, entry.clip,
@@ -238,6 +238,6 @@ def load(root, rules=None):
                                                              for n in entry.notes):
             entry = dataclasses.replace(entry, offset=last, notes=entry.notes + (
                 f"estimated end capped at the video's last frame {last}",))
-        result = clip_from_entry(entry, folder)
+        result = clip_from_entry(entry, folder, listed)
         (clips if not isinstance(result, Skipped) else skipped).append(result)
     return clips, skipped
