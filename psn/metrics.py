@@ -33,7 +33,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, multilabel_confusion_matrix, recall_score
+from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
 
 N_CLASSES = 4
 CLASSES = tuple(range(N_CLASSES))
@@ -84,9 +84,7 @@ class Scores:
 
     def normalised(self):
         """Row-normalised confusion matrix (Table 8); a row without clips is NaN."""
-        rows = self.confusion.sum(axis=1, keepdims=True).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(rows > 0, self.confusion / np.where(rows > 0, rows, 1), np.nan)
+        return _ratio(self.confusion, self.confusion.sum(axis=1, keepdims=True))
 
 
 def _check(values, what):
@@ -100,9 +98,8 @@ def _check(values, what):
 
 
 def _ratio(num, den):
-    num = np.asarray(num, dtype=float)
-    den = np.asarray(den, dtype=float)
-    out = np.full(num.shape, np.nan)
+    """num / den (numpy arrays, den broadcast), NaN where den is 0, without a warning."""
+    out = np.full(np.broadcast_shapes(num.shape, den.shape), np.nan)
     np.divide(num, den, out=out, where=den > 0)
     return out
 
@@ -118,18 +115,15 @@ def scores(labels, preds):
     cm = confusion_matrix(y, p, labels=list(CLASSES))
     mcm = multilabel_confusion_matrix(y, p, labels=list(CLASSES))  # [[tn, fp], [fn, tp]]
     tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
-    support = tp + fn
-    f1_classes = [c for c in CLASSES if 2 * tp[c] + fp[c] + fn[c] > 0]
-    recall_classes = [c for c in CLASSES if support[c] > 0]
-    # sklearn's macro averages over exactly the classes given; the lists above implement the
-    # exclusion rule of the module docstring (sklearn itself would count absent classes as 0).
-    uf1 = float(f1_score(y, p, labels=f1_classes, average="macro", zero_division=0.0))
-    uar = float(recall_score(y, p, labels=recall_classes, average="macro", zero_division=0.0))
+    tpr, f1 = _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
+    # The exclusion rule of the module docstring: a class whose F1_c (TPR_c) is undefined is
+    # NaN and left out of the mean (sklearn's macro averages would count it as 0). A scored
+    # set has at least one clip, so each mean has at least one term.
     return Scores(
-        confusion=cm, n=int(y.size), rr=float(np.mean(y == p)), uf1=uf1, uar=uar,
-        support=support, tp=tp, fp=fp, fn=fn, tn=tn,
-        tpr=_ratio(tp, tp + fn), tnr=_ratio(tn, tn + fp), precision=_ratio(tp, tp + fp),
-        f1=_ratio(2 * tp, 2 * tp + fp + fn),
+        confusion=cm, n=int(y.size), rr=float(np.mean(y == p)),
+        uf1=float(np.nanmean(f1)), uar=float(np.nanmean(tpr)),
+        support=tp + fn, tp=tp, fp=fp, fn=fn, tn=tn,
+        tpr=tpr, tnr=_ratio(tn, tn + fp), precision=_ratio(tp, tp + fp), f1=f1,
     )
 
 
@@ -153,9 +147,8 @@ def fold_order(folds):
 
 
 def _spread(values):
-    v = np.asarray([x for x in values if not np.isnan(x)], dtype=float)
-    if v.size == 0:
-        return {"mean": float("nan"), "std": float("nan"), "std_sample": float("nan")}
+    """Mean and spread of per-fold values (never NaN: every fold has clips to score)."""
+    v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=0)),
             "std_sample": float(v.std(ddof=1)) if v.size > 1 else float("nan")}
 

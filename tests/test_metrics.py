@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -143,3 +144,45 @@ def test_labels_outside_the_four_classes_are_refused(bad):
         metrics.scores(bad, [0, 1, 2])
     with pytest.raises(ValueError, match="integer classes 0..3"):
         metrics.scores([0, 1, 2], bad)
+
+
+def test_two_dimensional_labels_are_refused():
+    with pytest.raises(ValueError, match="one-dimensional"):
+        scores([[0, 1]], [[0, 1]])
+
+
+def test_confusion_given_as_nested_lists_and_negative_counts():
+    # paper_results.json holds Table 7 as lists of lists.
+    s = scores_from_confusion([[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]])
+    assert s.n == 4 and s.rr == pytest.approx(3 / 4)
+    for bad in ([[-1, 0, 0, 0]] + [[0, 0, 0, 0]] * 3, [[3, 0, 0, 0]] * 3 + [[0, 0, 0, -1]]):
+        with pytest.raises(ValueError, match="non-negative"):
+            scores_from_confusion(np.array(bad))
+
+
+def test_length_mismatches_with_folds_are_refused():
+    with pytest.raises(ValueError, match="labels, preds and folds differ in length"):
+        per_fold([0, 1], [0, 1], [1])
+    with pytest.raises(ValueError, match="labels and folds differ in length"):
+        majority_baseline([0, 1, 1], [1, 2])
+
+
+def test_undefined_values_are_nan_without_numpy_warnings():
+    """Absent classes, empty confusion rows and a single fold are normal in per-fold and
+    per-database tables: NaN, and no RuntimeWarning on the user's screen."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = scores([0, 0, 1], [0, 3, 1])
+        nan_equal(s.tpr, [1 / 2, 1, math.nan, math.nan])
+        assert np.isnan(s.normalised()[2]).all()
+        one = summary(Y, P, [7] * 6)
+    assert math.isnan(one["rr_std_sample"]) and math.isnan(one["uf1_fold_std_sample"])
+
+
+def test_every_fold_averaged_figure_has_its_spreads():
+    s = summary(Y, P, FOLDS)
+    # fold UF1s 2/3 and 2/9, fold UARs 3/4 and 1/4 (test_per_fold_and_summary_by_hand)
+    assert s["uf1_fold_std"] == pytest.approx((2 / 3 - 2 / 9) / 2)
+    assert s["uf1_fold_std_sample"] == pytest.approx((2 / 3 - 2 / 9) / math.sqrt(2))
+    assert s["uar_fold_std"] == pytest.approx(1 / 4)
+    assert s["uar_fold_std_sample"] == pytest.approx(1 / 2 / math.sqrt(2))
