@@ -42,7 +42,7 @@ def _split_top(text, separators):
             depth = max(0, depth - 1)
         elif depth == 0:
             m = separators.match(text, i)
-            if m and m.end() > i:
+            if m:                   # the separators never match the empty string
                 parts.append(text[start:i])
                 start = i = m.end()
                 continue
@@ -106,8 +106,8 @@ def parse_aus(cell):
 class Rules(dict):
     """{frozenset(AUs): class}, and what to do with a clip whose AU cell holds a token that is
     no FACS action unit (`6+AU12x`): exclude it, naming the token (the default), or, with
-    keep_unknown_aus, drop the token with a note and classify what is left."""
-    keep_unknown_aus = False
+    keep_unknown_aus, drop the token with a note and classify what is left. load_rules sets
+    keep_unknown_aus; a mapping without it (a plain dict) excludes."""
 
 
 def load_rules(path=None, keep_unknown_aus=False):
@@ -129,7 +129,7 @@ def load_rules(path=None, keep_unknown_aus=False):
         try:
             cls = int(row["class"])
         except (TypeError, ValueError):
-            cls = -1
+            cls = None
         if not aus or warnings or cls not in range(len(CLASSES)):
             raise InputError(f"{path}:{lineno}: bad rule {row['aus']!r} -> {row['class']!r}; "
                              f"want '+'-joined FACS numbers and a class 0..{len(CLASSES) - 1}")

@@ -1,7 +1,10 @@
 import pytest
 
 from preprocessing.clips import InputError
-from preprocessing.labels import DEFAULT_RULES, OTHERS, classify, load_rules, parse_aus
+from preprocessing.labels import DEFAULT_RULES, cell_text, classify, load_rules, parse_aus
+
+# Table 3 of the paper: Others is the fourth class (index 3), typed here, not imported.
+OTHERS = 3
 
 # Table 2 of the paper, typed from the paper's text (independent of data/au_classes.csv).
 TABLE2 = {
@@ -138,7 +141,30 @@ def test_missing_rule_table(tmp_path):
     ("ref (7B)+12", {12}, True),                  # ref with a space before '('
     ("((R6 or R12))+15", {6, 15}, True),          # nested parentheses around alternatives
     ("1+(2+(5))", {1, 2, 5}, False),              # nested groups
+    ("((1+2)+4)+5", {1, 2, 4, 5}, False),         # '+' inside the outer group only
+    ("ref(7B) (4+7)", {4, 7}, True),              # a group after a removed ref
+    ("4++7+", {4, 7}, False),                     # empty parts are no tokens
 ])
 def test_separators_refs_and_nesting(cell, aus, warned):
     got, warnings = parse_aus(cell)
     assert got == frozenset(aus) and bool(warnings) == warned, (cell, got, warnings)
+
+
+def test_an_unbalanced_parenthesis_is_named_and_the_rest_kept():
+    got, warnings = parse_aus("4)+7")
+    assert got == {7} and warnings == ["unknown AU token '4)' ignored"]
+
+
+def test_a_lone_question_mark_part_gives_one_warning():
+    got, warnings = parse_aus("4+?")
+    assert got == {4} and warnings == ["uncertain mark '?' ignored in '?'"]
+
+
+def test_cell_text_of_empty_and_numeric_cells():
+    assert cell_text(None) == "" and cell_text(12.0) == "12" and cell_text(" 4+7 ") == "4+7"
+    assert cell_text(12.5) == "12.5"
+
+
+def test_rule_tables_exclude_unknown_tokens_unless_told():
+    assert load_rules().keep_unknown_aus is False
+    assert load_rules(keep_unknown_aus=True).keep_unknown_aus is True

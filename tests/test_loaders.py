@@ -228,6 +228,8 @@ def test_unknown_au_tokens_exclude_the_clip_unless_kept(tmp_path):
     clips, skipped = load_database("casme2", root)
     why = reasons(skipped)[("casme2/sub03", "EP07_02")]
     assert "'AU12x' is no FACS action unit" in why and "--unknown-aus keep" in why
+    clips, skipped = load_database("casme2", root, load_rules(DEFAULT_RULES))
+    assert ("casme2/sub03", "EP07_02") in reasons(skipped)      # a rule table's default
     clips, skipped = load_database("casme2", root, load_rules(DEFAULT_RULES, keep_unknown_aus=True))
     clip = by_key(clips)[("casme2/sub03", "EP07_02")]
     assert clip.au_set == {6} and clip.label == 0 and any("AU12x" in n for n in clip.notes)
