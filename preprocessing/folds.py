@@ -56,8 +56,6 @@ def stratified_groups(labels, n_groups=10, seed=0):
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.asarray(labels, dtype=np.int64)
-    if n_groups < 2:
-        raise InputError(f"--folds {n_groups}: need at least 2 groups")
     if labels.size < n_groups:
         raise InputError(f"only {labels.size} clips are included; {n_groups} fold groups need at "
                          f"least {n_groups} (fix: --folds {max(2, labels.size)} or more data)")
@@ -112,7 +110,7 @@ def fold_plan(groups, labels, subjects, protocol, seed, n_augment=0):
                  "n_test": int(test.sum()), "n_train": int((~test).sum()),
                  "n_train_augmented": int((~test).sum()) * int(n_augment)}
         if protocol == "loso":
-            entry["test_subject"] = per_group[ids.index(g)]["subjects"][0]
+            (entry["test_subject"],) = per_group[ids.index(g)]["subjects"]  # one per group
         folds.append(entry)
     return {"protocol": protocol, "seed": int(seed), "n_folds": len(ids), "n_clips": int(groups.size),
             "class_counts": _counts(labels), "groups": per_group, "folds": folds}

@@ -1,9 +1,11 @@
 """Fold groups: stratified and seeded, leave-one-subject-out, and the list files of a fold."""
+import warnings
+
 import numpy as np
 import pytest
 
 from preprocessing.clips import InputError
-from preprocessing.folds import (assign_groups, fold_plan, list_lines, protocol_name,
+from preprocessing.folds import (assign_groups, check_fold_count, fold_plan, list_lines, protocol_name,
                                  stratified_groups, subject_groups)
 
 # Table 4 of the paper: the 650 clips per class.
@@ -107,3 +109,49 @@ def test_class_counts_always_have_the_four_classes():
     plan = fold_plan(groups, labels, ["s%d" % i for i in range(12)], "groups2", 0)
     assert plan["class_counts"] == [4, 4, 4, 0]
     assert all(len(g["class_counts"]) == 4 for g in plan["groups"])
+
+
+def test_protocol_names():
+    assert protocol_name() == "groups10" and protocol_name(5) == "groups5"
+    assert protocol_name(5, loso=True) == "loso"
+
+
+def test_check_fold_count_refuses_what_no_stratified_split_can_make():
+    with pytest.raises(InputError, match="--folds 1: need at least 2 groups"):
+        check_fold_count([0, 1, 2, 3], 1)
+    # Every class below the group count: refused, with the largest workable count named.
+    with pytest.raises(InputError, match=r"no class has 5 clips .*Fix: --folds 3 or fewer"):
+        check_fold_count([0, 0, 0, 1, 1, 2], 5)
+    notes = []
+    check_fold_count([0] * 5 + [1] * 2, 5, log=notes.append)      # largest class == groups
+    assert notes == ["note: negative (2 clips) cannot appear in every one of the 5 fold groups"]
+    check_fold_count([0] * 5 + [1] * 5, 5, log=notes.append)      # every class fits: no note
+    assert len(notes) == 1
+    check_fold_count([0] * 5 + [1] * 2, 5)                         # no log: silent
+
+
+def test_stratified_groups_checks_the_class_counts_and_stays_quiet():
+    with pytest.raises(InputError, match="no class has 5 clips"):
+        stratified_groups([0, 1, 2, 3] * 2, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # sklearn's "least populated class" warning
+        groups = stratified_groups([0] * 6 + [1] * 2, 3)
+    assert sorted(np.bincount(groups)[1:].tolist()) == [2, 3, 3]
+
+
+def test_two_subjects_are_enough_for_loso():
+    assert subject_groups(["b", "a", "b"]).tolist() == [2, 1, 2]
+
+
+def test_assign_groups_defaults_to_the_papers_ten_stratified_groups():
+    labels = paper_labels()
+    subjects = ["s%d" % (i % 7) for i in range(labels.size)]
+    assert np.array_equal(assign_groups(labels, subjects), stratified_groups(labels, 10, 0))
+
+
+def test_fold_plan_group_sizes_and_no_augmentation_by_default():
+    plan = fold_plan([1, 1, 1, 2, 3, 3], [0, 1, 2, 3, 0, 1], list("abcdef"), "groups3", 0)
+    assert [g["n_clips"] for g in plan["groups"]] == [3, 1, 2]
+    assert [g["subjects"] for g in plan["groups"]] == [["a", "b", "c"], ["d"], ["e", "f"]]
+    assert all(f["n_train_augmented"] == 0 for f in plan["folds"])
+    assert [f["n_train"] for f in plan["folds"]] == [3, 5, 4]
