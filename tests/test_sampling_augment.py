@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from preprocessing.augment import DEFAULT_VARIANTS, apply_variant, augment, parse_variant
-from preprocessing.sampling import SAMPLE_INDICES, SAMPLE_INDICES_1BASED, sample
+from preprocessing.sampling import CROP, N_FRAMES, SAMPLE_INDICES, SAMPLE_INDICES_1BASED, sample
 
 
 def test_indices_are_the_papers():
@@ -22,6 +22,14 @@ def test_sample_takes_those_frames():
     assert frames[0, 0, 0] == 0                       # a copy, not a view
     with pytest.raises(ValueError, match="150"):
         sample(np.zeros((149, 2, 2)))
+    with pytest.raises(ValueError, match="150"):
+        sample(np.float32(1.0))                      # no time axis at all
+    assert sample(np.arange(150.0)).tolist() == [i - 1.0 for i in SAMPLE_INDICES_1BASED]
+
+
+def test_the_papers_frame_count_and_crop():
+    # Section 3.2: 150 time-normalised frames, cut to 112 x 112.
+    assert (N_FRAMES, CROP) == (150, 112)
 
 
 def clip(seed=0, F=16, size=112):
