@@ -148,7 +148,9 @@ def clip_time_matrix(n_in: int, n_out: int = 150, method: str = "tim",
     if not context >= 0:
         raise ValueError(f"context must be >= 0 frame intervals, got {context}")
     core = cell_times(n_in, n_out) if cells else sample_times(n_in, n_out)
-    p = min(n_in - 1, int(np.ceil(context)))
+    # Mirrored frames enough for the outermost time: context beyond a cell centre that may
+    # itself lie half a frame outside the clip.
+    p = min(n_in - 1, int(np.ceil(context + 0.5))) if context > 0 else 0
     step = core[1] - core[0] if n_out > 1 else 1.0
     k = int(np.floor(context / step + 0.5)) if p else 0
     extra = step * np.arange(1, k + 1)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from preprocessing.tim import (cell_times, clip_time_matrix, interpolate, interpolation_matrix,
-                               normalise_clip, sample_times)
+from preprocessing.tim import (apply_time_matrix, cell_times, clip_time_matrix, interpolate,
+                               interpolation_matrix, normalise_clip, sample_times)
 
 
 def tim_by_graph_embedding(X, n_out):
@@ -120,15 +120,72 @@ def test_longer_clip_is_antialiased():
     assert np.abs(y_raw - truth).max() > 0.5       # without the filter it aliases
 
 
+def cosine_series(x, times):
+    """A signal's cosine series (its DCT-II, from scipy) evaluated at 0-based times."""
+    from scipy.fft import dct
+    F = len(x)
+    c = dct(np.asarray(x, float), type=2, norm="ortho")
+    k = np.arange(F)
+    basis = np.cos(np.pi * np.outer(np.asarray(times) + 0.5, k) / F) * np.sqrt(2.0 / F)
+    basis[:, 0] = np.sqrt(1.0 / F)
+    return basis @ c
+
+
 def test_uint8_output_is_rounded_and_clipped():
     x = np.zeros((5, 1), np.uint8)
     x[2] = 255                                     # a spike: the cosine series overshoots
-    M = interpolation_matrix(5, 150)
-    raw = M @ x.astype(float)
+    raw = cosine_series(x[:, 0], np.linspace(0, 4, 150))
     assert raw.min() < -0.5                        # overshoot below 0 exists ...
     y = interpolate(x, 150)
     assert y.dtype == np.uint8
-    assert np.array_equal(y[:, 0], np.clip(np.rint(raw[:, 0]), 0, 255).astype(np.uint8))
+    assert np.array_equal(y[:, 0], np.clip(np.rint(raw), 0, 255).astype(np.uint8))
+
+
+def test_the_float_result_is_the_cosine_series():
+    x = np.random.default_rng(2).standard_normal(9)
+    t = np.linspace(0, 8, 40)
+    assert np.allclose(interpolate(x[:, None], 40)[:, 0], cosine_series(x, t), atol=1e-12)
+
+
+def test_frame_times_give_exactly_the_frame():
+    assert np.array_equal(interpolation_matrix(10, 10), np.eye(10))
+    M = interpolation_matrix(10, 19)               # every other output time is a frame
+    assert np.array_equal(M[::2], np.eye(10))
+
+
+def test_one_output_frame_is_the_first_frame():
+    assert sample_times(7, 1).tolist() == [0.0]
+    assert np.array_equal(interpolation_matrix(7, 1, antialias=False), np.eye(7)[:1])
+    assert np.array_equal(interpolation_matrix(7, 1, "linear"), np.eye(7)[:1])
+
+
+def test_antialiasing_is_the_default():
+    M = interpolation_matrix(300, 150)
+    assert np.array_equal(M, interpolation_matrix(300, 150, antialias=True))
+    assert not np.allclose(M, interpolation_matrix(300, 150, antialias=False))
+
+
+def test_linear_holds_the_end_frames_beyond_the_clip():
+    M = interpolation_matrix(5, 4, "linear", times=[-1.0, 2.0, 4.0, 6.5])
+    assert np.array_equal(M, np.eye(5)[[0, 2, 4, 4]])
+    with pytest.raises(ValueError, match="times must have n_out = 3 entries"):
+        interpolation_matrix(5, 3, times=[0.0, 1.0])
+
+
+def test_the_pipelines_length_is_150_by_default():
+    x = np.zeros((12, 2), np.float32)
+    assert interpolate(x).shape == (150, 2) and normalise_clip(x).shape == (150, 2)
+    M, k = clip_time_matrix(12)
+    assert M.shape == (150 + 2 * k, 12)
+
+
+def test_input_without_pixels_or_of_integer_type_is_refused():
+    with pytest.raises(ValueError, match=r"frames must be \(F, H, W"):
+        interpolate(np.zeros(5))
+    with pytest.raises(ValueError, match="uint8 or float"):
+        apply_time_matrix(np.eye(3), np.zeros((3, 2), np.int32))
+    with pytest.raises(ValueError, match="at least one frame"):
+        clip_time_matrix(0)
 
 
 def test_deterministic_and_input_untouched():
@@ -213,3 +270,37 @@ def test_uint8_output_is_clipped_where_the_cosine_series_overshoots():
     assert yf.max() > 255.5 and yf.min() < -0.5
     assert (y[yf > 255.5] == 255).all() and (y[yf < -0.5] == 0).all()
     assert y.dtype == np.uint8
+
+
+def _reflected(t, F):
+    """A time of the clip mirrored about its first and last frames (whole-sample reflection)."""
+    return np.where(t < 0, -t, np.where(t > F - 1, 2 * (F - 1) - t, t))
+
+
+@pytest.mark.parametrize("context, k", [(None, 2), (2.0, 15)])
+def test_context_frames_continue_the_cell_grid_into_the_mirrored_clip(context, k):
+    """Linear interpolation of a ramp returns the (mirrored) time itself, so each output row
+    shows where it sits: k rows before and after the 150, one cell apart (20/150 frames).
+    k by hand: context / step rounded, 0.25 / (2/15) = 1.875 -> 2 and 2 / (2/15) = 15."""
+    F = 20
+    M, got_k = clip_time_matrix(F, 150, "linear", context=context)
+    assert got_k == k
+    j = np.arange(-k, 150 + k)
+    t = (j + 0.5) * F / 150 - 0.5
+    assert np.allclose(M @ np.arange(F, dtype=float), _reflected(t, F), atol=1e-12)
+
+
+def test_default_context_per_method():
+    # Half a frame interval for TIM, a quarter for linear (docs/preprocessing.md), in cells of
+    # 20/150 frames: 0.5 * 7.5 = 3.75 -> 4 cells, 0.25 * 7.5 = 1.875 -> 2 cells.
+    assert clip_time_matrix(20, 150, "tim")[1] == 4
+    assert clip_time_matrix(20, 150, "linear")[1] == 2
+
+
+def test_context_of_very_short_outputs():
+    # One output frame: the cell centre of 5 frames is frame 2, its cell one frame wide.
+    M, k = clip_time_matrix(5, 1, "linear", context=0.5)
+    assert k == 1 and np.allclose(M, np.eye(5)[[1, 2, 3]], atol=1e-12)
+    # Two output frames of 4 input frames: cells 2 frames wide, half a frame rounds to none.
+    M, k = clip_time_matrix(4, 2, "linear", context=0.5)
+    assert k == 0 and M.shape == (2, 4)
