@@ -165,6 +165,8 @@ def _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual):
         raise RPCAError("RPCA input contains NaN or infinite values")
     if svd not in ("gram", "full"):
         raise ValueError(f"svd must be 'gram' or 'full', not {svd!r}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
     transposed = D.shape[0] < D.shape[1]
     if transposed:      # the Gram route wants the short side as columns
         D = np.ascontiguousarray(D.T)
@@ -186,6 +188,9 @@ def _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual):
         return np.ascontiguousarray(A), np.ascontiguousarray(E), info
 
     d_norm = math.sqrt(float(np.vdot(D, D)))
+    if not math.isfinite(d_norm):
+        raise RPCAError("RPCA input too large: its norm overflows float64 (values up to "
+                        f"{float(np.abs(D).max()):.3g}); scale the input down")
     if d_norm == 0.0:
         Z0 = np.zeros_like(D)
         return finish(Z0, Z0.copy(), Z0.copy() if return_dual else None, 0, 0, True, 0.0, 0.0)
@@ -203,12 +208,9 @@ def _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual):
     T = np.empty_like(D)
     X = np.empty_like(D)
     Ys = D * (1.0 / (max(norm_two, norm_inf) * mu))   # Y / mu
-    rank = 0
-    rel = math.inf
-    converged = False
     it = 0
-    t = lam / mu
-    for it in range(1, max_iter + 1):
+    while True:                                  # at least one pass: max_iter >= 1
+        it += 1
         t = lam / mu
         np.add(D, Ys, out=T)
         T -= A
@@ -220,7 +222,7 @@ def _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual):
         rel = math.sqrt(float(np.vdot(Ys, Ys))) / d_norm
         if not math.isfinite(rel):
             raise RPCAError(f"RPCA iterate became non-finite at iteration {it}")
-        if rel < tol or it == max_iter:
+        if rel < tol or it >= max_iter:
             converged = rel < tol
             break
         mu_next = min(mu * rho, mu_max)

@@ -189,3 +189,243 @@ def test_the_iteration_count_is_the_number_of_iterations_run(monkeypatch):
     calls.clear()
     _, _, info = R.rpca(D, max_iter=3, strict=False)
     assert info["iterations"] == len(calls) == 3 and not info["converged"]
+
+
+# ---------------------------------------------------------- against a textbook reference
+
+def reference_inexact_alm(D, lam, n_iter, tol=1e-7, rho=1.5):
+    """Lin, Chen & Ma 2010, Algorithm 5 with their inexact_alm_rpca.m's start, written out
+    plainly with numpy's full SVD: (A, E, Y, iterations, mu, converged) after at most
+    n_iter iterations."""
+    D = np.asarray(D, dtype=float)
+    norm_two = np.linalg.norm(D, 2)
+    Y = D / max(norm_two, np.abs(D).max() / lam)
+    mu = 1.25 / norm_two
+    mu_max = mu * 1e7
+    A = np.zeros_like(D)
+    for k in range(1, n_iter + 1):
+        T = D - A + Y / mu
+        E = np.sign(T) * np.maximum(np.abs(T) - lam / mu, 0.0)
+        U, s, Vt = np.linalg.svd(D - E + Y / mu, full_matrices=False)
+        A = (U * np.maximum(s - 1.0 / mu, 0.0)) @ Vt
+        Z = D - A - E
+        Y = Y + mu * Z
+        converged = np.linalg.norm(Z) / np.linalg.norm(D) < tol
+        if converged or k == n_iter:
+            return A, E, Y, k, mu, converged
+        mu = min(mu * rho, mu_max)
+
+
+def small_problem(m=80, n=12, seed=11):
+    L, S = candes_problem(m, n, 2, 0.08, seed)
+    return L + S + 0.01 * np.random.default_rng(seed).standard_normal((m, n))
+
+
+@pytest.mark.parametrize("svd", ["gram", "full"])
+@pytest.mark.parametrize("n_iter", [1, 2, 5, 1000])
+@pytest.mark.parametrize("wide", [False, True])
+def test_each_iterate_is_the_reference_algorithms(svd, n_iter, wide):
+    D = small_problem()
+    D = D.T if wide else D
+    lam = 0.2
+    A, E, info = rpca(D, lam=lam, max_iter=n_iter, strict=False, svd=svd, return_dual=True)
+    rA, rE, rY, k, mu, converged = reference_inexact_alm(D, lam, n_iter)
+    scale = np.linalg.norm(D)
+    assert np.linalg.norm(A - rA) <= 1e-9 * scale and np.linalg.norm(E - rE) <= 1e-9 * scale
+    assert np.linalg.norm(info["Y"] - rY) <= 1e-8 * np.linalg.norm(rY)
+    assert info["Y"].shape == D.shape
+    assert info["iterations"] == k and info["converged"] == converged
+    assert info["mu"] == pytest.approx(mu, rel=1e-12)
+    assert info["rank"] == np.linalg.matrix_rank(rA, tol=1e-9 * scale)
+
+
+def test_mu_growth_and_its_cap_follow_the_reference():
+    D = small_problem(seed=12)
+    for rho in (3.0, 1e4):                         # 1e4: the cap mu0 * 1e7 is hit at step 3
+        A, E, info = rpca(D, lam=0.3, max_iter=4, strict=False, rho=rho)
+        rA, rE, _, _, mu, _ = reference_inexact_alm(D, 0.3, 4, rho=rho)
+        assert info["mu"] == pytest.approx(mu, rel=1e-12)
+        assert np.allclose(A, rA, atol=1e-9) and np.allclose(E, rE, atol=1e-9)
+
+
+def test_the_default_tolerance_and_iteration_cap():
+    D = small_problem(seed=13)
+    A, E, info = rpca(D)
+    rA, rE, _, k, _, converged = reference_inexact_alm(D, default_lambda(D.shape), 1000)
+    assert converged and info["iterations"] == k and np.allclose(E, rE, atol=1e-9)
+    # tol 0 can never be met: the default cap stops it after exactly 1000 iterations.
+    _, _, info = rpca(D, tol=0.0, strict=False)
+    assert info["iterations"] == 1000 and not info["converged"]
+
+
+def test_the_start_mu_can_be_given():
+    D = small_problem(seed=14)
+    _, _, a = rpca(D, max_iter=1, strict=False)
+    _, _, b = rpca(D, max_iter=1, strict=False, mu=2 * a["mu"])
+    assert b["mu"] == pytest.approx(2 * a["mu"])
+
+
+def reference_svt(X, tau):
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    return (U * np.maximum(s - tau, 0.0)) @ Vt, int(np.count_nonzero(s > tau))
+
+
+@pytest.mark.parametrize("route", ["_svt_gram", "_svt_full"])
+@pytest.mark.parametrize("tau", [2.0, 0.3, 1e-3, 3e-6, 1e-9])
+def test_singular_value_threshold_over_twelve_decades(route, tau):
+    """Singular values 1 .. 1e-12: the Gram route must match the SVD where sqrt(w) could
+    not (small values next to the threshold), and overwrite whatever `out` held before.
+    Under the Gram matrix's resolution (s < 1e-8 s_1) its singular vectors mix, and the
+    module's doc promises only an error of about the threshold (measured: 1.67 tau at
+    tau = 1e-9, rank 24 for the SVD's 18)."""
+    import preprocessing.rpca as R
+    rng = np.random.default_rng(5)
+    U, _ = np.linalg.qr(rng.standard_normal((300, 24)))
+    V, _ = np.linalg.qr(rng.standard_normal((24, 24)))
+    X = (U * np.logspace(0, -12, 24)) @ V.T
+    out = np.full_like(X, 7.0)                   # the previous iterate's A
+    rank = getattr(R, route)(X, tau, out)
+    ref, ref_rank = reference_svt(X, tau)
+    assert np.linalg.norm(out - ref, 2) <= 2 * tau
+    if tau >= 1e-6:
+        assert rank == ref_rank
+        assert np.abs(out - ref).max() <= 1e-12
+
+
+@pytest.mark.parametrize("route", ["_svt_gram", "_svt_full"])
+def test_singular_value_threshold_of_nothing(route):
+    import preprocessing.rpca as R
+    for X in (np.zeros((40, 6)), np.ones((40, 6)) * 1e-3):   # zero; one value under tau
+        out = np.full_like(X, 7.0)
+        assert getattr(R, route)(X, 1.0, out) == 0 and not out.any()
+
+
+def test_spectral_norm_of_tall_wide_and_small_matrices():
+    import preprocessing.rpca as R
+    rng = np.random.default_rng(6)
+    for shape, scale in (((50, 7), 1.0), ((7, 50), 1.0), ((9, 9), 1e-3)):
+        D = scale * rng.standard_normal(shape)
+        assert R._spectral_norm(D) == pytest.approx(np.linalg.norm(D, 2), rel=1e-12)
+
+
+def test_the_svd_route_asked_for_is_the_one_run(monkeypatch):
+    import preprocessing.rpca as R
+    shapes = {"gram": [], "full": []}
+    real = {"gram": R._svt_gram, "full": R._svt_full}
+    for name in shapes:
+        monkeypatch.setattr(R, "_svt_" + name, lambda X, tau, out, name=name: (
+            shapes[name].append(X.shape), real[name](X, tau, out))[1])
+    D = small_problem(seed=15)
+    R.rpca(D.T, max_iter=3, strict=False)               # wide: solved as its transpose
+    assert shapes["gram"] == [(80, 12)] * 3 and not shapes["full"]
+    R.rpca(D, max_iter=2, strict=False, svd="full")
+    assert shapes["full"] == [(80, 12)] * 2
+    with pytest.raises(ValueError, match="svd must be 'gram' or 'full'"):
+        R.rpca(D, svd="qr")
+
+
+@pytest.mark.parametrize("lam", [0.0, -0.1, float("inf"), float("nan")])
+def test_lambda_must_be_positive_and_finite(lam):
+    with pytest.raises(ValueError, match="lam must be a positive number"):
+        rpca(np.ones((10, 3)), lam=lam)
+
+
+def test_zero_matrix_info():
+    A, E, info = rpca(np.zeros((5, 20)), return_dual=True)
+    assert A.shape == E.shape == info["Y"].shape == (5, 20) and not info["Y"].any()
+    assert (info["iterations"], info["rank"], info["rel_residual"], info["mu"]) == (0, 0, 0.0, 0.0)
+
+
+def test_a_singular_value_exactly_at_the_threshold_is_cut():
+    import preprocessing.rpca as R
+    X = np.zeros((40, 6))
+    X[0, 0] = 1.0
+    for route in (R._svt_gram, R._svt_full):
+        out = np.full_like(X, 7.0)
+        assert route(X, 1.0, out) == 0 and not out.any()
+
+
+def test_overflowing_input_and_iterates_are_rpca_errors(monkeypatch):
+    import preprocessing.rpca as R
+    big = 1e160 * np.random.default_rng(0).standard_normal((30, 5))
+    with pytest.raises(RPCAError, match="too large"):
+        rpca(big)
+    # A LAPACK failure that leaves NaN in A: stopped at once, not iterated on.
+    monkeypatch.setattr(R, "_svt_gram", lambda X, tau, out: (out.fill(np.nan), 1)[1])
+    with pytest.raises(RPCAError, match="non-finite at iteration 1"):
+        R.rpca(small_problem())
+    with pytest.raises(ValueError, match="max_iter must be at least 1"):
+        rpca(np.ones((10, 3)), max_iter=0)
+
+
+# ------------------------------------------- the lambda search, on shares known by hand
+
+def known_share_solver(monkeypatch, share_of):
+    """Puts a stand-in for rpca under rpca_for_sparsity whose E's share of non-zeros is
+    share_of(lam), so each step of the search can be worked out by hand; E is lam itself,
+    so the solve that was returned can be seen."""
+    import preprocessing.rpca as R
+    monkeypatch.setattr(R, "rpca", lambda D, lam, tol, max_iter, **kw: (
+        None, lam, {"nnz_share": share_of(lam), "lam": lam}))
+    return R.rpca_for_sparsity
+
+
+def logistic(lam_star):
+    # logit(share) = -2 log(lam / lam_star): linear in log(lam), as the search assumes.
+    return lambda lam: 1.0 / (1.0 + (lam / lam_star) ** 2)
+
+
+@pytest.mark.parametrize("lam_star, doubling", [(10.0, [1, 2, 4, 8, 16]),
+                                               (0.1, [1, 0.5, 0.25, 0.125, 0.0625])])
+def test_search_brackets_either_way_then_regula_falsi_lands_on_the_answer(
+        monkeypatch, lam_star, doubling):
+    search = known_share_solver(monkeypatch, logistic(lam_star))
+    _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0)
+    lams = [lam for lam, _ in info["lam_tried"]]
+    assert lams[:5] == doubling
+    # One regula-falsi step on an exactly logit-linear share hits lam_star.
+    assert len(lams) == 6 == info["solves"] and lams[5] == pytest.approx(lam_star, rel=1e-12)
+    assert info["target_met"] and E == lams[5] and info["target"] == 0.5
+
+
+def test_search_defaults_start_and_target(monkeypatch):
+    # Default lam0 = 1/sqrt(100) = 0.1; default target 0.25, reached at lam_star * sqrt(3).
+    search = known_share_solver(monkeypatch, logistic(0.1 / np.sqrt(3)))
+    _, E, info = search([[0.0] * 4] * 100)                 # any array-like
+    assert info["lam_tried"] == [(0.1, pytest.approx(0.25))] and info["target_met"]
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match=r"target share must be in \(0, 1\)"):
+            search(np.zeros((4, 4)), target=bad)
+    # Within share_tol (0.01 by default) of the target: no second solve.
+    search = known_share_solver(monkeypatch, lambda lam: 0.259 if lam == 0.1 else 0.0)
+    assert search(np.zeros((100, 4)))[2]["solves"] == 1
+    search = known_share_solver(monkeypatch, lambda lam: 0.261 if lam == 0.1 else 0.0)
+    assert search(np.zeros((100, 4)))[2]["solves"] > 1
+
+
+def test_search_gives_up_after_max_solves_with_the_closest_solve(monkeypatch):
+    search = known_share_solver(monkeypatch, logistic(1e6))
+    _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0, max_solves=4)
+    assert [lam for lam, _ in info["lam_tried"]] == [1, 2, 4, 8]
+    assert not info["target_met"] and E == 8 and info["solves"] == 4
+
+
+def test_search_bisects_in_log_lambda_where_regula_falsi_would_overshoot(monkeypatch):
+    """A share that jumps from 0.9999 to 0.3 at lam = 3: the logit line through the bracket
+    puts its guess 0.92 of the way across, beyond the 0.4-from-the-middle limit, so each step
+    is the midpoint of log(lam); the target is never met and all 16 solves are spent."""
+    search = known_share_solver(monkeypatch, lambda lam: 0.9999 if lam < 3 else 0.3)
+    _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0)
+    lams = [lam for lam, _ in info["lam_tried"]]
+    assert lams[:3] == [1, 2, 4]
+    assert np.allclose(np.log2(lams[3:7]), [1.5, 1.75, 1.625, 1.5625])
+    assert len(lams) == 16 and not info["target_met"]
+    # Every solve above 3 is as close as any (share 0.3): the first of them is kept.
+    assert E == 4
+    assert abs(np.log2(lams[-1]) - np.log2(3)) < 2 ** -11
+
+
+def test_a_share_exactly_share_tol_away_meets_the_target(monkeypatch):
+    search = known_share_solver(monkeypatch, lambda lam: 0.75)     # binary-exact distances
+    _, _, info = search(np.zeros((4, 4)), target=0.5, share_tol=0.25, lam0=1.0)
+    assert info["solves"] == 1 and info["target_met"]
