@@ -327,3 +327,118 @@ def test_input_size_change_is_an_error(caffe_env, tmp_path):
                          env=dict(caffe_env, GLOG_minloglevel="0"), timeout=120)
     assert out.returncode != 0
     assert "the input size per row changed from D=6 to D=7" in out.stderr, out.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ the Python layer's own
+
+@pytest.mark.parametrize("filler, mean, std, low, high", [
+    ({"type": "constant", "value": 0.25}, 0.25, 0.0, 0.25, 0.25),
+    ({"type": "constant"}, 0.0, 0.0, 0.0, 0.0),
+    ({"type": "gaussian", "mean": 1.0, "std": 0.5}, 1.0, 0.5, None, None),
+    ({"type": "gaussian"}, 0.0, 1.0, None, None),
+    ({"type": "uniform", "min": -2.0, "max": 4.0}, 1.0, 6 / np.sqrt(12), -2.0, 4.0),
+    ({"type": "uniform"}, 0.5, 1 / np.sqrt(12), 0.0, 1.0),
+    # Caffe's xavier (FAN_IN): uniform(+-sqrt(3 / fan_in)), fan_in = 50 columns.
+    ({"type": "xavier"}, 0.0, np.sqrt(3 / 50) / np.sqrt(3), -np.sqrt(3 / 50), np.sqrt(3 / 50)),
+    # Caffe's msra (FAN_IN): gaussian with std sqrt(2 / fan_in).
+    ({"type": "msra"}, 0.0, np.sqrt(2 / 50), None, None),
+])
+def test_python_fillers_draw_what_caffes_fillers_draw(filler, mean, std, low, high):
+    w = tpu_py.fill((400, 50), filler, np.random.RandomState(0))
+    assert w.dtype == np.float32 and w.shape == (400, 50)
+    assert abs(w.mean() - mean) <= 0.02 * max(std, 0.1) * 5
+    assert w.std() == pytest.approx(std, rel=0.02, abs=1e-7)
+    if low is not None:
+        assert w.min() >= low and w.max() <= high
+        assert w.min() < low + 0.01 * (high - low + 1e-9) + 1e-7 or std == 0
+    with pytest.raises(ValueError, match="unsupported filler type 'positive_unitball'"):
+        tpu_py.fill((3, 2), {"type": "positive_unitball"}, np.random.RandomState(0))
+
+
+def test_python_filler_fan_in_of_a_bias_is_its_length():
+    b = tpu_py.fill((200,), {"type": "msra"}, np.random.RandomState(1))
+    assert b.std() == pytest.approx(np.sqrt(2 / 200), rel=0.15)
+
+
+PY_NET = """
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 4 dim: 2 dim: 6 }} }} }}
+layer {{ name: "cont" type: "Input" top: "cont" input_param {{ shape {{ {cont_dims} }} }} }}
+layer {{ name: "py" type: "Python" {bottoms} top: "y"
+  python_param {{ module: "psn_layers.tpu" layer: "TPULayer" param_str: '{param}' }} }}
+{extra}
+"""
+
+
+def _py_net(caffe, tmp_path, param, cont_dims="dim: 4 dim: 2",
+            bottoms='bottom: "x" bottom: "cont"', extra=""):
+    path = tmp_path / "py.prototxt"
+    path.write_text(PY_NET.format(param=param, cont_dims=cont_dims, bottoms=bottoms,
+                                  extra=extra))
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+def test_python_layer_fills_its_blobs_in_order_from_the_seed(caffe, tmp_path):
+    param = ('{"num_output": 3, "seed": 7, "weight_filler": {"type": "gaussian", "std": 0.5}, '
+             '"bias_filler": {"type": "constant", "value": 0.1}}')
+    net = _py_net(caffe, tmp_path, param)
+    rng = np.random.RandomState(7)
+    shapes = [(3, 6), (3,), (3, 3), (3, 3), (3,), (3, 3), (3,)]
+    fillers = tpu_py.blob_fillers(tpu_py.parse_param_str(param))
+    assert len(net.params["py"]) == 7
+    for blob, shape, filler in zip(net.params["py"], shapes, fillers):
+        np.testing.assert_array_equal(blob.data, tpu_py.fill(shape, filler, rng))
+    net = _py_net(caffe, tmp_path, '{"num_output": 3, "mode": "rnn"}')
+    assert [b.data.shape for b in net.params["py"]] == shapes[:5]
+    assert not any(b.data.any() for b in net.params["py"])   # default fillers: constant 0
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(bottoms='bottom: "x"'), "takes 2 bottoms (x, cont) and 1 top, got 1 and 1"),
+    (dict(cont_dims="dim: 4 dim: 3"), "bottom[1] (cont) must be T x N = (4, 2), got (4, 3)"),
+])
+def test_python_layer_refuses_wrong_bottoms(caffe, tmp_path, kw, message):
+    with pytest.raises(Exception, match=re.escape(message)):
+        _py_net(caffe, tmp_path, '{"num_output": 3}', **kw)
+
+
+def test_python_layer_refuses_an_input_size_change(caffe, tmp_path):
+    net = _py_net(caffe, tmp_path, '{"num_output": 3}')
+    net.forward()
+    net.blobs["x"].reshape(4, 2, 7)
+    with pytest.raises(Exception, match="changed from D=6 to D=7"):
+        net.forward()
+
+
+def test_python_layer_backward_respects_propagate_down(caffe, tmp_path):
+    param = '{"num_output": 3, "seed": 1, "weight_filler": {"type": "gaussian", "std": 0.5}}'
+    loss = 'layer { name: "loss" type: "Reduction" bottom: "y" top: "loss" loss_weight: 1 }'
+    for force in (False, True):
+        net = _py_net(caffe, tmp_path, param, extra=loss + ("\nforce_backward: true" * force))
+        net.blobs["x"].data[...] = np.random.RandomState(0).normal(size=(4, 2, 6))
+        net.blobs["cont"].data[...] = _cont(4, 2)
+        net.forward()
+        net.blobs["x"].diff[...] = 7
+        net.blobs["cont"].diff[...] = 7
+        net.backward()                              # d loss / d y = 1 everywhere
+        assert any(b.diff.any() for b in net.params["py"])
+        if not force:
+            # No bottom wants a gradient (Inputs): both diffs are left alone.
+            assert (net.blobs["x"].diff == 7).all() and (net.blobs["cont"].diff == 7).all()
+            continue
+        # force_backward: x gets the layer's gradient, cont (no gradient) gets zero.
+        assert not net.blobs["cont"].diff.any()
+        params = [b.data for b in net.params["py"]]
+        _, cache = tpu_py.forward(net.blobs["x"].data, net.blobs["cont"].data, params)
+        dx, _ = tpu_py.backward(np.ones((4, 2, 3), np.float32), cache, params)
+        np.testing.assert_allclose(net.blobs["x"].diff.reshape(8, 6), dx, rtol=1e-5, atol=1e-7)
+
+
+def test_python_layer_refuses_blobs_of_another_mode(caffe, tmp_path):
+    """A layer definition may carry its blobs (a NetParameter saved with weights): five RNN
+    blobs cannot serve a TPU-mode layer."""
+    blob = "blobs { shape { dim: 1 } data: 0 }"
+    path = tmp_path / "blobs.prototxt"
+    path.write_text(PY_NET.format(param='{"num_output": 3}', cont_dims="dim: 4 dim: 2",
+                                  bottoms='bottom: "x" bottom: "cont" ' + blob * 5, extra=""))
+    with pytest.raises(Exception, match="expected 7 blobs in mode tpu, got 5"):
+        caffe.Net(str(path), caffe.TRAIN)
