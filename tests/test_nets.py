@@ -183,6 +183,21 @@ def test_every_model_runs(caffe, model):
     out = net.forward()["prob"]
     assert out.shape == (16, 4)
     np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
+    # The fusion computes what its name says, from the two streams' rows (Table 9's SUM,
+    # PROD, CONCAT), and the softmax is the softmax of the classifier's scores.
+    fusion = [i for i, n in enumerate(net._layer_names) if net.top_names[n] == ["fusion"]]
+    single_stream = model in ("psn_spatial", "psn_temporal")
+    assert bool(fusion) != single_stream, model
+    if fusion:
+        name = net._layer_names[fusion[0]]
+        a, b = (net.blobs[bn].data for bn in net.bottom_names[name])
+        fused = net.blobs["fusion"].data
+        want = {"prod": a * b, "concat": np.concatenate([a, b], axis=1)}.get(
+            model.rsplit("_", 1)[-1], a + b)
+        np.testing.assert_allclose(fused, want, rtol=1e-5, atol=1e-6)
+    scores = net.blobs["fc_cls"].data.astype(np.float64)
+    soft = np.exp(scores - scores.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(out, soft / soft.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
     layers = dict(zip(net._layer_names, (l.type for l in net.layers)))
     if model == "alexnet_rnn":
         assert layers["rnn"] == "RNN"

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import matplotlib.image
 import pytest
 
@@ -64,6 +65,12 @@ def test_files_exist_and_pngs_are_images(two_runs):
             assert_png(str(out / run / ("confusion_%s.png" % scope)))
     assert_png(str(out / "comparison.png"))
     assert_png(str(out / "psn" / "curves.png"))
+    # The pictures show the runs' numbers: a perfect run's confusion matrix is not the
+    # imperfect run's, and neither picture is blank.
+    imgs = [matplotlib.image.imread(str(out / run / "confusion_all.png")) for run in
+            ("psn", "perfect")]
+    assert all(img[..., :3].std() > 0.05 for img in imgs)
+    assert imgs[0].shape != imgs[1].shape or np.abs(imgs[0] - imgs[1]).max() > 0.2
     assert not (out / "perfect" / "curves.png").exists()  # no logs given for that run
     leftovers = [f for _, _, fs in os.walk(out) for f in fs if f.endswith(".tmp")]
     assert leftovers == []

@@ -218,7 +218,10 @@ def test_predict_tool_on_a_clip_folder(caffe_env, trained, tmp_path):
                          capture_output=True, text=True, env=caffe_env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(res.stdout)
-    assert result["class"] in range(4) and abs(sum(result["probabilities"]) - 1) < 1e-4
+    probs = result["probabilities"]
+    assert len(probs) == 4 and abs(sum(probs) - 1) < 1e-4 and min(probs) >= 0
+    assert result["class"] == int(np.argmax(probs))
+    assert result["name"] == ("positive", "negative", "surprise", "others")[result["class"]]
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"),
                           str(tmp_path), "--model", os.path.join(out, "fold01")],
                          capture_output=True, text=True, env=caffe_env, timeout=600)
