@@ -146,6 +146,12 @@ def test_python_fillers_per_group():
 def test_python_param_str_errors():
     with pytest.raises(ValueError, match="num_output"):
         tpu_py.parse_param_str("{}")
+    with pytest.raises(ValueError, match="num_output > 0"):
+        tpu_py.parse_param_str('{"num_output": 0}')
+    p = tpu_py.parse_param_str('{"num_output": 1, "mode": "TP1", "first_tp": "Next"}')
+    assert (p["num_output"], p["mode"], p["first_tp"]) == (1, "tp1", "next")
+    p = tpu_py.parse_param_str('{"num_output": 2}')
+    assert (p["mode"], p["first_tp"]) == ("tpu", "zero")       # the defaults
     with pytest.raises(ValueError, match="mode"):
         tpu_py.parse_param_str('{"num_output": 4, "mode": "lstm"}')
     with pytest.raises(ValueError, match="JSON"):
@@ -442,3 +448,59 @@ def test_python_layer_refuses_blobs_of_another_mode(caffe, tmp_path):
                                   bottoms='bottom: "x" bottom: "cont" ' + blob * 5, extra=""))
     with pytest.raises(Exception, match="expected 7 blobs in mode tpu, got 5"):
         caffe.Net(str(path), caffe.TRAIN)
+
+
+def test_temporal_perception_edge_cases():
+    rng = np.random.RandomState(8)
+    x = rng.normal(size=(2, 3, 4))
+    # Two steps: the second frame's tp is the std of its difference from the first.
+    tp = tpu_py.temporal_perception(x, np.ones((2, 3)))
+    assert tp[0].tolist() == [0, 0, 0]           # t = 0 starts a sequence whatever cont says
+    np.testing.assert_allclose(tp[1], (x[1] - x[0]).std(axis=1), rtol=1e-12)
+    # Under NEXT, a one-frame sequence followed by a restart has no successor: tp = 1.
+    x = rng.normal(size=(4, 1, 5))
+    cont = np.array([[0], [0], [1], [1]], np.float32)
+    nxt = tpu_py.temporal_perception(x, cont, "next")
+    assert nxt[0, 0] == 1.0
+    assert nxt[1, 0] == pytest.approx(np.std(x[2, 0] - x[1, 0]))
+    with pytest.raises(ValueError, match="TPU mode must be one of"):
+        tpu_py.forward(x, cont, _params("tpu", D=5), mode="lstm")
+
+
+def test_python_layer_input_needs_time_and_batch_axes(caffe, tmp_path):
+    net_text = PY_NET.replace("dim: 4 dim: 2 dim: 6", "{x_dims}")
+    path = tmp_path / "dims.prototxt"
+    # (T, N): one feature per row is a valid input.
+    path.write_text(net_text.format(x_dims="dim: 4 dim: 2", param='{"num_output": 3}',
+                                    cont_dims="dim: 4 dim: 2",
+                                    bottoms='bottom: "x" bottom: "cont"', extra=""))
+    net = caffe.Net(str(path), caffe.TRAIN)
+    assert net.params["py"][0].data.shape == (3, 1)
+    path.write_text(net_text.format(x_dims="dim: 4", param='{"num_output": 3}',
+                                    cont_dims="dim: 4 dim: 2",
+                                    bottoms='bottom: "x" bottom: "cont"', extra=""))
+    with pytest.raises(Exception, match=re.escape("bottom[0] must be (T, N, ...), got (4,)")):
+        caffe.Net(str(path), caffe.TRAIN)
+
+
+def test_python_layer_gives_x_its_gradient_and_leaves_cont_alone(caffe, tmp_path):
+    """x computed by a layer with weights wants a gradient, cont (an Input) does not: the
+    propagate_down Caffe passes is [True, False]."""
+    param = '{"num_output": 3, "seed": 1, "weight_filler": {"type": "gaussian", "std": 0.5}}'
+    text = PY_NET.replace('top: "x" input_param', 'top: "x0" input_param').format(
+        param=param, cont_dims="dim: 4 dim: 2", bottoms='bottom: "x" bottom: "cont"', extra="")
+    ip = ('layer { name: "ip" type: "InnerProduct" bottom: "x0" top: "x" inner_product_param '
+          '{ num_output: 6 axis: 2 weight_filler { type: "gaussian" std: 0.3 } } }\n')
+    text = text.replace('layer { name: "py"', ip + 'layer { name: "py"') + """
+layer { name: "loss" type: "Reduction" bottom: "y" top: "loss" loss_weight: 1 }
+"""
+    path = tmp_path / "ip.prototxt"
+    path.write_text(text)
+    net = caffe.Net(str(path), caffe.TRAIN)
+    net.blobs["x0"].data[...] = np.random.RandomState(0).normal(size=(4, 2, 6))
+    net.blobs["cont"].data[...] = _cont(4, 2)
+    net.forward()
+    net.blobs["cont"].diff[...] = 7
+    net.backward()
+    assert (net.blobs["cont"].diff == 7).all()
+    assert net.blobs["x"].diff.any() and net.params["ip"][0].diff.any()

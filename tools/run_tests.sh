@@ -5,6 +5,9 @@
 #   tools/run_tests.sh --fast [pytest args...]
 #       the fast tier only: no Caffe build, no CUDA compile check, no Dockerfile check
 #       (pure Python: loaders, labels, face, TIM, RPCA, folds, metrics, report, locks)
+#   tools/run_tests.sh --mutation [module ...]
+#       opt-in: mutation testing of the modules that decide the paper's results
+#       (tools/mutation_test.py; about 25 min on 2 cores; exits 1 under 90 % killed)
 #
 # Tiers are pytest markers set in tests/conftest.py: caffe (needs the built Caffe), cuda (the
 # CUDA compile-all check), docker (the Dockerfile checks); `-m "not cuda"` etc. pick them.
@@ -17,8 +20,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 FAST=0
+MUTATION=0
 if [ "${1:-}" = "--fast" ]; then
   FAST=1
+  shift
+elif [ "${1:-}" = "--mutation" ]; then
+  MUTATION=1
   shift
 fi
 VENV=${PSN_VENV:-$ROOT/.venv}
@@ -40,5 +47,8 @@ export GLOG_minloglevel=${GLOG_minloglevel:-2}
 export MPLBACKEND=Agg
 if [ "$FAST" = 1 ]; then
   exec "$VENV/bin/python" -m pytest tests -q -rs -m "not caffe and not cuda and not docker" "$@"
+fi
+if [ "$MUTATION" = 1 ]; then
+  exec "$VENV/bin/python" tools/mutation_test.py "$@"
 fi
 exec "$VENV/bin/python" -m pytest tests -q -rs "$@"

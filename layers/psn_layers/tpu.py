@@ -228,7 +228,7 @@ def _layer_class():
         def backward(self, top, propagate_down, bottom):
             # cont carries no gradient. A Python layer cannot refuse force_backward
             # for one bottom as the C++ layer does, so it reports zero instead.
-            if len(propagate_down) > 1 and propagate_down[1]:
+            if propagate_down[1]:                 # setup made sure of two bottoms
                 bottom[1].diff[...] = 0
             params = [b.data for b in self.blobs]
             dx, grads = backward(top[0].diff, self.cache, params)
