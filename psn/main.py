@@ -66,84 +66,84 @@ def stage(title):
     print("\n=== %s [%s]" % (title, time.strftime("%H:%M:%S")), flush=True)
 
 
+def make_synthetic(out, formats, subjects, clips_per_subject, seed):
+    """{format: folder} of the synthetic databases (made once; reused when already there)."""
+    from preprocessing import synthetic
+    roots = {}
+    for i, fmt in enumerate(formats):
+        db = os.path.join(out, "synthetic_" + fmt)
+        stage("1/4 synthetic %s-format database (%d subjects x %d clips) -> %s"
+              % (fmt, subjects, clips_per_subject, db))
+        # Another seed per format: other identities, so no face is two subjects.
+        s = synthetic.generate(db, subjects, clips_per_subject, seed + i, progress=True, fmt=fmt)
+        print("%s: %d clips (%s)" % (db, s["clips"], "already there" if s["skipped"] else
+                                      "written in %.0f s" % s["seconds"]))
+        roots[fmt] = db
+    return roots
+
+
 def main(argv=None):
     args = parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe(cuda=bool(args.gpus))
+    from preprocessing.clips import InputError
+    from preprocessing.errors import fail
+    from preprocessing.pipeline import run as preprocess
+    from psn import report, training
+    from psn.config import RunConfig, RunError
+    from psn.nets import parse_overrides
+
     t0 = time.time()
     out = os.path.abspath(args.out)
     roots = {n: getattr(args, n) for n in DATABASES if getattr(args, n)}
     synthetic = not roots
-    if synthetic:
-        from preprocessing import synthetic as synth
-        roots = {}
-        for i, fmt in enumerate(args.synthetic):
-            db = os.path.join(out, "synthetic_" + fmt)
-            stage("1/4 synthetic %s-format database (%d subjects x %d clips) -> %s"
-                  % (fmt, args.subjects, args.clips_per_subject, db))
-            # Another seed per format: other identities, so no face is two subjects.
-            rc = synth.main(["--out", db, "--subjects", str(args.subjects),
-                             "--clips-per-subject", str(args.clips_per_subject),
-                             "--seed", str(args.seed + i), "--format", fmt])
-            if rc:
-                return rc
-            roots[fmt] = db
-    else:
-        stage("1/4 databases: " + ", ".join("%s=%s" % kv for kv in roots.items()))
     schedule = args.schedule or ("demo" if synthetic else "paper")
     width = args.width if args.width is not None else (0.125 if synthetic else 1.0)
-
-    from preprocessing import cli as preprocess_cli
-    data = os.path.join(out, "data")
-    stage("2/4 preprocessing -> %s" % data)
-    pre_argv = ["run", "--out", data, "--seed", str(args.seed)]
-    for name, root in roots.items():
-        pre_argv += ["--" + name, root]
-    if args.loso:
-        pre_argv.append("--loso")
-    if args.workers:
-        pre_argv += ["--workers", str(args.workers)]
-    rc = preprocess_cli.main(pre_argv)
-    if rc:
-        return rc
-
-    from psn import training
-    runs = []
     models = FIG7_MODELS if args.ablation else [m.strip() for m in args.models.split(",")
                                                   if m.strip()]
-    jobs = args.jobs or min(4, os.cpu_count() or 1)
-    for model in models:
-        run = os.path.join(out, "runs", "%s_w%g_%s" % (model, width, schedule))
-        stage("3/4 training %s (width %g, schedule %s) on every fold -> %s"
-              % (model, width, schedule, run))
-        train_argv = ["--data", data, "--model", model, "--out", run, "--schedule", schedule,
-                      "--width", str(width), "--seed", str(args.seed)]
-        for item in args.net:
-            train_argv += ["--net", item]
-        if args.gpus:
-            train_argv += ["--gpus", args.gpus]
+    data = os.path.join(out, "data")
+    try:
+        overrides = parse_overrides(args.net)
+        # Every run's settings are checked before the first stage starts.
+        configs = [(m, RunConfig(
+            data=data, out=os.path.join(out, "runs", "%s_w%g_%s" % (m, width, schedule)),
+            model=m, schedule=schedule, width=width, net_overrides=overrides, seed=args.seed,
+            gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else (),
+            jobs=args.jobs or min(4, os.cpu_count() or 1))) for m in models]
+        if synthetic:
+            roots = make_synthetic(out, args.synthetic, args.subjects, args.clips_per_subject,
+                                   args.seed)
         else:
-            train_argv += ["--jobs", str(jobs)]
-        rc = training.main(train_argv)
-        if rc:
+            stage("1/4 databases: " + ", ".join("%s=%s" % kv for kv in roots.items()))
+        stage("2/4 preprocessing -> %s" % data)
+        preprocess(roots, data, loso=args.loso, seed=args.seed, workers=args.workers)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished clips are cached; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except (InputError, RunError, ValueError, FileExistsError, OSError) as e:
+        return fail("run_psn: error: ", e)
+
+    runs = []
+    for model, cfg in configs:
+        stage("3/4 training %s (width %g, schedule %s) on every fold -> %s"
+              % (model, width, schedule, cfg.out))
+        if training.run_folds(cfg):
             print("run_psn: training %s had failing folds (see above); the report uses the "
                   "folds that finished" % model, file=sys.stderr)
-        if os.path.exists(os.path.join(run, "predictions.csv")):
-            runs.append((model, run))
+        if os.path.exists(os.path.join(cfg.out, "predictions.csv")):
+            runs.append((model, cfg.out))
     if not runs:
         print("run_psn: no predictions to report", file=sys.stderr)
         return 1
 
-    from psn import report
     report_dir = os.path.join(out, "report")
     stage("4/4 report -> %s" % report_dir)
-    rep_argv = [os.path.join(r, "predictions.csv") for _, r in runs]
-    rep_argv += ["--names"] + [m for m, _ in runs]
-    rep_argv += ["--logs"] + ["%s=%s" % (m, r) for m, r in runs]
-    rep_argv += ["--out", report_dir]
-    rc = report.main(rep_argv)
-    if rc:
-        return rc
+    try:
+        report.make_report([os.path.join(r, "predictions.csv") for _, r in runs], report_dir,
+                           names=[m for m, _ in runs], logs=["%s=%s" % (m, r) for m, r in runs])
+    except (report.PredictionsError, report.ReportError, OSError) as e:
+        return fail("run_psn: error: ", e)
     with open(os.path.join(report_dir, "report.md")) as f:
         text = f.read()
     print(text[:3000])

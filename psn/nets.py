@@ -25,7 +25,7 @@ import os
 import sys
 from dataclasses import dataclass, replace
 
-from preprocessing.sampling import CROP
+from preprocessing.sampling import CROP, N_SAMPLED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTOTXT_DIR = os.path.join(ROOT, "prototxt")
@@ -52,7 +52,7 @@ class NetConfig:
     swap_spatial_scale: float = 1.0 / 64  # raw frames (gray - 128) into the spatial stream
     swap_temporal_scale: float = 1.0      # E (gray levels, mostly < 1) into the temporal one
     first_tp: str = "ZERO"        # tp at a clip's first frame: ZERO | ONE | NEXT
-    frames: int = 16              # T
+    frames: int = N_SAMPLED       # T (16)
     batch: int = 5                # N clips per batch
     size: int = CROP
     width: float = 1.0            # channel multiplier (the CPU demo uses 0.125: psn/main.py)

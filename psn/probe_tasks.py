@@ -34,11 +34,11 @@ import os
 import numpy as np
 
 from preprocessing.atomic import write_atomic
-from preprocessing.sampling import CROP
+from preprocessing.sampling import CROP, N_SAMPLED
 
 __all__ = ["TASKS", "make_clips", "write_task", "train_and_score"]
 
-T = 16
+T = N_SAMPLED
 SIZE = CROP
 TASKS = ("order", "place")
 # Blob places (row, col) in the 112 x 112 crop, well apart.

@@ -28,14 +28,10 @@ import time
 from preprocessing.atomic import atomic_path, remove_temporaries, write_atomic
 from preprocessing.errors import fail, missing_caffe_line
 from preprocessing.folder_lock import FolderBusy, folder_lock
+from psn.config import CLIPS_PER_BATCH, RunConfig, RunError, load_schedule  # noqa: F401
 from psn.predict import PREDICTION_COLUMNS as PRED_COLUMNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEDULE_DIR = os.path.join(ROOT, "prototxt", "schedules")
-
-
-class RunError(Exception):
-    pass
 
 
 # ---------------------------------------------------------------- inputs
@@ -100,17 +96,6 @@ def count_clips(shards):
     return n
 
 
-def load_schedule(name_or_path):
-    path = name_or_path
-    if not os.path.exists(path):
-        path = os.path.join(SCHEDULE_DIR, name_or_path + ".json")
-    if not os.path.exists(path):
-        names = sorted(os.path.splitext(f)[0] for f in os.listdir(SCHEDULE_DIR))
-        raise RunError("unknown schedule %r: give a JSON file or one of %s" % (name_or_path, names))
-    with open(path) as f:
-        return json.load(f)
-
-
 # ---------------------------------------------------------------- per-fold files
 
 def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_overrides=None):
@@ -171,14 +156,14 @@ def use_python_tpu(net):
         layer.python_param.param_str = json.dumps(param)
 
 
-def prepare_fold(args, fold, fold_dir):
+def prepare_fold(cfg, fold, fold_dir):
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
-    lists = fold_lists(args.data, fold, resolve_into=fold_dir)
-    tv, dp, solver = fold_nets(args.model, args.width, args.batch, lists["train"][0],
-                               lists["test"][0], args.tpu_impl, args.net_overrides)
+    lists = fold_lists(cfg.data, fold, resolve_into=fold_dir)
+    tv, dp, solver = fold_nets(cfg.model, cfg.width, cfg.batch, lists["train"][0],
+                               lists["test"][0], cfg.tpu_impl, cfg.net_overrides)
     n_test = count_clips(lists["test"][1])
-    for key, value in args.schedule.items():
+    for key, value in cfg.solver.items():
         field = solver.DESCRIPTOR.fields_by_name.get(key)
         if field is None:
             raise RunError("schedule key %r is not a SolverParameter field" % key)
@@ -188,12 +173,12 @@ def prepare_fold(args, fold, fold_dir):
         else:
             setattr(solver, key, value)
     del solver.test_iter[:]
-    solver.test_iter.append(max(1, math.ceil(n_test / float(args.batch))))
+    solver.test_iter.append(max(1, math.ceil(n_test / float(cfg.batch))))
     solver.net = os.path.join(fold_dir, "train_val.prototxt")
     os.makedirs(os.path.join(fold_dir, "snapshots"), exist_ok=True)
-    solver.snapshot_prefix = os.path.join(fold_dir, "snapshots", args.model)
-    solver.solver_mode = caffe_pb2.SolverParameter.GPU if args.gpus else caffe_pb2.SolverParameter.CPU
-    solver.random_seed = args.seed + fold
+    solver.snapshot_prefix = os.path.join(fold_dir, "snapshots", cfg.model)
+    solver.solver_mode = caffe_pb2.SolverParameter.GPU if cfg.gpus else caffe_pb2.SolverParameter.CPU
+    solver.random_seed = cfg.seed + fold
     if not solver.snapshot or solver.snapshot > solver.max_iter:
         solver.snapshot = solver.max_iter
     write_atomic(os.path.join(fold_dir, "train_val.prototxt"), text_format.MessageToString(tv))
@@ -282,9 +267,9 @@ def caffe_binary():
     return found
 
 
-def train_fold(args, fold, gpu_ids, log):
+def train_fold(cfg, fold, gpu_ids, log):
     """Run (or resume) `caffe train` for one fold; returns (ok, message)."""
-    fold_dir = os.path.join(args.out, "fold%02d" % fold)
+    fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
     done = os.path.join(fold_dir, "DONE")
     if os.path.exists(done):
         if os.path.exists(done_weights(fold_dir)):
@@ -297,10 +282,10 @@ def train_fold(args, fold, gpu_ids, log):
     remove_temporaries(fold_dir)
     for path in glob.glob(os.path.join(fold_dir, "snapshots", "*.tmp")):
         os.remove(path)
-    solver = prepare_fold(args, fold, fold_dir)
+    solver = prepare_fold(cfg, fold, fold_dir)
     cmd = [caffe_binary(), "train", "--solver", os.path.join(fold_dir, "solver.prototxt")]
     it, state = resume_point(fold_dir, log, fold)
-    short = snapshot_space_problem(args.out, fold_dir, solver, it)
+    short = snapshot_space_problem(cfg.out, fold_dir, solver, it)
     if short:
         return False, short
     if state:
@@ -309,7 +294,7 @@ def train_fold(args, fold, gpu_ids, log):
     if gpu_ids:
         cmd += ["--gpu", ",".join(str(g) for g in gpu_ids)]
     env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
-    if not gpu_ids and args.jobs > 1:
+    if not gpu_ids and cfg.jobs > 1:
         # Several CPU folds at once: one BLAS thread each. At the demo's width Caffe gains
         # nothing from a second OpenBLAS thread, so two one-thread folds take half the time.
         env.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -327,7 +312,7 @@ def train_fold(args, fold, gpu_ids, log):
     if diverged:
         return False, ("the training loss became %s at iteration %s: stopped there. Check the "
                        "data (tools/inspect_net.py) or lower base_lr in the schedule" % diverged)
-    final = os.path.join(fold_dir, "snapshots", "%s_iter_%d.caffemodel" % (args.model, solver.max_iter))
+    final = os.path.join(fold_dir, "snapshots", "%s_iter_%d.caffemodel" % (cfg.model, solver.max_iter))
     if rc != 0 or not os.path.exists(final):
         return False, "caffe train exited with %d; last lines of %s:\n%s" % (
             rc, log_path, tail(log_path))
@@ -350,7 +335,7 @@ def done_weights(fold_dir):
 
 RECORD = "run.json"
 # What does not change a fold's result: where things are, how many run at once.
-NOT_RECORDED = ("created", "data_path", "note", "provenance")
+NOT_RECORDED = ("created", "data_path", "note", "provenance", "command")
 
 
 def data_fingerprint(data_dir):
@@ -373,17 +358,15 @@ def data_fingerprint(data_dir):
     return h.hexdigest()
 
 
-def run_record(args):
+def run_record(cfg):
     """What decides a run's results: model and its net, width, batch, schedule, seed, data."""
     import hashlib
     from google.protobuf import text_format
-    tv, _, _ = fold_nets(args.model, args.width, args.batch, "TRAIN_LIST", "TEST_LIST",
-                         args.tpu_impl, args.net_overrides)
-    record = {"model": args.model, "width": args.width, "batch": args.batch,
-              "schedule": args.schedule, "net_overrides": args.net_overrides,
-              "tpu_impl": args.tpu_impl, "seed": args.seed,
-              "net_sha256": hashlib.sha256(text_format.MessageToString(tv).encode()).hexdigest(),
-              "data_sha256": data_fingerprint(args.data)}
+    tv, _, _ = fold_nets(cfg.model, cfg.width, cfg.batch, "TRAIN_LIST", "TEST_LIST",
+                         cfg.tpu_impl, cfg.net_overrides)
+    record = dict(cfg.record(),
+                  net_sha256=hashlib.sha256(text_format.MessageToString(tv).encode()).hexdigest(),
+                  data_sha256=data_fingerprint(cfg.data))
     return json.loads(json.dumps(record, sort_keys=True, default=str))
 
 
@@ -407,11 +390,11 @@ def provenance():
     return out
 
 
-def check_run_record(args, log):
+def check_run_record(cfg, log):
     """Write RUN/run.json on a new run; on a rerun refuse (RunError) when anything that decides
     the results differs from what the folder was made with."""
-    path = os.path.join(args.out, RECORD)
-    new = run_record(args)
+    path = os.path.join(cfg.out, RECORD)
+    new = run_record(cfg)
     if os.path.exists(path):
         try:
             with open(path) as f:
@@ -426,13 +409,14 @@ def check_run_record(args, log):
             raise RunError("%s was made with other settings or data; finished folds would be "
                            "reused silently, so nothing is run. Differences: %s. Use a new "
                            "--out for these settings, or delete %s to start over."
-                           % (args.out, "; ".join("%s: was %s, now %s" % (k, show(old, k), show(new, k))
-                                                   for k in diff), args.out))
+                           % (cfg.out, "; ".join("%s: was %s, now %s" % (k, show(old, k), show(new, k))
+                                                   for k in diff), cfg.out))
         return old
-    if any(re.fullmatch(r"fold\d+", d) for d in os.listdir(args.out)):
+    if any(re.fullmatch(r"fold\d+", d) for d in os.listdir(cfg.out)):
         log("%s has folds but no %s (made before run records): recording the current settings; "
-            "its finished folds are assumed to match them" % (args.out, RECORD))
-    record = dict(new, created=time.strftime("%Y-%m-%d %H:%M:%S"), data_path=args.data,
+            "its finished folds are assumed to match them" % (cfg.out, RECORD))
+    record = dict(new, created=time.strftime("%Y-%m-%d %H:%M:%S"), data_path=cfg.data,
+                  command=["tools/run_folds.py"] + cfg.flags(),
                   note="what made this run; run_folds refuses a rerun that differs",
                   provenance=provenance())
     write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -527,15 +511,15 @@ def tail(path, lines=15):
             + "".join(l for l in last if l not in cause[-3:]))
 
 
-def run_training(args, folds, log):
+def run_training(cfg, folds, log):
     """One fold per GPU at a time (or per CPU job); --multi-gpu: all GPUs on one fold."""
     results = {}
-    if args.multi_gpu:
-        slots = [args.gpus]
-    elif args.gpus:
-        slots = [[g] for g in args.gpus]
+    if cfg.multi_gpu:
+        slots = [cfg.gpus]
+    elif cfg.gpus:
+        slots = [[g] for g in cfg.gpus]
     else:
-        slots = [[] for _ in range(args.jobs)]
+        slots = [[] for _ in range(cfg.jobs)]
     todo = queue.Queue()
     for fold in folds:
         todo.put(fold)
@@ -551,9 +535,9 @@ def run_training(args, folds, log):
             where = "GPU " + ",".join(map(str, gpu_ids)) if gpu_ids else "CPU"
             log("fold %02d: training on %s" % (fold, where))
             try:
-                fold_dir = os.path.join(args.out, "fold%02d" % fold)
+                fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
                 with folder_lock(fold_dir, "training in", log=log):
-                    ok, msg = train_fold(args, fold, gpu_ids, log)
+                    ok, msg = train_fold(cfg, fold, gpu_ids, log)
             except (RunError, FolderBusy) as e:
                 ok, msg = False, str(e)
             except Exception as e:  # one fold's surprise must not stop the other folds
@@ -572,13 +556,13 @@ def run_training(args, folds, log):
 
 # ---------------------------------------------------------------- prediction
 
-def predict_fold(args, fold, manifest, log):
+def predict_fold(cfg, fold, manifest, log):
     import caffe
     import h5py
     import numpy as np
 
     from psn.predict import clip_probabilities
-    fold_dir = os.path.join(args.out, "fold%02d" % fold)
+    fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
     out_path = os.path.join(fold_dir, "predictions.csv")
     if os.path.exists(out_path):
         return out_path
@@ -588,7 +572,7 @@ def predict_fold(args, fold, manifest, log):
                        % (os.path.join(fold_dir, "DONE"), weights, fold))
     net = caffe.Net(os.path.join(fold_dir, "deploy.prototxt"), weights, caffe.TEST)
     rows = []
-    for shard in fold_lists(args.data, fold)["test"][1]:
+    for shard in fold_lists(cfg.data, fold)["test"][1]:
         with h5py.File(shard, "r") as f:
             clip_prob = clip_probabilities(net, f["raw"], f["sparse"], f["cont"])
             if not np.isfinite(clip_prob).all():
@@ -640,24 +624,12 @@ FOLD=$SLURM_ARRAY_TASK_ID
 """
 
 
-def write_slurm(args, folds, argv):
-    common = []
-    skip = {"--launcher", "--folds", "--gpus"}
-    it = iter(argv)
-    for a in it:
-        key = a.split("=")[0]
-        if key in skip:
-            if "=" not in a:
-                next(it, None)
-            continue
-        if key in ("--no-predict", "--predict-only", "--multi-gpu"):
-            continue
-        common.append(a)
-    path = os.path.join(args.out, "slurm_job.sh")
+def write_slurm(cfg, folds):
+    path = os.path.join(cfg.out, "slurm_job.sh")
     text = SLURM_TEMPLATE.format(
-        script=path, model=args.model, array=",".join(str(f) for f in folds), out=args.out,
+        script=path, model=cfg.model, array=",".join(str(f) for f in folds), out=cfg.out,
         root=ROOT, cuda=" --cuda", python=sys.executable, tool=os.path.join(ROOT, "tools", "run_folds.py"),
-        common=" ".join(shlex.quote(c) for c in common))
+        common=" ".join(shlex.quote(c) for c in cfg.flags()))
     write_atomic(path, text)
     os.chmod(path, 0o755)
     return path
@@ -681,7 +653,8 @@ def parse_args(argv):
     ap.add_argument("--max-iter", type=int, help="override the schedule's max_iter")
     ap.add_argument("--width", type=float, default=1.0,
                     help="channel multiplier; 1.0 uses the checked-in nets (default)")
-    ap.add_argument("--batch", type=int, default=5, help="clips per batch (default 5: 80 rows)")
+    ap.add_argument("--batch", type=int, default=CLIPS_PER_BATCH,
+                    help="clips per batch (default %d: 80 rows)" % CLIPS_PER_BATCH)
     ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a field of the model's psn.nets.NetConfig, e.g. "
                          "temporal_centre=0, tp_ref=6.4, first_tp=NEXT, rec_init=tiny "
@@ -693,60 +666,57 @@ def parse_args(argv):
     ap.add_argument("--no-predict", action="store_true", help="train only")
     ap.add_argument("--predict-only", action="store_true", help="predict with finished folds only")
     args = ap.parse_args(argv)
-    args.data = os.path.abspath(args.data)
-    args.out = os.path.abspath(args.out)
-    args.gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else []
-    if args.multi_gpu and len(args.gpus) < 2:
-        ap.error("--multi-gpu needs at least two --gpus")
-    args.schedule = load_schedule(args.schedule)
-    from psn import nets
+    if args.no_predict and args.predict_only:
+        ap.error("--no-predict and --predict-only exclude each other")
     try:
-        args.net_overrides = nets.parse_overrides(args.net)
-    except ValueError as e:
+        return RunConfig.from_flags(args)
+    except (RunError, ValueError) as e:
         ap.error(str(e))
-    if args.max_iter:
-        args.schedule["max_iter"] = args.max_iter
-    return args
 
 
 def main(argv=None):
     from psn.env import ensure_caffe
     ensure_caffe()  # console scripts start without the --print-env exports
-    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_folds(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def log_line(msg):
+    print("[run_folds %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+def run_folds(cfg, log=log_line):
+    """Train cfg.model on the folds of cfg.data (or write the SLURM array script), predict,
+    join predictions.csv; returns the exit code (1 when a fold failed). The library entry
+    point of tools/run_folds.py and psn.main."""
     try:
-        args = parse_args(argv)
-        os.makedirs(args.out, exist_ok=True)
-        all_folds = list_folds(args.data)
-        folds = [int(f) for f in args.folds.split(",")] if args.folds else all_folds
+        os.makedirs(cfg.out, exist_ok=True)
+        all_folds = list_folds(cfg.data)
+        folds = list(cfg.folds) if cfg.folds else all_folds
         unknown = sorted(set(folds) - set(all_folds))
         if unknown:
-            raise RunError("folds %s are not in %s/folds" % (unknown, args.data))
-        manifest = read_manifest(args.data)
+            raise RunError("folds %s are not in %s/folds" % (unknown, cfg.data))
+        manifest = read_manifest(cfg.data)
     except (RunError, OSError) as e:
         return fail("run_folds: error: ", e)
-
-    def log(msg):
-        print("[run_folds %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
-
-    if args.launcher == "slurm":
-        path = write_slurm(args, folds, argv)
+    if cfg.launcher == "slurm":
+        path = write_slurm(cfg, folds)
         log("wrote %s (%d array tasks); submit it with sbatch" % (path, len(folds)))
         return 0
     try:
         import caffe
     except ImportError as e:
         return fail("run_folds: error: ", missing_caffe_line(e))
-    if args.gpus:
-        caffe.set_device(args.gpus[0])
+    if cfg.gpus:
+        caffe.set_device(cfg.gpus[0])
         caffe.set_mode_gpu()
     else:
         caffe.set_mode_cpu()
     try:
         # Shared: several runs may read one preprocessing folder, but preprocessing cannot
         # rewrite it under them.
-        with folder_lock(args.data, "reading", shared=True):
-            check_run_record(args, log)
-            return train_and_predict(args, folds, manifest, log)
+        with folder_lock(cfg.data, "reading", shared=True):
+            check_run_record(cfg, log)
+            return train_and_predict(cfg, folds, manifest, log)
     except (FolderBusy, RunError, OSError) as e:
         return fail("run_folds: error: ", e)
 
@@ -754,14 +724,14 @@ def main(argv=None):
 SHARDS_CHECKED = "shards_checked.json"
 
 
-def check_shards(args, folds, log):
+def check_shards(cfg, folds, log):
     """{fold: why it cannot train} for folds listing a damaged shard (NaN or inf in it, or
     frames that no longer match their checksum: preprocessing.hdf5_shards.shard_problem).
 
     Each shard is read once per version: RUN/shards_checked.json remembers the size, time
     and checksum of those found sound."""
     from preprocessing.hdf5_shards import shard_problem
-    path = os.path.join(args.out, SHARDS_CHECKED)
+    path = os.path.join(cfg.out, SHARDS_CHECKED)
     try:
         with open(path) as f:
             sound = json.load(f)
@@ -769,7 +739,7 @@ def check_shards(args, folds, log):
         sound = {}
     bad, problems = {}, {}
     for fold in folds:
-        for split, (_, shards) in fold_lists(args.data, fold).items():
+        for split, (_, shards) in fold_lists(cfg.data, fold).items():
             for shard in shards:
                 st = os.stat(shard)
                 stamp = [st.st_size, st.st_mtime_ns]
@@ -788,31 +758,31 @@ def check_shards(args, folds, log):
     return bad
 
 
-def train_and_predict(args, folds, manifest, log):
+def train_and_predict(cfg, folds, manifest, log):
     """Train the folds (skipping finished ones), predict, join predictions.csv; exit code."""
     failed = {}
-    if not args.predict_only:
-        failed = check_shards(args, folds, log)
-        results = run_training(args, [f for f in folds if f not in failed], log)
+    if not (not cfg.train):
+        failed = check_shards(cfg, folds, log)
+        results = run_training(cfg, [f for f in folds if f not in failed], log)
         failed.update({f: msg for f, (ok, msg) in results.items() if not ok})
-    if args.no_predict:
+    if (not cfg.predict):
         return 1 if failed else 0
     paths = []
     for fold in folds:
         if fold in failed:
             continue
-        fold_dir = os.path.join(args.out, "fold%02d" % fold)
+        fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
         if not os.path.exists(os.path.join(fold_dir, "DONE")):
             failed.setdefault(fold, "not trained yet")
             continue
         try:
             with folder_lock(fold_dir, "predicting in", log=log):
-                paths.append(predict_fold(args, fold, manifest, log))
+                paths.append(predict_fold(cfg, fold, manifest, log))
         except (FolderBusy, RunError) as e:
             failed[fold] = str(e)
     if paths:
-        n = join_predictions(paths, os.path.join(args.out, "predictions.csv"))
-        log("wrote %s (%d clips from %d folds)" % (os.path.join(args.out, "predictions.csv"),
+        n = join_predictions(paths, os.path.join(cfg.out, "predictions.csv"))
+        log("wrote %s (%d clips from %d folds)" % (os.path.join(cfg.out, "predictions.csv"),
                                                    n, len(paths)))
     for fold, msg in sorted(failed.items()):
         print("run_folds: fold %02d failed: %s" % (fold, msg), file=sys.stderr)

@@ -271,6 +271,10 @@ def test_a_rerun_with_other_settings_or_data_is_refused(caffe_env, trained, tmp_
     assert record["model"] == "psn" and record["width"] == 0.125 and record["schedule"]["max_iter"] == 4
     assert record["data_path"] == data and len(record["data_sha256"]) == 64
     assert record["provenance"]["caffe_home"].startswith("cpu-") and record["provenance"]["numpy"]
+    # The command that rebuilds this run's configuration (psn.config.RunConfig.flags).
+    cmd = record["command"]
+    assert cmd[0] == "tools/run_folds.py" and cmd[cmd.index("--data") + 1] == data
+    assert cmd[cmd.index("--schedule") + 1] == "smoke" and cmd[cmd.index("--width") + 1] == "0.125"
     res = run_tool(caffe_env, "--data", data, "--out", out, "--schedule", "smoke",
                    "--width", "0.125", "--max-iter", "6")
     assert res.returncode == 2 and "already trained" not in res.stdout

@@ -1,0 +1,132 @@
+"""One configuration: the paper's constants and the typed settings of a training run.
+
+The constants are defined once, by the module that owns each (the preprocessing stage that
+produces a quantity defines it), and gathered here so that a reader finds them in one place:
+
+    CLASSES          the 4 classes of Table 3 (preprocessing.labels)
+    DATABASES        the databases of Table 4 (preprocessing.clips)
+    N_FRAMES         150 time-normalised frames per clip (preprocessing.sampling)
+    T                16 frames the nets see per clip (preprocessing.sampling)
+    CROP             112 x 112 pixels per frame (preprocessing.sampling)
+    CLIPS_PER_BATCH  5 clips per batch, 80 rows of frames (defined here)
+
+RunConfig holds everything that decides how `caffe train` runs on the folds of one
+preprocessing output. tools/run_folds.py builds it from its flags (RunConfig.from_flags),
+psn.main builds it for the demo, psn.training.run_folds takes it, and the run folder records
+it (run.json: RunConfig.record plus the data's fingerprint and the provenance).
+"""
+import json
+import os
+from dataclasses import dataclass, field
+
+from preprocessing.clips import DATABASES
+from preprocessing.labels import CLASSES
+from preprocessing.sampling import CROP, N_FRAMES
+from preprocessing.sampling import N_SAMPLED as T
+from psn import nets
+
+__all__ = ["CLASSES", "DATABASES", "N_FRAMES", "T", "CROP", "CLIPS_PER_BATCH", "RunConfig",
+           "RunError", "load_schedule", "SCHEDULE_DIR", "TPU_IMPLS", "LAUNCHERS"]
+
+CLIPS_PER_BATCH = 5     # paper section 4.1: 5 clips of 16 frames, 80 rows per batch
+TPU_IMPLS = ("cpp", "python")
+LAUNCHERS = ("local", "slurm")
+SCHEDULE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "prototxt", "schedules")
+
+
+class RunError(Exception):
+    """A run cannot go on; the message names the file or setting and the fix."""
+
+
+def load_schedule(name_or_path):
+    """A schedule's SolverParameter overrides: a name in prototxt/schedules or a JSON file."""
+    path = name_or_path
+    if not os.path.exists(path):
+        path = os.path.join(SCHEDULE_DIR, name_or_path + ".json")
+    if not os.path.exists(path):
+        names = sorted(os.path.splitext(f)[0] for f in os.listdir(SCHEDULE_DIR))
+        raise RunError("unknown schedule %r: give a JSON file or one of %s" % (name_or_path, names))
+    with open(path) as f:
+        return json.load(f)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How one run trains and predicts. Paths are made absolute; `schedule` is a name in
+    prototxt/schedules or a JSON file; `solver` (computed) is its SolverParameter overrides
+    with max_iter applied; `net_overrides` are typed psn.nets.NetConfig fields."""
+    data: str
+    out: str
+    model: str = "psn"
+    schedule: str = "paper"
+    max_iter: int | None = None
+    width: float = 1.0
+    batch: int = CLIPS_PER_BATCH
+    net_overrides: dict = field(default_factory=dict)
+    tpu_impl: str = "cpp"
+    seed: int = 0
+    gpus: tuple = ()
+    multi_gpu: bool = False
+    jobs: int = 1
+    folds: tuple | None = None
+    launcher: str = "local"
+    train: bool = True
+    predict: bool = True
+    solver: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)   # noqa: E731 (frozen)
+        set_("data", os.path.abspath(self.data))
+        set_("out", os.path.abspath(self.out))
+        set_("gpus", tuple(int(g) for g in self.gpus))
+        if os.path.exists(self.schedule):        # a JSON file: found from any folder later
+            set_("schedule", os.path.abspath(self.schedule))
+        if self.folds is not None:
+            set_("folds", tuple(int(f) for f in self.folds))
+        if self.tpu_impl not in TPU_IMPLS:
+            raise RunError("tpu_impl must be one of %s, got %r" % (TPU_IMPLS, self.tpu_impl))
+        if self.launcher not in LAUNCHERS:
+            raise RunError("launcher must be one of %s, got %r" % (LAUNCHERS, self.launcher))
+        if self.multi_gpu and len(self.gpus) < 2:
+            raise RunError("--multi-gpu needs at least two --gpus")
+        if self.jobs < 1 or self.batch < 1 or not self.width > 0:
+            raise RunError("jobs and batch must be at least 1 and width positive, got "
+                           "jobs %s, batch %s, width %s" % (self.jobs, self.batch, self.width))
+        if not (self.train or self.predict):
+            raise RunError("a run that neither trains nor predicts does nothing")
+        solver = load_schedule(self.schedule)
+        if self.max_iter:
+            solver["max_iter"] = int(self.max_iter)
+        set_("solver", solver)
+
+    @classmethod
+    def from_flags(cls, args):
+        """From tools/run_folds.py's parsed flags (psn.training.parse_args)."""
+        return cls(data=args.data, out=args.out, model=args.model, schedule=args.schedule,
+                   max_iter=args.max_iter, width=args.width, batch=args.batch,
+                   net_overrides=nets.parse_overrides(args.net), tpu_impl=args.tpu_impl,
+                   seed=args.seed,
+                   gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else (),
+                   multi_gpu=args.multi_gpu, jobs=args.jobs,
+                   folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
+                   launcher=args.launcher, train=not args.predict_only,
+                   predict=not args.no_predict)
+
+    def flags(self):
+        """tools/run_folds.py flags that rebuild this configuration, without the ones a SLURM
+        array task sets itself (--folds, --gpus, --launcher, --no-predict, --predict-only)."""
+        out = ["--data", self.data, "--model", self.model, "--out", self.out,
+               "--schedule", self.schedule, "--width", repr(self.width), "--batch",
+               str(self.batch), "--tpu-impl", self.tpu_impl, "--seed", str(self.seed)]
+        if self.max_iter:
+            out += ["--max-iter", str(self.max_iter)]
+        for key, value in sorted(self.net_overrides.items()):
+            out += ["--net", "%s=%s" % (key, value)]
+        return out
+
+    def record(self):
+        """The settings that decide a run's results (run.json compares them on a rerun)."""
+        return {"model": self.model, "width": self.width, "batch": self.batch,
+                "schedule": self.solver, "net_overrides": dict(self.net_overrides),
+                "tpu_impl": self.tpu_impl, "seed": self.seed}

@@ -1,0 +1,64 @@
+"""The one configuration: the paper's constants and RunConfig, the typed settings of a run."""
+import json
+
+import pytest
+
+from psn import config
+from psn.config import RunConfig, RunError
+from psn.training import parse_args
+
+
+def test_the_papers_constants():
+    # Typed from the paper: Table 3's classes, Table 4's databases, section 3.2's 150 frames,
+    # 16 sampled frames and 112-pixel crops, section 4.1's 5 clips per batch.
+    assert config.CLASSES == ("positive", "negative", "surprise", "others")
+    assert config.DATABASES == ("casme", "casme2", "casme2sq", "samm")
+    assert (config.N_FRAMES, config.T, config.CROP, config.CLIPS_PER_BATCH) == (150, 16, 112, 5)
+
+
+def test_flags_rebuild_the_same_configuration(tmp_path, monkeypatch):
+    """The SLURM array task runs tools/run_folds.py with RunConfig.flags(): it must get the
+    configuration the user asked for, JSON schedules and net overrides included."""
+    sched = tmp_path / "mine.json"
+    sched.write_text(json.dumps({"base_lr": 0.01, "max_iter": 30}))
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_args(["--data", "d", "--out", "r", "--model", "psn_tp1", "--schedule",
+                      "mine.json", "--max-iter", "12", "--width", "0.125", "--batch", "3",
+                      "--net", "tp_ref=6.4", "--net", "first_tp=NEXT", "--tpu-impl", "python",
+                      "--seed", "4", "--gpus", "0,1", "--folds", "2,3", "--jobs", "2"])
+    assert cfg.solver == {"base_lr": 0.01, "max_iter": 12}
+    assert cfg.net_overrides == {"tp_ref": 6.4, "first_tp": "NEXT"}
+    assert cfg.data == str(tmp_path / "d") and cfg.schedule == str(sched)
+    assert (cfg.gpus, cfg.folds, cfg.train, cfg.predict) == ((0, 1), (2, 3), True, True)
+    monkeypatch.chdir("/")
+    again = parse_args(cfg.flags() + ["--gpus", "0,1", "--folds", "2,3", "--jobs", "2"])
+    assert again == cfg and again.solver == cfg.solver
+
+
+def test_record_holds_what_decides_the_results():
+    cfg = RunConfig(data="d", out="r", schedule="demo", seed=3)
+    rec = cfg.record()
+    assert set(rec) == {"model", "width", "batch", "schedule", "net_overrides", "tpu_impl",
+                        "seed"}
+    assert rec["schedule"] == config.load_schedule("demo") and rec["seed"] == 3
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(multi_gpu=True, gpus=(0,)), "--multi-gpu needs at least two --gpus"),
+    (dict(schedule="nope"), "unknown schedule 'nope'"),
+    (dict(tpu_impl="cuda"), "tpu_impl must be one of"),
+    (dict(jobs=0), "jobs and batch must be at least 1"),
+    (dict(train=False, predict=False), "neither trains nor predicts"),
+])
+def test_settings_that_cannot_run_are_refused(kw, message):
+    with pytest.raises(RunError, match=message):
+        RunConfig(data="d", out="r", **kw)
+
+
+def test_flag_errors_name_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "d", "--out", "r", "--no-predict", "--predict-only"])
+    assert "--no-predict and --predict-only exclude each other" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "d", "--out", "r", "--net", "bogus=1"])
+    assert "--net bogus=1" in capsys.readouterr().err
