@@ -14,10 +14,6 @@ import sys
 from preprocessing.errors import fail, missing_caffe_line
 from preprocessing.labels import CLASSES
 
-# predictions.csv, one row per clip: written by run_folds, read by report (the one schema).
-PREDICTION_COLUMNS = ("database", "subject", "clip", "fold", "label", "pred") + tuple(
-    "prob_%d" % c for c in range(len(CLASSES)))
-
 # Fewer frames than this carry no onset-apex-offset to classify: 1 to 3 frames were answered
 # with confidence. The shortest clips of the four databases (CAS(ME)^2 at 30 fps) have more.
 MIN_FRAMES = 4
@@ -70,44 +66,20 @@ def clip_from_folder(folder, onset=None, offset=None):
         aus="", au_set=frozenset(), label=3, emotion="")
 
 
-def clip_probabilities(net, raw, sparse, cont):
-    """Frame-averaged softmax per clip, (K, C), from a deploy net of batch N clips.
-
-    raw/sparse/cont: (K, 16, ...) clip-major arrays or h5py datasets (read one batch at a
-    time); the last batch is padded by repeating its first clip. The net's rows are
-    time-major (row = t*N + n).
-    """
-    import numpy as np
-    N = net.blobs["raw"].data.shape[0]
-    K = raw.shape[0]
-    out = []
-    for start in range(0, K, N):
-        n = min(K, start + N) - start
-        for name, source in (("raw", raw), ("sparse", sparse), ("cont", cont)):
-            data = source[start:start + n]
-            if n < N:
-                data = np.concatenate([data] + [data[:1]] * (N - n))
-            net.blobs[name].data[...] = data
-        prob = net.forward()["prob"]
-        out.append(prob.reshape(-1, N, prob.shape[-1]).mean(axis=0)[:n])
-    return np.concatenate(out)
-
-
 def predict_arrays(net, raw, sparse):
     """raw (16,112,112,3) uint8 RGB, sparse (16,112,112) -> clip probabilities (4,)."""
     import numpy as np
-    T = raw.shape[0]
-    net.blobs["raw"].reshape(1, T, 3, raw.shape[1], raw.shape[2])
-    net.blobs["sparse"].reshape(1, T, 1, raw.shape[1], raw.shape[2])
+
+    from psn.predictions import clip_probabilities
+    T, H, W = raw.shape[:3]
+    net.blobs["raw"].reshape(1, T, 3, H, W)
+    net.blobs["sparse"].reshape(1, T, 1, H, W)
     net.blobs["cont"].reshape(1, T)
     net.reshape()
-    net.blobs["raw"].data[0] = raw.transpose(0, 3, 1, 2)
-    net.blobs["sparse"].data[0, :, 0] = sparse
-    cont = np.ones(T, np.float32)
-    cont[0] = 0
-    net.blobs["cont"].data[0] = cont
-    prob = net.forward()["prob"]          # (T*1, 4), time-major rows
-    return prob.reshape(T, -1, 4).mean(axis=0)[0]
+    cont = np.ones((1, T), np.float32)
+    cont[0, 0] = 0                        # the clip's first frame starts its sequence
+    return clip_probabilities(net, raw.transpose(0, 3, 1, 2)[None], sparse[None, :, None],
+                              cont)[0]
 
 
 def main(argv=None):

@@ -155,7 +155,7 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
     from google.protobuf import text_format
 
     from psn import nets
-    from psn.predict import clip_probabilities
+    from psn.predictions import clip_probabilities
 
     os.makedirs(workdir, exist_ok=True)
     fold_dir = os.path.join(data_dir, "folds", "fold%02d" % fold)

@@ -30,129 +30,19 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
 from preprocessing.atomic import write_atomic
 from psn import caffe_log, metrics
 from psn.metrics import CLASS_NAMES, CLASS_SHORT, N_CLASSES
-from psn.predict import PREDICTION_COLUMNS as COLUMNS   # the one schema of predictions.csv
+from psn.predictions import PredictionsError, read_predictions
 
 DATABASE_NAMES = {"casme": "CASME", "casme2": "CASME II", "casme2sq": "CAS(ME)^2", "samm": "SAMM"}
-_CLASS_TEXT = re.compile(r"^\s*([0-3])(?:\.0*)?\s*$")
-_PROB_SUM_TOL = 0.01
-
-
-class PredictionsError(ValueError):
-    """A malformed predictions.csv; the message names the file, the line and the fix."""
 
 
 class ReportError(ValueError):
     """Bad report arguments (names, log folders)."""
-
-
-@dataclass
-class Predictions:
-    path: str
-    database: np.ndarray   # str
-    subject: np.ndarray    # str
-    clip: np.ndarray       # str
-    fold: np.ndarray       # str (fold ids as written)
-    label: np.ndarray      # int64
-    pred: np.ndarray       # int64
-    prob: np.ndarray       # (n, 4) float
-
-    def __len__(self):
-        return len(self.label)
-
-
-# ---------------------------------------------------------------- reading
-
-
-def _class_value(text, column, where):
-    m = _CLASS_TEXT.match(text or "")
-    if not m:
-        raise PredictionsError(
-            "%s: %s %r is not a class; use an integer 0..3 (0 Positive, 1 Negative, "
-            "2 Surprise, 3 Others)" % (where, column, text))
-    return int(m.group(1))
-
-
-def read_predictions(path):
-    """Read and validate a predictions.csv; raises PredictionsError naming file and line."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            text = f.read()
-    except OSError as exc:
-        raise PredictionsError("cannot read predictions file %s: %s" % (path, exc))
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
-        raise PredictionsError("%s is empty; expected the header %s" % (path, ",".join(COLUMNS)))
-    header = [h.strip() for h in header]
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise PredictionsError(
-            "%s:1: missing column(s) %s; the header must contain %s (as tools/run_folds.py "
-            "writes it)" % (path, ", ".join(missing), ",".join(COLUMNS)))
-    dup = sorted({h for h in header if header.count(h) > 1 and h in COLUMNS})
-    if dup:
-        raise PredictionsError("%s:1: column(s) %s appear twice" % (path, ", ".join(dup)))
-    idx = {c: header.index(c) for c in COLUMNS}
-    cols = {c: [] for c in COLUMNS}
-    seen = {}
-    for row in reader:
-        line = reader.line_num
-        where = "%s:%d" % (path, line)
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) < len(header):
-            raise PredictionsError("%s: %d fields, the header has %d" % (where, len(row), len(header)))
-        rec = {c: row[i].strip() for c, i in idx.items()}
-        for c in ("database", "subject", "clip", "fold"):
-            if not rec[c]:
-                raise PredictionsError("%s: empty %s" % (where, c))
-        label = _class_value(rec["label"], "label", where)
-        pred = _class_value(rec["pred"], "pred", where)
-        probs = []
-        for k in range(N_CLASSES):
-            c = "prob_%d" % k
-            try:
-                v = float(rec[c])
-            except ValueError:
-                v = float("nan")
-            if not (math.isfinite(v) and -1e-6 <= v <= 1 + 1e-6):
-                raise PredictionsError("%s: %s %r is not a probability in [0, 1]"
-                                       % (where, c, rec[c]))
-            probs.append(v)
-        if abs(sum(probs) - 1.0) > _PROB_SUM_TOL:
-            raise PredictionsError(
-                "%s: prob_0..prob_3 sum to %.4f, not 1; write the clip's (frame-averaged) "
-                "softmax, not raw scores" % (where, sum(probs)))
-        key = (rec["database"], rec["subject"], rec["clip"])
-        if key in seen:
-            raise PredictionsError(
-                "%s: clip %s/%s/%s already predicted on line %d; each test clip must appear "
-                "once" % (where, key[0], key[1], key[2], seen[key]))
-        seen[key] = line
-        for c in ("database", "subject", "clip", "fold"):
-            cols[c].append(rec[c])
-        cols["label"].append(label)
-        cols["pred"].append(pred)
-        cols["prob_0"].append(probs)
-    if not cols["label"]:
-        raise PredictionsError("%s has a header but no clips" % path)
-    return Predictions(
-        path=path,
-        database=np.array(cols["database"], dtype=object),
-        subject=np.array(cols["subject"], dtype=object),
-        clip=np.array(cols["clip"], dtype=object),
-        fold=np.array(cols["fold"], dtype=object),
-        label=np.array(cols["label"], dtype=np.int64),
-        pred=np.array(cols["pred"], dtype=np.int64),
-        prob=np.array(cols["prob_0"], dtype=float),
-    )
 
 
 # ---------------------------------------------------------------- writing

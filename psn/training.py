@@ -25,11 +25,11 @@ import sys
 import threading
 import time
 
-from preprocessing.atomic import atomic_path, remove_temporaries, write_atomic
+from preprocessing.atomic import remove_temporaries, write_atomic
 from preprocessing.errors import fail, missing_caffe_line
 from preprocessing.folder_lock import FolderBusy, folder_lock
-from psn.config import CLIPS_PER_BATCH, RunConfig, RunError, load_schedule  # noqa: F401
-from psn.predict import PREDICTION_COLUMNS as PRED_COLUMNS
+from psn.config import CLIPS_PER_BATCH, RunConfig, RunError
+from psn.predictions import clip_probabilities, join_predictions, write_predictions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -561,7 +561,6 @@ def predict_fold(cfg, fold, manifest, log):
     import h5py
     import numpy as np
 
-    from psn.predict import clip_probabilities
     fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
     out_path = os.path.join(fold_dir, "predictions.csv")
     if os.path.exists(out_path):
@@ -583,25 +582,9 @@ def predict_fold(cfg, fold, manifest, log):
                 rows.append([m["database"], m["subject"], m["clip"], fold,
                              int(f["clip_label"][i]), int(p.argmax())]
                             + ["%.6f" % v for v in p])
-    write_csv(out_path, rows)
+    write_predictions(out_path, rows)
     log("fold %02d: predicted %d clips" % (fold, len(rows)))
     return out_path
-
-
-def write_csv(path, rows, header=PRED_COLUMNS):
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def join_predictions(paths, out_path):
-    rows = []
-    for p in paths:
-        with open(p, newline="") as f:
-            rows.extend([r[c] for c in PRED_COLUMNS] for r in csv.DictReader(f))
-    write_csv(out_path, rows)
-    return len(rows)
 
 
 # ---------------------------------------------------------------- SLURM

@@ -1,0 +1,180 @@
+"""predictions.csv: its schema, the clip-level probabilities it holds, reading and writing.
+
+One row per test clip, written by run_folds (psn.training), read by the report (psn.report):
+
+    database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2,prob_3
+
+label and pred are classes 0 Positive, 1 Negative, 2 Surprise, 3 Others; prob_k is the clip's
+softmax averaged over its 16 frames (clip_probabilities: the deploy net classifies every frame
+row, a clip's answer is the mean of its rows), and pred its argmax.
+"""
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from preprocessing.atomic import atomic_path
+from preprocessing.labels import CLASSES
+
+N_CLASSES = len(CLASSES)
+PREDICTION_COLUMNS = ("database", "subject", "clip", "fold", "label", "pred") + tuple(
+    "prob_%d" % c for c in range(N_CLASSES))
+COLUMNS = PREDICTION_COLUMNS
+_CLASS_TEXT = re.compile(r"^\s*([0-3])(?:\.0*)?\s*$")
+_PROB_SUM_TOL = 0.01
+
+
+class PredictionsError(ValueError):
+    """A malformed predictions.csv; the message names the file, the line and the fix."""
+
+
+@dataclass
+class Predictions:
+    path: str
+    database: np.ndarray   # str
+    subject: np.ndarray    # str
+    clip: np.ndarray       # str
+    fold: np.ndarray       # str (fold ids as written)
+    label: np.ndarray      # int64
+    pred: np.ndarray       # int64
+    prob: np.ndarray       # (n, 4) float
+
+    def __len__(self):
+        return len(self.label)
+
+
+# ---------------------------------------------------------------- the clip's probabilities
+
+
+def clip_probabilities(net, raw, sparse, cont):
+    """Frame-averaged softmax per clip, (K, C), from a deploy net of batch N clips.
+
+    raw/sparse/cont: (K, 16, ...) clip-major arrays or h5py datasets (read one batch at a
+    time); the last batch is padded by repeating its first clip. The net's rows are
+    time-major (row = t*N + n).
+    """
+    N = net.blobs["raw"].data.shape[0]
+    K = raw.shape[0]
+    out = []
+    for start in range(0, K, N):
+        n = min(K, start + N) - start
+        for name, source in (("raw", raw), ("sparse", sparse), ("cont", cont)):
+            data = source[start:start + n]
+            if n < N:
+                data = np.concatenate([data] + [data[:1]] * (N - n))
+            net.blobs[name].data[...] = data
+        prob = net.forward()["prob"]
+        out.append(prob.reshape(-1, N, prob.shape[-1]).mean(axis=0)[:n])
+    return np.concatenate(out)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _class_value(text, column, where):
+    m = _CLASS_TEXT.match(text or "")
+    if not m:
+        raise PredictionsError(
+            "%s: %s %r is not a class; use an integer 0..3 (0 Positive, 1 Negative, "
+            "2 Surprise, 3 Others)" % (where, column, text))
+    return int(m.group(1))
+
+
+def read_predictions(path):
+    """Read and validate a predictions.csv; raises PredictionsError naming file and line."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except OSError as exc:
+        raise PredictionsError("cannot read predictions file %s: %s" % (path, exc))
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        raise PredictionsError("%s is empty; expected the header %s" % (path, ",".join(COLUMNS)))
+    header = [h.strip() for h in header]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise PredictionsError(
+            "%s:1: missing column(s) %s; the header must contain %s (as tools/run_folds.py "
+            "writes it)" % (path, ", ".join(missing), ",".join(COLUMNS)))
+    dup = sorted({h for h in header if header.count(h) > 1 and h in COLUMNS})
+    if dup:
+        raise PredictionsError("%s:1: column(s) %s appear twice" % (path, ", ".join(dup)))
+    idx = {c: header.index(c) for c in COLUMNS}
+    cols = {c: [] for c in COLUMNS}
+    seen = {}
+    for row in reader:
+        line = reader.line_num
+        where = "%s:%d" % (path, line)
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) < len(header):
+            raise PredictionsError("%s: %d fields, the header has %d" % (where, len(row), len(header)))
+        rec = {c: row[i].strip() for c, i in idx.items()}
+        for c in ("database", "subject", "clip", "fold"):
+            if not rec[c]:
+                raise PredictionsError("%s: empty %s" % (where, c))
+        label = _class_value(rec["label"], "label", where)
+        pred = _class_value(rec["pred"], "pred", where)
+        probs = []
+        for k in range(N_CLASSES):
+            c = "prob_%d" % k
+            try:
+                v = float(rec[c])
+            except ValueError:
+                v = float("nan")
+            if not (math.isfinite(v) and -1e-6 <= v <= 1 + 1e-6):
+                raise PredictionsError("%s: %s %r is not a probability in [0, 1]"
+                                       % (where, c, rec[c]))
+            probs.append(v)
+        if abs(sum(probs) - 1.0) > _PROB_SUM_TOL:
+            raise PredictionsError(
+                "%s: prob_0..prob_3 sum to %.4f, not 1; write the clip's (frame-averaged) "
+                "softmax, not raw scores" % (where, sum(probs)))
+        key = (rec["database"], rec["subject"], rec["clip"])
+        if key in seen:
+            raise PredictionsError(
+                "%s: clip %s/%s/%s already predicted on line %d; each test clip must appear "
+                "once" % (where, key[0], key[1], key[2], seen[key]))
+        seen[key] = line
+        for c in ("database", "subject", "clip", "fold"):
+            cols[c].append(rec[c])
+        cols["label"].append(label)
+        cols["pred"].append(pred)
+        cols["prob_0"].append(probs)
+    if not cols["label"]:
+        raise PredictionsError("%s has a header but no clips" % path)
+    return Predictions(
+        path=path,
+        database=np.array(cols["database"], dtype=object),
+        subject=np.array(cols["subject"], dtype=object),
+        clip=np.array(cols["clip"], dtype=object),
+        fold=np.array(cols["fold"], dtype=object),
+        label=np.array(cols["label"], dtype=np.int64),
+        pred=np.array(cols["pred"], dtype=np.int64),
+        prob=np.array(cols["prob_0"], dtype=float),
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_predictions(path, rows):
+    """Rows in PREDICTION_COLUMNS order, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(PREDICTION_COLUMNS)
+        w.writerows(rows)
+
+
+def join_predictions(paths, out_path):
+    """Concatenates the folds' predictions.csv files; returns the number of clips."""
+    rows = []
+    for p in paths:
+        with open(p, newline="") as f:
+            rows.extend([r[c] for c in PREDICTION_COLUMNS] for r in csv.DictReader(f))
+    write_predictions(out_path, rows)
+    return len(rows)
