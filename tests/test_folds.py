@@ -155,3 +155,10 @@ def test_fold_plan_group_sizes_and_no_augmentation_by_default():
     assert [g["subjects"] for g in plan["groups"]] == [["a", "b", "c"], ["d"], ["e", "f"]]
     assert all(f["n_train_augmented"] == 0 for f in plan["folds"])
     assert [f["n_train"] for f in plan["folds"]] == [3, 5, 4]
+
+
+def test_boundaries_of_the_group_count():
+    check_fold_count([0, 0, 1, 1], 2)                          # two groups are enough
+    assert sorted(stratified_groups([0] * 5, 5).tolist()) == [1, 2, 3, 4, 5]  # one clip each
+    labels = paper_labels()
+    assert np.array_equal(stratified_groups(labels), stratified_groups(labels, 10, seed=0))

@@ -429,3 +429,47 @@ def test_a_share_exactly_share_tol_away_meets_the_target(monkeypatch):
     search = known_share_solver(monkeypatch, lambda lam: 0.75)     # binary-exact distances
     _, _, info = search(np.zeros((4, 4)), target=0.5, share_tol=0.25, lam0=1.0)
     assert info["solves"] == 1 and info["target_met"]
+
+
+def test_gram_route_counts_a_singular_value_just_above_the_threshold():
+    """tau a hundred-millionth below s_k (s_k ~ 6e-6 and 2e-6 of s_1): sqrt of the Gram
+    eigenvalue is off by more than that (measured: it drops s_k), so these candidates need
+    the exact ||X v||; the rank must be the SVD's k + 1."""
+    import preprocessing.rpca as R
+    rng = np.random.default_rng(5)
+    U, _ = np.linalg.qr(rng.standard_normal((300, 24)))
+    V, _ = np.linalg.qr(rng.standard_normal((24, 24)))
+    X = (U * np.logspace(0, -12, 24)) @ V.T
+    s = np.linalg.svd(X, compute_uv=False)
+    for k in (10, 11):
+        tau = s[k] * (1 - 1e-8)
+        out = np.empty_like(X)
+        assert R._svt_gram(X, tau, out) == k + 1
+        ref, _ = reference_svt(X, tau)
+        assert np.abs(out - ref).max() <= 1e-12
+
+
+def test_search_stops_when_the_doubling_meets_the_target(monkeypatch):
+    search = known_share_solver(monkeypatch, logistic(4.0))
+    _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0)
+    assert [lam for lam, _ in info["lam_tried"]] == [1, 2, 4] and info["target_met"] and E == 4
+
+
+@pytest.mark.parametrize("lam_star, n_bracket", [(10.0, 6), (0.1, 4)])
+def test_regula_falsi_aims_at_the_targets_logit(monkeypatch, lam_star, n_bracket):
+    # Share 0.25 at lam_star * sqrt(3): 1/(1 + 3) = 0.25.
+    search = known_share_solver(monkeypatch, logistic(lam_star))
+    _, E, info = search(np.zeros((4, 4)), target=0.25, lam0=1.0)
+    assert info["solves"] == n_bracket + 1 and info["target_met"]
+    assert E == pytest.approx(lam_star * np.sqrt(3), rel=1e-12)
+
+
+def test_search_survives_shares_of_exactly_one_and_zero(monkeypatch):
+    # All of E non-zero below lam = 3, none above: logit needs its clamp, and bisection
+    # narrows the bracket to 1e-6 in log(lam): 3 bracketing solves, then 21 halvings of
+    # log 2 until the bracket is under 1e-6 (log(2) / 2**20 = 6.6e-7).
+    search = known_share_solver(monkeypatch, lambda lam: 1.0 if lam < 3 else 0.0)
+    _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0, max_solves=100)
+    assert info["solves"] == 24 and not info["target_met"]
+    assert abs(np.log(info["lam_tried"][-1][0] / 3)) < 2e-6
+    assert E == 1                        # every solve is 0.5 away: the first is kept

@@ -454,8 +454,8 @@ def test_temporal_perception_edge_cases():
     rng = np.random.RandomState(8)
     x = rng.normal(size=(2, 3, 4))
     # Two steps: the second frame's tp is the std of its difference from the first.
-    tp = tpu_py.temporal_perception(x, np.ones((2, 3)))
-    assert tp[0].tolist() == [0, 0, 0]           # t = 0 starts a sequence whatever cont says
+    tp = tpu_py.temporal_perception(x, np.ones((2, 3)), "one")
+    assert tp[0].tolist() == [1, 1, 1]           # t = 0 starts a sequence whatever cont says
     np.testing.assert_allclose(tp[1], (x[1] - x[0]).std(axis=1), rtol=1e-12)
     # Under NEXT, a one-frame sequence followed by a restart has no successor: tp = 1.
     x = rng.normal(size=(4, 1, 5))

@@ -74,7 +74,7 @@ def forward(x, cont, params, mode="tpu", tp=None, first_tp="zero"):
         tp = (temporal_perception(x, cont, first_tp) if mode == "tpu"
               else np.ones((T, N), x.dtype))
     htilde = (xf @ W_I.T + b_I).reshape(T, N, H)
-    hidden = np.empty_like(htilde)
+    hidden = np.zeros_like(htilde)      # no state before t = 0, whatever cont[0] says
     scaled = np.empty_like(htilde)
     for t in range(T):
         if t > 0:
