@@ -68,6 +68,8 @@ done
 
 log() { [ "$PRINT_ENV" = 1 ] || echo "[build_caffe] $*" >&2; }
 die() { echo "[build_caffe] error: $*" >&2; exit 1; }
+# shellcheck source=tools/caffe_tree.sh
+. "$ROOT/tools/caffe_tree.sh"
 
 # ---------------------------------------------------------------- packages
 APT_PACKAGES="build-essential dpkg-dev libboost-system-dev libboost-thread-dev
@@ -212,44 +214,15 @@ PY_VER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PY_NODOT=${PY_VER/./}
 NUMPY_VER=$("$PY" -c 'import numpy; print(numpy.__version__)')
 
-blas_inc=/usr/include/x86_64-linux-gnu
-# Ubuntu 16.04's OpenBLAS (0.2.18) keeps cblas.h in /usr/include/openblas.
-[ -f "$blas_inc/cblas.h" ] || [ ! -f /usr/include/openblas/cblas.h ] || blas_inc=/usr/include/openblas
-# Boost.Python's library name differs: boost_python311 (Debian 12),
-# boost_python310 (Ubuntu 22.04), boost_python-py35 (Ubuntu 16.04),
-# boost_python3 (older Debian). A Boost.Python built for another Python (as
-# the paper image does) goes to /usr/local/lib under the first name.
-BOOST_PYTHON=""
-for name in "boost_python$PY_NODOT" "boost_python-py$PY_NODOT" boost_python3; do
-  for d in /usr/local/lib /usr/lib/x86_64-linux-gnu /usr/lib; do
-    [ -e "$d/lib$name.so" ] && { BOOST_PYTHON=$name; break 2; }
-  done
-done
+BLAS_INC=$(find_blas_include)
+BOOST_PYTHON=$(find_boost_python "$PY_NODOT")
 [ -n "$BOOST_PYTHON" ] || die "no Boost.Python library for Python $PY_VER (libboost_python$PY_NODOT.so, libboost_python-py$PY_NODOT.so or libboost_python3.so in /usr/local/lib, /usr/lib/x86_64-linux-gnu, /usr/lib): install libboost-python-dev"
-hdf5_inc=/usr/include/hdf5/serial
-hdf5_lib=/usr/lib/x86_64-linux-gnu/hdf5/serial
-MAKEFILE_CONFIG=$(cat <<EOF
-# Written by psn-caffe tools/build_caffe.sh
-$( [ "$CUDA" = 1 ] || echo "CPU_ONLY := 1" )
-$( [ "$CUDNN" = 1 ] && echo "USE_CUDNN := 1" )
-USE_OPENCV := 0
-USE_LEVELDB := 0
-USE_LMDB := 0
-CUDA_DIR := $CUDA_DIR
-CUDA_ARCH := $CUDA_ARCH
-BLAS := open
-BLAS_INCLUDE := $blas_inc
-PYTHON_LIBRARIES := $BOOST_PYTHON python$PY_VER
-PYTHON_INCLUDE := $($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])') $NUMPY_INC
-PYTHON_LIB := $($PY -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
-WITH_PYTHON_LAYER := 1
-INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include $hdf5_inc $( [ "$CUDA" = 1 ] && echo "$CUDA_DIR/include")
-LIBRARY_DIRS := \$(PYTHON_LIB) /usr/local/lib /usr/lib $hdf5_lib
-BUILD_DIR := build
-DISTRIBUTE_DIR := distribute
-Q ?= @
-EOF
-)
+PY_INC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+PY_LIB=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+HDF5_INC=/usr/include/hdf5/serial
+HDF5_LIB=/usr/lib/x86_64-linux-gnu/hdf5/serial
+EXTRA_INCLUDE_DIRS=""
+MAKEFILE_CONFIG=$(caffe_makefile_config tools/build_caffe.sh)
 
 hash_tree() { (cd "$1" && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
 SRC_ID=$(basename "$SRC")
@@ -288,37 +261,12 @@ fi
 # ---------------------------------------------------------------- tree
 if [ ! -f "$TREE/.psn-patched" ]; then
   log "preparing $TREE from $SRC"
-  rm -rf "$TREE"; mkdir -p "$TREE"
-  (cd "$SRC" && tar cf - --exclude=.git .) | (cd "$TREE" && tar xf -)
-  for p in "$ROOT"/tools/caffe_patches/*.patch; do
-    log "patch $(basename "$p")"
-    patch -s -p1 -N -d "$TREE" < "$p" || die "patch $(basename "$p") does not apply to $SRC_ID"
-  done
-  if [ "$CUDA" = 1 ] && [ -d "$ROOT/tools/caffe_patches/cuda" ]; then
-    for p in "$ROOT"/tools/caffe_patches/cuda/*.patch; do
-      [ -f "$p" ] || continue
-      log "patch cuda/$(basename "$p")"
-      patch -s -p1 -N -d "$TREE" < "$p" || die "patch cuda/$(basename "$p") does not apply to $SRC_ID"
-    done
-  fi
+  copy_tree "$SRC" "$TREE"
+  apply_patches "$TREE" "$CUDA" "$SRC_ID"
   touch "$TREE/.psn-patched"
 fi
-
-# The project's layers go in-tree, the way py-faster-rcnn's fork carried its
-# ROI pooling layer. Copy only changed files so make recompiles only those.
-sync_layers() {
-  (cd "$ROOT/layers" && find include src -type f) | while read -r f; do
-    if ! cmp -s "$ROOT/layers/$f" "$TREE/$f"; then
-      mkdir -p "$(dirname "$TREE/$f")"; cp "$ROOT/layers/$f" "$TREE/$f"
-    fi
-  done
-}
-sync_layers
-
-# Keep the old file (and its mtime) when nothing changed, so make does not rebuild.
-printf '%s\n' "$MAKEFILE_CONFIG" > "$TREE/Makefile.config.new"
-if cmp -s "$TREE/Makefile.config.new" "$TREE/Makefile.config"; then rm "$TREE/Makefile.config.new"
-else mv "$TREE/Makefile.config.new" "$TREE/Makefile.config"; fi
+sync_layers "$TREE"
+printf '%s\n' "$MAKEFILE_CONFIG" | write_if_changed "$TREE/Makefile.config"
 
 # ---------------------------------------------------------------- build
 log "building ($VARIANT, $JOBS jobs) in $TREE; the first build takes several minutes"

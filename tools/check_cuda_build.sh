@@ -45,6 +45,8 @@ FORCE=0
 
 log() { echo "[check_cuda_build] $*" >&2; }
 die() { echo "[check_cuda_build] error: $*" >&2; exit 1; }
+# shellcheck source=tools/caffe_tree.sh
+. "$ROOT/tools/caffe_tree.sh"
 
 # The toolkit: CUDA_DIR, else /usr/local/cuda (build_caffe.sh's default), else
 # the one the nvcc on PATH belongs to (nvcc reports it as TOP; PATH may hold a
@@ -74,34 +76,25 @@ fi
 
 PY=${PSN_VENV:-$ROOT/.venv}/bin/python
 [ -x "$PY" ] || PY=python3
+PY_VER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PY_INC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+PY_LIB=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 NUMPY_INC=$("$PY" -c 'import numpy; print(numpy.get_include())' 2>/dev/null) || \
   die "numpy is missing for $PY (pycaffe's headers need it): run tools/build_caffe.sh once"
-BLAS_INC=/usr/include/x86_64-linux-gnu
-[ -f "$BLAS_INC/cblas.h" ] || BLAS_INC=/usr/include/openblas
+BLAS_INC=$(find_blas_include)
 [ -f "$BLAS_INC/cblas.h" ] || [ -f /usr/include/cblas.h ] || die "no cblas.h: install libopenblas-dev (tools/build_caffe.sh does)"
+# Objects only, nothing is linked: the library names need not exist here.
+BOOST_PYTHON=$(find_boost_python "${PY_VER/./}")
+HDF5_INC=/usr/include/hdf5/serial
+HDF5_LIB=/usr/lib/x86_64-linux-gnu/hdf5/serial
 
 HEADER_DIRS=$("$ROOT/tools/fetch_cuda_headers.sh" --cudnn | tr '\n' ' ')
 [ -n "$HEADER_DIRS" ] || die "tools/fetch_cuda_headers.sh --cudnn printed no include directory"
 
-# What `tools/build_caffe.sh --cuda` writes, with cuDNN on and the wheel headers.
-MAKEFILE_CONFIG=$(cat <<EOF
-# Written by psn-caffe tools/check_cuda_build.sh
-USE_CUDNN := 1
-USE_OPENCV := 0
-USE_LEVELDB := 0
-USE_LMDB := 0
-CUDA_DIR := $CUDA_DIR
-CUDA_ARCH := $CHECK_CUDA_ARCH
-BLAS := open
-BLAS_INCLUDE := $BLAS_INC
-PYTHON_INCLUDE := $PY_INC $NUMPY_INC
-WITH_PYTHON_LAYER := 1
-INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include /usr/include/hdf5/serial $CUDA_DIR/include $HEADER_DIRS
-BUILD_DIR := build
-Q ?= @
-EOF
-)
+# What `tools/build_caffe.sh --cuda` writes (the same template), with cuDNN on, the check's
+# arch and the wheels' headers.
+MAKEFILE_CONFIG=$(CUDA=1 CUDNN=1 CUDA_ARCH=$CHECK_CUDA_ARCH EXTRA_INCLUDE_DIRS="${HEADER_DIRS% }" \
+                  caffe_makefile_config tools/check_cuda_build.sh)
 
 # The tree (and its objects) is keyed by what the objects depend on; the report
 # also by the layers and by this script (which decides what goes in it).
@@ -130,25 +123,13 @@ if [ ! -f "$TREE/.psn-patched" ]; then
   log "preparing $TREE from $SRC"
   # One check tree at a time: an older key's tree is only stale objects.
   for old in "$CACHE"/cuda-check/tree-*; do [ -d "$old" ] && [ "$old" != "$TREE" ] && rm -rf "$old"; done
-  rm -rf "$TREE"; mkdir -p "$TREE"
-  (cd "$SRC" && tar cf - --exclude=.git .) | (cd "$TREE" && tar xf -)
-  for p in "$ROOT"/tools/caffe_patches/*.patch "$ROOT"/tools/caffe_patches/cuda/*.patch; do
-    [ -f "$p" ] || continue
-    patch -s -p1 -N -d "$TREE" < "$p" || die "patch ${p#"$ROOT"/tools/caffe_patches/} does not apply to $SRC_ID"
-  done
+  copy_tree "$SRC" "$TREE"
+  apply_patches "$TREE" 1 "$SRC_ID"
   printf '%s\n' "$KEY_INPUTS" > "$TREE/.psn-key"
   touch "$TREE/.psn-patched"
 fi
-# The project's layers, copied only when changed so make rebuilds only those.
-(cd "$ROOT/layers" && find include src -type f) | while read -r f; do
-  if ! cmp -s "$ROOT/layers/$f" "$TREE/$f"; then
-    mkdir -p "$(dirname "$TREE/$f")"; cp "$ROOT/layers/$f" "$TREE/$f"
-  fi
-done
-
-printf '%s\n' "$MAKEFILE_CONFIG" > "$TREE/Makefile.config.new"
-if cmp -s "$TREE/Makefile.config.new" "$TREE/Makefile.config"; then rm "$TREE/Makefile.config.new"
-else mv "$TREE/Makefile.config.new" "$TREE/Makefile.config"; fi
+sync_layers "$TREE"
+printf '%s\n' "$MAKEFILE_CONFIG" | write_if_changed "$TREE/Makefile.config"
 
 # ---------------------------------------------------------------- compile
 cd "$TREE"
