@@ -203,8 +203,12 @@ def test_copied_paths_exist_and_build_inputs_come_first(path):
             break
     # The build reads these (build_caffe.sh hashes the patches and layers; the venv
     # installs requirements.txt), so they must be in the image before it runs.
+    # And whatever build_caffe.sh sources (`. "$ROOT/tools/..."`), read from the script itself.
+    with open(os.path.join(ROOT, "tools", "build_caffe.sh")) as f:
+        sourced = re.findall(r'^\. "\$ROOT/([^"]+)"', f.read(), re.M)
+    assert sourced, "build_caffe.sh sources no helper: update this test"
     for needed in ("requirements.txt", "tools/build_caffe.sh", "tools/caffe_patches",
-                   "layers/include", "layers/src"):
+                   "layers/include", "layers/src", *sourced):
         assert needed in copied, f"{needed} is not copied before the Caffe build"
 
 
