@@ -166,17 +166,17 @@ def per_fold(labels, preds, folds):
 def summary(labels, preds, folds):
     """Pooled and fold-averaged RR, UF1, UAR (see the module docstring for the definitions).
 
-    Keys: rr, uf1, uar (pooled); rr_mean, rr_std, rr_std_sample, uf1_fold_mean, uf1_fold_std,
-    uf1_fold_std_sample, uar_fold_mean, uar_fold_std, uar_fold_std_sample; n_clips, n_folds.
+    One naming scheme: <metric>_pooled for one confusion matrix over all clips,
+    <metric>_fold_mean / _fold_std (ddof 0) / _fold_std_sample (ddof 1) over the folds'
+    values; plus n_clips, n_folds. (The paper's Table 9 calls rr_fold_mean and rr_fold_std
+    RR_mean and RR_std.)
     """
     pooled = scores(labels, preds)
     folds_ = per_fold(labels, preds, folds)
-    out = {"n_clips": pooled.n, "n_folds": len(folds_),
-           "rr": pooled.rr, "uf1": pooled.uf1, "uar": pooled.uar}
-    rr = _spread([s.rr for _, s in folds_])
-    out.update(rr_mean=rr["mean"], rr_std=rr["std"], rr_std_sample=rr["std_sample"])
-    for key in ("uf1", "uar"):
+    out = {"n_clips": pooled.n, "n_folds": len(folds_)}
+    for key in ("rr", "uf1", "uar"):
         sp = _spread([getattr(s, key) for _, s in folds_])
+        out[key + "_pooled"] = getattr(pooled, key)
         out[key + "_fold_mean"] = sp["mean"]
         out[key + "_fold_std"] = sp["std"]
         out[key + "_fold_std_sample"] = sp["std_sample"]

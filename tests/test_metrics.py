@@ -95,13 +95,17 @@ def test_per_fold_and_summary_by_hand():
     assert f2.uar == pytest.approx((1 / 2 + 0) / 2)
 
     s = summary(Y, P, FOLDS)
+    # One naming scheme: <metric>_pooled and <metric>_fold_mean/_fold_std/_fold_std_sample.
+    assert set(s) == {"n_clips", "n_folds"} | {
+        m + suffix for m in ("rr", "uf1", "uar")
+        for suffix in ("_pooled", "_fold_mean", "_fold_std", "_fold_std_sample")}
     assert s["n_clips"] == 6 and s["n_folds"] == 2
-    assert s["rr"] == pytest.approx(0.5)
-    assert s["uf1"] == pytest.approx(1 / 3)
-    assert s["uar"] == pytest.approx(7 / 18)
-    assert s["rr_mean"] == pytest.approx(0.5)
-    assert s["rr_std"] == pytest.approx(1 / 6)                   # population, ddof=0
-    assert s["rr_std_sample"] == pytest.approx(math.sqrt(2) / 6)  # ddof=1
+    assert s["rr_pooled"] == pytest.approx(0.5)
+    assert s["uf1_pooled"] == pytest.approx(1 / 3)
+    assert s["uar_pooled"] == pytest.approx(7 / 18)
+    assert s["rr_fold_mean"] == pytest.approx(0.5)
+    assert s["rr_fold_std"] == pytest.approx(1 / 6)                   # population, ddof=0
+    assert s["rr_fold_std_sample"] == pytest.approx(math.sqrt(2) / 6)  # ddof=1
     assert s["uf1_fold_mean"] == pytest.approx((2 / 3 + 2 / 9) / 2)
     assert s["uar_fold_mean"] == pytest.approx((3 / 4 + 1 / 4) / 2)
 
@@ -113,8 +117,8 @@ def test_fold_ids_sort_numerically():
 
 def test_one_fold_has_zero_population_std_and_no_sample_std():
     s = summary(Y, P, [0] * 6)
-    assert s["n_folds"] == 1 and s["rr_std"] == 0.0 and math.isnan(s["rr_std_sample"])
-    assert s["rr_mean"] == pytest.approx(s["rr"])
+    assert s["n_folds"] == 1 and s["rr_fold_std"] == 0.0 and math.isnan(s["rr_fold_std_sample"])
+    assert s["rr_fold_mean"] == pytest.approx(s["rr_pooled"])
 
 
 def test_majority_baseline_uses_the_other_folds():
@@ -176,7 +180,7 @@ def test_undefined_values_are_nan_without_numpy_warnings():
         nan_equal(s.tpr, [1 / 2, 1, math.nan, math.nan])
         assert np.isnan(s.normalised()[2]).all()
         one = summary(Y, P, [7] * 6)
-    assert math.isnan(one["rr_std_sample"]) and math.isnan(one["uf1_fold_std_sample"])
+    assert math.isnan(one["rr_fold_std_sample"]) and math.isnan(one["uf1_fold_std_sample"])
 
 
 def test_every_fold_averaged_figure_has_its_spreads():

@@ -79,12 +79,12 @@ def test_files_exist_and_pngs_are_images(two_runs):
 def test_metrics_json_values_by_hand(two_runs):
     out, combined = two_runs
     a = json.loads((out / "psn" / "metrics.json").read_text())
-    assert a["rr"] == pytest.approx(0.5)
-    assert a["uf1"] == pytest.approx(1 / 3)
-    assert a["f1"] == a["uf1"]
-    assert a["uar"] == pytest.approx(7 / 18)
-    assert a["rr_mean"] == pytest.approx(0.5)
-    assert a["rr_std"] == pytest.approx(1 / 6)
+    assert a["rr_pooled"] == pytest.approx(0.5)
+    assert a["uf1_pooled"] == pytest.approx(1 / 3)
+    assert a["f1_pooled"] == a["uf1_pooled"]
+    assert a["uar_pooled"] == pytest.approx(7 / 18)
+    assert a["rr_fold_mean"] == pytest.approx(0.5)
+    assert a["rr_fold_std"] == pytest.approx(1 / 6)
     assert a["uf1_fold_mean"] == pytest.approx((2 / 3 + 2 / 9) / 2)
     assert a["uar_fold_mean"] == pytest.approx(0.5)
     assert a["confusion"] == [[1, 1, 0, 0], [0, 2, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]]
@@ -98,18 +98,18 @@ def test_metrics_json_values_by_hand(two_runs):
     # majority baseline: fold 1 trains on (1, 1, 2) -> 1, fold 2 on (0, 0, 1) -> 0
     base = a["majority_baseline"]
     assert base["class_per_fold"] == {"1": "Negative", "2": "Positive"}
-    assert base["rr"] == pytest.approx(1 / 6)
+    assert base["rr_pooled"] == pytest.approx(1 / 6)
     assert len(a["logs"]) == 3
 
     b = json.loads((out / "perfect" / "metrics.json").read_text())
-    assert (b["rr"], b["uf1"], b["uar"], b["rr_mean"], b["rr_std"]) == (1.0, 1.0, 1.0, 1.0, 0.0)
+    assert (b["rr_pooled"], b["uf1_pooled"], b["uar_pooled"], b["rr_fold_mean"], b["rr_fold_std"]) == (1.0, 1.0, 1.0, 1.0, 0.0)
 
     top = json.loads((out / "metrics.json").read_text())
     assert top["order"] == ["psn", "perfect"]
-    assert top["runs"]["psn"]["rr"] == pytest.approx(0.5)
-    assert "rr" not in top  # several runs: no single headline at the top level
+    assert top["runs"]["psn"]["rr_pooled"] == pytest.approx(0.5)
+    assert "rr_pooled" not in top  # several runs: no single headline at the top level
     assert top["paper_psn"]["rr"] == 0.6492
-    assert round(top["paper_psn_table7_pooled"]["uf1"], 4) == 0.4653
+    assert round(top["paper_psn_table7_pooled"]["uf1_pooled"], 4) == 0.4653
 
 
 def test_comparison_has_runs_one_baseline_and_paper(two_runs):
@@ -128,8 +128,8 @@ def test_comparison_has_runs_one_baseline_and_paper(two_runs):
     with open(out / "fold_rr.csv") as f:
         rows = list(csv.DictReader(f))
     assert rows[0]["name"] == "psn"
-    assert float(rows[0]["rr_std_population"]) == pytest.approx(1 / 6)
-    assert any(r["name"] == "paper AlexNet + SUM" and float(r["rr_std_population"]) == 0.084
+    assert float(rows[0]["rr_fold_std"]) == pytest.approx(1 / 6)
+    assert any(r["name"] == "paper AlexNet + SUM" and float(r["rr_fold_std"]) == 0.084
                for r in rows)
 
 
@@ -161,9 +161,9 @@ def test_single_run_cli_has_headline_keys_at_top(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     top = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert top["rr"] == pytest.approx(0.5) and top["uf1"] == pytest.approx(1 / 3)
-    assert top["uar"] == pytest.approx(7 / 18)
-    assert top["rr_mean"] == pytest.approx(0.5) and top["rr_std"] == pytest.approx(1 / 6)
+    assert top["rr_pooled"] == pytest.approx(0.5) and top["uf1_pooled"] == pytest.approx(1 / 3)
+    assert top["uar_pooled"] == pytest.approx(7 / 18)
+    assert top["rr_fold_mean"] == pytest.approx(0.5) and top["rr_fold_std"] == pytest.approx(1 / 6)
     assert (tmp_path / "out" / "mine" / "metrics.json").is_file()
 
 
@@ -233,4 +233,4 @@ def test_nan_never_reaches_json(two_runs):
     text = (out / "psn" / "metrics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     json.loads(text)
-    assert not math.isnan(json.loads(text)["rr"])
+    assert not math.isnan(json.loads(text)["rr_pooled"])

@@ -184,7 +184,7 @@ def test_report_on_the_predictions(trained, tmp_path):
     with open(os.path.join(out, "predictions.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     rr = np.mean([r["label"] == r["pred"] for r in rows])
-    assert metrics["rr"] == pytest.approx(rr)
+    assert metrics["rr_pooled"] == pytest.approx(rr)
     assert (tmp_path / "report" / "report.md").exists()
 
 

@@ -1,0 +1,144 @@
+"""The paper's tables and figures from predictions.csv files (one per run) and Caffe logs.
+
+    tools/report.py PREDICTIONS.csv [MORE.csv ...] [--names A B ...] [--logs DIR ...] --out DIR
+
+predictions.csv columns: database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2,prob_3
+(one row per test clip; classes 0 Positive, 1 Negative, 2 Surprise, 3 Others).
+
+Writes into --out:
+  report.md            every table below, in markdown, with the figures linked
+  metrics.json         all runs: {"runs": {name: <run metrics>}, "comparison": [...], ...};
+                       with a single run its headline keys (rr_pooled, uf1_pooled, ...,
+                       rr_fold_mean, rr_fold_std, ...) are also at the top level
+  comparison.csv/.png  runs vs the majority-class baseline vs the paper's PSN (Table 5, Fig. 7)
+  fold_rr.csv          RR mean/std over folds per run, next to the paper's Table 9
+  <run>/metrics.json   one run: pooled and fold-averaged RR, F1 (= UF1), UF1, UAR, per-class
+                       TPR/TNR, per database, per fold, its majority baseline
+  <run>/summary.csv, per_class.csv, per_database.csv, folds.csv,
+  <run>/confusion_counts.csv, confusion_normalised.csv  (Tables 7-8 layout: all clips, then
+                       each database), confusion_<scope>.png heatmaps
+  <run>/logs/*.train, *.test, <run>/curves.png  (Fig. 9) when --logs gives that run's logs
+
+Metric definitions (pooled vs fold-averaged, absent classes, std) are in psn/metrics.py.
+"""
+import argparse
+import os
+import sys
+
+from preprocessing.atomic import write_atomic
+from psn import caffe_log, metrics
+from psn.predictions import PredictionsError, read_predictions
+from psn.report.comparison import COMPARISON_FIELDS, comparison_rows, paper_table7_pooled
+from psn.report.errors import ReportError
+from psn.report.files import safe_name, write_csv, write_json
+from psn.report.logs import log_map, logs_of, run_curves
+from psn.report.markdown import markdown
+from psn.report.run import run_metrics, write_run
+
+__all__ = ["make_report", "main", "ReportError", "PredictionsError", "read_predictions"]
+
+
+def _default_names(paths):
+    names = []
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        parent = os.path.basename(os.path.dirname(os.path.abspath(p)))
+        names.append(parent if stem == "predictions" and parent else stem)
+    return names
+
+
+def _unique(names):
+    out, seen = [], {}
+    for n in names:
+        base = safe_name(n)
+        k = seen.get(base, 0)
+        seen[base] = k + 1
+        out.append(base if k == 0 else "%s_%d" % (base, k + 1))
+    return out
+
+
+def make_report(pred_paths, out_dir, names=None, logs=None):
+    """Build the whole report; returns the combined metrics dict."""
+    if names is not None and len(names) != len(pred_paths):
+        raise ReportError("--names: %d name(s) for %d predictions file(s)"
+                          % (len(names), len(pred_paths)))
+    names = _unique(names if names is not None else _default_names(pred_paths))
+    log_dirs = log_map(logs or [], names)
+    # Every input is checked before anything is written.
+    preds = [read_predictions(p) for p in pred_paths]
+    log_files = {name: logs_of(d) for name, d in log_dirs.items()}
+    os.makedirs(out_dir, exist_ok=True)
+
+    runs, run_files = [], {}
+    for name, p in zip(names, preds):
+        run_dir = os.path.join(out_dir, name)
+        m = run_metrics(name, p)
+        run_files[name] = write_run(name, p, run_dir, m)
+        if name in log_dirs:
+            m["logs"], _ = run_curves(name, log_dirs[name], log_files[name], run_dir)
+        write_json(os.path.join(run_dir, "metrics.json"), m)
+        runs.append((name, m, p))
+
+    from psn import plots
+    comp = comparison_rows(runs)
+    write_csv(os.path.join(out_dir, "comparison.csv"), COMPARISON_FIELDS,
+               [[r[k] for k in COMPARISON_FIELDS] for r in comp])
+    plots.comparison_bars(comp, os.path.join(out_dir, "comparison.png"))
+    fold_rows = [[name, "run", m["n_folds"], m["rr_fold_mean"], m["rr_fold_std"], m["rr_fold_std_sample"],
+                  m["uf1_fold_mean"], m["uf1_pooled"]] for name, m, _ in runs]
+    fold_rows += [["paper %s + %s" % bf, "paper (Table 9)", 10, v["rr_mean"], v["rr_std"], None,
+                   v["f1"], None] for bf, v in metrics.PAPER_TABLE9.items()]
+    write_csv(os.path.join(out_dir, "fold_rr.csv"),
+               ["name", "kind", "n_folds", "rr_fold_mean", "rr_fold_std", "rr_fold_std_sample",
+                "uf1_fold_mean", "uf1_pooled"], fold_rows)
+
+    combined = {"runs": {name: m for name, m, _ in runs}, "order": names,
+                "comparison": comp, "paper_psn": metrics.PAPER_PSN,
+                "paper_psn_table7_pooled": paper_table7_pooled()}
+    if len(runs) == 1:
+        m = runs[0][1]
+        for k in ("rr_pooled", "uf1_pooled", "uar_pooled", "f1_pooled", "rr_fold_mean",
+                  "rr_fold_std", "rr_fold_std_sample", "uf1_fold_mean", "uar_fold_mean",
+                  "f1_fold_mean", "n_clips", "n_folds"):
+            combined[k] = m[k]
+    write_json(os.path.join(out_dir, "metrics.json"), combined)
+    write_atomic(os.path.join(out_dir, "report.md"), markdown(runs, comp, run_files))
+    return combined
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(
+        description="RR, F1/UF1, UAR, TPR/TNR, confusion matrices (Tables 5-9, Fig. 7, 9) "
+                    "from predictions.csv files and Caffe logs.")
+    ap.add_argument("predictions", nargs="+", help="predictions.csv of each run")
+    ap.add_argument("--names", nargs="+", help="a name per run (default: the folder holding "
+                                               "predictions.csv, else the file's stem)")
+    ap.add_argument("--logs", nargs="+", metavar="DIR",
+                    help="Caffe logs per run: one folder (or log file) per run in order, or "
+                         "NAME=DIR; searched recursively, logs recognised by their content")
+    ap.add_argument("--out", required=True, help="output folder")
+    args = ap.parse_args(argv)
+    try:
+        combined = make_report(args.predictions, args.out, args.names, args.logs)
+    except (PredictionsError, ReportError, caffe_log.LogError) as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print("error: a file given to report.py is not text (%s): give predictions.csv files "
+              "written by run_folds" % exc.reason, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from preprocessing.errors import fail
+        return fail("error: ", exc)
+    for name in combined["order"]:
+        m = combined["runs"][name]
+        print("%-24s RR %.2f %% (fold mean %.2f +/- %.3f)  UF1 %.4f (fold mean %.4f)  "
+              "UAR %.4f (fold mean %.4f)" % (name, 100 * m["rr_pooled"], 100 * m["rr_fold_mean"],
+                                              m["rr_fold_std"], m["uf1_pooled"], m["uf1_fold_mean"],
+                                              m["uar_pooled"], m["uar_fold_mean"]))
+    print("wrote %s" % os.path.join(args.out, "report.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
