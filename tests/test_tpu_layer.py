@@ -504,3 +504,8 @@ layer { name: "loss" type: "Reduction" bottom: "y" top: "loss" loss_weight: 1 }
     net.backward()
     assert (net.blobs["cont"].diff == 7).all()
     assert net.blobs["x"].diff.any() and net.params["ip"][0].diff.any()
+
+
+def test_the_module_names_only_its_layer_class():
+    with pytest.raises(AttributeError, match="has no attribute 'LSTMLayer'"):
+        tpu_py.LSTMLayer
