@@ -417,6 +417,9 @@ def run(paths, workers=2, only=None, log=print, scratch=None):
         shutil.rmtree(scratch, ignore_errors=True)
     unused = set(equivalent) - {e["key"] for mod in results["modules"].values()
                                 for e in mod["mutants"]}
+    results["killed_but_listed"] = sorted(
+        e["key"] for mod in results["modules"].values() for e in mod["mutants"]
+        if e["status"] in ("killed", "timeout") and e["key"] in equivalent)
     results["stale_equivalent"] = sorted(k for k in unused
                                          if k.split("::")[0] in results["modules"]
                                          and only is None)

@@ -473,3 +473,40 @@ def test_search_survives_shares_of_exactly_one_and_zero(monkeypatch):
     assert info["solves"] == 24 and not info["target_met"]
     assert abs(np.log(info["lam_tried"][-1][0] / 3)) < 2e-6
     assert E == 1                        # every solve is 0.5 away: the first is kept
+
+
+def test_rank_one_threshold_by_hand():
+    import preprocessing.rpca as R
+    X = np.zeros((40, 6))
+    X[0, 0] = 1.0                          # one singular value, 1
+    for route in (R._svt_gram, R._svt_full):
+        out = np.full_like(X, 7.0)
+        assert route(X, 0.25, out) == 1 and np.array_equal(out, 0.75 * X)
+
+
+def test_the_dual_is_returned_only_when_asked():
+    _, _, info = rpca(small_problem(seed=16), max_iter=2, strict=False)
+    assert "Y" not in info
+
+
+def test_search_solves_at_rpcas_own_defaults(monkeypatch):
+    import inspect
+    import preprocessing.rpca as R
+    defaults = inspect.signature(R.rpca).parameters
+    seen = []
+    monkeypatch.setattr(R, "rpca", lambda D, lam, tol, max_iter, **kw: (
+        seen.append((tol, max_iter)), (None, lam, {"nnz_share": 0.25, "lam": lam}))[1])
+    R.rpca_for_sparsity(np.zeros((4, 4)))
+    assert seen == [(defaults["tol"].default, defaults["max_iter"].default)] == [(1e-7, 1000)]
+
+
+@pytest.mark.parametrize("shares, n_solves", [
+    # Doubling: lam 2 gives 0.75, exactly share_tol from the target.
+    (lambda lam: 1.0 if lam < 1.5 else (0.75 if lam < 3 else 0.0), 2),
+    # Bisection: lam 1, 2 give 1.0, lam 4 gives 0; the midpoint 2.83 gives 0.75.
+    (lambda lam: 1.0 if lam < 2.5 else (0.75 if lam < 3.5 else 0.0), 4),
+])
+def test_a_share_exactly_share_tol_away_stops_the_search(monkeypatch, shares, n_solves):
+    search = known_share_solver(monkeypatch, shares)
+    _, _, info = search(np.zeros((4, 4)), target=0.5, share_tol=0.25, lam0=1.0)
+    assert info["solves"] == n_solves and info["target_met"]

@@ -304,3 +304,7 @@ def test_context_of_very_short_outputs():
     # Two output frames of 4 input frames: cells 2 frames wide, half a frame rounds to none.
     M, k = clip_time_matrix(4, 2, "linear", context=0.5)
     assert k == 0 and M.shape == (2, 4)
+
+
+def test_two_output_frames_are_the_first_and_last():
+    assert sample_times(5, 2).tolist() == [0.0, 4.0]

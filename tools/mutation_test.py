@@ -59,6 +59,8 @@ def main(argv=None):
         json.dump(results, f, indent=1)
     os.replace(tmp, args.out)
     print(mutation.table(results))
+    for key in results["killed_but_listed"]:
+        print("note: tests/mutation_equivalent.json lists a mutant the tests kill: " + key)
     for key in results["stale_equivalent"]:
         print("note: tests/mutation_equivalent.json lists a mutant that no longer exists: " + key)
     low = [p for p, mod in results["modules"].items()
