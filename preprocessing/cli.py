@@ -6,7 +6,10 @@ function to SUBCOMMANDS.
 import argparse
 import sys
 
-from preprocessing.clips import DATABASES, InputError
+from preprocessing.clips import DATABASES
+from preprocessing.errors import InputError, fail
+from preprocessing.labels import DEFAULT_RULES, load_rules
+from preprocessing.table4 import format_csv, table4_with_skips
 
 DATABASE_HELP = {
     "casme": "CASME folder (Section A.xls, Section B.xls, sub01/EP01_5/...)",
@@ -31,7 +34,6 @@ def add_database_arguments(parser):
 
 def rules_of(args):
     """The AU rules the arguments ask for (None: the defaults, unknown tokens excluded)."""
-    from preprocessing.labels import DEFAULT_RULES, load_rules
     if not args.rules and args.unknown_aus == "exclude":
         return None
     return load_rules(args.rules or DEFAULT_RULES, keep_unknown_aus=args.unknown_aus == "keep")
@@ -49,7 +51,6 @@ def _table4(subparsers):
     add_database_arguments(p)
 
     def run(args):
-        from preprocessing.table4 import format_csv, table4_with_skips
         rows, skipped = table4_with_skips(database_roots(args, p), rules_of(args))
         for s in skipped:
             print(f"excluded {s.database} {s.subject} {s.clip}: {s.reason} ({s.source})", file=sys.stderr)
@@ -96,6 +97,7 @@ def _run(subparsers):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def run(args):
+        # Imported on use: `table4` reads sheets only and need not load OpenCV, dlib, scipy.
         from preprocessing.pipeline import Options, parse_augment, parse_face_box, run as run_pipeline
         if args.workers is not None and args.workers < 1:
             p.error("--workers must be at least 1")
@@ -135,5 +137,4 @@ def main(argv=None):
     try:
         return args.func(args)
     except (InputError, OSError) as exc:
-        from preprocessing.errors import fail
         return fail("error: ", exc)

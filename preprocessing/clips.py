@@ -3,23 +3,22 @@ an Entry (what the sheet alone says), and an Entry plus its frame folder becomes
 """
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
+
+from preprocessing.labels import cell_text, classify, parse_aus
+from preprocessing.sheets import read_table, to_int
 
 DATABASES = ("casme", "casme2", "casme2sq", "samm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
-class InputError(ValueError):
-    """Bad user input (missing folder, malformed sheet): the message names the path and the fix."""
-
-
 @dataclass(frozen=True)
-class Clip:
+class Entry:
+    """One usable sheet row, before its frames are looked for (all Table 4 needs)."""
     database: str       # 'casme' | 'casme2' | 'casme2sq' (CAS(ME)^2) | 'samm'
     subject: str        # unique across databases, e.g. 'casme2/sub01', 'samm/006'
     clip: str           # e.g. 'EP02_01f', '006_1_2', 'disgust1_3' (as in the sheet)
-    frames: tuple       # absolute paths of frames onset..offset (inclusive), in order
     onset: int
     apex: Optional[int]
     offset: int
@@ -27,7 +26,14 @@ class Clip:
     au_set: frozenset   # parsed FACS numbers (ints)
     label: int          # 0 Positive, 1 Negative, 2 Surprise, 3 Others
     emotion: str        # estimated emotion from the sheet
+    source: str         # 'file:row' of the sheet
     notes: tuple = ()   # warnings (apex clamped, etc.)
+
+
+@dataclass(frozen=True)
+class Clip(Entry):
+    """An Entry whose frames were found: the absolute paths of frames onset..offset."""
+    frames: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -39,31 +45,10 @@ class Skipped:
     source: str         # 'file:row'
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One usable sheet row, before its frames are looked for (all Table 4 needs)."""
-    database: str
-    subject: str
-    clip: str
-    onset: int
-    apex: Optional[int]
-    offset: int
-    aus: str
-    au_set: frozenset
-    label: int
-    emotion: str
-    source: str
-    notes: tuple = ()
-
-
 def entry_from_row(database, subject, clip, onset, apex, offset, aus, emotion, source, rules=None,
                    notes=()):
     """Entry, or Skipped when the sheet row itself rules the clip out. Frame cells are the
     cleaned values of preprocessing.sheets (None = missing); 0 means unknown, as in CAS(ME)^2."""
-    # Imported here: labels and sheets import InputError from this module.
-    from preprocessing.labels import cell_text, classify, parse_aus
-    from preprocessing.sheets import to_int
-
     def skip(reason):
         return Skipped(database, subject, clip, reason, source)
 
@@ -113,6 +98,28 @@ class Rows:
 
     def skip(self, subject, clip, reason, source):
         self.skipped.append(Skipped(self.database, subject, clip, reason, source))
+
+    def table(self, path, columns, folder_of):
+        """The loop every loader with a header row shares: (subject, clip, row, source) for
+        each row of the sheet (preprocessing.sheets.read_table with `columns`) that names a
+        subject (folder_of(cell) -> its folder name, None if unreadable) and a clip; other
+        rows are recorded as skipped."""
+        for row_number, row in read_table(path, columns):
+            source = f"{path}:{row_number}"
+            folder = folder_of(row["subject"])
+            clip = "" if row["clip"] is None else str(row["clip"]).strip()
+            if folder is None or not clip:
+                self.skip(f"{self.database}/{row['subject']}", clip, "unreadable sheet row "
+                          f"(Subject {row['subject']!r}, Filename {row['clip']!r})", source)
+                continue
+            yield f"{self.database}/{folder}", clip, row, source
+
+    def add_table(self, path, columns, folder_of):
+        """Every row of a sheet whose columns are the Entry's own, as table() reads it."""
+        for subject, clip, row, source in self.table(path, columns, folder_of):
+            self.add(subject, clip, row["onset"], row["apex"], row["offset"], row["aus"],
+                     row["emotion"], source)
+        return self.entries, self.skipped
 
     def add(self, subject, clip, onset, apex, offset, aus, emotion, source, notes=()):
         if (subject, clip) in self._seen:
@@ -193,9 +200,7 @@ def clip_from_entry(entry, folder, listed=None):
     empty = [p for p in paths if os.path.getsize(p) == 0]
     if empty:
         return skip(f"empty frame file {empty[0]}")
-    return Clip(entry.database, entry.subject, entry.clip, paths, entry.onset, entry.apex,
-                entry.offset, entry.aus, entry.au_set, entry.label, entry.emotion,
-                entry.notes)
+    return Clip(**{f.name: getattr(entry, f.name) for f in fields(Entry)}, frames=paths)
 
 
 def find_dirs(root, accept, depth=3):
@@ -214,7 +219,3 @@ def find_dirs(root, accept, depth=3):
     return sorted(found)
 
 
-def check_root(root, what):
-    if not root or not os.path.isdir(root):
-        raise InputError(f"{root}: folder does not exist. Fix: pass the folder holding your copy of {what}.")
-    return os.path.abspath(root)

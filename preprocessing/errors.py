@@ -5,9 +5,21 @@ tools now print this line and exit with 2. Work already finished is never lost o
 every file is written to a temporary name and renamed (preprocessing.atomic).
 """
 import errno
+import os
 import sys
 
-__all__ = ["os_error_line", "missing_caffe_line", "fail"]
+__all__ = ["InputError", "check_root", "os_error_line", "missing_caffe_line", "fail"]
+
+
+class InputError(ValueError):
+    """Bad user input (missing folder, malformed sheet): the message names the path and the fix."""
+
+
+def check_root(root, what):
+    """The absolute path of a database folder the user gave; InputError if it is none."""
+    if not root or not os.path.isdir(root):
+        raise InputError(f"{root}: folder does not exist. Fix: pass the folder holding your copy of {what}.")
+    return os.path.abspath(root)
 
 _FIX = {
     errno.ENOSPC: "free some space (or choose a folder on another disk), then run the same "

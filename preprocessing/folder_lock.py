@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 
-from preprocessing.clips import InputError
+from preprocessing.errors import InputError
 
 __all__ = ["FolderBusy", "folder_lock", "LOCK_NAME"]
 

@@ -19,7 +19,8 @@ import warnings
 
 import numpy as np
 
-from preprocessing.clips import InputError
+from preprocessing.errors import InputError
+from preprocessing.labels import CLASSES
 
 __all__ = ["check_fold_count", "stratified_groups", "subject_groups", "assign_groups", "protocol_name",
            "fold_plan", "list_lines"]
@@ -36,7 +37,6 @@ def check_fold_count(labels, n_groups, log=None):
     clips than groups. Say so (through log) when some classes are too small to appear in
     every group. Called on the loaders' clips before any clip is computed, and again on the
     included ones."""
-    from preprocessing.labels import CLASSES
     if n_groups < 2:
         raise InputError(f"--folds {n_groups}: need at least 2 groups")
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=N_CLASSES)

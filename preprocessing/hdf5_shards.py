@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from preprocessing.atomic import atomic_path
+from preprocessing.augment import apply_variant
 from preprocessing.sampling import CROP, N_SAMPLED
 
 __all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "shard_key", "stored_key", "frame_columns",
@@ -99,8 +100,6 @@ def write_shard(path, items, variants=(), key="", group=None):
     names of preprocessing.augment), each clip contributes one row per variant, clip-major,
     and never its original; without, one row per clip. Memory: one clip at a time.
     """
-    from preprocessing.augment import apply_variant
-
     variants = tuple(variants)
     per_clip = len(variants) if variants else 1
     K = len(items) * per_clip

@@ -9,7 +9,7 @@ import os
 import re
 from functools import lru_cache
 
-from preprocessing.clips import InputError
+from preprocessing.errors import InputError
 
 CLASSES = ("positive", "negative", "surprise", "others")
 OTHERS = 3

@@ -14,7 +14,9 @@ import cv2
 import numpy as np
 
 from preprocessing.hdf5_shards import CROP
+from preprocessing.pipeline import Options, sparse_part
 from preprocessing.sampling import N_FRAMES, sample
+from preprocessing.synthetic import draw_face
 from preprocessing.tim import clip_time_matrix
 
 __all__ = ["still_face", "noisy_still_clip", "e_profile", "end_ratio"]
@@ -23,7 +25,6 @@ __all__ = ["still_face", "noisy_still_clip", "e_profile", "end_ratio"]
 @functools.lru_cache(maxsize=4)
 def still_face(seed: int = 0) -> np.ndarray:
     """One synthetic face's central region as 112x112 gray in [0, 1] (float64, read-only)."""
-    from preprocessing.synthetic import draw_face
     img = draw_face(np.random.default_rng(seed)).image
     gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[100:400, 170:470]
     out = cv2.resize(gray, (CROP, CROP), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
@@ -40,7 +41,6 @@ def noisy_still_clip(n_frames: int, sigma: float = 2.0, seed: int = 0) -> np.nda
 def e_profile(gray, method: str = "tim", *, cells: bool = True, context=None,
               lam=None) -> np.ndarray:
     """Mean |E| of the 16 sampled frames (E in [0, 1] gray units) of the clip `gray`."""
-    from preprocessing.pipeline import Options, sparse_part
     M, k = clip_time_matrix(len(gray), N_FRAMES, method, context=context, cells=cells)
     E, _, _ = sparse_part(np.asarray(gray), Options(interp=method, lam=lam), M, k)
     return np.abs(sample(E.T)).mean(axis=1)

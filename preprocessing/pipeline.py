@@ -47,7 +47,15 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from preprocessing.clips import InputError
+from preprocessing.atomic import atomic_path, remove_temporaries, write_atomic
+from preprocessing.augment import DEFAULT_VARIANTS, parse_variant
+from preprocessing.contact_sheet import choose_clips, item_title, write_contact_sheet
+from preprocessing.folder_lock import folder_lock
+from preprocessing.folds import assign_groups, check_fold_count, fold_plan, list_lines, protocol_name
+from preprocessing.labels import CLASSES
+from preprocessing.loaders import load_databases
+from preprocessing.manifest import manifest_row, write_manifest, write_skipped
+from preprocessing.errors import InputError
 # Imported here, not in the functions: threadpoolctl can only hold to one thread the BLAS
 # libraries already loaded (scipy.linalg brings its own OpenBLAS).
 from preprocessing.face import FACE_METHODS, NoFaceError, clip_face_box, crop_frame
@@ -109,7 +117,6 @@ class ClipExcluded(Exception):
 
 def parse_augment(text):
     """'none' -> (); 'flip,rot5,rot-5' -> ('flip', 'rot+5', 'rot-5'); None -> the defaults."""
-    from preprocessing.augment import DEFAULT_VARIANTS, parse_variant
     if text is None:
         return tuple(DEFAULT_VARIANTS)
     if text.strip().lower() in ("", "none"):
@@ -273,7 +280,6 @@ def _save_cache(path, stamp, info, raw=None, sparse=None):
               "info": np.array(json.dumps(info, sort_keys=True))}
     if raw is not None:
         arrays.update(raw=raw, sparse=sparse)
-    from preprocessing.atomic import atomic_path
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
 
@@ -427,12 +433,10 @@ def run(roots, out, *, log=print, **kw):
     a second run into the same OUT, or into one that run_folds is reading, is refused.
     Raises InputError for bad input (missing folder, malformed sheet, too few clips, OUT busy).
     """
-    from preprocessing.folder_lock import folder_lock
     out = os.path.abspath(out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out {out} exists and is not a folder")
     with folder_lock(out, "writing", log=log):
-        from preprocessing.atomic import remove_temporaries
         n = remove_temporaries(out)
         if n:
             log(f"removed {n} temporary file(s) left in {out} by an interrupted run")
@@ -441,11 +445,6 @@ def run(roots, out, *, log=print, **kw):
 
 def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
          workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print):
-    from preprocessing.contact_sheet import choose_clips, item_title, write_contact_sheet
-    from preprocessing.folds import assign_groups, fold_plan, list_lines, protocol_name
-    from preprocessing.loaders import load_databases
-    from preprocessing.atomic import write_atomic
-    from preprocessing.manifest import manifest_row, write_manifest, write_skipped
 
     t_start = time.time()
     out = os.path.abspath(out)
@@ -468,7 +467,6 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
 
     if not loso:
         # Before hours of computing: a split the clips' classes cannot give is refused now.
-        from preprocessing.folds import check_fold_count
         check_fold_count([c.label for c in clips], n_folds, log)
 
     cache_dir = os.path.join(out, "cache")
@@ -614,7 +612,6 @@ def _per_database(clips, results):
 
 
 def summary_lines(s):
-    from preprocessing.labels import CLASSES
     lines = [f"{'database':10s} {'included':>8s} {'excluded':>8s}"]
     for db, d in s["per_database"].items():
         lines.append(f"{db:10s} {d['included']:8d} {d['excluded']:8d}")

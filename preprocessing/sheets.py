@@ -8,7 +8,7 @@ import fnmatch
 import os
 import re
 
-from preprocessing.clips import InputError, check_root
+from preprocessing.errors import InputError, check_root
 
 MISSING_MARKS = {"", "\\", "/", "-"}
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from preprocessing.errors import fail
 from preprocessing.labels import CLASSES
 
 SHEET_NAME = "CASME2-coding-20140508.xlsx"
@@ -1021,7 +1022,6 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        from preprocessing.errors import fail
         return fail("error: ", e)
     what = "already there, skipped" if s["skipped"] else "written in %.1f s" % s["seconds"]
     cc = ", ".join(f"{k} {v}" for k, v in s["class_counts"].items())

@@ -86,7 +86,7 @@ def main(argv=None):
     args = parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe(cuda=bool(args.gpus))
-    from preprocessing.clips import InputError
+    from preprocessing.errors import InputError
     from preprocessing.errors import fail
     from preprocessing.pipeline import run as preprocess
     from psn import report, training

@@ -63,7 +63,7 @@ def clip_from_folder(folder, onset=None, offset=None):
     return Clip(database="user", subject="user/" + os.path.basename(os.path.dirname(
         os.path.abspath(folder))), clip=os.path.basename(os.path.abspath(folder)),
         frames=tuple(frames[n] for n in range(lo, hi + 1)), onset=lo, apex=None, offset=hi,
-        aus="", au_set=frozenset(), label=3, emotion="")
+        aus="", au_set=frozenset(), label=3, emotion="", source=os.path.abspath(folder))
 
 
 def predict_arrays(net, raw, sparse):

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from preprocessing.clips import InputError
+from preprocessing.errors import InputError
 from preprocessing.folds import (assign_groups, check_fold_count, fold_plan, list_lines, protocol_name,
                                  stratified_groups, subject_groups)
 

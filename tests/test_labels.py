@@ -1,6 +1,6 @@
 import pytest
 
-from preprocessing.clips import InputError
+from preprocessing.errors import InputError
 from preprocessing.labels import DEFAULT_RULES, cell_text, classify, load_rules, parse_aus
 
 # Table 3 of the paper: Others is the fourth class (index 3), typed here, not imported.

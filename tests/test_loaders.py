@@ -5,7 +5,8 @@ import openpyxl
 import pytest
 
 import fake_databases as fd
-from preprocessing.clips import Clip, InputError, Skipped, frame_number
+from preprocessing.clips import Clip, Skipped, frame_number
+from preprocessing.errors import InputError
 from preprocessing.loaders import load_database, load_databases, read_sheet
 from preprocessing.sheets import SheetError
 

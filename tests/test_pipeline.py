@@ -19,7 +19,7 @@ from fake_databases import make_casme2, make_samm
 from preprocessing import hdf5_shards
 from preprocessing.augment import apply_variant
 from preprocessing.cli import main as cli_main
-from preprocessing.clips import InputError
+from preprocessing.errors import InputError
 from preprocessing.hdf5_shards import read_shard, write_shard
 from preprocessing.loaders import load_databases
 from preprocessing.manifest import MANIFEST_COLUMNS, read_manifest
@@ -546,7 +546,8 @@ def test_a_clip_without_any_motion_is_flagged(tmp_path):
         path = str(tmp_path / f"img{n}.png")
         cv2.imwrite(path, np.full((60, 80, 3), 120, np.uint8))
         paths.append(path)
-    clip = Clip("user", "user/s", "blank", tuple(paths), 1, None, 10, "", frozenset(), 3, "")
+    clip = Clip("user", "user/s", "blank", 1, None, 10, "", frozenset(), 3, "", "test",
+                frames=tuple(paths))
     _, sparse, info = compute_clip(clip, Options(face_box=(0, 0, 40, 40)))
     assert not sparse.any()
     assert any(n.startswith("E is zero in every sampled frame") for n in info["notes"])

@@ -41,8 +41,9 @@ import re
 import statistics
 from collections import defaultdict
 
-from preprocessing.clips import (InputError, Rows, Skipped, check_root, clip_from_entry,
+from preprocessing.clips import (Rows, Skipped, clip_from_entry,
                                  find_dirs, numbered_frames)
+from preprocessing.errors import InputError, check_root
 from preprocessing.loaders.casme2 import subject_folder
 from preprocessing.sheets import SheetError, find_files, read_table, to_int
 
@@ -103,14 +104,8 @@ def read_sheet(root, rules=None):
     raw = []            # (source, sheet path, folder, clip, onset int or None, row dict)
     subjects_by_sheet = defaultdict(dict)   # sheet -> {folder: first source}
     for path in sheet_paths(root):
-        for row_number, row in read_table(path, COLUMNS):
-            source = f"{path}:{row_number}"
-            folder = subject_folder(row["subject"])
-            clip = "" if row["clip"] is None else str(row["clip"]).strip()
-            if folder is None or not clip:
-                rows.skip(f"{DATABASE}/{row['subject']}", clip, "unreadable sheet row "
-                          f"(Subject {row['subject']!r}, Filename {row['clip']!r})", source)
-                continue
+        for subject, clip, row, source in rows.table(path, COLUMNS, subject_folder):
+            folder = subject.split("/", 1)[1]
             onset, ok = to_int(row["onset"])
             raw.append((source, path, folder, clip, onset if ok else None, row))
             subjects_by_sheet[path].setdefault(folder, source)

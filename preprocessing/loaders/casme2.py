@@ -4,8 +4,9 @@ the file number is the absolute frame number, so onset..offset picks the same fr
 import os
 import re
 
-from preprocessing.clips import InputError, Rows, attach_frames, check_root, find_dirs
-from preprocessing.sheets import find_sheet, read_table, to_int
+from preprocessing.clips import Rows, attach_frames, find_dirs
+from preprocessing.errors import InputError, check_root
+from preprocessing.sheets import find_sheet, to_int
 
 DATABASE = "casme2"
 SHEETS = ("CASME2-coding-*.xlsx", "CASME2-coding-*.xls", "CASME2_label*.xls*", "CASME2*.xls*")
@@ -36,19 +37,7 @@ def sheet_path(root):
 
 def read_sheet(root, rules=None):
     """(entries, skipped) from the coding sheet alone."""
-    path = sheet_path(root)
-    rows = Rows(DATABASE, rules)
-    for row_number, row in read_table(path, COLUMNS):
-        source = f"{path}:{row_number}"
-        folder = subject_folder(row["subject"])
-        clip = "" if row["clip"] is None else str(row["clip"]).strip()
-        if folder is None or not clip:
-            rows.skip(f"{DATABASE}/{row['subject']}", clip, "unreadable sheet row "
-                      f"(Subject {row['subject']!r}, Filename {row['clip']!r})", source)
-            continue
-        rows.add(f"{DATABASE}/{folder}", clip, row["onset"], row["apex"], row["offset"],
-                 row["aus"], row["emotion"], source)
-    return rows.entries, rows.skipped
+    return Rows(DATABASE, rules).add_table(sheet_path(root), COLUMNS, subject_folder)
 
 
 def frame_tree(root, tree="auto"):

@@ -7,7 +7,8 @@ since some names are misspelt (`0503unnyfarting`) or carry another subject's pre
 import os
 import re
 
-from preprocessing.clips import InputError, Rows, attach_frames, check_root, find_dirs
+from preprocessing.clips import Rows, attach_frames, find_dirs
+from preprocessing.errors import InputError, check_root
 from preprocessing.sheets import find_sheet, SheetError, read_rows, sheet_names, to_int
 
 DATABASE = "casme2sq"

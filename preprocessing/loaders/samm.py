@@ -3,8 +3,9 @@ and frames `006/006_1_2/006_05562.jpg`, file number = absolute frame (first file
 import os
 import re
 
-from preprocessing.clips import InputError, Rows, attach_frames, check_root, find_dirs
-from preprocessing.sheets import find_sheet, read_table, to_int
+from preprocessing.clips import Rows, attach_frames, find_dirs
+from preprocessing.errors import InputError, check_root
+from preprocessing.sheets import find_sheet, to_int
 
 DATABASE = "samm"
 SHEETS = ("SAMM_Micro_FACS_Codes*.xlsx", "SAMM*Micro*FACS*.xls*", "SAMM*.xlsx")
@@ -27,20 +28,14 @@ def sheet_path(root):
     return find_sheet(root, "SAMM", SHEETS, "SAMM_Micro_FACS_Codes_v2.xlsx")
 
 
+def subject_folder(value):
+    """Sheet subject 6 (or '006') -> folder '006'; None if unreadable."""
+    number, _ = to_int(value)
+    return None if number is None else f"{number:03d}"
+
+
 def read_sheet(root, rules=None):
-    path = sheet_path(root)
-    rows = Rows(DATABASE, rules)
-    for row_number, row in read_table(path, COLUMNS):
-        source = f"{path}:{row_number}"
-        number, _ = to_int(row["subject"])
-        clip = "" if row["clip"] is None else str(row["clip"]).strip()
-        if number is None or not clip:
-            rows.skip(f"{DATABASE}/{row['subject']}", clip, "unreadable sheet row "
-                      f"(Subject {row['subject']!r}, Filename {row['clip']!r})", source)
-            continue
-        rows.add(f"{DATABASE}/{number:03d}", clip, row["onset"], row["apex"], row["offset"],
-                 row["aus"], row["emotion"], source)
-    return rows.entries, rows.skipped
+    return Rows(DATABASE, rules).add_table(sheet_path(root), COLUMNS, subject_folder)
 
 
 def frame_tree(root):
