@@ -1,6 +1,6 @@
 """Robust PCA (principal component pursuit) by the inexact augmented Lagrange multiplier method.
 
-    min ||A||_* + lam ||E||_1   subject to   D = A + E
+    min ||A||_* + lam ||E||_1   subject to   D = A + E        (the paper's Eq. 2, D = A + E Eq. 1)
 
 Inexact ALM (Lin, Chen & Ma 2010, Algorithm 5; same initialisation and mu schedule as their
 ``inexact_alm_rpca.m``): with Y0 = D / max(||D||_2, ||D||_inf / lam), mu0 = 1.25 / ||D||_2,

@@ -343,6 +343,8 @@ class _Builder:
             n.fusion = L.Concat(*feats, concat_param=dict(axis=1))
             fused, channels = n.fusion, 2 * F
         else:
+            # Eq. 10: F = F_temporal + F_spatial (SUM, PSN's own); PROD and CONCAT are
+            # Table 9's alternatives.
             op = P.Eltwise.SUM if c.fusion == "sum" else P.Eltwise.PROD
             n.fusion = L.Eltwise(*feats, operation=op)
             fused, channels = n.fusion, F
@@ -355,7 +357,7 @@ class _Builder:
             include=dict(phase=self.pb.TRAIN), ntop=4)
         logits = self.body(n.raw, n.sparse, n.cont)
         label_rows = self.time_major("label", n.label, ())
-        n.loss = L.SoftmaxWithLoss(logits, label_rows)
+        n.loss = L.SoftmaxWithLoss(logits, label_rows)    # Eq. 11-12, on every frame row
         n.accuracy = L.Accuracy(logits, label_rows)
         net = n.to_proto()
         # The TEST-phase data layer: same tops, the held-out group's list.

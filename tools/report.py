@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Paper tables and figures from predictions.csv files and Caffe logs; see psn/report.py."""
+"""Paper tables and figures from predictions.csv files and Caffe logs; see psn/report/."""
 import os
 import sys
 
