@@ -445,7 +445,9 @@ def run(roots, out, *, log=print, **kw):
 
 def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
          workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print):
-
+    """The pipeline's stages, in order (each a function below): load the sheets and frame
+    folders, compute (or reuse) every clip, assign fold groups and write the manifest, write
+    the shards, write the fold lists and folds.json, draw the contact sheet, summarise."""
     t_start = time.time()
     out = os.path.abspath(out)
     if any(ch.isspace() for ch in out):
@@ -456,6 +458,45 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     variants = parse_augment(None) if augment is None else tuple(augment)
     workers = workers or os.cpu_count() or 1
 
+    clips, skipped = _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log)
+    runner = _Runner(workers)
+    try:
+        cache_files, results, t_clips = _clips_stage(clips, skipped, out, options, runner,
+                                                     workers, progress, log)
+        included, group_of, rows = _groups_stage(out, clips, results, n_folds, loso, seed)
+        protocol = protocol_name(n_folds, loso)
+        plan = fold_plan([group_of[i] for i in included], [clips[i].label for i in included],
+                         [clips[i].subject for i in included], protocol, seed, len(variants))
+        shards = _shards_stage(out, plan, clips, included, group_of, results, cache_files,
+                               variants, runner, progress, log)
+    finally:
+        runner.close()
+    _folds_stage(out, plan, shards, variants, options, roots)
+    _contact_sheet_stage(out, rows, cache_files)
+
+    computed = [r for r in results if r["computed"]]
+    secs = [r["info"]["seconds"] for r in computed if r["included"]]
+    summary = {
+        "out": out, "clips": len(clips), "loader_skipped": len(skipped),
+        "included": len(included), "excluded": len(clips) - len(included),
+        "computed": len(computed), "cached": len(clips) - len(computed),
+        "shards_written": sorted(shards["written"]), "shards_total": len(shards["keep"]),
+        "per_database": _per_database(clips, results),
+        "per_class": [int(c) for c in np.bincount([clips[i].label for i in included], minlength=4)],
+        "excluded_by_stage": dict(Counter(r["info"].get("stage", "?") for r in results
+                                          if not r["included"])),
+        "seconds": time.time() - t_start, "seconds_clips": t_clips,
+        "seconds_shards": shards["seconds"],
+        "mean_clip_seconds": float(np.mean(secs)) if secs else None,
+        "protocol": protocol, "n_folds": plan["n_folds"], "workers": workers,
+    }
+    for line in summary_lines(summary):
+        log(line)
+    return summary
+
+
+def _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log):
+    """(clips, skipped) from the databases' sheets and frame folders; writes skipped.csv."""
     clips, skipped = load_databases(roots, rules, loader_options)
     if limit is not None:
         clips = clips[:int(limit)]
@@ -464,19 +505,21 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     if not clips:
         raise InputError(f"no usable clip in {', '.join(roots.values())}; the reasons are in "
                          f"{os.path.join(out, 'skipped.csv')}")
-
     if not loso:
         # Before hours of computing: a split the clips' classes cannot give is refused now.
         check_fold_count([c.label for c in clips], n_folds, log)
+    return clips, skipped
 
+
+def _clips_stage(clips, skipped, out, options, runner, workers, progress, log):
+    """(cache files, results, seconds): every clip's face, TIM, RPCA and sampled frames, from
+    its cache file when that was made with the same stamp, else computed (in parallel)."""
     cache_dir = os.path.join(out, "cache")
     cache_files = [cache_path(cache_dir, c) for c in clips]
     dup = [p for p, n in Counter(cache_files).items() if n > 1]
     if dup:
         raise InputError(f"two clips map to the same cache file {dup[0]}: clip names must be "
                          "unique per subject")
-
-    # Clips: reuse matching cache files, compute the rest.
     results = [None] * len(clips)
     tasks = []
     for i, (clip, cf) in enumerate(zip(clips, cache_files)):
@@ -485,69 +528,75 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
             tasks.append((i, clip, cf, options))
     log(f"{len(clips)} clips ({len(skipped)} skipped by the loaders); {len(clips) - len(tasks)} "
         f"cached, {len(tasks)} to compute with {min(workers, max(len(tasks), 1))} worker(s)")
-    runner = _Runner(workers)
-    t_clips = time.time()
-    try:
-        with _progress(len(tasks), "clips", progress) as bar:
-            for i, res in runner.map(_clip_task, tasks):
-                results[i] = res
-                bar.update(1)
-        t_clips = time.time() - t_clips
+    t0 = time.time()
+    with _progress(len(tasks), "clips", progress) as bar:
+        for i, res in runner.map(_clip_task, tasks):
+            results[i] = res
+            bar.update(1)
+    return cache_files, results, time.time() - t0
 
-        included = [i for i, r in enumerate(results) if r["included"]]
-        group_of = {}
-        plan = None
-        if included:
-            try:
-                groups = assign_groups([clips[i].label for i in included],
-                                       [clips[i].subject for i in included], n_folds, loso, seed)
-                group_of = dict(zip(included, groups.tolist()))
-            except InputError:
-                _write_manifest_rows(out, clips, results, {}, manifest_row, write_manifest)
-                raise
-        rows = _write_manifest_rows(out, clips, results, group_of, manifest_row, write_manifest)
-        if not included:
-            raise InputError(f"no clip could be used; the reasons are in {os.path.join(out, 'manifest.csv')}")
 
-        # Shards: one per group, and one augmented per group for training.
-        protocol = protocol_name(n_folds, loso)
-        plan = fold_plan([group_of[i] for i in included], [clips[i].label for i in included],
-                         [clips[i].subject for i in included], protocol, seed, len(variants))
-        shard_dir = os.path.join(out, "shards")
-        plain, aug, shard_tasks, keep = {}, {}, [], set()
-        for g in (e["group"] for e in plan["groups"]):
-            members = [i for i in included if group_of[i] == g]
-            items = [(i, clips[i].label, cache_files[i]) for i in members]
-            fp = [(i, clips[i].label, results[i]["info"]["digest"]) for i in members]
-            for vs, name, table in (((), f"group{g:02d}.h5", plain),
-                                    (variants, f"group{g:02d}_aug.h5", aug)):
-                if name.endswith("_aug.h5") and not variants:
-                    continue
-                path = os.path.join(shard_dir, name)
-                table[g] = path
-                keep.add(name)
-                key = shard_key(fp, vs, g)
-                if stored_key(path) != key:
+def _groups_stage(out, clips, results, n_folds, loso, seed):
+    """(included clip indices, {index: fold group}, manifest rows); writes manifest.csv, also
+    when no split can be made (so that the reasons are on disk)."""
+    included = [i for i, r in enumerate(results) if r["included"]]
+    group_of = {}
+    if included:
+        try:
+            groups = assign_groups([clips[i].label for i in included],
+                                   [clips[i].subject for i in included], n_folds, loso, seed)
+            group_of = dict(zip(included, groups.tolist()))
+        except InputError:
+            _write_manifest_rows(out, clips, results, {}, manifest_row, write_manifest)
+            raise
+    rows = _write_manifest_rows(out, clips, results, group_of, manifest_row, write_manifest)
+    if not included:
+        raise InputError(f"no clip could be used; the reasons are in {os.path.join(out, 'manifest.csv')}")
+    return included, group_of, rows
+
+
+def _shards_stage(out, plan, clips, included, group_of, results, cache_files, variants, runner,
+                  progress, log):
+    """One HDF5 shard per fold group, and one augmented per group for training; a shard whose
+    key (its clips' digests, variants, group) matches and that reads back sound is kept.
+    Returns {plain: {group: path}, aug: {group: path}, written, keep, seconds}."""
+    shard_dir = os.path.join(out, "shards")
+    plain, aug, shard_tasks, keep = {}, {}, [], set()
+    for g in (e["group"] for e in plan["groups"]):
+        members = [i for i in included if group_of[i] == g]
+        items = [(i, clips[i].label, cache_files[i]) for i in members]
+        fp = [(i, clips[i].label, results[i]["info"]["digest"]) for i in members]
+        for vs, name, table in (((), f"group{g:02d}.h5", plain),
+                                (variants, f"group{g:02d}_aug.h5", aug)):
+            if name.endswith("_aug.h5") and not variants:
+                continue
+            path = os.path.join(shard_dir, name)
+            table[g] = path
+            keep.add(name)
+            key = shard_key(fp, vs, g)
+            if stored_key(path) != key:
+                shard_tasks.append((path, items, vs, key, g))
+            else:
+                damaged = shard_problem(path)
+                if damaged:
+                    log(f"{path}: {damaged}; writing it again")
                     shard_tasks.append((path, items, vs, key, g))
-                else:
-                    damaged = shard_problem(path)
-                    if damaged:
-                        log(f"{path}: {damaged}; writing it again")
-                        shard_tasks.append((path, items, vs, key, g))
-        os.makedirs(shard_dir, exist_ok=True)
-        _check_free_space(shard_dir, shard_tasks)
-        _remove_stale(shard_dir, r"group\d+(_aug)?\.h5", keep)
-        written = []
-        t_shards = time.time()
-        with _progress(len(shard_tasks), "shards", progress) as bar:
-            for path, n in runner.map(_shard_task, shard_tasks):
-                written.append(os.path.basename(path))
-                bar.update(1)
-        t_shards = time.time() - t_shards
-    finally:
-        runner.close()
+    os.makedirs(shard_dir, exist_ok=True)
+    _check_free_space(shard_dir, shard_tasks)
+    _remove_stale(shard_dir, r"group\d+(_aug)?\.h5", keep)
+    written = []
+    t0 = time.time()
+    with _progress(len(shard_tasks), "shards", progress) as bar:
+        for path, n in runner.map(_shard_task, shard_tasks):
+            written.append(os.path.basename(path))
+            bar.update(1)
+    return {"plain": plain, "aug": aug, "written": written, "keep": keep,
+            "seconds": time.time() - t0}
 
-    # Fold lists and folds.json.
+
+def _folds_stage(out, plan, shards, variants, options, roots):
+    """folds/foldKK/{train,test}.txt (paths relative to OUT) and folds.json."""
+    plain, aug = shards["plain"], shards["aug"]
     fold_dir = os.path.join(out, "folds")
     fold_names = set()
     for fold in plan["folds"]:
@@ -570,31 +619,14 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
                 databases=sorted(roots), manifest="manifest.csv")
     write_atomic(os.path.join(out, "folds.json"), json.dumps(plan, indent=1, sort_keys=True) + "\n")
 
-    chosen = choose_clips(rows, 4)
+
+def _contact_sheet_stage(out, rows, cache_files):
+    """contact_sheet.png: raw frames and E of a few included clips, for a look by eye."""
     items = []
-    for r in chosen:
+    for r in choose_clips(rows, 4):
         raw, sparse = load_clip_arrays(cache_files[int(r["index"])])
         items.append((item_title(r), raw, sparse))
     write_contact_sheet(os.path.join(out, "contact_sheet.png"), items)
-
-    computed = [r for r in results if r["computed"]]
-    secs = [r["info"]["seconds"] for r in computed if r["included"]]
-    summary = {
-        "out": out, "clips": len(clips), "loader_skipped": len(skipped),
-        "included": len(included), "excluded": len(clips) - len(included),
-        "computed": len(computed), "cached": len(clips) - len(computed),
-        "shards_written": sorted(written), "shards_total": len(keep),
-        "per_database": _per_database(clips, results),
-        "per_class": [int(c) for c in np.bincount([clips[i].label for i in included], minlength=4)],
-        "excluded_by_stage": dict(Counter(r["info"].get("stage", "?") for r in results
-                                          if not r["included"])),
-        "seconds": time.time() - t_start, "seconds_clips": t_clips, "seconds_shards": t_shards,
-        "mean_clip_seconds": float(np.mean(secs)) if secs else None,
-        "protocol": protocol, "n_folds": plan["n_folds"], "workers": workers,
-    }
-    for line in summary_lines(summary):
-        log(line)
-    return summary
 
 
 def _write_manifest_rows(out, clips, results, group_of, manifest_row, write_manifest):
