@@ -10,7 +10,8 @@ setup(
     version="0.1.0",
     description="Parallel Spatiotemporal Network (PSN) for micro-expression recognition, in BVLC Caffe",
     python_requires=">=3.8",
-    packages=find_packages(include=["preprocessing", "preprocessing.*", "psn", "psn.*"])
+    packages=find_packages(include=["preprocessing", "preprocessing.*", "psn", "psn.*", "synthetic",
+                                    "synthetic.*"])
     + ["psn_layers"],
     package_dir={"psn_layers": "layers/psn_layers"},
     package_data={"preprocessing": ["data/*.csv"], "psn": ["data/*"]},
@@ -22,7 +23,7 @@ setup(
     entry_points={
         "console_scripts": [
             "psn-preprocess=preprocessing.cli:main",
-            "psn-make-synthetic=preprocessing.synthetic:main",
+            "psn-make-synthetic=synthetic:main",
             "psn-make-nets=psn.nets:main",
             "psn-run-folds=psn.training:main",
             "psn-parse-log=psn.caffe_log:main",

@@ -14,7 +14,7 @@ Part 1b runs the three inexact ALMs on a rendered clip's D, where the answer is 
 and real-looking data (a dominant identity, camera noise) makes A's rank and the iteration
 count higher; E is compared with the plain ALM's.
 
-Part 2 times the per-clip chain on rendered synthetic clips (preprocessing.synthetic,
+Part 2 times the per-clip chain on rendered synthetic clips (the synthetic package,
 640x480 JPEG frames as CASME II ships them): JPEG decode, face detection and alignment on the
 onset frame, crop to 112x112, TIM to 150 frames, grayscale, RPCA at the default lam, the 16
 sampled frames. It estimates the full 650-clip preprocessing time on this machine as
@@ -186,7 +186,7 @@ def bench_real_clip(D):
 
 def make_clips(n, seed=0):
     """n rendered synthetic clips as lists of JPEG bytes (640x480, CASME II-like)."""
-    from preprocessing import synthetic
+    import synthetic
     plans = synthetic.plan_database(n_subjects=n, clips_per_subject=1, seed=seed)
     noise = synthetic.NoiseBank(seed)
     clips = []

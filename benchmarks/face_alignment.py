@@ -5,7 +5,7 @@
 
 Faces: the scikit-image astronaut photograph (a real face; its true roll is taken as the mean
 of the two methods on the untouched photograph) and synthetic faces of
-preprocessing.synthetic (true eye centres known). Each is rotated by each angle about the
+the synthetic package (true eye centres known). Each is rotated by each angle about the
 image centre and shifted by each (dx, dy), with replicated borders. Per method: how many
 faces were found, the roll error against the truth (degrees; mean |error|, worst), the spread of
 the roll over the transforms of one face (how far apart clips of one person would be
@@ -42,7 +42,7 @@ def iou(q1, q2):
 
 def faces(n):
     import skimage.data
-    from preprocessing.synthetic import draw_face
+    from synthetic import draw_face
     yield "astronaut", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), None
     for seed in range(n):
         f = draw_face(np.random.default_rng(seed))

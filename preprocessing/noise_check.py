@@ -1,6 +1,6 @@
 """How much sensor noise reaches E, frame by frame, on a still face (the end-frame check).
 
-A clip of F frames of one still synthetic face (preprocessing.synthetic.draw_face, cut to
+A clip of F frames of one still synthetic face (synthetic.draw_face, cut to
 112x112 gray) with independent Gaussian sensor noise in every frame holds no motion at all,
 so whatever RPCA puts into E is noise. `e_profile` runs the pipeline's time normalisation and
 RPCA on such a clip and returns the mean |E| of the 16 sampled frames; the first and last
@@ -16,7 +16,7 @@ import numpy as np
 from preprocessing.hdf5_shards import CROP
 from preprocessing.pipeline import Options, sparse_part
 from preprocessing.sampling import N_FRAMES, sample
-from preprocessing.synthetic import draw_face
+from synthetic import draw_face
 from preprocessing.tim import clip_time_matrix
 
 __all__ = ["still_face", "noisy_still_clip", "e_profile", "end_ratio"]

@@ -54,7 +54,7 @@ def parse_args(argv):
                     help="synthetic databases to make, by on-disk format: casme2 (default), or "
                          "casme2,casme for a two-database run (other identities in each)")
     args = ap.parse_args(argv)
-    from preprocessing.synthetic import FORMATS
+    from synthetic import FORMATS
     args.synthetic = [f.strip() for f in args.synthetic.split(",") if f.strip()]
     bad = [f for f in args.synthetic if f not in FORMATS]
     if bad or not args.synthetic or len(set(args.synthetic)) != len(args.synthetic):
@@ -68,7 +68,7 @@ def stage(title):
 
 def make_synthetic(out, formats, subjects, clips_per_subject, seed):
     """{format: folder} of the synthetic databases (made once; reused when already there)."""
-    from preprocessing import synthetic
+    import synthetic
     roots = {}
     for i, fmt in enumerate(formats):
         db = os.path.join(out, "synthetic_" + fmt)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 # The owners' sheet headers, defined once beside the synthetic database that writes them too.
-from preprocessing.synthetic import CASME_HEADER, HEADER as CASME2_HEADER
+from synthetic.formats import CASME_HEADER, HEADER as CASME2_HEADER, xls_bytes, xlsx_bytes
 
 SIZE = (64, 48)  # width, height
 
@@ -37,31 +37,20 @@ def write_frames(folder, numbers, name, gray=False, size=SIZE):
     return folder
 
 
-def _write_xlsx(path, sheets):
-    """sheets = [(title, rows)]; None cells stay empty."""
-    import openpyxl
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)
-    for title, rows in sheets:
-        ws = wb.create_sheet(title)
-        for row in rows:
-            ws.append(list(row))
+def _write(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    wb.save(path)
+    with open(path, "wb") as f:
+        f.write(data)
     return path
+
+
+def _write_xlsx(path, sheets):
+    """sheets = [(title, rows)]; None cells stay empty (the synthetic database's writer)."""
+    return _write(path, xlsx_bytes(sheets))
 
 
 def _write_xls(path, rows, title="Sheet1"):
-    import xlwt
-    wb = xlwt.Workbook()
-    ws = wb.add_sheet(title)
-    for r, row in enumerate(rows):
-        for c, value in enumerate(row):
-            if value is not None:
-                ws.write(r, c, value)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    wb.save(path)
-    return path
+    return _write(path, xls_bytes(rows, title))
 
 
 # ---------------------------------------------------------------- CASME II

@@ -6,7 +6,7 @@ import pytest
 
 from preprocessing.face import (FaceBox, NoFaceError, clip_face_box, crop_clip, crop_frame,
                                 find_face)
-from preprocessing.synthetic import draw_face
+from synthetic import draw_face
 
 
 FACE_SEEDS = range(6)

@@ -22,7 +22,7 @@ def data(tmp_path_factory):
 def faces(tmp_path_factory):
     """Real-looking input: drawn faces through the whole preprocessing (face, TIM, RPCA)."""
     from preprocessing import cli
-    from preprocessing.synthetic import generate
+    from synthetic import generate
     base = tmp_path_factory.mktemp("faces")
     db = generate(str(base / "db"), n_subjects=2, clips_per_subject=3, seed=0)["out_dir"]
     out = str(base / "prep")

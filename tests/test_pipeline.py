@@ -403,10 +403,10 @@ def test_caffe_hdf5data_reads_the_shards(first, caffe, tmp_path):
 # ------------------------------------------------------------------------------ real faces
 
 def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
-    """Drawn faces (preprocessing.synthetic, CASME II format) are found and cropped by the
+    """Drawn faces (synthetic, CASME II format) are found and cropped by the
     cascades; the fake SAMM frames have no face and no box is given, so those clips are
     excluded with the reason; leave-one-subject-out over the two synthetic subjects."""
-    from preprocessing.synthetic import generate
+    from synthetic import generate
     db = generate(str(tmp_path / "synthetic"), n_subjects=2, clips_per_subject=2, seed=0)["out_dir"]
     out = str(tmp_path / "out")
     summary = run({"casme2": db, "samm": roots[0]["samm"]}, out, loso=True,

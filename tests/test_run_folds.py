@@ -207,7 +207,7 @@ def test_predict_matches_run_folds_on_the_same_clip(caffe, trained):
 def test_predict_tool_on_a_clip_folder(caffe_env, trained, tmp_path):
     """tools/predict.py runs the preprocessing on a folder of frames and prints the class."""
     import json
-    from preprocessing import synthetic
+    import synthetic
     _, out, _ = trained
     db = str(tmp_path / "syn")
     synthetic.generate(db, n_subjects=1, clips_per_subject=1, seed=3)

@@ -1,4 +1,4 @@
-"""The synthetic CASME II-format database (preprocessing/synthetic.py, issue 5)."""
+"""The synthetic CASME II-format database (the synthetic package)."""
 import os
 import re
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from openpyxl import load_workbook
 
-from preprocessing import synthetic as S
+import synthetic as S
 from preprocessing.labels import classify, parse_aus
 
 SMALL = dict(n_subjects=3, clips_per_subject=4, seed=7)

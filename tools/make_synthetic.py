@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from preprocessing.synthetic import main  # noqa: E402
+from synthetic import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
