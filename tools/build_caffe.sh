@@ -110,13 +110,6 @@ ensure_venv() {
   fi
 }
 
-if [ "$PRINT_ENV" = 0 ] && [ "$SKIP_DEPS" = 0 ]; then
-  install_apt
-  ensure_venv
-fi
-[ "$DEPS_ONLY" = 0 ] || { log "dependencies ready (--deps-only: Caffe not built)"; exit 0; }
-[ -x "$VENV/bin/python" ] || die "no Python environment at $VENV: run tools/build_caffe.sh without --skip-deps/--print-env first"
-PY="$VENV/bin/python"
 
 # ---------------------------------------------------------------- source
 SRC_CACHE="$CACHE/src"
@@ -180,9 +173,9 @@ fetch_debian_source() {
   touch "$dest.tmp/.psn-complete"; mv "$dest.tmp" "$dest"; rm -rf "$work"
 }
 
-SRC=$(source_dir)
-
 # ---------------------------------------------------------------- keys
+# detect_cuda: the arch list for old toolkits, and cuDNN (its header and version).
+detect_cuda() {
 CUDNN_VER=""
 if [ "$CUDA" = 1 ]; then
   [ -x "$CUDA_DIR/bin/nvcc" ] || die "--cuda: no nvcc at $CUDA_DIR/bin/nvcc (set CUDA_DIR to the CUDA toolkit)"
@@ -208,6 +201,11 @@ if [ "$CUDA" = 1 ]; then
   fi
 fi
 [ "$CUDA" = 1 ] || CUDNN=0
+}
+
+# makefile_config: the Python, BLAS, Boost.Python and HDF5 paths of this machine, and the
+# Makefile.config they give (tools/caffe_tree.sh's template).
+makefile_config() {
 NUMPY_INC=$("$PY" -c 'import numpy; print(numpy.get_include())' 2>/dev/null) || \
   die "numpy is missing from $VENV: run tools/build_caffe.sh without --skip-deps"
 PY_VER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -223,8 +221,12 @@ HDF5_INC=/usr/include/hdf5/serial
 HDF5_LIB=/usr/lib/x86_64-linux-gnu/hdf5/serial
 EXTRA_INCLUDE_DIRS=""
 MAKEFILE_CONFIG=$(caffe_makefile_config tools/build_caffe.sh)
+}
 
 hash_tree() { (cd "$1" && find . -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
+# compute_keys: the build's key (source, patches, options, Makefile.config, layers), and
+# from it the install folder and the build tree.
+compute_keys() {
 SRC_ID=$(basename "$SRC")
 [ -n "${CAFFE_SRC:-}" ] && SRC_ID="custom-$(cd "$SRC" && find src include Makefile -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
 OPTS="cuda=$CUDA cudnn=$CUDNN arch=$CUDA_ARCH py=$PY_VER numpy=$NUMPY_VER cxx=$(c++ -dumpfullversion 2>/dev/null || echo ?)"
@@ -243,22 +245,18 @@ KEY=$(printf '%s\n%s\n' "$BASE_KEY" "$LAYER_KEY" | sha256sum | cut -c1-12)
 VARIANT=cpu; [ "$CUDA" = 1 ] && VARIANT=cuda
 INSTALL="$CACHE/caffe/$VARIANT-$KEY"
 TREE="$CACHE/caffe/tree-$VARIANT-$BASE_KEY"
+}
 
-if [ "$PRINT_ENV" = 1 ]; then
+print_env() {
   [ -f "$INSTALL/.psn-complete" ] || die "no $VARIANT build for the current sources: run tools/build_caffe.sh${CUDA:+$( [ "$CUDA" = 1 ] && echo ' --cuda')}"
   echo "export PSN_CAFFE_HOME=\"$INSTALL\""
   echo "export PATH=\"$VENV/bin:$INSTALL/bin:\$PATH\""
   echo "export PYTHONPATH=\"$INSTALL/python:$ROOT/layers:$ROOT\${PYTHONPATH:+:\$PYTHONPATH}\""
   echo "export LD_LIBRARY_PATH=\"$INSTALL/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
-  exit 0
-fi
-
-if [ -f "$INSTALL/.psn-complete" ]; then
-  log "up to date: $INSTALL"
-  exit 0
-fi
+}
 
 # ---------------------------------------------------------------- tree
+prepare_tree() {
 if [ ! -f "$TREE/.psn-patched" ]; then
   log "preparing $TREE from $SRC"
   copy_tree "$SRC" "$TREE"
@@ -267,14 +265,18 @@ if [ ! -f "$TREE/.psn-patched" ]; then
 fi
 sync_layers "$TREE"
 printf '%s\n' "$MAKEFILE_CONFIG" | write_if_changed "$TREE/Makefile.config"
+}
 
 # ---------------------------------------------------------------- build
+build_tree() {
 log "building ($VARIANT, $JOBS jobs) in $TREE; the first build takes several minutes"
 TEST_BINS=".build_release/test/test_tpu_layer.testbin"
 (cd "$TREE" && make -j"$JOBS" all pycaffe >&2 && make -j"$JOBS" $TEST_BINS >&2) || \
   die "make failed in $TREE (the log above says where); fix and rerun: finished objects are kept"
+}
 
 # ---------------------------------------------------------------- install
+install_build() {
 log "installing into $INSTALL"
 rm -rf "$INSTALL.tmp"; mkdir -p "$INSTALL.tmp"/{bin,lib,test,python}
 cp -a "$TREE"/build/tools/*.bin "$INSTALL.tmp/bin/"
@@ -305,3 +307,28 @@ ls -dt "$CACHE/caffe/$VARIANT"-*/ 2>/dev/null | tail -n +4 | while read -r old; 
 done
 log "done: $INSTALL"
 log "use it with: eval \"\$(tools/build_caffe.sh --print-env$( [ "$CUDA" = 1 ] && echo ' --cuda'))\""
+}
+
+# ---------------------------------------------------------------- main
+if [ "$PRINT_ENV" = 0 ] && [ "$SKIP_DEPS" = 0 ]; then
+  install_apt
+  ensure_venv
+fi
+[ "$DEPS_ONLY" = 0 ] || { log "dependencies ready (--deps-only: Caffe not built)"; exit 0; }
+[ -x "$VENV/bin/python" ] || die "no Python environment at $VENV: run tools/build_caffe.sh without --skip-deps/--print-env first"
+PY="$VENV/bin/python"
+SRC=$(source_dir)
+detect_cuda
+makefile_config
+compute_keys
+if [ "$PRINT_ENV" = 1 ]; then
+  print_env
+  exit 0
+fi
+if [ -f "$INSTALL/.psn-complete" ]; then
+  log "up to date: $INSTALL"
+  exit 0
+fi
+prepare_tree
+build_tree
+install_build
