@@ -371,8 +371,10 @@ class Worker:
         return outcome, seconds
 
 
-def run(paths, workers=2, only=None, log=print, scratch=None):
-    """Runs every mutant of `paths`; returns the results as a dict (see write_report)."""
+def run(paths, workers=2, only=None, log=print, scratch=None, on_module=None):
+    """Runs every mutant of `paths`; returns the results as a dict (see table). A module
+    whose tests fail before any mutation is recorded with the failure and skipped (its score
+    would mean nothing); on_module(results) is called after each module (to save progress)."""
     equivalent = load_equivalent()
     scratch = scratch or tempfile.mkdtemp(prefix="psn-mutation-")
     pool = [Worker(scratch) for _ in range(workers)]
@@ -382,8 +384,12 @@ def run(paths, workers=2, only=None, log=print, scratch=None):
             tests = TARGETS[path]
             outcome, base_seconds, output = run_tests(pool[0].dir, tests, timeout=900)
             if outcome != "passed":
-                raise RuntimeError("the tests of %s fail before any mutation (%s); fix them "
-                                   "first:\n%s" % (path, " ".join(tests), output))
+                log("[mutation] %s: its tests fail before any mutation (%s); fix them first:\n%s"
+                    % (path, " ".join(tests), output))
+                results["modules"][path] = {"tests": tests, "error": output[-3000:]}
+                if on_module:
+                    on_module(results)
+                continue
             timeout = 3 * base_seconds + 10
             mutants = mutants_of(path, pool[0].dir)   # the copy: edits made meanwhile wait
             if only is not None:
@@ -413,12 +419,14 @@ def run(paths, workers=2, only=None, log=print, scratch=None):
                         log("  survived  " + m.describe())
             results["modules"][path] = {"tests": tests, "mutants": entries,
                                         "source_sha256": _sha(path, pool[0].dir)}
+            if on_module:
+                on_module(results)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     unused = set(equivalent) - {e["key"] for mod in results["modules"].values()
-                                for e in mod["mutants"]}
+                                for e in mod.get("mutants", ())}
     results["killed_but_listed"] = sorted(
-        e["key"] for mod in results["modules"].values() for e in mod["mutants"]
+        e["key"] for mod in results["modules"].values() for e in mod.get("mutants", ())
         if e["status"] in ("killed", "timeout") and e["key"] in equivalent)
     results["stale_equivalent"] = sorted(k for k in unused
                                          if k.split("::")[0] in results["modules"]
@@ -445,6 +453,9 @@ def table(results):
     lines = ["| module | mutants | killed | equivalent | survived | score |",
              "|---|---:|---:|---:|---:|---:|"]
     for path, mod in results["modules"].items():
+        if "error" in mod:
+            lines.append("| `%s` | its tests fail unmutated | | | | |" % path)
+            continue
         s = score(mod["mutants"])
         lines.append("| `%s` | %d | %d | %d | %d | %.1f %% |" % (
             path, s["mutants"], s["killed"], s["equivalent"], s["survived"], 100 * s["score"]))

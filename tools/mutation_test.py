@@ -51,18 +51,26 @@ def main(argv=None):
             earlier = json.load(f)
         only = {e["key"] for mod in earlier["modules"].values() for e in mod["mutants"]
                 if e["status"] == "survived"}
-    results = mutation.run(paths, workers=args.workers, only=only,
-                           log=lambda s: print(s, flush=True))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, args.out)
+
+    def save(results):
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f, indent=1)
+        os.replace(tmp, args.out)
+
+    results = mutation.run(paths, workers=args.workers, only=only,
+                           log=lambda s: print(s, flush=True), on_module=save)
+    save(results)
     print(mutation.table(results))
     for key in results["killed_but_listed"]:
         print("note: tests/mutation_equivalent.json lists a mutant the tests kill: " + key)
     for key in results["stale_equivalent"]:
         print("note: tests/mutation_equivalent.json lists a mutant that no longer exists: " + key)
+    broken = [p for p, mod in results["modules"].items() if "error" in mod]
+    if broken:
+        print("tests failing before any mutation: %s" % ", ".join(broken))
+        return 2
     low = [p for p, mod in results["modules"].items()
            if mutation.score(mod["mutants"])["score"] < args.min]
     if low and only is None:
