@@ -5,7 +5,7 @@
     python benchmarks/end_frames.py --data OUT [--data OUT2 ...]
 
 For each clip length F and each interpolation, a still synthetic face with independent
-N(0, sigma) gray-level noise in every frame (preprocessing.noise_check) is normalised to 150
+N(0, sigma) gray-level noise in every frame (synthetic.noise_check) is normalised to 150
 frames and decomposed by RPCA, once on the first-to-last-frame grid without context (the
 pipeline before version 2) and once as the pipeline does now; prints the interior frames'
 median mean |E| and the first / last frames' ratio to it, then the whole 16-frame profile for
@@ -39,7 +39,7 @@ def main(argv=None):
             print("  " + " ".join(f"{v:5.1f}" for v in shard_profile(out) * 1e4))
         return
     from threadpoolctl import threadpool_limits
-    from preprocessing.noise_check import e_profile, end_ratio, noisy_still_clip
+    from synthetic.noise_check import e_profile, end_ratio, noisy_still_clip
     print(f"sigma {args.sigma:g} gray levels; mean |E| x 1e4 (E in [0, 1] units)")
     print(f"{'interp':7} {'F':>4} | {'before: interior':>16} {'first, last':>13} "
           f"{'ends/interior':>14} | {'after: interior':>15} {'first, last':>13} {'ends/interior':>14}")

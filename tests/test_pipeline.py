@@ -450,7 +450,7 @@ def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
 def test_end_frames_of_E_carry_no_more_noise_than_the_rest(method, n_frames):
     """A still face with sensor noise: E's first and last sampled frames within 1.5x of the
     interior median (both ways); the first-to-last grid without context fails this."""
-    from preprocessing.noise_check import e_profile, end_ratio, noisy_still_clip
+    from synthetic.noise_check import e_profile, end_ratio, noisy_still_clip
     gray = noisy_still_clip(n_frames, sigma=2.0)
     for r in end_ratio(e_profile(gray, method)):
         assert 1 / 1.5 <= r <= 1.5, (method, n_frames, r)
