@@ -439,6 +439,17 @@ def _sha(path, root):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def rescore(results):
+    """Applies the current list of equivalent mutants to earlier results (no mutant is run):
+    after the list was edited, a survivor it now names counts as equivalent, and back."""
+    equivalent = load_equivalent()
+    for mod in results["modules"].values():
+        for e in mod.get("mutants", ()):
+            if e["status"] in ("survived", "equivalent"):
+                e["status"] = "equivalent" if e["key"] in equivalent else "survived"
+    return results
+
+
 def score(entries):
     counts = Counter(e["status"] for e in entries)
     killed = counts["killed"] + counts["timeout"]

@@ -70,3 +70,12 @@ def test_the_equivalent_list_names_existing_mutants_with_reasons():
     stale = sorted(set(listed) - keys)
     assert not stale, "tests/mutation_equivalent.json lists mutants that no longer exist: %s" % stale
     assert all(len(why) > 20 for why in listed.values())
+
+
+def test_rescore_applies_the_current_list():
+    key = next(iter(mutation.load_equivalent()))
+    results = {"modules": {"m.py": {"mutants": [
+        {"key": key, "status": "survived"}, {"key": "other", "status": "equivalent"},
+        {"key": "x", "status": "killed"}]}}}
+    statuses = [e["status"] for e in mutation.rescore(results)["modules"]["m.py"]["mutants"]]
+    assert statuses == ["equivalent", "survived", "killed"]

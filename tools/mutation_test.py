@@ -6,6 +6,8 @@
   tools/mutation_test.py --list PATH          the mutants of PATH, without running them
   tools/mutation_test.py --survivors-of work/mutation/results.json
                                               rerun only the mutants that survived last time
+  tools/mutation_test.py --rescore work/mutation/results.json
+                                              recount after editing the equivalent list
 
 Run it through `tools/run_tests.sh --mutation` on a fresh machine (that builds Caffe first:
 the Python TPU layer's tests need it). Exits 1 when a module scores under --min (90 %).
@@ -32,6 +34,9 @@ def main(argv=None):
     ap.add_argument("--survivors-of", metavar="RESULTS",
                     help="run only the mutants that survived in this earlier results file")
     ap.add_argument("--list", action="store_true", help="print the mutants and stop")
+    ap.add_argument("--rescore", metavar="RESULTS",
+                    help="apply the current tests/mutation_equivalent.json to an earlier results "
+                         "file and print its table (runs nothing)")
     ap.add_argument("--min", type=float, default=0.90,
                     help="the score every module must reach (default 0.90)")
     args = ap.parse_args(argv)
@@ -44,6 +49,11 @@ def main(argv=None):
             for m, _ in mutation.mutants_of(p):
                 print(m.describe())
                 print("    key: " + m.key)
+        return 0
+    if args.rescore:
+        with open(args.rescore) as f:
+            results = mutation.rescore(json.load(f))
+        print(mutation.table(results))
         return 0
     only = None
     if args.survivors_of:
