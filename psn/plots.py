@@ -1,5 +1,5 @@
-"""Figures of the report: confusion heatmaps (Tables 7–8), the comparison bar chart (Fig. 7)
-and training curves (Fig. 9). Matplotlib on the Agg backend; every PNG is written atomically."""
+"""Figures of the report: confusion heatmaps (Tables 7–8), rates per database (Fig. 6), the
+comparison bar chart (Fig. 7) and training curves (Fig. 9). Matplotlib on the Agg backend; every PNG is written atomically."""
 import math
 
 import matplotlib
@@ -66,6 +66,34 @@ def comparison_bars(rows, path, title="Recognition rate and UF1 (cf. Fig. 7)"):
     for ax in (ax1, ax2):
         ax.set_xticks(x, names, rotation=35, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def rates_by_database(rows, path, title):
+    """Fig. 6: one panel per database; RR, then TPR and TNR of each class, as bars.
+
+    rows: dicts with name, rr, tpr_P..tpr_O, tnr_P..tnr_O (fractions; None or NaN = undefined,
+    drawn as no bar)."""
+    fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(3.2 * max(1, len(rows)) + 0.6, 3.6),
+                             squeeze=False, sharey=True)
+    x = np.arange(len(CLASS_SHORT))
+    w = 0.38
+    for ax, r in zip(axes[0], rows):
+        ax.bar([-1.0], [_num(r["rr"])], 0.6, color="#8172B2", label="RR")
+        ax.bar(x - w / 2, [_num(r["tpr_" + c]) for c in CLASS_SHORT], w, color="#4C72B0",
+               label="TPR")
+        ax.bar(x + w / 2, [_num(r["tnr_" + c]) for c in CLASS_SHORT], w, color="#DD8452",
+               label="TNR")
+        ax.set_xticks([-1.0, *x], ["RR", *CLASS_SHORT], fontsize=8)
+        ax.set_title("%s (%d clips)" % (r["name"], r["n"]), fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("rate")
+    # Below the panels: inside, the legend would hide bars near 1.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=3,
+               fontsize=8)
     fig.suptitle(title, fontsize=10)
     return save(fig, path)
 

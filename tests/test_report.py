@@ -234,3 +234,20 @@ def test_nan_never_reaches_json(two_runs):
     assert "NaN" not in text and "Infinity" not in text
     json.loads(text)
     assert not math.isnan(json.loads(text)["rr_pooled"])
+
+
+def test_rates_per_database_fig6(two_runs):
+    """Fig. 6's values, worked out by hand for SAMM in run A: clips (0->1), (1->1), (2->3).
+    P: TPR 0/1, TNR 2/2; N: 1/1, 1/2 (the P clip called N); S: 0/1, 2/2; O: no true clip
+    (TPR undefined), TNR 2/3 (the S clip called O)."""
+    out, _ = two_runs
+    with open(out / "psn" / "rates_by_database.csv", newline="") as f:
+        rows = {r["database"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["casme", "casme2", "samm"]
+    samm = rows["samm"]
+    assert (samm["name"], samm["n"]) == ("SAMM", "3")
+    assert float(samm["rr"]) == pytest.approx(1 / 3)
+    assert [float(samm["tpr_" + c]) for c in "PNS"] == [0.0, 1.0, 0.0] and samm["tpr_O"] == ""
+    assert [float(samm["tnr_" + c]) for c in "PNSO"] == pytest.approx([1.0, 0.5, 1.0, 2 / 3])
+    assert_png(str(out / "psn" / "rates_by_database.png"))
+    assert "psn/rates_by_database.png" in (out / "report.md").read_text()

@@ -122,6 +122,9 @@ def markdown(runs, comp, run_files):
         L.append("### Figures\n")
         for png in run_files[name]["heatmaps"]:
             L.append("![%s](%s/%s)" % (png, name, png))
+        L.append("\nRecognition rate, TPR and TNR per database (Fig. 6 layout; values in "
+                 "`%s/rates_by_database.csv`):\n" % name)
+        L.append("![rates](%s/%s)" % (name, run_files[name]["rates"]))
         L.append("")
         if m.get("logs"):
             L.append("### Training curves (Fig. 9)\n")

@@ -8,6 +8,8 @@ from psn import metrics
 from psn.metrics import CLASS_NAMES, CLASS_SHORT, N_CLASSES
 from psn.report.files import safe_name, write_csv
 
+RATES_FIELDS = (("database", "name", "n", "rr") + tuple("tpr_" + c for c in CLASS_SHORT)
+                + tuple("tnr_" + c for c in CLASS_SHORT))
 DATABASE_NAMES = {"casme": "CASME", "casme2": "CASME II", "casme2sq": "CAS(ME)^2", "samm": "SAMM"}
 
 
@@ -120,4 +122,15 @@ def write_run(name, p, run_dir, m):
     write_csv(os.path.join(run_dir, "folds.csv"), ["fold", "n", "rr", "uf1", "uar"],
                [[f["fold"], f["n"], f["rr"], f["uf1"], f["uar"]] for f in m["folds"]])
     files["heatmaps"] = heatmaps
+    # Fig. 6 layout: per database, RR and each class's TPR and TNR; the CSV holds the values
+    # the picture draws.
+    rates = [[db, d["name"], d["n"], d["rr"]]
+             + [d["per_class"][CLASS_NAMES[c]]["tpr"] for c in range(N_CLASSES)]
+             + [d["per_class"][CLASS_NAMES[c]]["tnr"] for c in range(N_CLASSES)]
+             for db, d in m["per_database"].items()]
+    write_csv(os.path.join(run_dir, "rates_by_database.csv"), RATES_FIELDS, rates)
+    plots.rates_by_database([dict(zip(RATES_FIELDS, r)) for r in rates],
+                            os.path.join(run_dir, "rates_by_database.png"),
+                            "%s: recognition rate, TPR and TNR per database (cf. Fig. 6)" % name)
+    files["rates"] = "rates_by_database.png"
     return files
