@@ -17,6 +17,7 @@ Writes into --out:
   <run>/summary.csv, per_class.csv, per_database.csv, folds.csv,
   <run>/confusion_counts.csv, confusion_normalised.csv  (Tables 7-8 layout: all clips, then
                        each database), confusion_<scope>.png heatmaps
+  <run>/rates_by_database.csv/.png  RR, TPR and TNR per class for each database (Fig. 6)
   <run>/logs/*.train, *.test, <run>/curves.png  (Fig. 9) when --logs gives that run's logs
 
 Metric definitions (pooled vs fold-averaged, absent classes, std) are in psn/metrics.py.
