@@ -121,7 +121,48 @@ def _run(subparsers):
     p.set_defaults(func=run)
 
 
-SUBCOMMANDS = [_table4, _run]
+def _fig3(subparsers):
+    p = subparsers.add_parser(
+        "fig3", help="the paper's Fig. 3 for clips you name: their 16 face crops and RPCA's E",
+        description="Draw the raw frames and E (the sparse part RPCA leaves) of the named clips "
+                    "side by side, from the cache of an earlier `run` into --out.")
+    p.add_argument("--out", required=True, metavar="DIR", help="the --out of `run`")
+    p.add_argument("--clips", required=True, metavar="NAMES",
+                   help="comma-separated clip names, or SUBJECT/CLIP (e.g. casme2/sub01/EP02_01f)")
+    p.add_argument("--png", metavar="PATH", help="where to write it (default OUT/fig3.png)")
+
+    def run(args):
+        import csv
+        import os
+        from types import SimpleNamespace
+
+        from preprocessing.contact_sheet import item_title, named_clips, write_contact_sheet
+        from preprocessing.hdf5_shards import load_clip_arrays
+        from preprocessing.pipeline import cache_path
+        manifest = os.path.join(args.out, "manifest.csv")
+        if not os.path.isfile(manifest):
+            raise InputError(f"{manifest} not found: --out must be the folder `preprocess.py run` "
+                             "wrote")
+        with open(manifest, newline="") as f:
+            rows = list(csv.DictReader(f))
+        names = [n.strip() for n in args.clips.split(",") if n.strip()]
+        items = []
+        for r in named_clips(rows, names, manifest):
+            cache = cache_path(os.path.join(args.out, "cache"), SimpleNamespace(
+                database=r["database"], subject=r["subject"], clip=r["clip"]))
+            if not os.path.isfile(cache):
+                raise InputError(f"{cache} not found: run `preprocess.py run` on the same --out again")
+            raw, sparse = load_clip_arrays(cache)
+            items.append((item_title(r), raw, sparse))
+        png = args.png or os.path.join(args.out, "fig3.png")
+        write_contact_sheet(png, items)
+        print(f"wrote {png} ({len(items)} clips)")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+SUBCOMMANDS = [_table4, _run, _fig3]
 
 
 def build_parser():

@@ -17,10 +17,34 @@ import numpy as np
 from preprocessing.atomic import write_atomic
 from preprocessing.labels import CLASSES
 
-__all__ = ["choose_clips", "item_title", "render", "write_contact_sheet"]
+__all__ = ["choose_clips", "named_clips", "item_title", "render", "write_contact_sheet"]
 
 TITLE_H = 22
 GAP = 4
+
+
+def named_clips(rows, names, manifest="manifest.csv"):
+    """The included manifest rows of the clips the user names (a clip name, or SUBJECT/CLIP
+    such as casme2/sub01/EP02_01f), in the order given. InputError naming a name that matches
+    no included clip (with the reason when the clip was excluded) or several."""
+    from preprocessing.errors import InputError
+    out = []
+    for name in names:
+        hits = [r for r in rows if name in (r["clip"], "%s/%s" % (r["subject"], r["clip"]))]
+        if not hits:
+            raise InputError(f"{manifest}: no clip named {name!r}; give a clip name or "
+                             f"SUBJECT/CLIP as in its clip and subject columns (e.g. "
+                             f"{rows[0]['subject']}/{rows[0]['clip']})" if rows else
+                             f"{manifest} lists no clips")
+        if len(hits) > 1:
+            raise InputError(f"{manifest}: {name!r} names {len(hits)} clips "
+                             f"({', '.join(r['subject'] + '/' + r['clip'] for r in hits)}); "
+                             "give SUBJECT/CLIP")
+        if str(hits[0]["included"]) != "1":
+            raise InputError(f"{manifest}: clip {name!r} was excluded ({hits[0]['reason']}), "
+                             "so it has no frames or E to show")
+        out.append(hits[0])
+    return out
 
 
 def choose_clips(rows, n=4):

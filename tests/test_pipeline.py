@@ -214,6 +214,37 @@ def test_contact_sheet_titles_name_the_face_method(first):
     assert "face: landmarks" in item_title(row)
 
 
+def test_fig3_draws_the_clips_named_in_their_order(first, tmp_path, capsys):
+    """Fig. 3 for chosen clips: a title bar, the 16 raw crops and E per clip, in the order
+    given (by clip name or SUBJECT/CLIP)."""
+    from preprocessing import cli
+    from preprocessing.contact_sheet import named_clips
+    out = first[0]
+    rows = [r for r in manifest_of(out) if r["included"] == "1"]
+    a, b = rows[2], rows[0]
+    png = str(tmp_path / "fig3.png")
+    assert cli.main(["fig3", "--out", out, "--png", png,
+                     "--clips", "%s,%s/%s" % (a["clip"], b["subject"], b["clip"])]) == 0
+    img = cv2.imread(png)
+    assert img.shape == (2 * (22 + 112 + 112 + 4), 16 * 112, 3)
+    assert [r["clip"] for r in named_clips(rows, [a["clip"], b["clip"]])] == [a["clip"], b["clip"]]
+    assert "wrote %s (2 clips)" % png in capsys.readouterr().out
+
+
+def test_fig3_refuses_names_it_cannot_draw(first, capsys):
+    from preprocessing import cli
+    from preprocessing.contact_sheet import named_clips
+    rows = manifest_of(first[0])
+    assert cli.main(["fig3", "--out", first[0], "--clips", "no_such_clip"]) == 2
+    assert "no clip named 'no_such_clip'" in capsys.readouterr().err
+    excluded = dict(rows[0], included="0", reason="no face found")
+    with pytest.raises(InputError, match="was excluded \\(no face found\\)"):
+        named_clips([excluded], [excluded["clip"]])
+    twin = dict(rows[0], subject="other/s9")
+    with pytest.raises(InputError, match="names 2 clips"):
+        named_clips([rows[0], twin], [rows[0]["clip"]])
+
+
 # ------------------------------------------------------------------------------ reruns
 
 def test_rerun_recomputes_only_what_is_missing(first, roots, tmp_path):
