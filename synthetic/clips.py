@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from synthetic.constants import AU_CHOICES, CLASS_SHARES, FPS, HEIGHT, MIN_PER_CLASS, WIDTH
-from synthetic.faces import _wrinkles, au_handles, Face
+from synthetic.faces import au_handles, Face, wrinkle_map
 
 
 # --------------------------------------------------------------------------- clips
@@ -93,7 +93,7 @@ def plan_database(n_subjects=12, clips_per_subject=10, seed=0):
     return plans
 
 
-def _transform_face(face, M):
+def transform_face(face, M):
     """The face after the affine M (2x3) applied to the whole picture."""
     img = cv2.warpAffine(face.image, M, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REFLECT101)
@@ -124,10 +124,10 @@ def clip_setup(face, plan, attempt=0):
     c = face.points["centre"]
     M = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), rng.uniform(-2.5, 2.5), rng.uniform(0.97, 1.03))
     M[:, 2] += rng.uniform(-8, 8, 2)
-    posed = _transform_face(face, M)
+    posed = transform_face(face, M)
     amplitude = rng.uniform(3.0, 5.0) * posed.a / 104.0
     handles = au_handles(posed.points, posed.a, plan.aus, amplitude)
-    wrinkles = _wrinkles(posed, plan.aus, rng.uniform(0.8, 1.2))
+    wrinkles = wrinkle_map(posed, plan.aus, rng.uniform(0.8, 1.2))
     return rng, posed, handles, wrinkles
 
 
@@ -139,7 +139,7 @@ def render_frames(face, plan, noise, quality=90, attempts=10):
     for attempt in range(attempts):
         frames = _render(face, plan, noise, attempt)
         number, first = next(frames)
-        if detectable(_unjpeg(first, quality)):
+        if detectable(jpeg_roundtrip(first, quality)):
             break
     else:
         raise RuntimeError(f"no pose of sub{plan.subject:02d}/{plan.filename} in which the face is detectable")
@@ -244,15 +244,15 @@ def detectable(image):
     return left >= 1 and len(eyes) - left >= 1
 
 
-def _jpeg(image, quality):
+def encode_jpeg(image, quality):
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("OpenCV could not encode a JPEG")
     return buf
 
 
-def _unjpeg(image, quality):
-    return cv2.imdecode(_jpeg(image, quality), cv2.IMREAD_COLOR)
+def jpeg_roundtrip(image, quality):
+    return cv2.imdecode(encode_jpeg(image, quality), cv2.IMREAD_COLOR)
 
 
 # Poses an identity must stay detectable in: the extremes of clip_setup's pose draw.

@@ -13,7 +13,7 @@ import numpy as np
 
 from preprocessing.errors import fail
 from preprocessing.labels import CLASSES
-from synthetic.clips import (_jpeg, _transform_face, _unjpeg, detectable, NoiseBank,
+from synthetic.clips import (detectable, encode_jpeg, jpeg_roundtrip, NoiseBank, transform_face,
                              plan_database, render_frames)
 from synthetic.constants import FPS, GENERATOR_VERSION, HEIGHT, STAMP_NAME, WIDTH
 from synthetic.faces import draw_face
@@ -25,7 +25,7 @@ def _write_clip(root, face, plan, noise, quality, fmt="casme2", n_subjects=None)
     os.makedirs(d, exist_ok=True)
     nbytes = 0
     for number, frame in render_frames(face, plan, noise, quality):
-        buf = _jpeg(frame, quality)
+        buf = encode_jpeg(frame, quality)
         with open(os.path.join(d, frame_name(plan, number, fmt, n_subjects)), "wb") as f:
             f.write(buf.tobytes())
         nbytes += buf.size
@@ -51,8 +51,8 @@ def subject_face(seed, subject, quality=90):
         for ang, sc, tx, ty in _TEST_POSES:
             M = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), ang, sc)
             M[:, 2] += (tx, ty)
-            img = np.clip(_transform_face(face, M).image + noise, 0, 255).astype(np.uint8)
-            if not detectable(_unjpeg(img, quality)):
+            img = np.clip(transform_face(face, M).image + noise, 0, 255).astype(np.uint8)
+            if not detectable(jpeg_roundtrip(img, quality)):
                 break
         else:
             return face

@@ -346,7 +346,7 @@ def au_handles(face_points, a, code, amplitude):
     return handles
 
 
-def _wrinkles(face, code, strength):
+def wrinkle_map(face, code, strength):
     """Darkening (0..1 per pixel) that deepens with the AU: furrows, folds, the lips' gap."""
     P, a, b = face.points, face.a, face.b
     m = np.zeros((HEIGHT, WIDTH), np.float32)

@@ -16,7 +16,7 @@ import numpy as np
 from preprocessing.hdf5_shards import CROP
 from preprocessing.pipeline import Options, sparse_part
 from preprocessing.sampling import N_FRAMES, sample
-from synthetic import draw_face
+from synthetic.faces import draw_face
 from preprocessing.tim import clip_time_matrix
 
 __all__ = ["still_face", "noisy_still_clip", "e_profile", "end_ratio"]
