@@ -4,11 +4,14 @@ Each subcommand is a function that adds its parser and sets `func`; adding one i
 function to SUBCOMMANDS.
 """
 import argparse
+import os
 import sys
+from types import SimpleNamespace
 
 from preprocessing.clips import DATABASES
 from preprocessing.errors import InputError, fail
 from preprocessing.labels import DEFAULT_RULES, load_rules
+from preprocessing.manifest import read_manifest
 from preprocessing.table4 import format_csv, table4_with_skips
 
 DATABASE_HELP = {
@@ -132,10 +135,7 @@ def _fig3(subparsers):
     p.add_argument("--png", metavar="PATH", help="where to write it (default OUT/fig3.png)")
 
     def run(args):
-        import csv
-        import os
-        from types import SimpleNamespace
-
+        # Imported on use, like `run`'s: OpenCV and the pipeline are not needed by `table4`.
         from preprocessing.contact_sheet import item_title, named_clips, write_contact_sheet
         from preprocessing.hdf5_shards import load_clip_arrays
         from preprocessing.pipeline import cache_path
@@ -143,8 +143,10 @@ def _fig3(subparsers):
         if not os.path.isfile(manifest):
             raise InputError(f"{manifest} not found: --out must be the folder `preprocess.py run` "
                              "wrote")
-        with open(manifest, newline="") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            rows = read_manifest(manifest)
+        except ValueError as e:
+            raise InputError(str(e))
         names = [n.strip() for n in args.clips.split(",") if n.strip()]
         items = []
         for r in named_clips(rows, names, manifest):

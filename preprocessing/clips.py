@@ -100,10 +100,10 @@ class Rows:
         self.skipped.append(Skipped(self.database, subject, clip, reason, source))
 
     def table(self, path, columns, folder_of):
-        """The loop every loader with a header row shares: (subject, clip, row, source) for
-        each row of the sheet (preprocessing.sheets.read_table with `columns`) that names a
+        """The loop every loader with a header row shares: (subject folder, clip, row, source)
+        for each row of the sheet (preprocessing.sheets.read_table with `columns`) that names a
         subject (folder_of(cell) -> its folder name, None if unreadable) and a clip; other
-        rows are recorded as skipped."""
+        rows are recorded as skipped. The clip's subject is "<database>/<folder>"."""
         for row_number, row in read_table(path, columns):
             source = f"{path}:{row_number}"
             folder = folder_of(row["subject"])
@@ -112,13 +112,13 @@ class Rows:
                 self.skip(f"{self.database}/{row['subject']}", clip, "unreadable sheet row "
                           f"(Subject {row['subject']!r}, Filename {row['clip']!r})", source)
                 continue
-            yield f"{self.database}/{folder}", clip, row, source
+            yield folder, clip, row, source
 
     def add_table(self, path, columns, folder_of):
         """Every row of a sheet whose columns are the Entry's own, as table() reads it."""
-        for subject, clip, row, source in self.table(path, columns, folder_of):
-            self.add(subject, clip, row["onset"], row["apex"], row["offset"], row["aus"],
-                     row["emotion"], source)
+        for folder, clip, row, source in self.table(path, columns, folder_of):
+            self.add(f"{self.database}/{folder}", clip, row["onset"], row["apex"], row["offset"],
+                     row["aus"], row["emotion"], source)
         return self.entries, self.skipped
 
     def add(self, subject, clip, onset, apex, offset, aus, emotion, source, notes=()):

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from preprocessing.atomic import write_atomic
+from preprocessing.errors import InputError
 from preprocessing.labels import CLASSES
 
 __all__ = ["choose_clips", "named_clips", "item_title", "render", "write_contact_sheet"]
@@ -27,7 +28,6 @@ def named_clips(rows, names, manifest="manifest.csv"):
     """The included manifest rows of the clips the user names (a clip name, or SUBJECT/CLIP
     such as casme2/sub01/EP02_01f), in the order given. InputError naming a name that matches
     no included clip (with the reason when the clip was excluded) or several."""
-    from preprocessing.errors import InputError
     out = []
     for name in names:
         hits = [r for r in rows if name in (r["clip"], "%s/%s" % (r["subject"], r["clip"]))]

@@ -448,13 +448,10 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     """The pipeline's stages, in order (each a function below): load the sheets and frame
     folders, compute (or reuse) every clip, assign fold groups and write the manifest, write
     the shards, write the fold lists and folds.json, draw the contact sheet, summarise."""
-    t_start = time.time()
-    out = os.path.abspath(out)
+    t_start = time.time()      # out: absolute, and not a file (checked by run)
     if any(ch.isspace() for ch in out):
         raise InputError(f"--out {out!r} contains whitespace; Caffe's HDF5Data cannot read shard "
                          "paths with spaces from its list files. Choose another folder.")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"--out {out} exists and is not a folder")
     variants = parse_augment(None) if augment is None else tuple(augment)
     workers = workers or os.cpu_count() or 1
 
@@ -482,7 +479,8 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
         "computed": len(computed), "cached": len(clips) - len(computed),
         "shards_written": sorted(shards["written"]), "shards_total": len(shards["keep"]),
         "per_database": _per_database(clips, results),
-        "per_class": [int(c) for c in np.bincount([clips[i].label for i in included], minlength=4)],
+        "per_class": [int(c) for c in np.bincount([clips[i].label for i in included],
+                                                  minlength=len(CLASSES))],
         "excluded_by_stage": dict(Counter(r["info"].get("stage", "?") for r in results
                                           if not r["included"])),
         "seconds": time.time() - t_start, "seconds_clips": t_clips,
@@ -547,9 +545,9 @@ def _groups_stage(out, clips, results, n_folds, loso, seed):
                                    [clips[i].subject for i in included], n_folds, loso, seed)
             group_of = dict(zip(included, groups.tolist()))
         except InputError:
-            _write_manifest_rows(out, clips, results, {}, manifest_row, write_manifest)
+            _write_manifest_rows(out, clips, results, {})
             raise
-    rows = _write_manifest_rows(out, clips, results, group_of, manifest_row, write_manifest)
+    rows = _write_manifest_rows(out, clips, results, group_of)
     if not included:
         raise InputError(f"no clip could be used; the reasons are in {os.path.join(out, 'manifest.csv')}")
     return included, group_of, rows
@@ -629,7 +627,7 @@ def _contact_sheet_stage(out, rows, cache_files):
     write_contact_sheet(os.path.join(out, "contact_sheet.png"), items)
 
 
-def _write_manifest_rows(out, clips, results, group_of, manifest_row, write_manifest):
+def _write_manifest_rows(out, clips, results, group_of):
     rows = [manifest_row(i, c, r, group_of.get(i)) for i, (c, r) in enumerate(zip(clips, results))]
     write_manifest(os.path.join(out, "manifest.csv"), rows)
     return [{k: str(v) for k, v in row.items()} for row in rows]

@@ -104,8 +104,7 @@ def read_sheet(root, rules=None):
     raw = []            # (source, sheet path, folder, clip, onset int or None, row dict)
     subjects_by_sheet = defaultdict(dict)   # sheet -> {folder: first source}
     for path in sheet_paths(root):
-        for subject, clip, row, source in rows.table(path, COLUMNS, subject_folder):
-            folder = subject.split("/", 1)[1]
+        for folder, clip, row, source in rows.table(path, COLUMNS, subject_folder):
             onset, ok = to_int(row["onset"])
             raw.append((source, path, folder, clip, onset if ok else None, row))
             subjects_by_sheet[path].setdefault(folder, source)
