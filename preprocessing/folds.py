@@ -20,12 +20,11 @@ import warnings
 import numpy as np
 
 from preprocessing.errors import InputError
-from preprocessing.labels import CLASSES
+from preprocessing.labels import CLASSES, N_CLASSES
 
 __all__ = ["check_fold_count", "stratified_groups", "subject_groups", "assign_groups", "protocol_name",
            "fold_plan", "list_lines"]
 
-N_CLASSES = 4
 
 
 def protocol_name(n_folds=10, loso=False):

@@ -12,6 +12,7 @@ from functools import lru_cache
 from preprocessing.errors import InputError
 
 CLASSES = ("positive", "negative", "surprise", "others")
+N_CLASSES = len(CLASSES)
 OTHERS = 3
 DEFAULT_RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "au_classes.csv")
 

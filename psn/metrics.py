@@ -35,9 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
 
-N_CLASSES = 4
+from preprocessing.labels import CLASSES as LABEL_NAMES
+from preprocessing.labels import N_CLASSES
+
 CLASSES = tuple(range(N_CLASSES))
-CLASS_NAMES = ("Positive", "Negative", "Surprise", "Others")
+CLASS_NAMES = tuple(name.capitalize() for name in LABEL_NAMES)   # "Positive", ...
 CLASS_SHORT = ("P", "N", "S", "O")
 
 # The paper's numbers, typed once into a data file (tests/test_paper_results.py holds the file

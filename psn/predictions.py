@@ -17,12 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from preprocessing.atomic import atomic_path
-from preprocessing.labels import CLASSES
+from preprocessing.labels import N_CLASSES
 
-N_CLASSES = len(CLASSES)
 PREDICTION_COLUMNS = ("database", "subject", "clip", "fold", "label", "pred") + tuple(
     "prob_%d" % c for c in range(N_CLASSES))
-COLUMNS = PREDICTION_COLUMNS
 _CLASS_TEXT = re.compile(r"^\s*([0-3])(?:\.0*)?\s*$")
 _PROB_SUM_TOL = 0.01
 
@@ -93,18 +91,19 @@ def read_predictions(path):
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None:
-        raise PredictionsError("%s is empty; expected the header %s" % (path, ",".join(COLUMNS)))
+        raise PredictionsError("%s is empty; expected the header %s"
+                               % (path, ",".join(PREDICTION_COLUMNS)))
     header = [h.strip() for h in header]
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in PREDICTION_COLUMNS if c not in header]
     if missing:
         raise PredictionsError(
             "%s:1: missing column(s) %s; the header must contain %s (as tools/run_folds.py "
-            "writes it)" % (path, ", ".join(missing), ",".join(COLUMNS)))
-    dup = sorted({h for h in header if header.count(h) > 1 and h in COLUMNS})
+            "writes it)" % (path, ", ".join(missing), ",".join(PREDICTION_COLUMNS)))
+    dup = sorted({h for h in header if header.count(h) > 1 and h in PREDICTION_COLUMNS})
     if dup:
         raise PredictionsError("%s:1: column(s) %s appear twice" % (path, ", ".join(dup)))
-    idx = {c: header.index(c) for c in COLUMNS}
-    cols = {c: [] for c in COLUMNS}
+    idx = {c: header.index(c) for c in PREDICTION_COLUMNS}
+    cols = {c: [] for c in PREDICTION_COLUMNS}
     seen = {}
     for row in reader:
         line = reader.line_num
