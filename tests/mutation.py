@@ -341,7 +341,7 @@ def test_env():
 
 
 def run_tests(copy_dir, tests, timeout):
-    """(outcome, seconds): 'passed', 'failed' or 'timeout'."""
+    """(outcome, seconds, the output's tail): outcome 'passed', 'failed' or 'timeout'."""
     start = time.monotonic()
     try:
         out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
