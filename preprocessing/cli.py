@@ -4,14 +4,11 @@ Each subcommand is a function that adds its parser and sets `func`; adding one i
 function to SUBCOMMANDS.
 """
 import argparse
-import os
 import sys
-from types import SimpleNamespace
 
 from preprocessing.clips import DATABASES
 from preprocessing.errors import InputError, fail
 from preprocessing.labels import DEFAULT_RULES, load_rules
-from preprocessing.manifest import read_manifest
 from preprocessing.table4 import format_csv, table4_with_skips
 
 DATABASE_HELP = {
@@ -136,29 +133,10 @@ def _fig3(subparsers):
 
     def run(args):
         # Imported on use, like `run`'s: OpenCV and the pipeline are not needed by `table4`.
-        from preprocessing.contact_sheet import item_title, named_clips, write_contact_sheet
-        from preprocessing.hdf5_shards import load_clip_arrays
-        from preprocessing.pipeline import cache_path
-        manifest = os.path.join(args.out, "manifest.csv")
-        if not os.path.isfile(manifest):
-            raise InputError(f"{manifest} not found: --out must be the folder `preprocess.py run` "
-                             "wrote")
-        try:
-            rows = read_manifest(manifest)
-        except ValueError as e:
-            raise InputError(str(e))
+        from preprocessing.pipeline import write_fig3
         names = [n.strip() for n in args.clips.split(",") if n.strip()]
-        items = []
-        for r in named_clips(rows, names, manifest):
-            cache = cache_path(os.path.join(args.out, "cache"), SimpleNamespace(
-                database=r["database"], subject=r["subject"], clip=r["clip"]))
-            if not os.path.isfile(cache):
-                raise InputError(f"{cache} not found: run `preprocess.py run` on the same --out again")
-            raw, sparse = load_clip_arrays(cache)
-            items.append((item_title(r), raw, sparse))
-        png = args.png or os.path.join(args.out, "fig3.png")
-        write_contact_sheet(png, items)
-        print(f"wrote {png} ({len(items)} clips)")
+        png = write_fig3(args.out, names, args.png)
+        print(f"wrote {png} ({len(names)} clips)")
         return 0
 
     p.set_defaults(func=run)

@@ -30,7 +30,7 @@ from preprocessing.augment import apply_variant
 from preprocessing.sampling import CROP, N_SAMPLED
 
 __all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "shard_key", "stored_key", "frame_columns",
-           "write_shard", "read_shard", "load_clip_arrays"]
+           "write_shard", "write_frame_shard", "read_shard", "load_clip_arrays"]
 
 LAYOUT_VERSION = 1
 DATASETS = ("raw", "sparse", "label", "cont", "clip_label", "clip_index")
@@ -142,6 +142,46 @@ def write_shard(path, items, variants=(), key="", group=None):
         if group is not None:
             f.attrs["group"] = int(group)
     return K
+
+
+def write_frame_shard(src, dst, frames):
+    """dst: the shard src with one frame per row, frames[k] (0..15) of row k (T = 1: the
+    single-frame net of Fig. 10 reads it with the same HDF5Data tops). Kept as it is when its
+    key (src's key and the frames) matches; returns dst."""
+    frames = np.asarray(frames, dtype=np.int64)
+    with h5py.File(src, "r") as f:
+        src_key = f.attrs.get("key")
+        src_key = src_key.decode() if isinstance(src_key, bytes) else str(src_key)
+        K = f["clip_label"].shape[0]
+        if frames.shape != (K,) or (K and not (0 <= frames.min() and frames.max() < N_SAMPLED)):
+            raise ValueError(f"{src}: {K} rows need {K} frame indices in 0..{N_SAMPLED - 1}, "
+                             f"got {frames.shape} {frames.min() if frames.size else ''}"
+                             f"..{frames.max() if frames.size else ''}")
+        key = hashlib.sha256(json.dumps({"source": src_key, "frames": frames.tolist()})
+                             .encode()).hexdigest()
+        if stored_key(dst) == key:
+            return dst
+        with atomic_path(dst) as tmp, h5py.File(tmp, "w") as g:
+            raw = g.create_dataset("raw", (K, 1, 3, CROP, CROP), np.uint8,
+                                   chunks=(1, 1, 3, CROP, CROP), track_times=False, **_COMPRESSION)
+            sparse = g.create_dataset("sparse", (K, 1, 1, CROP, CROP), np.float32,
+                                      chunks=(1, 1, 1, CROP, CROP), track_times=False,
+                                      **_COMPRESSION)
+            content = hashlib.sha256()
+            for k, t in enumerate(frames):
+                raw[k], sparse[k] = f["raw"][k, t:t + 1], f["sparse"][k, t:t + 1]
+                _hash_row(content, raw[k], sparse[k])
+            label_rows, cont = frame_columns(f["clip_label"][()], T=1)
+            g.create_dataset("label", data=label_rows, track_times=False)
+            g.create_dataset("cont", data=cont, track_times=False)
+            g.create_dataset("clip_label", data=f["clip_label"][()], track_times=False)
+            g.create_dataset("clip_index", data=f["clip_index"][()], track_times=False)
+            g.create_dataset("frame", data=frames.astype(np.int32), track_times=False)
+            g.attrs["key"] = key
+            g.attrs["content_sha256"] = content.hexdigest()
+            g.attrs["layout_version"] = LAYOUT_VERSION
+            g.attrs["source"] = os.path.basename(src)
+    return dst
 
 
 def shard_problem(path):

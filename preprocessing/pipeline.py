@@ -42,6 +42,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Optional
 
 import cv2
@@ -49,12 +50,12 @@ import numpy as np
 
 from preprocessing.atomic import atomic_path, remove_temporaries, write_atomic
 from preprocessing.augment import DEFAULT_VARIANTS, parse_variant
-from preprocessing.contact_sheet import choose_clips, item_title, write_contact_sheet
+from preprocessing.contact_sheet import choose_clips, item_title, named_clips, write_contact_sheet
 from preprocessing.folder_lock import folder_lock
 from preprocessing.folds import assign_groups, check_fold_count, fold_plan, list_lines, protocol_name
 from preprocessing.labels import CLASSES
 from preprocessing.loaders import load_databases
-from preprocessing.manifest import manifest_row, write_manifest, write_skipped
+from preprocessing.manifest import manifest_row, read_manifest, write_manifest, write_skipped
 from preprocessing.errors import InputError
 # Imported here, not in the functions: threadpoolctl can only hold to one thread the BLAS
 # libraries already loaded (scipy.linalg brings its own OpenBLAS).
@@ -66,8 +67,9 @@ from preprocessing.hdf5_shards import (CROP, load_clip_arrays, shard_key, shard_
 from preprocessing.sampling import N_FRAMES, N_SAMPLED, sample
 
 __all__ = ["PIPELINE_VERSION", "Options", "ClipExcluded", "parse_augment", "parse_face_box",
-           "read_frame", "sparse_part", "compute_clip", "cache_path", "clip_stamp", "read_cache",
-           "process_clip", "run", "summary_lines"]
+           "read_frame", "sparse_part", "clip_crops", "clip_arrays", "compute_clip",
+           "process_clip_variants", "run_variants", "cache_path", "clip_stamp", "read_cache",
+           "process_clip", "run", "summary_lines", "write_fig3"]
 
 # Bump when what a clip's cache holds would change for the same options.
 PIPELINE_VERSION = 2   # 2: cell-centred times, RPCA context at the ends, landmark faces
@@ -209,12 +211,9 @@ def sparse_part(gray, opts=Options(), M=None, k=None):
     return E, rp, notes
 
 
-def compute_clip(clip, opts=Options()):
-    """(raw (16,112,112,3) uint8 RGB, sparse (16,112,112) float32 E, info dict).
-
-    Raises ClipExcluded with the reason when the clip cannot be used.
-    """
-    t0 = time.perf_counter()
+def clip_crops(clip, opts=Options()):
+    """(crops (F,112,112,3) uint8 RGB, face box): every frame of the clip cut by the one box
+    found on its onset frame. Raises ClipExcluded (unreadable frames, no face)."""
     paths = clip.frames
     if not paths:
         raise ClipExcluded("the clip has no frames", "frames")
@@ -235,8 +234,15 @@ def compute_clip(clip, opts=Options()):
         except ValueError as exc:
             raise ClipExcluded(f"face box {fb.box} ({fb.source}) does not fit {path}: {exc}",
                                "face") from None
+    return crops, fb
+
+
+def clip_arrays(crops, fb, opts=Options()):
+    """(raw (16,112,112,3) uint8 RGB, sparse (16,112,112) float32 E, info) of a clip's crops:
+    TIM to 150 frames, RPCA, the 16 sampled frames. Raises ClipExcluded when RPCA fails."""
+    t0 = time.perf_counter()
     gray = (crops.astype(np.float64) @ GRAY_WEIGHTS) / 255.0
-    M, k = clip_time_matrix(len(paths), N_FRAMES, opts.interp)
+    M, k = clip_time_matrix(len(crops), N_FRAMES, opts.interp)
     raw = sample(apply_time_matrix(M[k:k + N_FRAMES], crops))
     E, rp, rnotes = sparse_part(gray, opts, M, k)
     sparse = sample(E.T.reshape(N_FRAMES, CROP, CROP)).astype(np.float32)
@@ -246,11 +252,23 @@ def compute_clip(clip, opts=Options()):
         notes.append("E is zero in every sampled frame: RPCA found no motion in the face box "
                      "(a box on a blank region, or a still clip); the spatial stream sees nothing")
     digest = hashlib.sha256(raw.tobytes() + sparse.tobytes()).hexdigest()
-    info = {"included": True, "reason": "", "n_frames": len(paths), "interp": opts.interp,
+    info = {"included": True, "reason": "", "n_frames": len(crops), "interp": opts.interp,
             "face": {"source": fb.source, "box": list(fb.box), "angle": round(float(fb.angle), 4),
                      "notes": list(fb.notes)},
             "rpca": rp, "notes": notes, "digest": digest,
             "seconds": round(time.perf_counter() - t0, 3)}
+    return raw, sparse, info
+
+
+def compute_clip(clip, opts=Options()):
+    """(raw (16,112,112,3) uint8 RGB, sparse (16,112,112) float32 E, info dict).
+
+    Raises ClipExcluded with the reason when the clip cannot be used.
+    """
+    t0 = time.perf_counter()
+    crops, fb = clip_crops(clip, opts)
+    raw, sparse, info = clip_arrays(crops, fb, opts)
+    info["seconds"] = round(time.perf_counter() - t0, 3)
     return raw, sparse, info
 
 
@@ -303,18 +321,48 @@ def read_cache(path, stamp):
 def process_clip(clip, cache_file, opts=Options()):
     """Compute one clip and cache the result (or its exclusion); returns {included, reason,
     info, computed: True}. Unexpected errors propagate, naming the clip."""
-    stamp = clip_stamp(clip, opts)
+    return process_clip_variants(clip, [(cache_file, opts)])[0]
+
+
+def process_clip_variants(clip, jobs):
+    """process_clip for several RPCA settings of one clip, jobs = [(cache file, Options)]
+    whose options differ only in lam / sparsity: the frames are read, the face found and the
+    crops cut once (Fig. 10's sweep). Each result is what process_clip gives alone."""
+    if len({(o.interp, o.face, o.face_box) for _, o in jobs}) != 1:
+        raise ValueError("process_clip_variants: the options may differ in lam and sparsity only")
+
+    def compute(step, *args):
+        try:
+            return step(*args)
+        except ClipExcluded:
+            raise
+        except Exception as exc:
+            raise RuntimeError(f"{clip.database} {clip.subject} {clip.clip} "
+                               f"({clip.frames[0] if clip.frames else ''}): "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+    t0 = time.perf_counter()
     try:
-        raw, sparse, info = compute_clip(clip, opts)
+        front, excluded = compute(clip_crops, clip, jobs[0][1]), None
     except ClipExcluded as exc:
-        info = {"included": False, "reason": str(exc), "stage": exc.stage}
-        _save_cache(cache_file, stamp, info)
-        return {"included": False, "reason": str(exc), "info": info, "computed": True}
-    except Exception as exc:
-        raise RuntimeError(f"{clip.database} {clip.subject} {clip.clip} ({clip.frames[0] if clip.frames else ''}): "
-                           f"{type(exc).__name__}: {exc}") from exc
-    _save_cache(cache_file, stamp, info, raw, sparse)
-    return {"included": True, "reason": "", "info": info, "computed": True}
+        front, excluded = None, exc
+    t_front = time.perf_counter() - t0
+    out = []
+    for cache_file, opts in jobs:
+        stamp = clip_stamp(clip, opts)
+        try:
+            if excluded is not None:
+                raise excluded
+            raw, sparse, info = compute(clip_arrays, *front, opts)
+        except ClipExcluded as exc:
+            info = {"included": False, "reason": str(exc), "stage": exc.stage}
+            _save_cache(cache_file, stamp, info)
+            out.append({"included": False, "reason": str(exc), "info": info, "computed": True})
+            continue
+        info["seconds"] = round(info["seconds"] + t_front, 3)
+        _save_cache(cache_file, stamp, info, raw, sparse)
+        out.append({"included": True, "reason": "", "info": info, "computed": True})
+    return out
 
 
 # ----------------------------------------------------------------------------------- workers
@@ -441,6 +489,57 @@ def run(roots, out, *, log=print, **kw):
         if n:
             log(f"removed {n} temporary file(s) left in {out} by an interrupted run")
         return _run(roots, out, log=log, **kw)
+
+
+def run_variants(roots, variants, *, log=print, workers=None, progress=True, rules=None,
+                 loader_options=None, limit=None, **kw):
+    """Several preprocessing outputs that differ only in RPCA's setting (Fig. 10's sweep):
+    variants = [(out, Options)]. Each clip's frames are read and its face found once for all
+    of them (process_clip_variants), then each out is finished by `run` from its cache.
+    Returns {out: run's summary, or the InputError that stopped that out}."""
+    from contextlib import ExitStack
+    outs = [os.path.abspath(o) for o, _ in variants]
+    if len(set(outs)) != len(outs):
+        raise InputError("run_variants: two variants share one output folder")
+    workers = workers or os.cpu_count() or 1
+    clips, _ = load_databases(roots, rules, loader_options)
+    if limit is not None:
+        clips = clips[:int(limit)]
+    tasks = []
+    with ExitStack() as locks:
+        for out in outs:
+            locks.enter_context(folder_lock(out, "writing", log=log))
+            remove_temporaries(out)
+        for clip in clips:
+            jobs = [(cache_path(os.path.join(out, "cache"), clip), opts)
+                    for out, (_, opts) in zip(outs, variants)]
+            jobs = [(cf, o) for cf, o in jobs if read_cache(cf, clip_stamp(clip, o)) is None]
+            if jobs:
+                tasks.append((clip, jobs))
+        log(f"{len(clips)} clips x {len(variants)} RPCA settings: {sum(len(j) for _, j in tasks)} "
+            f"results to compute for {len(tasks)} clips with {min(workers, max(len(tasks), 1))} "
+            "worker(s)")
+        runner = _Runner(workers)
+        try:
+            with _progress(len(tasks), "clips", progress) as bar:
+                for _ in runner.map(_variants_task, tasks):
+                    bar.update(1)
+        finally:
+            runner.close()
+    results = {}
+    for out, (_, opts) in zip(outs, variants):
+        try:
+            results[out] = run(roots, out, log=log, options=opts, workers=workers,
+                               progress=progress, rules=rules, loader_options=loader_options,
+                               limit=limit, **kw)
+        except InputError as exc:
+            results[out] = exc
+    return results
+
+
+def _variants_task(task):
+    clip, jobs = task
+    return process_clip_variants(clip, jobs)
 
 
 def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
@@ -625,6 +724,34 @@ def _contact_sheet_stage(out, rows, cache_files):
         raw, sparse = load_clip_arrays(cache_files[int(r["index"])])
         items.append((item_title(r), raw, sparse))
     write_contact_sheet(os.path.join(out, "contact_sheet.png"), items)
+
+
+def write_fig3(out, names, png=None):
+    """The paper's Fig. 3 for the clips named (clip names or SUBJECT/CLIP): their 16 crops and
+    E side by side, from the cache of a finished run into `out`; writes png (default
+    out/fig3.png) and returns its path. InputError for an unknown, ambiguous or excluded clip
+    or a missing cache file."""
+    manifest = os.path.join(out, "manifest.csv")
+    if not os.path.isfile(manifest):
+        raise InputError(f"{manifest} not found: the folder must be the --out of "
+                         "`preprocess.py run`")
+    try:
+        rows = read_manifest(manifest)
+    except ValueError as e:
+        raise InputError(str(e))
+    if not names:
+        raise InputError("name at least one clip for Fig. 3")
+    items = []
+    for r in named_clips(rows, names, manifest):
+        cache = cache_path(os.path.join(out, "cache"), SimpleNamespace(
+            database=r["database"], subject=r["subject"], clip=r["clip"]))
+        if not os.path.isfile(cache):
+            raise InputError(f"{cache} not found: run `preprocess.py run` on the same --out again")
+        raw, sparse = load_clip_arrays(cache)
+        items.append((item_title(r), raw, sparse))
+    png = png or os.path.join(out, "fig3.png")
+    write_contact_sheet(png, items)
+    return png
 
 
 def _write_manifest_rows(out, clips, results, group_of):

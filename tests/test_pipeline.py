@@ -582,3 +582,71 @@ def test_a_clip_without_any_motion_is_flagged(tmp_path):
     _, sparse, info = compute_clip(clip, Options(face_box=(0, 0, 40, 40)))
     assert not sparse.any()
     assert any(n.startswith("E is zero in every sampled frame") for n in info["notes"])
+
+
+# ------------------------------------------------------------------------------ Fig. 10's inputs
+
+def test_frame_shard_holds_each_rows_chosen_frame(first, tmp_path):
+    """write_frame_shard: the single-frame net's shard (T = 1), a sound shard of its own,
+    kept when unchanged, rewritten when the frames change, refused for bad indices."""
+    from preprocessing.hdf5_shards import shard_problem, write_frame_shard
+    src = os.path.join(first[0], "shards", "group01_aug.h5")
+    s = read_shard(src)
+    K = len(s["clip_label"])
+    frames = np.arange(K) % 16
+    dst = str(tmp_path / "apex.h5")
+    write_frame_shard(src, dst, frames)
+    d = read_shard(dst)
+    for k, t in enumerate(frames):
+        assert (d["raw"][k, 0] == s["raw"][k, t]).all()
+        assert (d["sparse"][k, 0] == s["sparse"][k, t]).all()
+    assert d["raw"].shape == (K, 1, 3, 112, 112) and d["label"].shape == (K, 1)
+    assert (d["cont"] == 0).all() and (d["clip_label"] == s["clip_label"]).all()
+    assert (d["clip_index"] == s["clip_index"]).all() and (d["label"][:, 0] == s["clip_label"]).all()
+    assert shard_problem(dst) is None
+    mtime = os.stat(dst).st_mtime_ns
+    write_frame_shard(src, dst, frames)
+    assert os.stat(dst).st_mtime_ns == mtime
+    write_frame_shard(src, dst, (frames + 1) % 16)
+    assert (read_shard(dst)["sparse"][0, 0] == s["sparse"][0, 1]).all()
+    for bad in (frames[:-1], frames + 16, frames - 17):
+        with pytest.raises(ValueError, match="frame indices"):
+            write_frame_shard(src, str(tmp_path / "bad.h5"), bad)
+    assert not os.path.exists(str(tmp_path / "bad.h5"))
+
+
+def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_path):
+    """run_variants (Fig. 10's sweep): the default-lambda output is byte for byte the one
+    `run` made, another lambda's cache holds what process_clip gives alone, and each output
+    is a complete folder."""
+    from preprocessing.pipeline import process_clip, run_variants
+    other = Options(face_box=(0, 0, 48, 48), tol=0.03, lam=0.02)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    lines = []
+    res = run_variants(roots[0], [(a, OPTIONS), (b, other)], n_folds=2, seed=0,
+                       augment=AUGMENT, workers=1, progress=False, log=lines.append)
+    assert res[a]["included"] == first[1]["included"] and res[b]["computed"] == 0
+    assert any("2 RPCA settings" in line for line in lines)
+    for name in ("manifest.csv", "folds.json", "shards/group01.h5", "shards/group02_aug.h5"):
+        assert filecmp.cmp(os.path.join(first[0], name), os.path.join(a, name), shallow=False), name
+    clips, _ = load_databases(roots[0])
+    alone = str(tmp_path / "alone.npz")
+    for clip in clips[:3]:
+        process_clip(clip, alone, other)
+        with np.load(alone) as x, np.load(cache_path(os.path.join(b, "cache"), clip)) as y:
+            assert json.loads(str(x["stamp"])) == json.loads(str(y["stamp"]))
+            assert sorted(x.files) == sorted(y.files)
+            for key in set(x.files) & {"raw", "sparse"}:
+                assert (x[key] == y[key]).all()
+    # The corrupt frame excludes its clip under every setting.
+    rows = {r["clip"]: r for r in read_manifest(os.path.join(b, "manifest.csv"))}
+    assert rows["EP06_02"]["included"] == "0" and "img12.jpg" in rows["EP06_02"]["reason"]
+    # Nothing left to compute the second time; options that differ in more than RPCA's
+    # setting cannot share the frames.
+    again = run_variants(roots[0], [(a, OPTIONS), (b, other)], n_folds=2, seed=0,
+                         augment=AUGMENT, workers=1, progress=False, log=lines.append)
+    assert again[b]["computed"] == 0
+    assert any(": 0 results to compute" in line for line in lines)
+    with pytest.raises(ValueError, match="differ in lam and sparsity only"):
+        from preprocessing.pipeline import process_clip_variants
+        process_clip_variants(clips[0], [(alone, OPTIONS), (alone, Options(tol=0.03))])
