@@ -53,6 +53,8 @@ class NetConfig:
     swap_temporal_scale: float = 1.0      # E (gray levels, mostly < 1) into the temporal one
     first_tp: str = "ZERO"        # tp at a clip's first frame: ZERO | ONE | NEXT
     frames: int = N_SAMPLED       # T (16)
+    frame: str = "all"            # all: the clip's T frames | apex: only the sampled frame
+                                  # nearest the apex (T = 1; run_folds derives its shards)
     batch: int = 5                # N clips per batch
     size: int = CROP
     width: float = 1.0            # channel multiplier (the CPU demo uses 0.125: psn/main.py)
@@ -70,6 +72,8 @@ MODELS = {
     "psn_no_conv": NetConfig(head="fc", description="PSN_no_conv: FC 4096->64 instead of the 1x1 conv"),
     "psn_prod": NetConfig(fusion="prod", description="PSN with PROD fusion (Table 9: AlexNet/PROD)"),
     "psn_concat": NetConfig(fusion="concat", description="PSN with CONCAT fusion (Table 9: AlexNet/CONCAT)"),
+    "spatial_apex": NetConfig(streams="spatial", frame="apex", frames=1,
+                              description="Fig. 10: the spatial stream on E of the apex frame alone"),
 }
 for _bb in ("vgg16", "resnet10"):
     for _fu in ("sum", "prod", "concat"):
@@ -153,6 +157,8 @@ class _Builder:
     def time_major(self, name, bottom, trailing):
         """(N, T, ...) -> (T*N, ...) with row = t*N + n: Slice over T, Concat over N."""
         T = self.cfg.frames
+        if T == 1:      # pycaffe's one-top Slice is no tuple; (N, 1, ...) is already rows
+            return self.reshape(name + "_rows", bottom, [-1] + list(trailing))
         slices = self.L.Slice(bottom, slice_param=dict(axis=1), ntop=T)
         for t, s in enumerate(slices):
             self.n["%s_t%02d" % (name, t)] = s
@@ -414,6 +420,10 @@ def build(model, width=1.0, batch=None, train_source=None, test_source=None, **o
     """(train_val NetParameter, deploy NetParameter, SolverParameter) for a model."""
     cfg = MODELS[model] if isinstance(model, str) else model
     cfg = replace(cfg, width=width, **overrides)
+    if cfg.frame not in ("all", "apex"):
+        raise ValueError("frame must be all or apex, got %r" % cfg.frame)
+    if cfg.frame == "apex" and (cfg.frames != 1 or cfg.streams != "spatial"):
+        raise ValueError("frame=apex is the single-frame spatial net: frames=1, streams=spatial")
     if batch:
         cfg = replace(cfg, batch=batch)
     name = model if isinstance(model, str) else "custom"

@@ -96,6 +96,52 @@ def count_clips(shards):
     return n
 
 
+# ---------------------------------------------------------------- single-frame inputs
+
+APEX_DIR = "apex_shards"
+
+
+def reads_apex(cfg):
+    """Whether the run's net is a single-frame net on the apex (psn.nets NetConfig.frame)."""
+    from dataclasses import replace
+    from psn import nets
+    base = nets.MODELS.get(cfg.model)
+    return base is not None and replace(base, **cfg.net_overrides).frame == "apex"
+
+
+def input_shards(cfg, shards):
+    """The shards the run's net reads in place of the data folder's: the same, or for a
+    single-frame net their one-frame copies in RUN/apex_shards/ (write_apex_shards)."""
+    if not reads_apex(cfg):
+        return list(shards)
+    return [os.path.join(cfg.out, APEX_DIR, os.path.basename(s)) for s in shards]
+
+
+def write_apex_shards(cfg, folds, manifest, log):
+    """RUN/apex_shards/: each shard of the folds with only the sampled frame nearest each
+    clip's apex (preprocessing.sampling.apex_sample); rewritten only when it changed."""
+    from preprocessing.hdf5_shards import write_frame_shard
+    from preprocessing.sampling import apex_sample
+    import h5py
+    shards = sorted({s for fold in folds for _, paths in fold_lists(cfg.data, fold).values()
+                     for s in paths})
+    no_apex = set()
+    for src in shards:
+        with h5py.File(src, "r") as f:
+            rows = [manifest[int(i)] for i in f["clip_index"][()]]
+        frames = []
+        for m in rows:
+            apex = int(m["apex"]) if m.get("apex", "").strip().lstrip("-").isdigit() else None
+            if apex is None:
+                no_apex.add(m["clip"])
+            frames.append(apex_sample(int(m["n_frames"]), int(m["onset"]), apex,
+                                      int(m["offset"])))
+        write_frame_shard(src, input_shards(cfg, [src])[0], frames)
+    if no_apex:
+        log("%d clip(s) without an apex in the sheet: their middle frame stands in (%s)"
+            % (len(no_apex), ", ".join(sorted(no_apex)[:5]) + (", ..." if len(no_apex) > 5 else "")))
+
+
 # ---------------------------------------------------------------- per-fold files
 
 def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_overrides=None):
@@ -160,6 +206,10 @@ def prepare_fold(cfg, fold, fold_dir):
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
     lists = fold_lists(cfg.data, fold, resolve_into=fold_dir)
+    if reads_apex(cfg):
+        lists = {split: (write_atomic(path, "".join(p + "\n" for p in input_shards(cfg, paths))),
+                         input_shards(cfg, paths))
+                 for split, (path, paths) in lists.items()}
     tv, dp, solver = fold_nets(cfg.model, cfg.width, cfg.batch, lists["train"][0],
                                lists["test"][0], cfg.tpu_impl, cfg.net_overrides)
     n_test = count_clips(lists["test"][1])
@@ -571,7 +621,7 @@ def predict_fold(cfg, fold, manifest, log):
                        % (os.path.join(fold_dir, "DONE"), weights, fold))
     net = caffe.Net(os.path.join(fold_dir, "deploy.prototxt"), weights, caffe.TEST)
     rows = []
-    for shard in fold_lists(cfg.data, fold)["test"][1]:
+    for shard in input_shards(cfg, fold_lists(cfg.data, fold)["test"][1]):
         with h5py.File(shard, "r") as f:
             clip_prob = clip_probabilities(net, f["raw"], f["sparse"], f["cont"])
             if not np.isfinite(clip_prob).all():
@@ -746,6 +796,8 @@ def train_and_predict(cfg, folds, manifest, log):
     failed = {}
     if not (not cfg.train):
         failed = check_shards(cfg, folds, log)
+        if reads_apex(cfg):
+            write_apex_shards(cfg, [f for f in folds if f not in failed], manifest, log)
         results = run_training(cfg, [f for f in folds if f not in failed], log)
         failed.update({f: msg for f, (ok, msg) in results.items() if not ok})
     if (not cfg.predict):

@@ -235,3 +235,57 @@ def test_net_overrides_reach_the_generated_net(caffe):
     assert tpu.tpu_param.first_tp == tpu.tpu_param.ONE
     tv, _, _ = psn_nets.build("psn", width=0.125)
     assert "centred" in [l.name for l in tv.layer]
+
+
+def _apex_shard(path, n, rng):
+    """A one-frame shard whose class is where E's blob is (quadrant c), at E's usual scale."""
+    import h5py
+    labels = np.arange(n) % 4
+    sparse = rng.normal(0, 0.002, (n, 1, 1, 112, 112)).astype(np.float32)
+    for k, c in enumerate(labels):
+        y, x = 16 + 56 * (c // 2) + rng.randint(0, 16), 16 + 56 * (c % 2) + rng.randint(0, 16)
+        sparse[k, 0, 0, y:y + 12, x:x + 12] += 0.05
+    with h5py.File(path, "w") as f:
+        f["raw"] = rng.randint(0, 255, (n, 1, 3, 112, 112)).astype(np.uint8)
+        f["sparse"] = sparse
+        f["label"] = labels[:, None].astype(np.float32)
+        f["cont"] = np.zeros((n, 1), np.float32)
+        f["clip_label"] = labels.astype(np.int32)
+    return path
+
+
+def test_single_frame_net_carries_signal_and_learns_where_e_is(caffe, nets, tmp_path):
+    """spatial_apex (Fig. 10): one frame per clip; at initialisation its scores depend on the
+    frame and every weight gets a gradient; it learns a class given by where E is."""
+    from google.protobuf import text_format
+    rng = np.random.RandomState(0)
+    lists = {}
+    for split, n in (("train", 160), ("test", 48)):
+        shard = _apex_shard(str(tmp_path / ("%s.h5" % split)), n, rng)
+        lists[split] = str(tmp_path / ("%s.txt" % split))
+        with open(lists[split], "w") as f:
+            f.write(shard + "\n")
+    tv, dp, solver = nets.build("spatial_apex", width=0.125, batch=16,
+                                train_source=lists["train"], test_source=lists["test"])
+    assert [d for d in dp.layer[1].input_param.shape[0].dim] == [16, 1, 1, 112, 112]
+    (tmp_path / "tv.prototxt").write_text(text_format.MessageToString(tv))
+    solver.net = str(tmp_path / "tv.prototxt")
+    solver.base_lr, solver.max_iter, solver.test_iter[0] = 0.01, 40, 3
+    solver.test_interval, solver.snapshot, solver.display = 1000, 0, 0
+    solver.snapshot_prefix = str(tmp_path / "s")
+    solver.solver_mode = solver.CPU
+    (tmp_path / "solver.prototxt").write_text(text_format.MessageToString(solver))
+    s = caffe.SGDSolver(str(tmp_path / "solver.prototxt"))
+    net = s.net
+    net.forward()
+    scores = net.blobs["fc_cls"].data
+    assert scores.std(axis=0).mean() > 1e-3 * np.abs(scores).mean()   # depends on the frame
+    net.backward()
+    for name, blobs in net.params.items():
+        if name in ("conv1", "conv5", "fc_spatial", "fc_cls"):
+            assert np.abs(blobs[0].diff).max() > 0, name
+    s.step(40)
+    test = s.test_nets[0]
+    test.share_with(net)        # Caffe shares the weights only inside its own test loop
+    acc = np.mean([test.forward()["accuracy"] for _ in range(3)])
+    assert acc > 0.6, acc       # chance is 0.25
