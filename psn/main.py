@@ -13,11 +13,9 @@ import sys
 import time
 
 from preprocessing.clips import DATABASES
+from psn.experiments import EXPERIMENTS, FIG10_LEVELS, FIG7_MODELS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The conditions of the paper's Fig. 7, in its order.
-FIG7_MODELS = ("psn", "psn_spatial", "psn_temporal", "psn_swap", "psn_tp1", "alexnet_rnn",
-               "psn_no_conv")
 
 
 def parse_args(argv):
@@ -33,6 +31,24 @@ def parse_args(argv):
     ap.add_argument("--ablation", action="store_true",
                     help="the paper's Fig. 7 ablation: " + ", ".join(FIG7_MODELS) +
                          " (replaces --models); the report's comparison is Fig. 7")
+    exp = ap.add_argument_group("the paper's tables and figures (psn/experiments.py)")
+    exp.add_argument("--experiment", metavar="NAMES",
+                     help="comma-separated experiments to run and write into OUT/experiments/: "
+                          + ", ".join(EXPERIMENTS) + " (replaces --models and --ablation)")
+    exp.add_argument("--list-experiments", action="store_true",
+                     help="print each experiment and what it trains, then exit")
+    exp.add_argument("--quick", action="store_true",
+                     help="train fold 1 only of every run: a fast look, not a result (a later "
+                          "run without --quick trains the other folds)")
+    exp.add_argument("--levels", default=",".join("%g" % v for v in FIG10_LEVELS),
+                     help="fig10: shares of non-zeros in E to sweep (default %(default)s: the "
+                          "centres of the 0-10 %%, ..., 40-50 %% bins)")
+    exp.add_argument("--clips", metavar="NAMES",
+                     help="fig3 / fig8: clip names or SUBJECT/CLIP (default: one per class; "
+                          "fig8 uses the first)")
+    exp.add_argument("--fold", type=int, default=1, help="fig8: the trained fold shown (default 1)")
+    exp.add_argument("--partial", action="store_true",
+                     help="table6 / fig6: report the databases given, not all four")
     ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a field of every model's net configuration (run_folds "
                          "--net), e.g. temporal_centre=0")
@@ -54,6 +70,10 @@ def parse_args(argv):
                     help="synthetic databases to make, by on-disk format: casme2 (default), or "
                          "casme2,casme for a two-database run (other identities in each)")
     args = ap.parse_args(argv)
+    try:
+        args.levels = tuple(float(v) for v in args.levels.split(",") if v.strip())
+    except ValueError:
+        ap.error("--levels: give shares like 0.05,0.15,0.25, got %r" % args.levels)
     from synthetic import FORMATS
     args.synthetic = [f.strip() for f in args.synthetic.split(",") if f.strip()]
     bad = [f for f in args.synthetic if f not in FORMATS]
@@ -82,8 +102,46 @@ def make_synthetic(out, formats, subjects, clips_per_subject, seed):
     return roots
 
 
+def run_named(args, out, roots, schedule, width, overrides):
+    """--experiment: psn.experiments.run_experiments with this command's settings."""
+    from dataclasses import replace
+    from preprocessing.errors import InputError, fail
+    from psn.config import RunError
+    from psn.experiments import Setting, check_setting, run_experiments
+    from psn.report import PredictionsError, ReportError
+    t0 = time.time()
+    names = [n.strip() for n in args.experiment.split(",") if n.strip()]
+    try:
+        setting = Setting(
+            out=out, roots=roots, synthetic=not roots, schedule=schedule, width=width,
+            gpus=tuple(int(g) for g in args.gpus.split(",")) if args.gpus else (),
+            jobs=args.jobs or min(4, os.cpu_count() or 1), seed=args.seed, loso=args.loso,
+            workers=args.workers, net_overrides=overrides, quick=args.quick,
+            levels=args.levels, clips=tuple(c.strip() for c in (args.clips or "").split(",")
+                                            if c.strip()),
+            fold=args.fold, partial=args.partial)
+        check_setting(names, setting)      # before the synthetic database is made
+        if not roots:
+            setting = replace(setting, roots=make_synthetic(
+                out, args.synthetic, args.subjects, args.clips_per_subject, args.seed))
+        written = run_experiments(names, setting)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished clips and folds are kept; run the same command again "
+              "to resume", file=sys.stderr)
+        return 130
+    except (InputError, RunError, PredictionsError, ReportError, ValueError, OSError) as e:
+        return fail("run_psn: error: ", e)
+    print("\n%s(%.1f min in all)" % ("".join("%-7s %s\n" % kv for kv in written.items()),
+                                      (time.time() - t0) / 60))
+    return 0 if len(written) == len(names) else 1
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.list_experiments:
+        from psn.experiments import describe
+        print("\n".join(describe()))
+        return 0
     from psn.env import ensure_caffe
     ensure_caffe(cuda=bool(args.gpus))
     from preprocessing.errors import InputError
@@ -102,6 +160,12 @@ def main(argv=None):
     models = FIG7_MODELS if args.ablation else [m.strip() for m in args.models.split(",")
                                                   if m.strip()]
     data = os.path.join(out, "data")
+    if args.experiment:
+        try:
+            overrides = parse_overrides(args.net)
+        except ValueError as e:
+            return fail("run_psn: error: ", e)
+        return run_named(args, out, roots, schedule, width, overrides)
     try:
         overrides = parse_overrides(args.net)
         # Every run's settings are checked before the first stage starts.

@@ -132,3 +132,75 @@ def training_curves(curves, path, title):
 
 def _num(v):
     return float("nan") if v is None else float(v)
+
+
+def retention_curves(rows, path, title="Recognition against RPCA retention (cf. Fig. 10)"):
+    """Fig. 10: (a) RR and (b) F1 of the single-frame net at each retention level.
+
+    rows: dicts with level (None: the default lambda), bin (its label), share_mean (measured
+    share of non-zeros in E), rr_pooled, f1 (None: no result). The levels are bars at their
+    bins; the default lambda, whose share is whatever RPCA leaves, is a dashed line."""
+    levels = [r for r in rows if r["level"] is not None]
+    ref = next((r for r in rows if r["level"] is None), None)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    x = np.arange(len(levels))
+    for ax, key, scale, label in ((axes[0], "rr_pooled", 100.0, "(a) recognition rate (%)"),
+                                  (axes[1], "f1", 1.0, "(b) F1 (UF1 fold mean)")):
+        vals = [scale * _num(r[key]) for r in levels]
+        ax.bar(x, vals, 0.6, color="#4C72B0")
+        for xi, v in zip(x, vals):
+            if not math.isnan(v):
+                ax.text(xi, v, ("%.1f" if scale > 1 else "%.3f") % v, ha="center",
+                        va="bottom", fontsize=7)
+        if ref is not None and ref.get(key) is not None:
+            share = ref.get("share_mean")
+            ax.axhline(scale * ref[key], color="#C44E52", ls="--", lw=1,
+                       label="default lambda (E %s non-zero)" % (
+                           "?" if share is None else "%.0f %%" % (100 * share)))
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xticks(x, [r["bin"] for r in levels], fontsize=8)
+        ax.set_xlabel("share of the face's pixels non-zero in E")
+        ax.set_title(label, fontsize=9)
+        ax.set_ylim(0, scale)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def feature_grid(frame, sparse, maps, path, title, max_channels=64):
+    """Fig. 8: the input frame and |E|, then one tile per channel of each layer's maps.
+
+    frame (H, W, 3) uint8 RGB; sparse (H, W); maps: {layer: (C, h, w)}, each tile scaled to
+    its own maximum (a channel that never fires stays black)."""
+    layers = list(maps)
+    cols = 8
+    grids = []
+    for name in layers:
+        m = np.asarray(maps[name])[:max_channels]
+        rows_ = int(math.ceil(len(m) / float(cols)))
+        grids.append((name, m, rows_))
+    height = max(2, sum(r for _, _, r in grids))
+    fig = plt.figure(figsize=(2.6 + 1.1 * cols, 0.55 + 1.1 * height))
+    gs = fig.add_gridspec(height, cols + 2, wspace=0.08, hspace=0.25)
+    ax = fig.add_subplot(gs[0, 0:2])
+    ax.imshow(frame)
+    ax.set_title("raw frame", fontsize=8)
+    ax.axis("off")
+    ax = fig.add_subplot(gs[1, 0:2])
+    e = np.abs(np.asarray(sparse, dtype=float))
+    ax.imshow(e, cmap="gray", vmin=0, vmax=max(float(np.percentile(e, 99.5)), 1e-12))
+    ax.set_title("|E|", fontsize=8)
+    ax.axis("off")
+    r0 = 0
+    for name, m, rows_ in grids:
+        for k, ch in enumerate(m):
+            ax = fig.add_subplot(gs[r0 + k // cols, 2 + k % cols])
+            top = float(ch.max())
+            ax.imshow(ch, cmap="viridis", vmin=0, vmax=top if top > 0 else 1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == 0:
+                ax.set_ylabel(name, fontsize=8)
+        r0 += rows_
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)

@@ -12,19 +12,19 @@ def md_escape(text):
     return str(text).replace("|", "\\|")
 
 
-def _pct(v):
+def pct(v):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else "%.2f" % (100 * v)
 
 
-def _f4(v):
+def f4(v):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else "%.4f" % v
 
 
-def _f3(v):
+def f3(v):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else "%.3f" % v
 
 
-def _md_table(header, rows):
+def md_table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out) + "\n"
@@ -53,25 +53,25 @@ def markdown(runs, comp, run_files):
              "0.4471, not the reported 0.5211 / 0.4871: the paper likely averaged per fold.\n")
 
     L.append("## Comparison (Table 5, Fig. 7)\n")
-    L.append(_md_table(
+    L.append(md_table(
         ["name", "clips", "folds", "RR pooled %", "RR fold mean %", "RR std", "UF1 pooled",
          "UF1 fold mean", "UAR pooled", "UAR fold mean"],
         [[md_escape(r["name"]), r["n_clips"] or "n/a", r["n_folds"] or "n/a",
-          _pct(r["rr_pooled"]), _pct(r["rr_fold_mean"]), _f3(r["rr_fold_std"]),
-          _f4(r["uf1_pooled"]), _f4(r["uf1_fold_mean"]), _f4(r["uar_pooled"]),
-          _f4(r["uar_fold_mean"])] for r in comp]))
+          pct(r["rr_pooled"]), pct(r["rr_fold_mean"]), f3(r["rr_fold_std"]),
+          f4(r["uf1_pooled"]), f4(r["uf1_fold_mean"]), f4(r["uar_pooled"]),
+          f4(r["uar_fold_mean"])] for r in comp]))
     for r in comp:
         if r["note"]:
             L.append("- %s: %s" % (md_escape(r["name"]), r["note"]))
     L.append("\n![comparison](comparison.png)\n")
 
     L.append("## Recognition rate over folds (Table 9)\n")
-    rows = [[md_escape(name), m["n_folds"], _pct(m["rr_fold_mean"]), _f3(m["rr_fold_std"]),
-             _f3(m["rr_fold_std_sample"]), _f4(m["uf1_fold_mean"]), _f4(m["uf1_pooled"])]
+    rows = [[md_escape(name), m["n_folds"], pct(m["rr_fold_mean"]), f3(m["rr_fold_std"]),
+             f3(m["rr_fold_std_sample"]), f4(m["uf1_fold_mean"]), f4(m["uf1_pooled"])]
             for name, m, _ in runs]
-    rows += [["paper %s + %s" % bf, 10, _pct(v["rr_mean"]), _f3(v["rr_std"]), "n/a",
-              _f4(v["f1"]), "n/a"] for bf, v in metrics.PAPER_TABLE9.items()]
-    L.append(_md_table(["name", "folds", "RR_mean %", "RR_std (pop.)", "RR_std (sample)",
+    rows += [["paper %s + %s" % bf, 10, pct(v["rr_mean"]), f3(v["rr_std"]), "n/a",
+              f4(v["f1"]), "n/a"] for bf, v in metrics.PAPER_TABLE9.items()]
+    L.append(md_table(["name", "folds", "RR_mean %", "RR_std (pop.)", "RR_std (sample)",
                         "F1 = UF1 fold mean", "UF1 pooled"], rows))
     L.append("Paper rows: Table 9 as printed (F1 there is the reported F1).\n")
 
@@ -79,20 +79,20 @@ def markdown(runs, comp, run_files):
         L.append("## Run: %s\n" % md_escape(name))
         L.append("RR %s %% pooled, %s %% ± %s over folds; UF1 %s pooled, %s fold mean; "
                  "UAR %s pooled, %s fold mean.\n" % (
-                     _pct(m["rr_pooled"]), _pct(m["rr_fold_mean"]), _f3(m["rr_fold_std"]), _f4(m["uf1_pooled"]),
-                     _f4(m["uf1_fold_mean"]), _f4(m["uar_pooled"]), _f4(m["uar_fold_mean"])))
+                     pct(m["rr_pooled"]), pct(m["rr_fold_mean"]), f3(m["rr_fold_std"]), f4(m["uf1_pooled"]),
+                     f4(m["uf1_fold_mean"]), f4(m["uar_pooled"]), f4(m["uar_fold_mean"])))
         L.append("### Per database (Table 6 layout; pooled within the database)\n")
-        rows = [["Combined", m["n_clips"], _pct(m["rr_pooled"]), _f4(m["uar_pooled"]), _f4(m["uf1_pooled"]),
-                 _f4(metrics.PAPER_PSN["uar"]), _f4(metrics.PAPER_PSN["uf1"])]]
+        rows = [["Combined", m["n_clips"], pct(m["rr_pooled"]), f4(m["uar_pooled"]), f4(m["uf1_pooled"]),
+                 f4(metrics.PAPER_PSN["uar"]), f4(metrics.PAPER_PSN["uf1"])]]
         for db, d in m["per_database"].items():
             ref = d["paper_psn"] or {}
-            rows.append([md_escape(d["name"]), d["n"], _pct(d["rr"]), _f4(d["uar"]),
-                         _f4(d["uf1"]), _f4(ref.get("uar")), _f4(ref.get("uf1"))])
-        L.append(_md_table(["database", "clips", "RR %", "UAR", "UF1", "paper PSN UAR",
+            rows.append([md_escape(d["name"]), d["n"], pct(d["rr"]), f4(d["uar"]),
+                         f4(d["uf1"]), f4(ref.get("uar")), f4(ref.get("uf1"))])
+        L.append(md_table(["database", "clips", "RR %", "UAR", "UF1", "paper PSN UAR",
                             "paper PSN UF1"], rows))
         L.append("### Confusion matrix, all clips (Table 7 layout: counts)\n")
         cm = np.asarray(m["confusion"])
-        L.append(_md_table(["true \\ pred"] + list(CLASS_SHORT),
+        L.append(md_table(["true \\ pred"] + list(CLASS_SHORT),
                            [["%s (%d)" % (CLASS_SHORT[c], cm[c].sum())] + list(cm[c])
                             for c in range(N_CLASSES)]))
         L.append("### Confusion matrices per database (Table 8 layout: row-normalised)\n")
@@ -104,20 +104,20 @@ def markdown(runs, comp, run_files):
                 rows.append(["%s (%d)" % (md_escape(d["name"]), d["n"]) if c == 0 else "",
                              "%s (%d)" % (CLASS_SHORT[c], cmd[c].sum())]
                             + ["n/a" if math.isnan(v) else "%.2f" % v for v in nd[c]])
-        L.append(_md_table(["database", "true \\ pred"] + list(CLASS_SHORT), rows))
+        L.append(md_table(["database", "true \\ pred"] + list(CLASS_SHORT), rows))
         L.append("### Per class, all clips (pooled)\n")
-        L.append(_md_table(["class", "clips", "TPR (recall)", "TNR", "precision", "F1_c"],
-                           [[n, v["support"], _f4(v["tpr"]), _f4(v["tnr"]),
-                             _f4(v["precision"]), _f4(v["f1"])]
+        L.append(md_table(["class", "clips", "TPR (recall)", "TNR", "precision", "F1_c"],
+                           [[n, v["support"], f4(v["tpr"]), f4(v["tnr"]),
+                             f4(v["precision"]), f4(v["f1"])]
                             for n, v in m["per_class"].items()]))
         L.append("Per database: `%s/per_class.csv`.\n" % name)
         L.append("### Folds\n")
-        L.append(_md_table(["fold", "clips", "RR %", "UF1", "UAR"],
-                           [[md_escape(f["fold"]), f["n"], _pct(f["rr"]), _f4(f["uf1"]),
-                             _f4(f["uar"])] for f in m["folds"]]))
+        L.append(md_table(["fold", "clips", "RR %", "UF1", "UAR"],
+                           [[md_escape(f["fold"]), f["n"], pct(f["rr"]), f4(f["uf1"]),
+                             f4(f["uar"])] for f in m["folds"]]))
         b = m["majority_baseline"]
         L.append("Majority baseline (%s): RR %s %%, UF1 %s, UAR %s; class per fold: %s.\n" % (
-            b["rule"], _pct(b["rr_pooled"]), _f4(b["uf1_pooled"]), _f4(b["uar_pooled"]),
+            b["rule"], pct(b["rr_pooled"]), f4(b["uf1_pooled"]), f4(b["uar_pooled"]),
             ", ".join("%s→%s" % kv for kv in b["class_per_fold"].items())))
         L.append("### Figures\n")
         for png in run_files[name]["heatmaps"]:
@@ -129,7 +129,7 @@ def markdown(runs, comp, run_files):
         if m.get("logs"):
             L.append("### Training curves (Fig. 9)\n")
             L.append("![curves](%s/curves.png)\n" % name)
-            L.append(_md_table(["log", "last iteration", "last test accuracy", "last test loss"],
-                               [[md_escape(e["label"]), e["last_iteration"], _f4(e["last_test_accuracy"]),
-                                 _f4(e["last_test_loss"])] for e in m["logs"]]))
+            L.append(md_table(["log", "last iteration", "last test accuracy", "last test loss"],
+                               [[md_escape(e["label"]), e["last_iteration"], f4(e["last_test_accuracy"]),
+                                 f4(e["last_test_loss"])] for e in m["logs"]]))
     return "\n".join(L) + "\n"
