@@ -76,9 +76,11 @@ def _run(subparsers):
     p.add_argument("--interp", choices=("tim", "linear"), default="tim",
                    help="temporal normalisation to 150 frames (default tim)")
     rp = p.add_mutually_exclusive_group()
-    rp.add_argument("--lam", type=float, metavar="L", help="RPCA lambda (default 1/sqrt(12544))")
+    rp.add_argument("--lam", metavar="L",
+                    help="a fixed RPCA lambda for every clip; 'default' = 1/sqrt(12544)")
     rp.add_argument("--sparsity", type=float, metavar="S",
-                    help="choose lambda per clip so E has this share of non-zeros (e.g. 0.25)")
+                    help="choose lambda per clip so E has this share of non-zeros (default "
+                         "0.25: Fig. 10's best band, 20-30 %%)")
     p.add_argument("--rpca-tol", type=float, default=1e-7, metavar="T",
                    help="RPCA stops at relative residual T (default 1e-7)")
     p.add_argument("--rpca-max-iter", type=int, default=1000, metavar="N",
@@ -98,14 +100,15 @@ def _run(subparsers):
 
     def run(args):
         # Imported on use: `table4` reads sheets only and need not load OpenCV, dlib, scipy.
-        from preprocessing.pipeline import Options, parse_augment, parse_face_box, run as run_pipeline
+        from preprocessing.pipeline import (Options, parse_augment, parse_face_box, rpca_choice,
+                                            run as run_pipeline)
         if args.workers is not None and args.workers < 1:
             p.error("--workers must be at least 1")
         if args.limit is not None and args.limit < 1:
             p.error("--limit must be at least 1")
-        options = Options(interp=args.interp, face=args.face, lam=args.lam, sparsity=args.sparsity,
+        options = Options(interp=args.interp, face=args.face,
                           face_box=parse_face_box(args.face_box), tol=args.rpca_tol,
-                          max_iter=args.rpca_max_iter)
+                          max_iter=args.rpca_max_iter, **rpca_choice(args.lam, args.sparsity))
         rules = rules_of(args)
         try:
             run_pipeline(database_roots(args, p), args.out, n_folds=args.folds, loso=args.loso,

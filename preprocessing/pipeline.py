@@ -66,7 +66,7 @@ from preprocessing.hdf5_shards import (CROP, load_clip_arrays, shard_key, shard_
                                       stored_key, write_shard)
 from preprocessing.sampling import N_FRAMES, N_SAMPLED, sample
 
-__all__ = ["PIPELINE_VERSION", "Options", "ClipExcluded", "parse_augment", "parse_face_box",
+__all__ = ["PIPELINE_VERSION", "DEFAULT_SPARSITY", "Options", "rpca_choice", "ClipExcluded", "parse_augment", "parse_face_box",
            "read_frame", "sparse_part", "clip_crops", "clip_arrays", "compute_clip",
            "process_clip_variants", "run_variants", "cache_path", "clip_stamp", "read_cache",
            "process_clip", "run", "summary_lines", "write_fig3"]
@@ -78,18 +78,36 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as cv2's RGB2GRAY
 
 
+# The share of non-zeros RPCA's E keeps by default: lambda is chosen per clip for it. The
+# paper's Fig. 10 found 20-30 % best. The fixed lambda = 1/sqrt(12544) keeps whatever the
+# clip's noise makes it: 38 % on average on the synthetic demo (10-74 %), and on a real face
+# photograph with sensor noise of 1-4 gray levels 12-14 % for 30-frame clips but 75 % for 60
+# frames and 87-97 % for 150 (benchmarks/e_share.py): E is then mostly noise. On the demo the
+# single-frame net of Fig. 10 scored RR 98.3 % at 10-40 %, 96.7 % at 0-10 % and 40-50 %, and
+# 97.5 % with the fixed lambda (docs/preprocessing.md). The search costs 4-8 RPCA solves per
+# clip (6.5 s instead of 1.4 s on the demo's clips, one core).
+DEFAULT_SPARSITY = 0.25
+_DEFAULT = "default"
+
+
 @dataclass(frozen=True)
 class Options:
-    """What decides a clip's result (all of it goes into the cache stamp)."""
+    """What decides a clip's result (all of it goes into the cache stamp).
+
+    RPCA's lambda: by default chosen per clip so that E keeps DEFAULT_SPARSITY of its pixels
+    non-zero; `sparsity=S` another share; `lam=L` a fixed lambda; `sparsity=None` without
+    lam the fixed 1/sqrt(12544) of the first releases (rpca_choice maps the flags)."""
     interp: str = "tim"                  # 'tim' | 'linear'
-    lam: Optional[float] = None          # RPCA lambda; None = 1/sqrt(12544)
-    sparsity: Optional[float] = None     # target share of non-zeros in E (lambda per clip)
+    lam: Optional[float] = None          # a fixed RPCA lambda (None: 1/sqrt(12544))
+    sparsity: Optional[float] = _DEFAULT  # target share of non-zeros in E (lambda per clip)
     face: str = "landmarks"              # 'landmarks' | 'haar' (preprocessing.face)
     face_box: Optional[tuple] = None     # (x, y, w, h) used when no face is found
     tol: float = 1e-7
     max_iter: int = 1000
 
     def __post_init__(self):
+        if self.sparsity == _DEFAULT:
+            object.__setattr__(self, "sparsity", None if self.lam is not None else DEFAULT_SPARSITY)
         if self.face not in FACE_METHODS:
             raise InputError(f"--face must be one of {', '.join(FACE_METHODS)}, not {self.face!r}")
         if self.interp not in ("tim", "linear"):
@@ -115,6 +133,22 @@ class ClipExcluded(Exception):
     def __init__(self, reason, stage):
         super().__init__(reason)
         self.stage = stage
+
+
+def rpca_choice(lam=None, sparsity=None):
+    """Options' RPCA keywords from the command line's --lam and --sparsity: --lam L a fixed
+    lambda (--lam default: 1/sqrt(12544)); --sparsity S lambda per clip for that share of
+    non-zeros; neither: the default share (DEFAULT_SPARSITY). InputError for a bad value."""
+    if lam is not None and sparsity is not None:
+        raise InputError("give --lam or --sparsity, not both")
+    if lam is not None:
+        if str(lam).strip().lower() == "default":
+            return {"lam": None, "sparsity": None}
+        try:
+            return {"lam": float(lam), "sparsity": None}
+        except ValueError:
+            raise InputError(f"--lam takes a number or 'default' (1/sqrt(12544)), got {lam!r}") from None
+    return {} if sparsity is None else {"sparsity": float(sparsity)}
 
 
 def parse_augment(text):

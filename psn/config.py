@@ -21,18 +21,41 @@ from dataclasses import dataclass, field
 
 from preprocessing.clips import DATABASES
 from preprocessing.labels import CLASSES
+from preprocessing.pipeline import DEFAULT_SPARSITY
 from preprocessing.sampling import CROP, N_FRAMES
 from preprocessing.sampling import N_SAMPLED as T
 from psn import nets
 
 __all__ = ["CLASSES", "DATABASES", "N_FRAMES", "T", "CROP", "CLIPS_PER_BATCH", "RunConfig",
-           "RunError", "load_schedule", "SCHEDULE_DIR", "TPU_IMPLS", "LAUNCHERS"]
+           "RunError", "load_schedule", "SCHEDULE_DIR", "TPU_IMPLS", "LAUNCHERS",
+           "DEFAULT_SPARSITY", "FIXED_LAMBDA", "variant", "variant_suffix"]
 
 CLIPS_PER_BATCH = 5     # paper section 4.1: 5 clips of 16 frames, 80 rows per batch
 TPU_IMPLS = ("cpp", "python")
 LAUNCHERS = ("local", "slurm")
 SCHEDULE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "prototxt", "schedules")
+
+
+# Fig. 10's reference preprocessing: RPCA with the fixed lambda 1/sqrt(12544) of the first
+# releases (the default is lambda per clip for DEFAULT_SPARSITY non-zeros in E).
+FIXED_LAMBDA = "lambda"
+
+
+def variant(sparsity):
+    """A preprocessing variant's canonical key: None for the pipeline's default (lambda per
+    clip for DEFAULT_SPARSITY, which a level of that share is too), FIXED_LAMBDA, or a share."""
+    if sparsity is None or sparsity == FIXED_LAMBDA:
+        return sparsity
+    return None if float(sparsity) == DEFAULT_SPARSITY else float(sparsity)
+
+
+def variant_suffix(key):
+    """'' for the default preprocessing, '_lambda', or '_sparsityNN': the suffix of the data
+    and run folders of a variant."""
+    if key is None:
+        return ""
+    return "_lambda" if key == FIXED_LAMBDA else "_sparsity%02d" % round(100 * key)
 
 
 class RunError(Exception):

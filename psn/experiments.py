@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, field
 
 from preprocessing.clips import DATABASES
-from psn.config import RunConfig, RunError
+from psn.config import FIXED_LAMBDA, RunConfig, RunError, variant, variant_suffix
 
 __all__ = ["Need", "Experiment", "Setting", "EXPERIMENTS", "FIG7_MODELS", "TABLE9_MODELS",
-           "FIG10_LEVELS", "plan", "check_setting", "run_experiments", "describe"]
+           "FIG10_LEVELS", "plan", "check_setting", "run_experiments",
+           "describe"]
 
 # The conditions of the paper's Fig. 7, in its order.
 FIG7_MODELS = ("psn", "psn_spatial", "psn_temporal", "psn_swap", "psn_tp1", "alexnet_rnn",
@@ -35,12 +36,23 @@ APEX_BATCH = 16
 PAPER_DATABASES = DATABASES
 
 
+def _options(key):
+    from preprocessing.pipeline import Options
+    if key is None:
+        return Options()
+    return Options(sparsity=None) if key == FIXED_LAMBDA else Options(sparsity=key)
+
+
+def _order(key):
+    return (0, 0) if key is None else (1, 0) if key == FIXED_LAMBDA else (2, key)
+
+
 @dataclass(frozen=True)
 class Need:
-    """One training run an experiment needs: a model on a preprocessing variant
-    (sparsity None: the default lambda; else lambda per clip for that share of non-zeros)."""
+    """One training run an experiment needs: a model on a preprocessing variant (variant():
+    None the default preprocessing, FIXED_LAMBDA, or lambda per clip for a share)."""
     model: str
-    sparsity: float | None = None
+    sparsity: float | str | None = None
     batch: int | None = None
 
 
@@ -94,15 +106,11 @@ class Setting:
     partial: bool = False            # table6 / fig6 with fewer databases than the paper's
 
     def data_dir(self, sparsity=None):
-        if sparsity is None:
-            return os.path.join(self.out, "data")
-        return os.path.join(self.out, "data_sparsity%02d" % round(100 * sparsity))
+        return os.path.join(self.out, "data" + variant_suffix(variant(sparsity)))
 
     def run_dir(self, need):
         name = "%s_w%g_%s" % (need.model, self.width, os.path.basename(self.schedule))
-        if need.sparsity is not None:
-            name += "_sparsity%02d" % round(100 * need.sparsity)
-        return os.path.join(self.out, "runs", name)
+        return os.path.join(self.out, "runs", name + variant_suffix(variant(need.sparsity)))
 
     def run_config(self, need):
         kw = {"batch": need.batch} if need.batch else {}
@@ -117,9 +125,9 @@ def plan(name, setting):
     exp = EXPERIMENTS[name]
     needs = [Need(m) for m in exp.models]
     if exp.sweep:
-        # The default lambda's apex run is the reference point beside the levels.
-        needs = [Need("spatial_apex", None, APEX_BATCH)]
-        needs += [Need("spatial_apex", level, APEX_BATCH) for level in setting.levels]
+        # The fixed lambda's apex run is the reference beside the levels.
+        needs = [Need("spatial_apex", FIXED_LAMBDA, APEX_BATCH)]
+        needs += [Need("spatial_apex", variant(level), APEX_BATCH) for level in setting.levels]
     return needs
 
 
@@ -161,15 +169,15 @@ def check_setting(names, setting):
 
 
 def _preprocess(setting, sparsities, log):
-    """Every preprocessing variant the plans need; {sparsity: InputError} for those that
+    """Every preprocessing variant the plans need; {variant: InputError} for those that
     produced nothing (a level whose every clip was excluded)."""
-    from preprocessing.pipeline import Options, run, run_variants
+    from preprocessing.pipeline import run, run_variants
     kw = dict(loso=setting.loso, seed=setting.seed, workers=setting.workers)
     if sparsities == {None}:
         run(setting.roots, setting.data_dir(), **kw)
         return {}
-    order = sorted(sparsities, key=lambda s: -1 if s is None else s)
-    variants = [(setting.data_dir(s), Options(sparsity=s)) for s in order]
+    order = sorted(sparsities, key=_order)
+    variants = [(setting.data_dir(s), _options(s)) for s in order]
     results = run_variants(setting.roots, variants, log=log, **kw)
     failed = {}
     for s in order:
@@ -202,17 +210,19 @@ def run_experiments(names, setting, log=print):
     configs = {need: setting.run_config(need) for need in needs}
     sparsities = {None} | {n.sparsity for n in needs}
     _stage("preprocessing -> %s" % ", ".join(
-        setting.data_dir(s) for s in sorted(sparsities, key=lambda s: -1 if s is None else s)))
+        setting.data_dir(s) for s in sorted(sparsities, key=_order)))
     failed_levels = _preprocess(setting, sparsities, log)
-    for s, exc in sorted(failed_levels.items()):
-        print("fig10: the level %g leaves no clip: %s" % (s, exc), flush=True)
+    for s, exc in sorted(failed_levels.items(), key=lambda kv: _order(kv[0])):
+        print("fig10: the level %s leaves no clip: %s"
+              % ("with the fixed lambda" if s == FIXED_LAMBDA else "%g" % s, exc), flush=True)
     runs = {}
     for need in needs:
         if need.sparsity in failed_levels:
             continue
         cfg = configs[need]
         _stage("training %s%s (width %g, schedule %s)%s -> %s" % (
-            need.model, "" if need.sparsity is None else " at %g non-zeros" % need.sparsity,
+            need.model, "" if need.sparsity is None else " with the fixed lambda"
+            if need.sparsity == FIXED_LAMBDA else " at %g non-zeros" % need.sparsity,
             setting.width, os.path.basename(setting.schedule),
             " [quick: fold 1 only]" if setting.quick else "", cfg.out))
         if training.run_folds(cfg):

@@ -137,11 +137,11 @@ def _num(v):
 def retention_curves(rows, path, title="Recognition against RPCA retention (cf. Fig. 10)"):
     """Fig. 10: (a) RR and (b) F1 of the single-frame net at each retention level.
 
-    rows: dicts with level (None: the default lambda), bin (its label), share_mean (measured
+    rows: dicts with reference (the fixed lambda's row), bin (its label), share_mean (measured
     share of non-zeros in E), rr_pooled, f1 (None: no result). The levels are bars at their
-    bins; the default lambda, whose share is whatever RPCA leaves, is a dashed line."""
-    levels = [r for r in rows if r["level"] is not None]
-    ref = next((r for r in rows if r["level"] is None), None)
+    bins; the fixed lambda, whose share is whatever RPCA leaves, is a dashed line."""
+    levels = [r for r in rows if not r["reference"]]
+    ref = next((r for r in rows if r["reference"]), None)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     x = np.arange(len(levels))
     for ax, key, scale, label in ((axes[0], "rr_pooled", 100.0, "(a) recognition rate (%)"),
@@ -155,7 +155,7 @@ def retention_curves(rows, path, title="Recognition against RPCA retention (cf. 
         if ref is not None and ref.get(key) is not None:
             share = ref.get("share_mean")
             ax.axhline(scale * ref[key], color="#C44E52", ls="--", lw=1,
-                       label="default lambda (E %s non-zero)" % (
+                       label="fixed lambda (E %s non-zero)" % (
                            "?" if share is None else "%.0f %%" % (100 * share)))
             ax.legend(fontsize=7, loc="lower right")
         ax.set_xticks(x, [r["bin"] for r in levels], fontsize=8)

@@ -96,26 +96,30 @@ def main(argv=None):
     ap.add_argument("--interp", choices=("tim", "linear"), default="tim")
     ap.add_argument("--face", choices=("landmarks", "haar"), default="landmarks",
                     help="face method; use the one the training data was made with")
-    ap.add_argument("--lam", type=float)
-    ap.add_argument("--sparsity", type=float)
+    ap.add_argument("--lam", help="a fixed RPCA lambda, or 'default' (1/sqrt(12544)); use "
+                                  "what the training data was made with")
+    ap.add_argument("--sparsity", type=float,
+                    help="lambda per clip for this share of non-zeros in E (default 0.25)")
     ap.add_argument("--face-box", help="x,y,w,h when no face is found")
     ap.add_argument("--gpu", type=int)
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
+    from preprocessing.errors import InputError
     try:
-        from preprocessing.pipeline import ClipExcluded, Options, compute_clip, parse_face_box
+        from preprocessing.pipeline import (ClipExcluded, Options, compute_clip, parse_face_box,
+                                            rpca_choice)
         deploy, weights = resolve_model(args.model, args.deploy)
         clip = clip_from_folder(args.clip_dir, args.onset, args.offset)
         if len(clip.frames) < MIN_FRAMES:
             raise PredictError("%s: %d frame(s) is no clip; give at least %d (onset to offset)"
                                % (args.clip_dir, len(clip.frames), MIN_FRAMES))
-        opts = Options(interp=args.interp, face=args.face, lam=args.lam, sparsity=args.sparsity,
-                       face_box=parse_face_box(args.face_box))
+        opts = Options(interp=args.interp, face=args.face, face_box=parse_face_box(args.face_box),
+                       **rpca_choice(args.lam, args.sparsity))
         try:
             raw, sparse, info = compute_clip(clip, opts)
         except ClipExcluded as e:
             raise PredictError("cannot preprocess %s: %s" % (args.clip_dir, e))
-    except (PredictError, ValueError, OSError) as e:
+    except (PredictError, InputError, ValueError, OSError) as e:
         return fail("predict: error: ", e)
     warnings = []
     if not sparse.any():

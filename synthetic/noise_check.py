@@ -42,7 +42,7 @@ def e_profile(gray, method: str = "tim", *, cells: bool = True, context=None,
               lam=None) -> np.ndarray:
     """Mean |E| of the 16 sampled frames (E in [0, 1] gray units) of the clip `gray`."""
     M, k = clip_time_matrix(len(gray), N_FRAMES, method, context=context, cells=cells)
-    E, _, _ = sparse_part(np.asarray(gray), Options(interp=method, lam=lam), M, k)
+    E, _, _ = sparse_part(np.asarray(gray), Options(interp=method, lam=lam, sparsity=None), M, k)
     return np.abs(sample(E.T)).mean(axis=1)
 
 

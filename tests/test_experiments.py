@@ -39,7 +39,9 @@ def test_each_experiment_plans_the_runs_the_paper_needs(tmp_path):
                                 "resnet10_concat"]
     assert plan("fig3", s) == [] and not EXPERIMENTS["fig3"].trains
     fig10 = plan("fig10", s)
-    assert [n.sparsity for n in fig10] == [None, 0.05, 0.15, 0.25, 0.35, 0.45]
+    # The fixed lambda for reference, then the levels; 25 % is the pipeline's default, so
+    # that level is the default preprocessing itself.
+    assert [n.sparsity for n in fig10] == ["lambda", 0.05, 0.15, None, 0.35, 0.45]
     assert {n.model for n in fig10} == {"spatial_apex"} and {n.batch for n in fig10} == {16}
     # Every experiment that names a paper model trains a model psn.nets generates.
     from psn.nets import MODELS
@@ -55,8 +57,12 @@ def test_runs_are_shared_across_experiments_and_variants_kept_apart(tmp_path):
     assert s.run_config(plan("table5", s)[0]).out == s.run_config(plan("fig7", s)[0]).out
     apex = [s.run_config(n) for n in plan("fig10", s)]
     assert len({c.out for c in apex}) == 6 and len({c.data for c in apex}) == 6
-    assert apex[3].data == str(tmp_path / "data_sparsity25")
-    assert apex[3].out.endswith("spatial_apex_w0.125_demo_sparsity25") and apex[3].batch == 16
+    assert apex[0].data == str(tmp_path / "data_lambda")
+    assert apex[0].out.endswith("spatial_apex_w0.125_demo_lambda")
+    assert apex[2].data == str(tmp_path / "data_sparsity15")
+    assert apex[3].data == str(tmp_path / "data") and apex[3].batch == 16
+    assert apex[3].out.endswith("spatial_apex_w0.125_demo")
+    assert s.data_dir(0.25) == s.data_dir(None) == s.data_dir()
     assert setting(tmp_path, quick=True).run_config(Need("psn")).folds == (1,)
 
 
@@ -211,18 +217,18 @@ def write_manifest(data_dir, shares):
 
 def test_fig10_rows_measure_each_levels_share_and_name_a_level_without_clips(tmp_path):
     s = setting(tmp_path, levels=(0.15, 0.25, 0.35))
-    write_manifest(s.data_dir(), [0.4, 0.6, None])
+    write_manifest(s.data_dir("lambda"), [0.4, 0.6, None])
     write_manifest(s.data_dir(0.15), [0.14, 0.16, 0.15])
-    write_manifest(s.data_dir(0.25), [0.25, 0.24, 0.26])
+    write_manifest(s.data_dir(), [0.25, 0.24, 0.26])
     write_manifest(s.data_dir(0.35), [None, None, None])
-    runs = {Need("spatial_apex", None, 16): write_run(str(tmp_path / "r0")),
+    runs = {Need("spatial_apex", "lambda", 16): write_run(str(tmp_path / "r0")),
             Need("spatial_apex", 0.15, 16): write_run(str(tmp_path / "r15")),
-            Need("spatial_apex", 0.25, 16): write_run(str(tmp_path / "r25"),
+            Need("spatial_apex", None, 16): write_run(str(tmp_path / "r25"),
                                                       [(d, y, y, f) for d, y, _, f in CLIPS])}
     failed = {0.35: "no clip could be used; the reasons are in manifest.csv"}
     md = writers.write_fig10(s, runs, str(tmp_path / "out"), failed=failed)
     rows = read_csv(str(tmp_path / "out" / "fig10.csv"))
-    assert [r["bin"] for r in rows] == ["default lambda", "10-20 %", "20-30 %", "30-40 %"]
+    assert [r["bin"] for r in rows] == ["fixed lambda", "10-20 %", "20-30 %", "30-40 %"]
     assert float(rows[0]["share_mean"]) == pytest.approx(0.5) and rows[0]["clips"] == "2"
     assert float(rows[1]["share_mean"]) == pytest.approx(0.15)
     assert float(rows[2]["rr_pooled"]) == 1.0 and float(rows[1]["rr_pooled"]) == 0.75
@@ -241,10 +247,10 @@ def test_a_failed_level_is_named_and_the_rest_still_written(tmp_path, monkeypatc
     trained = []
 
     def fake_preprocess(setting_, sparsities, log):
-        assert sparsities == {None, 0.15, 0.25}
-        write_manifest(setting_.data_dir(), [0.4])
-        write_manifest(setting_.data_dir(0.15), [0.15])
-        return {0.25: InputError("no clip could be used; the reasons are in manifest.csv")}
+        assert sparsities == {None, "lambda", 0.15}
+        write_manifest(setting_.data_dir(), [0.25])
+        write_manifest(setting_.data_dir("lambda"), [0.4])
+        return {0.15: InputError("no clip could be used; the reasons are in manifest.csv")}
 
     def fake_run_folds(cfg):
         trained.append(os.path.basename(cfg.out))
@@ -255,10 +261,11 @@ def test_a_failed_level_is_named_and_the_rest_still_written(tmp_path, monkeypatc
     monkeypatch.setattr(training, "run_folds", fake_run_folds)
     written = ex.run_experiments(["fig10"], s)
     out = capsys.readouterr().out
-    assert "fig10: the level 0.25 leaves no clip: no clip could be used" in out
-    assert trained == ["spatial_apex_w0.125_demo", "spatial_apex_w0.125_demo_sparsity15"]
+    assert "fig10: the level 0.15 leaves no clip: no clip could be used" in out
+    assert trained == ["spatial_apex_w0.125_demo_lambda", "spatial_apex_w0.125_demo"]
     rows = read_csv(os.path.join(os.path.dirname(written["fig10"]), "fig10.csv"))
-    assert [r["rr_pooled"] != "" for r in rows] == [True, True, False]
+    assert [r["rr_pooled"] != "" for r in rows] == [True, False, True]
+    assert "no clip could be used" in rows[1]["note"]
 
 
 # ------------------------------------------------------------------ end to end (Caffe)
@@ -278,7 +285,7 @@ def test_fig3_fig8_fig10_end_to_end_at_smoke_scale(caffe_env, tmp_path):
         with open(os.path.join(exp, name, png), "rb") as f:
             assert f.read(4) == b"\x89PNG", name
     rows = read_csv(os.path.join(exp, "fig10", "fig10.csv"))
-    assert [r["bin"] for r in rows] == ["default lambda", "25-35 %"]
+    assert [r["bin"] for r in rows] == ["fixed lambda", "25-35 %"]
     assert all(r["rr_pooled"] != "" and r["n_folds"] == "1" for r in rows)
     # lambda per clip met the level's share of non-zeros (within the search's tolerance).
     assert abs(float(rows[1]["share_mean"]) - 0.3) < 0.02

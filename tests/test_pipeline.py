@@ -38,9 +38,10 @@ CASME2_ROWS = [
     (4, "EP06_02", 7, 10, 15, "?", "others"),      # one of its frames is corrupt
 ]
 CORRUPT = ("casme2/sub04", "EP06_02", 12)
-OPTIONS = Options(face_box=(0, 0, 48, 48), tol=0.03)   # loose RPCA: seconds, not minutes
+# Loose RPCA and a fixed lambda (no search per clip): seconds, not minutes.
+OPTIONS = Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=None)
 AUGMENT = ("flip", "rot+5")
-CLI_ARGS = ["--folds", "2", "--face-box", "0,0,48,48", "--rpca-tol", "0.03",
+CLI_ARGS = ["--folds", "2", "--face-box", "0,0,48,48", "--rpca-tol", "0.03", "--lam", "default",
             "--augment", "flip,rot5", "--workers", "1", "--no-progress"]
 
 
@@ -278,9 +279,10 @@ def test_changed_option_invalidates_the_cache(first, roots):
     clips, _ = load_databases(roots[0])
     cf = cache_path(os.path.join(first[0], "cache"), clips[0])
     assert read_cache(cf, clip_stamp(clips[0], OPTIONS))["included"]
-    for changed in (Options(face_box=(0, 0, 48, 48), tol=0.03, interp="linear"),
-                    Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=0.25),
-                    Options(face_box=(0, 0, 40, 40), tol=0.03)):
+    for changed in (Options(face_box=(0, 0, 48, 48), tol=0.03, interp="linear", sparsity=None),
+                    Options(face_box=(0, 0, 48, 48), tol=0.03),
+                    Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=0.3),
+                    Options(face_box=(0, 0, 40, 40), tol=0.03, sparsity=None)):
         assert read_cache(cf, clip_stamp(clips[0], changed)) is None
     # An excluded clip's reason is cached too, so a rerun does not redo it.
     bad = next(c for c in clips if (c.subject, c.clip) == CORRUPT[:2])
@@ -365,6 +367,30 @@ def test_cli_bad_input_is_a_clear_error(roots, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(base + ["--lam", "0.01", "--sparsity", "0.25"])
     assert not os.path.exists(out) or not os.listdir(out) or "manifest.csv" not in os.listdir(out)
+
+
+def test_rpca_default_is_a_share_of_non_zeros_and_the_flags_choose_others(capsys, roots,
+                                                                           tmp_path):
+    """Fig. 10's best band is the default (lambda per clip for 25 % non-zeros); --lam L a
+    fixed lambda, --lam default the fixed 1/sqrt(12544), --sparsity S another share."""
+    from preprocessing.pipeline import DEFAULT_SPARSITY, rpca_choice
+    assert DEFAULT_SPARSITY == 0.25
+    assert Options().sparsity == 0.25 and Options().lam is None
+    assert Options(lam=0.02).sparsity is None and Options(sparsity=None).sparsity is None
+    assert Options(sparsity=0.1).sparsity == 0.1
+    with pytest.raises(InputError, match="not both"):
+        Options(lam=0.02, sparsity=0.25)
+    assert Options(**rpca_choice()) == Options()
+    assert Options(**rpca_choice("0.02")) == Options(lam=0.02)
+    assert Options(**rpca_choice("default")) == Options(sparsity=None)
+    assert Options(**rpca_choice(None, 0.3)) == Options(sparsity=0.3)
+    assert Options(sparsity=None).stamp()["sparsity"] is None
+    for bad in (("x", None), ("0.1", 0.2)):
+        with pytest.raises(InputError):
+            rpca_choice(*bad)
+    base = ["run", "--samm", roots[0]["samm"], "--out", str(tmp_path / "o")]
+    assert cli_main(base + ["--lam", "tiny"]) == 2
+    assert "--lam takes a number or 'default'" in capsys.readouterr().err
 
 
 def test_option_parsers():
