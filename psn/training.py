@@ -343,7 +343,10 @@ def train_fold(cfg, fold, gpu_ids, log):
         log("fold %02d: resuming from iteration %d (%s)" % (fold, it, os.path.basename(state)))
     if gpu_ids:
         cmd += ["--gpu", ",".join(str(g) for g in gpu_ids)]
-    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
+    # glog 0.6 (Debian 12) writes I20261128 ...; BVLC's tools/extra/parse_log.py reads only
+    # the classic I1128 ... prefix (psn.caffe_log reads both).
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0",
+               GLOG_log_year_in_prefix="false")
     if not gpu_ids and cfg.jobs > 1:
         # Several CPU folds at once: one BLAS thread each. At the demo's width Caffe gains
         # nothing from a second OpenBLAS thread, so two one-thread folds take half the time.

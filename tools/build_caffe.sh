@@ -278,7 +278,7 @@ TEST_BINS=".build_release/test/test_tpu_layer.testbin"
 # ---------------------------------------------------------------- install
 install_build() {
 log "installing into $INSTALL"
-rm -rf "$INSTALL.tmp"; mkdir -p "$INSTALL.tmp"/{bin,lib,test,python}
+rm -rf "$INSTALL.tmp"; mkdir -p "$INSTALL.tmp"/{bin,lib,test,python,tools}
 cp -a "$TREE"/build/tools/*.bin "$INSTALL.tmp/bin/"
 for b in "$INSTALL.tmp"/bin/*.bin; do ln -s "$(basename "$b")" "${b%.bin}"; done
 cp -a "$TREE"/build/lib/libcaffe.so* "$INSTALL.tmp/lib/"
@@ -288,6 +288,8 @@ mkdir -p "$INSTALL.tmp/include/caffe/proto"
 cp -a "$TREE"/build/src/caffe/proto/caffe.pb.h "$INSTALL.tmp/include/caffe/proto/"
 cp -a "$TREE/src/caffe/proto/caffe.proto" "$INSTALL.tmp/include/caffe/proto/"
 cp -a "$TREE/src/gtest" "$INSTALL.tmp/include/gtest-src"
+# BVLC's log tools (parse_log.py, extract_seconds.py; Python 3 by the 0004 patch).
+cp -a "$TREE/tools/extra" "$INSTALL.tmp/tools/extra"
 (cd "$TREE/python" && tar cf - --exclude='*.pyc' --exclude=__pycache__ caffe) | (cd "$INSTALL.tmp/python" && tar xf -)
 # _caffe.so carries the rpath $ORIGIN/../../build/lib and the tools $ORIGIN/../lib:
 # this link makes both resolve inside the install without LD_LIBRARY_PATH.
