@@ -647,24 +647,32 @@ SLURM_TEMPLATE = """#!/bin/bash
 # Submit with: sbatch {script}
 # then, when all tasks are done, join the predictions with:
 #   {python} {tool} {common} --predict-only
+# A task that was cancelled or failed is redone by submitting the script again: finished
+# folds are skipped, an interrupted one resumes from its last snapshot.
 #SBATCH --job-name=psn-{model}
 #SBATCH --array={array}
-#SBATCH --gres=gpu:1
-#SBATCH --cpus-per-task=4
+{resources}
 #SBATCH --output={out}/slurm-%A_%a.out
 set -euo pipefail
 cd {root}
 eval "$(tools/build_caffe.sh --print-env{cuda})"
 FOLD=$SLURM_ARRAY_TASK_ID
-{python} {tool} {common} --folds "$FOLD" --gpus 0 --no-predict
+{python} {tool} {common} --folds "$FOLD"{device} --no-predict
 """
 
 
 def write_slurm(cfg, folds):
+    """RUN/slurm_job.sh: a job array, one task per fold; with --gpus each task asks for one
+    GPU (gres) and trains on it, without them each task trains on one CPU."""
     path = os.path.join(cfg.out, "slurm_job.sh")
+    if cfg.gpus:
+        resources, device, cuda = "#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=4", " --gpus 0", " --cuda"
+    else:
+        resources, device, cuda = "#SBATCH --cpus-per-task=1", "", ""
     text = SLURM_TEMPLATE.format(
         script=path, model=cfg.model, array=",".join(str(f) for f in folds), out=cfg.out,
-        root=ROOT, cuda=" --cuda", python=sys.executable, tool=os.path.join(ROOT, "tools", "run_folds.py"),
+        resources=resources, device=device, root=ROOT, cuda=cuda, python=sys.executable,
+        tool=os.path.join(ROOT, "tools", "run_folds.py"),
         common=" ".join(shlex.quote(c) for c in cfg.flags()))
     write_atomic(path, text)
     os.chmod(path, 0o755)

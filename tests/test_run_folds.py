@@ -148,7 +148,7 @@ def test_slurm_launcher_writes_a_job_array(caffe_env, tmp_path):
     data = make_data(str(tmp_path / "data"))
     out = str(tmp_path / "run")
     res = run_tool(caffe_env, "--data", data, "--out", out, "--launcher", "slurm",
-                   "--schedule", "paper")
+                   "--schedule", "paper", "--gpus", "0")
     assert res.returncode == 0, res.stderr
     with open(os.path.join(out, "slurm_job.sh")) as f:
         script = f.read()
@@ -158,6 +158,15 @@ def test_slurm_launcher_writes_a_job_array(caffe_env, tmp_path):
     assert "--launcher" not in script.split("#SBATCH --output")[1]
     assert "build_caffe.sh --print-env --cuda" in script
     subprocess.run(["bash", "-n", os.path.join(out, "slurm_job.sh")], check=True)
+    # Without --gpus: CPU tasks, no GPU asked for, the CPU build.
+    cpu = str(tmp_path / "cpu")
+    res = run_tool(caffe_env, "--data", data, "--out", cpu, "--launcher", "slurm",
+                   "--schedule", "smoke")
+    assert res.returncode == 0, res.stderr
+    with open(os.path.join(cpu, "slurm_job.sh")) as f:
+        script = f.read()
+    assert "gres" not in script and "#SBATCH --cpus-per-task=1" in script
+    assert '--folds "$FOLD" --no-predict' in script and "--cuda" not in script
 
 
 def test_parse_log_reads_the_logs_caffe_wrote(trained):

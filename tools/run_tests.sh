@@ -5,6 +5,9 @@
 #   tools/run_tests.sh --fast [pytest args...]
 #       the fast tier only: no Caffe build, no CUDA compile check, no Dockerfile check
 #       (pure Python: loaders, labels, face, TIM, RPCA, folds, metrics, report, locks)
+#   tools/run_tests.sh --slurm [pytest args...]
+#       opt-in: run_folds' SLURM job array on a one-node cluster started on this machine
+#       (tools/check_slurm.sh; needs root and Debian's slurmctld, slurmd, munge)
 #   tools/run_tests.sh --mutation [module ...]
 #       opt-in: mutation testing of the modules that decide the paper's results
 #       (tools/mutation_test.py; about 25 min on 2 cores; exits 1 under 90 % killed)
@@ -21,11 +24,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 FAST=0
 MUTATION=0
+SLURM=0
 if [ "${1:-}" = "--fast" ]; then
   FAST=1
   shift
 elif [ "${1:-}" = "--mutation" ]; then
   MUTATION=1
+  shift
+elif [ "${1:-}" = "--slurm" ]; then
+  SLURM=1
   shift
 fi
 VENV=${PSN_VENV:-$ROOT/.venv}
@@ -47,6 +54,9 @@ export GLOG_minloglevel=${GLOG_minloglevel:-2}
 export MPLBACKEND=Agg
 if [ "$FAST" = 1 ]; then
   exec "$VENV/bin/python" -m pytest tests -q -rs -m "not caffe and not cuda and not docker" "$@"
+fi
+if [ "$SLURM" = 1 ]; then
+  exec bash tools/check_slurm.sh "$@"
 fi
 if [ "$MUTATION" = 1 ]; then
   exec "$VENV/bin/python" tools/mutation_test.py "$@"
