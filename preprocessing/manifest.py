@@ -18,9 +18,10 @@ import io
 import os
 
 from preprocessing.atomic import write_atomic
+from preprocessing.sampling import apex_sample
 
 __all__ = ["MANIFEST_COLUMNS", "SKIPPED_COLUMNS", "manifest_row",
-           "write_manifest", "read_manifest", "write_skipped"]
+           "write_manifest", "read_manifest", "write_skipped", "apex_of", "apex_frame"]
 
 MANIFEST_COLUMNS = ("index", "database", "subject", "clip", "onset", "apex", "offset", "n_frames",
                     "aus", "au_set", "label", "emotion", "group", "included", "reason",
@@ -72,6 +73,18 @@ def read_manifest(path):
         raise ValueError(f"{path}: columns {list(rows[0].keys())} are not the manifest's "
                          f"{list(MANIFEST_COLUMNS)}; rerun `preprocess.py run`")
     return rows
+
+
+def apex_of(row):
+    """A manifest row's apex frame number, None where the sheet gave none (the cell is empty)."""
+    text = str(row.get("apex", "")).strip()
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def apex_frame(row):
+    """Which of the 16 sampled frames of a manifest row's clip is nearest its apex
+    (preprocessing.sampling.apex_sample; the middle one without an apex)."""
+    return apex_sample(int(row["n_frames"]), int(row["onset"]), apex_of(row), int(row["offset"]))
 
 
 def write_skipped(path, skipped):

@@ -60,14 +60,14 @@ from preprocessing.errors import InputError
 # Imported here, not in the functions: threadpoolctl can only hold to one thread the BLAS
 # libraries already loaded (scipy.linalg brings its own OpenBLAS).
 from preprocessing.face import FACE_METHODS, NoFaceError, clip_face_box, crop_frame
-from preprocessing.rpca import RPCAError, rpca, rpca_for_sparsity
+from preprocessing.rpca import DEFAULT_SPARSITY, RPCAError, rpca, rpca_for_sparsity
 from preprocessing.tim import clip_time_matrix, apply_time_matrix
 from preprocessing.hdf5_shards import (CROP, load_clip_arrays, shard_key, shard_problem,
                                       stored_key, write_shard)
 from preprocessing.sampling import N_FRAMES, N_SAMPLED, sample
 
-__all__ = ["PIPELINE_VERSION", "DEFAULT_SPARSITY", "Options", "rpca_choice", "ClipExcluded", "parse_augment", "parse_face_box",
-           "read_frame", "sparse_part", "clip_crops", "clip_arrays", "compute_clip",
+__all__ = ["PIPELINE_VERSION", "DEFAULT_SPARSITY", "Options", "rpca_choice", "ClipExcluded",
+           "parse_augment", "parse_face_box", "read_frame", "sparse_part", "clip_crops", "clip_arrays", "compute_clip",
            "process_clip_variants", "run_variants", "cache_path", "clip_stamp", "read_cache",
            "process_clip", "run", "summary_lines", "write_fig3"]
 
@@ -78,15 +78,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as cv2's RGB2GRAY
 
 
-# The share of non-zeros RPCA's E keeps by default: lambda is chosen per clip for it. The
-# paper's Fig. 10 found 20-30 % best. The fixed lambda = 1/sqrt(12544) keeps whatever the
-# clip's noise makes it: 38 % on average on the synthetic demo (10-74 %), and on a real face
-# photograph with sensor noise of 1-4 gray levels 12-14 % for 30-frame clips but 75 % for 60
-# frames and 87-97 % for 150 (benchmarks/e_share.py): E is then mostly noise. On the demo the
-# single-frame net of Fig. 10 scored RR 98.3 % at 10-40 %, 96.7 % at 0-10 % and 40-50 %, and
-# 97.5 % with the fixed lambda (docs/preprocessing.md). The search costs 4-8 RPCA solves per
-# clip (6.5 s instead of 1.4 s on the demo's clips, one core).
-DEFAULT_SPARSITY = 0.25
+# Options' sparsity when neither it nor lam is given: DEFAULT_SPARSITY (preprocessing.rpca).
 _DEFAULT = "default"
 
 

@@ -41,7 +41,17 @@ import math
 import numpy as np
 import scipy.linalg
 
-__all__ = ["RPCAError", "rpca", "rpca_for_sparsity", "default_lambda"]
+__all__ = ["RPCAError", "rpca", "rpca_for_sparsity", "default_lambda", "DEFAULT_SPARSITY"]
+
+# The share of non-zeros RPCA's E keeps by default: lambda is chosen per clip for it. The
+# paper's Fig. 10 found 20-30 % best. The fixed lambda = 1/sqrt(12544) keeps whatever the
+# clip's noise makes it: 38 % on average on the synthetic demo (10-74 %), and on a real face
+# photograph with sensor noise of 1-4 gray levels 12-14 % for 30-frame clips but 75 % for 60
+# frames and 87-97 % for 150 (benchmarks/e_share.py): E is then mostly noise. On the demo the
+# single-frame net of Fig. 10 scored RR 98.3 % at 10-40 %, 96.7 % at 0-10 % and 40-50 %, and
+# 97.5 % with the fixed lambda (docs/preprocessing.md). The search costs 4-8 RPCA solves per
+# clip (5 on average on the demo: 7.0 s instead of 1.5 s per clip in one worker).
+DEFAULT_SPARSITY = 0.25
 
 
 class RPCAError(RuntimeError):
@@ -240,7 +250,7 @@ def _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual):
     return finish(A, E, Y, it, rank, converged, rel, mu)
 
 
-def rpca_for_sparsity(D, target: float = 0.25, *, share_tol: float = 0.01,
+def rpca_for_sparsity(D, target: float = DEFAULT_SPARSITY, *, share_tol: float = 0.01,
                       lam0: float | None = None, max_solves: int = 16, tol: float = 1e-7,
                       max_iter: int = 1000, **kw):
     """RPCA with lam chosen per clip so that E keeps about `target` share of non-zeros.

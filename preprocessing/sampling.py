@@ -3,8 +3,6 @@
 The same indices are taken from the raw RGB frames and from RPCA's E, so the two streams
 stay frame-aligned.
 """
-import math
-
 import numpy as np
 
 from preprocessing.tim import cell_times
@@ -40,7 +38,7 @@ def apex_sample(n_frames, onset, apex, offset):
     n_frames = int(n_frames)
     if n_frames < 1:
         raise ValueError(f"a clip needs at least one frame, got {n_frames}")
-    if apex is None or (isinstance(apex, float) and math.isnan(apex)) or offset <= onset:
+    if apex is None or offset <= onset:
         where = (n_frames - 1) / 2.0
     else:
         share = min(max((apex - onset) / float(offset - onset), 0.0), 1.0)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from preprocessing.clips import DATABASES
 from preprocessing.labels import CLASSES
-from preprocessing.pipeline import DEFAULT_SPARSITY
+from preprocessing.rpca import DEFAULT_SPARSITY
 from preprocessing.sampling import CROP, N_FRAMES
 from preprocessing.sampling import N_SAMPLED as T
 from psn import nets

@@ -19,7 +19,7 @@ from preprocessing.clips import DATABASES
 from psn.config import FIXED_LAMBDA, RunConfig, RunError, variant, variant_suffix
 
 __all__ = ["Need", "Experiment", "Setting", "EXPERIMENTS", "FIG7_MODELS", "TABLE9_MODELS",
-           "FIG10_LEVELS", "plan", "check_setting", "run_experiments",
+           "FIG10_LEVELS", "plan", "stage", "check_setting", "run_experiments",
            "describe"]
 
 # The conditions of the paper's Fig. 7, in its order.
@@ -189,8 +189,9 @@ def _preprocess(setting, sparsities, log):
     return failed
 
 
-def _stage(text):
-    print("\n=== %s [%s]" % (text, time.strftime("%H:%M:%S")), flush=True)
+def stage(title):
+    """The banner that opens each stage of run_psn.sh's output."""
+    print("\n=== %s [%s]" % (title, time.strftime("%H:%M:%S")), flush=True)
 
 
 def run_experiments(names, setting, log=print):
@@ -209,7 +210,7 @@ def run_experiments(names, setting, log=print):
     # Every run's configuration is checked before the first stage starts.
     configs = {need: setting.run_config(need) for need in needs}
     sparsities = {None} | {n.sparsity for n in needs}
-    _stage("preprocessing -> %s" % ", ".join(
+    stage("preprocessing -> %s" % ", ".join(
         setting.data_dir(s) for s in sorted(sparsities, key=_order)))
     failed_levels = _preprocess(setting, sparsities, log)
     for s, exc in sorted(failed_levels.items(), key=lambda kv: _order(kv[0])):
@@ -220,7 +221,7 @@ def run_experiments(names, setting, log=print):
         if need.sparsity in failed_levels:
             continue
         cfg = configs[need]
-        _stage("training %s%s (width %g, schedule %s)%s -> %s" % (
+        stage("training %s%s (width %g, schedule %s)%s -> %s" % (
             need.model, "" if need.sparsity is None else " with the fixed lambda"
             if need.sparsity == FIXED_LAMBDA else " at %g non-zeros" % need.sparsity,
             setting.width, os.path.basename(setting.schedule),
@@ -233,7 +234,7 @@ def run_experiments(names, setting, log=print):
     written = {}
     for name in names:
         out_dir = os.path.join(setting.out, "experiments", name)
-        _stage("writing %s -> %s" % (name, out_dir))
+        stage("writing %s -> %s" % (name, out_dir))
         mine = {n: runs[n] for n in plan(name, setting) if n in runs}
         if EXPERIMENTS[name].trains and not mine:
             print("experiments: %s has no finished run to write from" % name, flush=True)

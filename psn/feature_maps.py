@@ -7,8 +7,7 @@ import numpy as np
 
 from preprocessing.contact_sheet import named_clips
 from preprocessing.labels import CLASSES
-from preprocessing.manifest import read_manifest
-from preprocessing.sampling import apex_sample
+from preprocessing.manifest import apex_frame, read_manifest
 from psn.config import RunError
 
 __all__ = ["find_clip", "layer_maps", "write_feature_maps", "LAYERS"]
@@ -61,9 +60,7 @@ def write_feature_maps(run_dir, data_dir, fold, clip, png):
         raise RunError("fold %d of %s is not trained: train it (run_folds --folds %d) or choose "
                        "another --fold" % (fold, run_dir, fold))
     shard, k, row, held_out = find_clip(data_dir, fold, clip)
-    apex = row["apex"].strip()
-    frame = apex_sample(int(row["n_frames"]), int(row["onset"]),
-                        int(apex) if apex.lstrip("-").isdigit() else None, int(row["offset"]))
+    frame = apex_frame(row)
     with h5py.File(shard, "r") as f:
         raw, sparse, cont = f["raw"][k], f["sparse"][k], f["cont"][k]
     net = caffe.Net(os.path.join(fold_dir, "deploy.prototxt"), done_weights(fold_dir), caffe.TEST)

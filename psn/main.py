@@ -13,7 +13,7 @@ import sys
 import time
 
 from preprocessing.clips import DATABASES
-from psn.experiments import EXPERIMENTS, FIG10_LEVELS, FIG7_MODELS
+from psn.experiments import EXPERIMENTS, FIG10_LEVELS, FIG7_MODELS, stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,10 +80,6 @@ def parse_args(argv):
     if bad or not args.synthetic or len(set(args.synthetic)) != len(args.synthetic):
         ap.error(f"--synthetic: give distinct formats of {', '.join(FORMATS)}, got {bad or args.synthetic}")
     return args
-
-
-def stage(title):
-    print("\n=== %s [%s]" % (title, time.strftime("%H:%M:%S")), flush=True)
 
 
 def make_synthetic(out, formats, subjects, clips_per_subject, seed):

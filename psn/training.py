@@ -121,7 +121,7 @@ def write_apex_shards(cfg, folds, manifest, log):
     """RUN/apex_shards/: each shard of the folds with only the sampled frame nearest each
     clip's apex (preprocessing.sampling.apex_sample); rewritten only when it changed."""
     from preprocessing.hdf5_shards import write_frame_shard
-    from preprocessing.sampling import apex_sample
+    from preprocessing.manifest import apex_frame, apex_of
     import h5py
     shards = sorted({s for fold in folds for _, paths in fold_lists(cfg.data, fold).values()
                      for s in paths})
@@ -129,14 +129,8 @@ def write_apex_shards(cfg, folds, manifest, log):
     for src in shards:
         with h5py.File(src, "r") as f:
             rows = [manifest[int(i)] for i in f["clip_index"][()]]
-        frames = []
-        for m in rows:
-            apex = int(m["apex"]) if m.get("apex", "").strip().lstrip("-").isdigit() else None
-            if apex is None:
-                no_apex.add(m["clip"])
-            frames.append(apex_sample(int(m["n_frames"]), int(m["onset"]), apex,
-                                      int(m["offset"])))
-        write_frame_shard(src, input_shards(cfg, [src])[0], frames)
+        no_apex.update(m["clip"] for m in rows if apex_of(m) is None)
+        write_frame_shard(src, input_shards(cfg, [src])[0], [apex_frame(m) for m in rows])
     if no_apex:
         log("%d clip(s) without an apex in the sheet: their middle frame stands in (%s)"
             % (len(no_apex), ", ".join(sorted(no_apex)[:5]) + (", ..." if len(no_apex) > 5 else "")))

@@ -45,19 +45,25 @@ def done(out):
                   for d in glob.glob(os.path.join(out, "fold*", "DONE")))
 
 
-def test_job_array_trains_predicts_and_reports(caffe_env, tmp_path):
+RUN_FLAGS = ("--model", "psn", "--schedule", "smoke", "--width", "0.125")
+
+
+def job_array(caffe_env, tmp_path):
+    """(data, run folder, slurm_job.sh) of a three-fold smoke run written by run_folds."""
     data = make_data(str(tmp_path / "data"), groups=3)
     out = str(tmp_path / "run")
-    res = run_tool(caffe_env, "--data", data, "--out", out, "--model", "psn", "--schedule",
-                   "smoke", "--width", "0.125", "--launcher", "slurm")
+    res = run_tool(caffe_env, "--data", data, "--out", out, *RUN_FLAGS, "--launcher", "slurm")
     assert res.returncode == 0, res.stderr
-    script = os.path.join(out, "slurm_job.sh")
+    return data, out, os.path.join(out, "slurm_job.sh")
+
+
+def test_job_array_trains_predicts_and_reports(caffe_env, tmp_path):
+    data, out, script = job_array(caffe_env, tmp_path)
     job = sbatch(script, "--wait")
     assert done(out) == [1, 2, 3]
     logs = sorted(glob.glob(os.path.join(out, "slurm-%s_*.out" % job)))
     assert len(logs) == 3
-    res = run_tool(caffe_env, "--data", data, "--out", out, "--model", "psn", "--schedule",
-                   "smoke", "--width", "0.125", "--predict-only")
+    res = run_tool(caffe_env, "--data", data, "--out", out, *RUN_FLAGS, "--predict-only")
     assert res.returncode == 0, res.stderr
     with open(os.path.join(out, "predictions.csv")) as f:
         assert len(f.read().splitlines()) == 1 + 15
@@ -70,12 +76,7 @@ def test_job_array_trains_predicts_and_reports(caffe_env, tmp_path):
 
 
 def test_a_cancelled_task_is_redone_by_submitting_again(caffe_env, tmp_path):
-    data = make_data(str(tmp_path / "data"), groups=3)
-    out = str(tmp_path / "run")
-    res = run_tool(caffe_env, "--data", data, "--out", out, "--model", "psn", "--schedule",
-                   "smoke", "--width", "0.125", "--launcher", "slurm")
-    assert res.returncode == 0, res.stderr
-    script = os.path.join(out, "slurm_job.sh")
+    _, out, script = job_array(caffe_env, tmp_path)
     job = sbatch(script)
     subprocess.run(["scancel", "%s_2" % job], check=True)
     wait_for(job)
