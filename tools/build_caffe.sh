@@ -46,7 +46,9 @@ Options:
   --skip-deps         do not install apt or pip packages
   --deps-only         install apt packages and the .venv, then stop (no Caffe build)
   -j N                parallel make jobs (default: nproc)
-Environment: CAFFE_SRC, PSN_CACHE, PSN_VENV, CUDA_DIR, CUDA_ARCH.
+Environment: CAFFE_SRC, PSN_CAFFE_CLONE=0 (no clone attempt), PSN_CACHE, PSN_VENV, CUDA_DIR, CUDA_ARCH; PSN_CUDA_INCLUDE_DIRS and
+PSN_CUDA_LIBRARY_DIRS (space-separated) add cuBLAS/cuRAND/cuDNN from elsewhere, as
+tools/gpu_bundle.sh does with NVIDIA's wheels.
 EOF
 }
 
@@ -125,7 +127,8 @@ source_dir() {
     [ -f "$d/.psn-complete" ] && { echo "$d"; return; }
   done
   mkdir -p "$SRC_CACHE"
-  if [ "$PRINT_ENV" = 0 ] && command -v git >/dev/null; then
+  # PSN_CAFFE_CLONE=0: straight to Debian's package (the images, after their own clone failed).
+  if [ "$PRINT_ENV" = 0 ] && [ "${PSN_CAFFE_CLONE:-1}" != 0 ] && command -v git >/dev/null; then
     log "trying a clone of BVLC/caffe at $PINNED_COMMIT (30 s limit)"
     rm -rf "$git_dir.tmp"
     if timeout 30 git clone -q https://github.com/BVLC/caffe.git "$git_dir.tmp" 2>/dev/null && \
@@ -188,7 +191,9 @@ if [ "$CUDA" = 1 ]; then
   # cuDNN: the toolkit's headers, else the system's (the nvidia/cuda cudnn
   # images install cudnn.h under /usr/include, cuDNN 9's under the multiarch dir).
   CUDNN_H=""
-  for h in "$CUDA_DIR/include/cudnn.h" /usr/include/cudnn.h /usr/include/x86_64-linux-gnu/cudnn.h; do
+  local extra_h=""
+  for d in ${PSN_CUDA_INCLUDE_DIRS:-}; do extra_h="$extra_h $d/cudnn.h"; done
+  for h in "$CUDA_DIR/include/cudnn.h" /usr/include/cudnn.h /usr/include/x86_64-linux-gnu/cudnn.h $extra_h; do
     [ -f "$h" ] && { CUDNN_H=$h; break; }
   done
   if [ "$CUDNN" = auto ]; then if [ -n "$CUDNN_H" ]; then CUDNN=1; else CUDNN=0; fi; fi
@@ -219,7 +224,8 @@ PY_INC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 PY_LIB=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 HDF5_INC=/usr/include/hdf5/serial
 HDF5_LIB=/usr/lib/x86_64-linux-gnu/hdf5/serial
-EXTRA_INCLUDE_DIRS=""
+EXTRA_INCLUDE_DIRS=${PSN_CUDA_INCLUDE_DIRS:-}
+EXTRA_LIBRARY_DIRS=${PSN_CUDA_LIBRARY_DIRS:-}
 MAKEFILE_CONFIG=$(caffe_makefile_config tools/build_caffe.sh)
 }
 
@@ -252,7 +258,8 @@ print_env() {
   echo "export PSN_CAFFE_HOME=\"$INSTALL\""
   echo "export PATH=\"$VENV/bin:$INSTALL/bin:\$PATH\""
   echo "export PYTHONPATH=\"$INSTALL/python:$ROOT/layers:$ROOT\${PYTHONPATH:+:\$PYTHONPATH}\""
-  echo "export LD_LIBRARY_PATH=\"$INSTALL/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
+  local extra_libs=${EXTRA_LIBRARY_DIRS// /:}
+  echo "export LD_LIBRARY_PATH=\"$INSTALL/lib${extra_libs:+:$extra_libs}\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
 }
 
 # ---------------------------------------------------------------- tree
@@ -271,7 +278,10 @@ printf '%s\n' "$MAKEFILE_CONFIG" | write_if_changed "$TREE/Makefile.config"
 build_tree() {
 log "building ($VARIANT, $JOBS jobs) in $TREE; the first build takes several minutes"
 TEST_BINS=".build_release/test/test_tpu_layer.testbin"
-(cd "$TREE" && make -j"$JOBS" all pycaffe >&2 && make -j"$JOBS" $TEST_BINS >&2) || \
+# ld looks for libcaffe's own needs (libcublas.so.13, ...) on LD_LIBRARY_PATH, not on -L.
+local extra_libs=${EXTRA_LIBRARY_DIRS// /:}
+(cd "$TREE" && export LD_LIBRARY_PATH="$extra_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && \
+ make -j"$JOBS" all pycaffe >&2 && make -j"$JOBS" $TEST_BINS >&2) || \
   die "make failed in $TREE (the log above says where); fix and rerun: finished objects are kept"
 }
 

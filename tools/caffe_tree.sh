@@ -25,7 +25,7 @@ find_boost_python() {
 
 # caffe_makefile_config WRITER: Caffe's Makefile.config from CUDA, CUDNN (0/1), CUDA_DIR,
 # CUDA_ARCH, BLAS_INC, BOOST_PYTHON, PY_VER, PY_INC, NUMPY_INC, PY_LIB, HDF5_INC, HDF5_LIB
-# and EXTRA_INCLUDE_DIRS (optional: the CUDA check's wheel headers).
+# EXTRA_INCLUDE_DIRS and EXTRA_LIBRARY_DIRS (optional: CUDA libraries from NVIDIA's wheels).
 caffe_makefile_config() {
   cat <<CONFIG
 # Written by psn-caffe $1
@@ -43,7 +43,7 @@ PYTHON_INCLUDE := $PY_INC $NUMPY_INC
 PYTHON_LIB := $PY_LIB
 WITH_PYTHON_LAYER := 1
 INCLUDE_DIRS := \$(PYTHON_INCLUDE) /usr/local/include $HDF5_INC $( [ "$CUDA" = 1 ] && echo "$CUDA_DIR/include")${EXTRA_INCLUDE_DIRS:+ $EXTRA_INCLUDE_DIRS}
-LIBRARY_DIRS := \$(PYTHON_LIB) /usr/local/lib /usr/lib $HDF5_LIB
+LIBRARY_DIRS := \$(PYTHON_LIB) /usr/local/lib /usr/lib $HDF5_LIB${EXTRA_LIBRARY_DIRS:+ $EXTRA_LIBRARY_DIRS}
 BUILD_DIR := build
 DISTRIBUTE_DIR := distribute
 Q ?= @

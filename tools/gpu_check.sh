@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# The GPU check, run on a GPU host from the bundle tools/gpu_bundle.sh packs (no build tree,
+# no apt, no network there):
+#
+#   bash gpu_check.sh BUNDLE [--out DIR] [--iters N] [--time-iters N]
+#   bash gpu_check.sh --cpu BUNDLE [--out DIR]     the same without a GPU: libraries, CPU
+#                                                  gtests, CPU timings (gpu_bundle.sh --verify)
+#
+# BUNDLE: the unpacked folder or psn-gpu-bundle.tar.xz. Steps, each timed:
+#   1. the host: a GPU (nvidia-smi) whose driver supports the bundle's CUDA major version;
+#      cuBLAS, cuRAND and cuDNN found in the host's Python packages (nvidia/*/lib), in
+#      CUDA_LIBS (colon-separated folders), /usr/local/cuda or LD_LIBRARY_PATH;
+#   2. ldd: every binary finds every library;
+#   3. the TPU's gtests: forward against the CPU reference and gradient checks, on the GPU
+#      (float, double) and on the CPU;
+#   4. `caffe time -gpu 0` of PSN at full width (batch 5 clips x 16 frames): ms per
+#      forward/backward, per layer and per stream (streams.json);
+#   5. one fold of the paper's schedule (fold 1 of the bundle's synthetic set) cut to N
+#      iterations (default 500), timed, with the full 3000-iteration fold extrapolated;
+#   6. the TPU alone at PSN's size: the C++ layer on the GPU and on the CPU, and the Python
+#      fallback's numpy forward+backward (host python3 with numpy; pycaffe is not bundled).
+# Output: DIR/gpu_check.json, DIR/gpu_check.md (the README's table) and the logs (default
+# DIR: ./gpu_check_out). Takes about 3 minutes on an H100/H200 (most of it the CPU parts).
+set -euo pipefail
+die() { echo "gpu_check: $*" >&2; exit 2; }
+log() { echo "[gpu_check $(date +%H:%M:%S)] $*" >&2; }
+
+MODE=gpu
+BUNDLE=""
+OUTDIR=$PWD/gpu_check_out
+ITERS=500
+TIME_ITERS=50
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cpu) MODE=cpu ;;
+    --out) OUTDIR=$2; shift ;;
+    --iters) ITERS=$2; shift ;;
+    --time-iters) TIME_ITERS=$2; shift ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown option '$1' (see --help)" ;;
+    *) BUNDLE=$1 ;;
+  esac
+  shift
+done
+[ -n "$BUNDLE" ] || BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+if [ -f "$BUNDLE" ]; then
+  log "unpacking $BUNDLE"
+  tar -C "$OUTDIR" -xJf "$BUNDLE" || die "$BUNDLE is not a bundle tar.xz (tools/gpu_bundle.sh makes one)"
+  BUNDLE="$OUTDIR/psn-gpu-bundle"
+fi
+B=$(cd "$BUNDLE" 2>/dev/null && pwd) || die "no bundle folder $BUNDLE"
+[ -x "$B/bin/caffe.bin" ] && [ -f "$B/BUNDLE_INFO" ] || die "$B is not a psn-caffe GPU bundle (no bin/caffe.bin or BUNDLE_INFO): make one with tools/gpu_bundle.sh"
+info() { sed -n "s/^$1: //p" "$B/BUNDLE_INFO"; }
+T_START=$(date +%s)
+
+# ---------------------------------------------------------------- 1. host
+GPU_NAME=""; DRIVER=""; DRIVER_CUDA=""
+if [ "$MODE" = gpu ]; then
+  command -v nvidia-smi >/dev/null || die "no nvidia-smi: this host has no NVIDIA driver (gpu_check.sh --cpu checks the bundle without a GPU)"
+  GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1) || true
+  [ -n "$GPU_NAME" ] || die "nvidia-smi lists no GPU on this host"
+  DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n1)
+  DRIVER_CUDA=$(nvidia-smi | sed -n 's/.*CUDA Version: *\([0-9][0-9.]*\).*/\1/p' | head -n1)
+  need=$(info cuda_major)
+  [ -n "$DRIVER_CUDA" ] || die "nvidia-smi does not say which CUDA version the driver supports"
+  [ "${DRIVER_CUDA%%.*}" -ge "${need:-0}" ] || die "the driver ($DRIVER) supports CUDA $DRIVER_CUDA; the bundle is built with CUDA $need: update the driver (CUDA 13 needs 580 or newer)"
+  log "GPU: $GPU_NAME, driver $DRIVER (CUDA $DRIVER_CUDA)"
+fi
+search=()
+IFS=: read -r -a from_env <<< "${CUDA_LIBS:-}"
+search+=("${from_env[@]}")
+if command -v python3 >/dev/null; then
+  while read -r sp; do
+    for d in "$sp"/nvidia/*/lib; do [ -d "$d" ] && search+=("$d"); done
+  done < <(python3 -c 'import site, sys; print("\n".join(site.getsitepackages() + [site.getusersitepackages()] + sys.path))' 2>/dev/null || true)
+fi
+IFS=: read -r -a from_ld <<< "${LD_LIBRARY_PATH:-}"
+search+=(/usr/local/cuda/lib64 "${from_ld[@]}")
+LIBPATH="$B/lib"
+for lib in $(info host_libraries); do
+  found=""
+  for d in "${search[@]}"; do
+    [ -n "$d" ] && [ -e "$d/$lib" ] && { found=$d; break; }
+  done
+  [ -n "$found" ] || die "no $lib on this host: install NVIDIA's wheel (pip install nvidia-cublas nvidia-curand nvidia-cudnn-cu13) or set CUDA_LIBS to the folders holding it"
+  case ":$LIBPATH:" in *":$found:"*) ;; *) LIBPATH="$LIBPATH:$found" ;; esac
+done
+export LD_LIBRARY_PATH="$LIBPATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+log "libraries: $LIBPATH"
+
+# ---------------------------------------------------------------- 2. ldd
+missing=$(for f in "$B"/bin/caffe.bin "$B"/test/*.testbin "$B"/lib/*.so*; do
+            ldd "$f" 2>&1 | grep "not found" | sed "s|^|$(basename "$f"): |"; done || true)
+[ -z "$missing" ] || die "libraries not found: $(echo "$missing" | tr '\n' ';' | tr -s ' \t' ' ')"
+log "ldd: every binary finds every library"
+
+export GLOG_logtostderr=1 GLOG_log_year_in_prefix=false
+CAFFE="$B/bin/caffe.bin"
+GPU_FLAG=(); [ "$MODE" = gpu ] && GPU_FLAG=(-gpu 0)
+secs() { echo $(( $(date +%s) - $1 )); }
+
+# ---------------------------------------------------------------- 3. gtests
+log "TPU gtests"
+t=$(date +%s)
+# CPU float, double. Without a GPU, not the case that checks mode RNN against Caffe's RNN
+# layer: in a cuDNN build that layer's TanH is cuDNN's, which needs a GPU even in CPU mode.
+filter='TPULayerTest/0.*:TPULayerTest/1.*:-*.TestRNNModeEqualsRNNLayer'
+[ "$MODE" = gpu ] && filter='TPULayerTest/*'      # and GPU float, double
+set +e
+"$B/test/test_tpu_layer.testbin" --gtest_filter="$filter" > "$OUTDIR/gtest.log" 2>&1
+rc=$?
+set -e
+GTEST_PASSED=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$OUTDIR/gtest.log" | tail -n1)
+GTEST_GPU=$(grep -c '^\[       OK \] TPULayerTest/[23]\.' "$OUTDIR/gtest.log" || true)
+[ "$rc" = 0 ] || { tail -n 30 "$OUTDIR/gtest.log" >&2; die "TPU gtests failed (exit $rc; $OUTDIR/gtest.log)"; }
+[ "$MODE" = cpu ] || [ "${GTEST_GPU:-0}" -gt 0 ] || die "no GPU case of the TPU gtests ran ($OUTDIR/gtest.log)"
+GTEST_S=$(secs "$t")
+log "  ${GTEST_PASSED:-0} passed (${GTEST_GPU:-0} on the GPU) in ${GTEST_S} s"
+
+# ---------------------------------------------------------------- 4. caffe time
+RUN="$OUTDIR/run"
+rm -rf "$RUN"; cp -a "$B/run" "$RUN"
+NET=train_val.prototxt
+if [ "$MODE" = cpu ]; then
+  # Caffe's own engines (a cuDNN layer fails without a GPU, whatever the mode).
+  TIME_ITERS=2; NET=train_val_cpu.prototxt
+  sed -i -e 's/^solver_mode: GPU/solver_mode: CPU/' -e "s/^net: .*/net: \"$NET\"/" "$RUN/solver.prototxt"
+fi
+log "caffe time: PSN, full width, $TIME_ITERS iterations"
+t=$(date +%s)
+(cd "$RUN" && "$CAFFE" time -model "$NET" "${GPU_FLAG[@]}" -iterations "$TIME_ITERS") \
+  > "$OUTDIR/time_psn.log" 2>&1 || { tail -n 20 "$OUTDIR/time_psn.log" >&2; die "caffe time failed ($OUTDIR/time_psn.log)"; }
+TIME_S=$(secs "$t")
+avg() { sed -n "s/.*Average $1: \([0-9.]*\) ms.*/\1/p" "$2" | tail -n1; }
+PSN_FWD=$(avg "Forward pass" "$OUTDIR/time_psn.log")
+PSN_BWD=$(avg "Backward pass" "$OUTDIR/time_psn.log")
+PSN_FB=$(avg "Forward-Backward" "$OUTDIR/time_psn.log")
+# Per layer "NAME<TAB>forward: X ms." -> per stream, with streams.json's map.
+STREAM_MS=$(awk '
+  FNR == NR { if (match($0, /"[^"]+": "[a-z]+"/)) { split(substr($0, RSTART, RLENGTH), kv, "\""); s[kv[2]] = kv[4] } next }
+  /\t(forward|backward): [0-9.]+ ms\./ {
+    line = $0; sub(/^.*\] */, "", line); split(line, f, "\t"); name = f[1]; gsub(/ /, "", name)
+    split(f[2], v, " "); dir = v[1]; sub(/:/, "", dir); st = (name in s) ? s[name] : "other"
+    ms[st "_" dir] += v[2]
+  }
+  END { for (k in ms) printf "%s %.3f\n", k, ms[k] }' "$RUN/streams.json" "$OUTDIR/time_psn.log" | sort)
+stream() { echo "$STREAM_MS" | awk -v k="$1" '$1 == k {print $2}'; }
+log "  forward ${PSN_FWD} ms, backward ${PSN_BWD} ms, forward-backward ${PSN_FB} ms per iteration"
+
+# ---------------------------------------------------------------- 5. one fold, truncated
+[ "$MODE" = gpu ] || ITERS=2
+log "training: fold 1, the paper's schedule cut to $ITERS iterations"
+sed -i -e "s/^max_iter: .*/max_iter: $ITERS/" -e "s/^snapshot: .*/snapshot: $ITERS/" "$RUN/solver.prototxt"
+mkdir -p "$RUN/snapshots"
+t=$(date +%s)
+(cd "$RUN" && "$CAFFE" train -solver solver.prototxt "${GPU_FLAG[@]}") > "$OUTDIR/train.log" 2>&1 \
+  || { tail -n 20 "$OUTDIR/train.log" >&2; die "caffe train failed ($OUTDIR/train.log)"; }
+TRAIN_S=$(secs "$t")
+[ -f "$RUN/snapshots/psn_iter_$ITERS.caffemodel" ] || die "caffe train wrote no psn_iter_$ITERS.caffemodel ($OUTDIR/train.log)"
+LOSS=$(sed -n 's/.*Iteration [0-9]* ([0-9.]* iter\/s[^)]*), loss = \([0-9.e+-]*\).*/\1/p; s/.*Iteration [0-9]*, loss = \([0-9.e+-]*\).*/\1/p' "$OUTDIR/train.log" | tail -n1)
+# The loop's own time: from glog's stamps of "Iteration 0" to "Optimization Done".
+stamp() { grep -m1 "$1" "$OUTDIR/train.log" | awk '{print $2}'; }
+to_s() { awk -F: '{printf "%.3f", $1 * 3600 + $2 * 60 + $3}' <<< "$1"; }
+first=$(stamp "Iteration 0"); last=$(stamp "Optimization Done")
+LOOP_S=$(awk -v a="$(to_s "${first:-0:0:0}")" -v b="$(to_s "${last:-0:0:0}")" 'BEGIN {d = b - a; if (d < 0) d += 86400; printf "%.1f", d}')
+MS_ITER=$(awk -v s="$LOOP_S" -v n="$ITERS" 'BEGIN {printf "%.1f", 1000 * s / n}')
+FOLD_MIN=$(awk -v ms="$MS_ITER" 'BEGIN {printf "%.1f", ms * 3000 / 60000}')
+log "  ${TRAIN_S} s in all, ${MS_ITER} ms per iteration; a 3000-iteration fold ~${FOLD_MIN} min"
+
+# ---------------------------------------------------------------- 6. the TPU alone
+log "TPU alone: C++$( [ "$MODE" = gpu ] && echo ' on the GPU and') on the CPU, Python fallback"
+t=$(date +%s)
+TPU_ITERS=20; [ "$MODE" = gpu ] || TPU_ITERS=2
+if [ "$MODE" = gpu ]; then
+  (cd "$RUN" && "$CAFFE" time -model tpu.prototxt -gpu 0 -iterations "$TPU_ITERS") > "$OUTDIR/time_tpu_gpu.log" 2>&1 \
+    || die "caffe time of the TPU on the GPU failed ($OUTDIR/time_tpu_gpu.log)"
+fi
+(cd "$RUN" && "$CAFFE" time -model tpu.prototxt -iterations 2) > "$OUTDIR/time_tpu_cpu.log" 2>&1 \
+  || die "caffe time of the TPU on the CPU failed ($OUTDIR/time_tpu_cpu.log)"
+TPU_GPU=""; [ "$MODE" = gpu ] && TPU_GPU=$(avg "Forward-Backward" "$OUTDIR/time_tpu_gpu.log")
+TPU_CPU=$(avg "Forward-Backward" "$OUTDIR/time_tpu_cpu.log")
+TPU_PY=""
+if command -v python3 >/dev/null && python3 -c 'import numpy' 2>/dev/null; then
+  TPU_PY=$(PYTHONPATH="$B/python" python3 - "$RUN/run.json" <<'PYEOF'
+import json, sys, time
+import numpy as np
+import psn_tpu_fallback as tpu
+s = json.load(open(sys.argv[1]))["tpu"]
+T, N, D, H = s["T"], s["N"], s["D"], s["H"]
+rng = np.random.RandomState(0)
+x = rng.randn(T, N, D).astype(np.float32)
+cont = np.ones((T, N), np.float32); cont[0] = 0
+params = [(0.01 * rng.randn(*shape)).astype(np.float32) for shape in
+          [(H, D), (H,), (H, H), (H, H), (H,), (H, H), (H,)]]
+times = []
+for _ in range(3):
+    t0 = time.perf_counter()
+    y, cache = tpu.forward(x, cont, params)
+    tpu.backward(np.ones_like(y), cache, params)
+    times.append(time.perf_counter() - t0)
+print("%.1f" % (1000 * min(times)))
+PYEOF
+) || TPU_PY=""
+fi
+TPU_S=$(secs "$t")
+log "  TPU forward+backward: C++ GPU ${TPU_GPU:--} ms, C++ CPU ${TPU_CPU} ms, Python fallback ${TPU_PY:--} ms"
+
+# ---------------------------------------------------------------- record
+TOTAL_S=$(secs "$T_START")
+num() { [ -n "$1" ] && echo "$1" || echo null; }
+str() { printf '"%s"' "$(printf %s "$1" | sed 's/"/\\"/g')"; }
+cat > "$OUTDIR/gpu_check.json.tmp" <<EOF
+{
+  "mode": "$MODE",
+  "gpu": $(str "$GPU_NAME"), "driver": $(str "$DRIVER"), "driver_cuda": $(str "$DRIVER_CUDA"),
+  "bundle": {"caffe": $(str "$(info caffe)"), "project": $(str "$(info project)"), "packed": $(str "$(info packed)")},
+  "gtest": {"passed": $(num "$GTEST_PASSED"), "gpu_cases": $(num "$GTEST_GPU"), "seconds": $GTEST_S},
+  "psn_time": {"iterations": $TIME_ITERS, "forward_ms": $(num "$PSN_FWD"), "backward_ms": $(num "$PSN_BWD"),
+               "forward_backward_ms": $(num "$PSN_FB"), "seconds": $TIME_S,
+               "spatial_forward_ms": $(num "$(stream spatial_forward)"), "spatial_backward_ms": $(num "$(stream spatial_backward)"),
+               "temporal_forward_ms": $(num "$(stream temporal_forward)"), "temporal_backward_ms": $(num "$(stream temporal_backward)"),
+               "head_forward_ms": $(num "$(stream head_forward)"), "head_backward_ms": $(num "$(stream head_backward)"),
+               "data_forward_ms": $(num "$(stream data_forward)")},
+  "train": {"iterations": $ITERS, "seconds": $TRAIN_S, "loop_seconds": $LOOP_S, "ms_per_iteration": $MS_ITER,
+            "fold_3000_minutes": $FOLD_MIN, "last_loss": $(num "$LOSS")},
+  "tpu": {"cpp_gpu_ms": $(num "$TPU_GPU"), "cpp_cpu_ms": $(num "$TPU_CPU"), "python_fallback_ms": $(num "$TPU_PY"), "seconds": $TPU_S},
+  "total_seconds": $TOTAL_S
+}
+EOF
+mv "$OUTDIR/gpu_check.json.tmp" "$OUTDIR/gpu_check.json"
+dev=${GPU_NAME:-CPU}
+cat > "$OUTDIR/gpu_check.md" <<EOF
+| measured on $dev (driver ${DRIVER:--}, CUDA ${DRIVER_CUDA:--}), bundle $(info project) | value |
+|---|---|
+| TPU gtests passed (of them on the GPU) | ${GTEST_PASSED:-0} (${GTEST_GPU:-0}) |
+| PSN full width, batch 5 x 16 frames: forward / backward / both, ms | ${PSN_FWD:--} / ${PSN_BWD:--} / ${PSN_FB:--} |
+| spatial stream forward / backward, ms | $(stream spatial_forward) / $(stream spatial_backward) |
+| temporal stream (TPU) forward / backward, ms | $(stream temporal_forward) / $(stream temporal_backward) |
+| fusion and head forward / backward, ms | $(stream head_forward) / $(stream head_backward) |
+| training, paper schedule: ms per iteration ($ITERS iterations) | $MS_ITER |
+| one 3000-iteration fold, extrapolated, min | $FOLD_MIN |
+| TPU alone forward+backward: C++ GPU / C++ CPU / Python fallback, ms | ${TPU_GPU:--} / ${TPU_CPU:--} / ${TPU_PY:--} |
+| the whole check, s | $TOTAL_S |
+EOF
+log "done in ${TOTAL_S} s: $OUTDIR/gpu_check.json, $OUTDIR/gpu_check.md"
+cat "$OUTDIR/gpu_check.md"
