@@ -63,3 +63,104 @@ def test_slurm_check_without_slurm_is_one_line(tmp_path):
     else:
         assert lines == ["check_slurm: needs root (slurmd runs the jobs as their user); run it "
                          "with sudo"]
+
+
+def _bin_with(tmp_path, tools, fakes=None):
+    """A PATH folder holding links to `tools` and small fake scripts {name: body}."""
+    import shutil
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in tools:
+        os.symlink(shutil.which(tool), str(bin_dir / tool))
+    for name, body in (fakes or {}).items():
+        path = bin_dir / name
+        path.write_text("#!/bin/sh\n" + body + "\n")
+        path.chmod(0o755)
+    return str(bin_dir)
+
+
+def _run_script(name, path_dir, *args, env=None):
+    res = subprocess.run([os.path.join(path_dir, "bash"), os.path.join(REPO, "tools", name),
+                          *args], capture_output=True, text=True, timeout=60,
+                         env=dict(env or {}, PATH=path_dir))
+    return res.returncode, [l for l in res.stderr.splitlines() if l.strip()]
+
+
+BASE_TOOLS = ("bash", "dirname", "id", "mkdir", "df", "awk", "sed", "cat", "date", "grep",
+              "head", "tr", "basename")
+
+
+def test_image_check_without_an_engine_is_one_line(tmp_path):
+    rc, lines = _run_script("check_image.sh", _bin_with(tmp_path, BASE_TOOLS))
+    assert rc == 2
+    assert lines == ["check_image: no Docker daemon and no buildah: install one (Debian 12: "
+                     "apt-get install buildah) or run it where Docker is"]
+
+
+def test_image_check_with_buildah_but_not_root_is_one_line(tmp_path):
+    path = _bin_with(tmp_path, [t for t in BASE_TOOLS if t != "id"],
+                     {"buildah": "exit 0", "id": "echo 1000"})
+    rc, lines = _run_script("check_image.sh", path)
+    assert rc == 2
+    assert lines == ["check_image: buildah builds as root here (chroot isolation, vfs storage); "
+                     "run it with sudo, or on a machine with a Docker daemon"]
+
+
+def test_image_check_without_disk_space_is_one_line(tmp_path):
+    store = tmp_path / "store"
+    path = _bin_with(tmp_path, [t for t in BASE_TOOLS if t != "id"],
+                     {"buildah": "echo %s" % store, "id": "echo 0"})
+    rc, lines = _run_script("check_image.sh", path, env={"PSN_IMAGE_MIN_FREE_GB": "999999"})
+    assert rc == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("check_image: needs 999999 GB free under %s (the engine's "
+                               "storage; vfs copies every layer), has " % store)
+
+
+def _fake_bundle(tmp_path, cuda_major=13):
+    b = tmp_path / "bundle"
+    (b / "bin").mkdir(parents=True)
+    (b / "bin" / "caffe.bin").write_text("#!/bin/sh\nexit 0\n")
+    (b / "bin" / "caffe.bin").chmod(0o755)
+    (b / "BUNDLE_INFO").write_text("cuda_major: %d\nhost_libraries: libcublas.so.13\n"
+                                   % cuda_major)
+    return str(b)
+
+
+GPU_CHECK_TOOLS = BASE_TOOLS + ("pwd", "tar", "xz", "ldd")
+
+
+def test_gpu_check_without_a_gpu_is_one_line(tmp_path):
+    rc, lines = _run_script("gpu_check.sh", _bin_with(tmp_path, GPU_CHECK_TOOLS),
+                            _fake_bundle(tmp_path), "--out", str(tmp_path / "out"))
+    assert rc == 2
+    assert lines == ["gpu_check: no nvidia-smi: this host has no NVIDIA driver (gpu_check.sh "
+                     "--cpu checks the bundle without a GPU)"]
+
+
+def test_gpu_check_with_an_old_driver_is_one_line(tmp_path):
+    smi = ('case "$1" in --query-gpu=name*) echo "NVIDIA H100";; --query-gpu=driver*) '
+           'echo 535.104;; *) echo "| NVIDIA-SMI 535.104   Driver Version: 535.104   '
+           'CUDA Version: 12.2 |";; esac')
+    path = _bin_with(tmp_path, GPU_CHECK_TOOLS, {"nvidia-smi": smi})
+    rc, lines = _run_script("gpu_check.sh", path, _fake_bundle(tmp_path),
+                            "--out", str(tmp_path / "out"))
+    assert rc == 2
+    assert lines == ["gpu_check: the driver (535.104) supports CUDA 12.2; the bundle is built "
+                     "with CUDA 13: update the driver (CUDA 13 needs 580 or newer)"]
+
+
+def test_gpu_check_without_cublas_is_one_line(tmp_path):
+    rc, lines = _run_script("gpu_check.sh", _bin_with(tmp_path, GPU_CHECK_TOOLS), "--cpu",
+                            _fake_bundle(tmp_path), "--out", str(tmp_path / "out"))
+    assert rc == 2
+    assert lines == ["gpu_check: no libcublas.so.13 on this host: install NVIDIA's wheel (pip "
+                     "install nvidia-cublas nvidia-curand nvidia-cudnn-cu13) or set CUDA_LIBS "
+                     "to the folders holding it"]
+
+
+def test_gpu_check_on_a_folder_that_is_no_bundle_is_one_line(tmp_path):
+    rc, lines = _run_script("gpu_check.sh", _bin_with(tmp_path, GPU_CHECK_TOOLS),
+                            str(tmp_path), "--out", str(tmp_path / "out"))
+    assert rc == 2
+    assert lines == ["gpu_check: %s is not a psn-caffe GPU bundle (no bin/caffe.bin or "
+                     "BUNDLE_INFO): make one with tools/gpu_bundle.sh" % tmp_path]

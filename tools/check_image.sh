@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Opt-in check that the CPU image builds and runs (tools/run_tests.sh --image):
+#
+#   1. the base: `debian:12` as the engine has it; else pulled; else (no registry, as on an
+#      air-gapped site) made with debootstrap from the Debian mirror this machine's apt uses
+#      and tagged debian:12, so the FROM line resolves without a registry;
+#   2. docker/Dockerfile.cpu built with `docker build` where a Docker daemon answers, else
+#      with `buildah bud` (chroot isolation, vfs storage: no daemon, no overlay mounts);
+#      the host's CA bundle goes in as the build secret `ca` (pip, git and curl trust it
+#      during the downloading steps; it is never written into a layer);
+#   3. inside the image, as uid 1000 with a host folder at /data: the fast test tier,
+#      tools/make_synthetic.py, and a smoke-size preprocess -> run_folds -> report.
+# It prints the build time, the image size and each step's time, and writes them to
+# DATA/check_image.json.
+#
+# Options:
+#   --data DIR         host folder mounted at /data (default: a new folder under /var/tmp)
+#   --tag NAME         image name (default localhost/psn-caffe:cpu)
+#   --ca-bundle FILE   CA bundle for the build (default /etc/ssl/certs/ca-certificates.crt
+#                      when it exists); --no-ca-bundle: none
+#   --base auto|pull|debootstrap   where debian:12 comes from (default auto: the engine's
+#                      copy, else pull, else debootstrap)
+#   --no-cache         rebuild every layer
+# Needs: root with buildah (Debian 12: apt-get install buildah), or a Docker daemon;
+# debootstrap for a base without a registry; about MIN_FREE_GB (below) free for vfs, which
+# stores every layer as a full copy.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+die() { echo "check_image: $*" >&2; exit 2; }
+log() { echo "[check_image] $*" >&2; }
+
+DATA=""
+TAG=localhost/psn-caffe:cpu
+CA=/etc/ssl/certs/ca-certificates.crt
+[ -f "$CA" ] || CA=""
+BASE=auto
+NO_CACHE=()
+# Measured here: the build leaves ~11 GB under vfs (layers are full copies, plus the build
+# container); 20 GB leaves room for a rebuild beside the cached layers.
+MIN_FREE_GB=${PSN_IMAGE_MIN_FREE_GB:-20}
+BASE_IMAGE=docker.io/library/debian:12
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data) DATA=$2; shift ;;
+    --tag) TAG=$2; shift ;;
+    --ca-bundle) CA=$2; shift; [ -f "$CA" ] || die "--ca-bundle $CA: no such file" ;;
+    --no-ca-bundle) CA="" ;;
+    --base) BASE=$2; shift
+            case "$BASE" in auto|pull|debootstrap) ;; *) die "--base must be auto, pull or debootstrap" ;; esac ;;
+    --no-cache) NO_CACHE=(--no-cache) ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+  esac
+  shift
+done
+
+# ---------------------------------------------------------------- engine
+ENGINE=""
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  ENGINE=docker
+elif command -v buildah >/dev/null; then
+  [ "$(id -u)" = 0 ] || die "buildah builds as root here (chroot isolation, vfs storage); run it with sudo, or on a machine with a Docker daemon"
+  ENGINE=buildah
+else
+  die "no Docker daemon and no buildah: install one (Debian 12: apt-get install buildah) or run it where Docker is"
+fi
+BUILDAH=(buildah --storage-driver vfs)
+if [ "$ENGINE" = buildah ]; then
+  STORE=$("${BUILDAH[@]}" info --format '{{.store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers/storage)
+else
+  STORE=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)
+fi
+mkdir -p "$STORE"
+free_gb=$(( $(df -Pk "$STORE" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+[ "$free_gb" -ge "$MIN_FREE_GB" ] || die "needs ${MIN_FREE_GB} GB free under $STORE (the engine's storage; vfs copies every layer), has ${free_gb} GB: free some, or set PSN_IMAGE_MIN_FREE_GB"
+log "engine: $ENGINE (storage $STORE, ${free_gb} GB free)"
+
+# ---------------------------------------------------------------- base
+has_base() {
+  if [ "$ENGINE" = docker ]; then docker image inspect debian:12 >/dev/null 2>&1
+  else "${BUILDAH[@]}" inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; fi
+}
+pull_base() {
+  log "pulling debian:12 (60 s limit)"
+  if [ "$ENGINE" = docker ]; then timeout 60 docker pull -q debian:12 >/dev/null 2>&1
+  else timeout 60 "${BUILDAH[@]}" pull -q "$BASE_IMAGE" >/dev/null 2>&1; fi
+}
+# The mirror this machine's apt uses (deb822 .sources first, then one-line .list files).
+debian_mirror() {
+  local uri
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' \
+                         /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+debootstrap_base() {
+  command -v debootstrap >/dev/null || die "no registry answered and debootstrap is missing: apt-get install debootstrap (it makes the debian:12 base from the Debian archive)"
+  local mirror rootfs
+  mirror=$(debian_mirror)
+  rootfs=$(mktemp -d /var/tmp/psn-base.XXXXXX)
+  log "making debian:12 with debootstrap (minbase, bookworm, $mirror)"
+  debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null \
+    || die "debootstrap failed (its log: $rootfs/debootstrap/debootstrap.log)"
+  # What the official image leaves out: package caches and lists.
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  if [ "$ENGINE" = docker ]; then
+    tar -C "$rootfs" -c . | docker import -c 'CMD ["bash"]' - debian:12 >/dev/null
+  else
+    local ctr
+    ctr=$("${BUILDAH[@]}" from scratch)
+    "${BUILDAH[@]}" copy "$ctr" "$rootfs" / >/dev/null
+    "${BUILDAH[@]}" config --cmd bash --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
+    "${BUILDAH[@]}" commit -q "$ctr" "$BASE_IMAGE" >/dev/null
+    "${BUILDAH[@]}" rm "$ctr" >/dev/null
+  fi
+  rm -rf "$rootfs"
+}
+t0=$(date +%s)
+BASE_FROM=present
+if [ "$BASE" = debootstrap ]; then debootstrap_base; BASE_FROM=debootstrap
+elif ! has_base; then
+  if [ "$BASE" != debootstrap ] && pull_base; then BASE_FROM=pulled
+  elif [ "$BASE" = pull ]; then die "could not pull debian:12 (no registry?): use --base debootstrap"
+  else debootstrap_base; BASE_FROM=debootstrap; fi
+fi
+BASE_SECONDS=$(( $(date +%s) - t0 ))
+log "base debian:12: $BASE_FROM (${BASE_SECONDS} s)"
+
+# ---------------------------------------------------------------- build
+SECRET=()
+[ -n "$CA" ] && SECRET=(--secret "id=ca,src=$CA")
+log "building docker/Dockerfile.cpu as $TAG${CA:+ (CA bundle $CA as build secret)}"
+t0=$(date +%s)
+if [ "$ENGINE" = docker ]; then
+  DOCKER_BUILDKIT=1 docker build "${NO_CACHE[@]}" "${SECRET[@]}" -f "$ROOT/docker/Dockerfile.cpu" -t "$TAG" "$ROOT" >&2
+else
+  "${BUILDAH[@]}" bud --isolation chroot --layers "${NO_CACHE[@]}" "${SECRET[@]}" \
+    --ignorefile "$ROOT/docker/Dockerfile.cpu.dockerignore" \
+    -f "$ROOT/docker/Dockerfile.cpu" -t "$TAG" "$ROOT" >&2
+fi || die "the image build failed (the log above names the step)"
+BUILD_SECONDS=$(( $(date +%s) - t0 ))
+if [ "$ENGINE" = docker ]; then
+  SIZE_MB=$(( $(docker image inspect -f '{{.Size}}' "$TAG") / 1000000 ))
+else
+  SIZE_MB=$(( $("${BUILDAH[@]}" inspect --type image --format '{{.ImageInfo.Size}}' "$TAG" 2>/dev/null || echo 0) / 1000000 ))
+  [ "$SIZE_MB" -gt 0 ] || SIZE_MB=$("${BUILDAH[@]}" images --noheading --format '{{.Size}}' "$TAG" | head -n1)
+fi
+STORE_GB=$(du -sk "$STORE" 2>/dev/null | awk '{printf "%.1f", $1 / 1048576}')
+log "built in ${BUILD_SECONDS} s; image ${SIZE_MB} MB; storage $STORE holds ${STORE_GB} GB"
+
+# ---------------------------------------------------------------- run
+if [ -z "$DATA" ]; then DATA=$(mktemp -d /var/tmp/psn-image-data.XXXXXX); fi
+mkdir -p "$DATA"
+DATA=$(cd "$DATA" && pwd)
+# The image's user is uid 1000; a host folder it writes to belongs to that uid (or is opened
+# to it), as `docker run --user` users arrange for theirs.
+chown 1000:1000 "$DATA" 2>/dev/null || chmod 0777 "$DATA"
+CTR=""
+cleanup() { [ -z "$CTR" ] || "${BUILDAH[@]}" rm "$CTR" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+if [ "$ENGINE" = buildah ]; then CTR=$("${BUILDAH[@]}" from -q "$TAG"); fi
+# in_image CMD...: the image's entry point with CMD, as uid 1000, /data mounted, cwd /data.
+in_image() {
+  if [ "$ENGINE" = docker ]; then
+    docker run --rm --user 1000:1000 -v "$DATA:/data" "$TAG" "$@"
+  else
+    "${BUILDAH[@]}" run --isolation chroot --user 1000:1000 --workingdir /data \
+      -v "$DATA:/data" "$CTR" -- /opt/psn-caffe/docker/entrypoint.sh "$@"
+  fi
+}
+STEPS=()
+step() {  # step NAME CMD...: run, time, record
+  local name=$1; shift
+  log "in the image: $name"
+  local t=$(date +%s)
+  in_image "$@" > "$DATA/$name.log" 2>&1 || { tail -n 20 "$DATA/$name.log" >&2; die "step '$name' failed in the image (log: $DATA/$name.log)"; }
+  local s=$(( $(date +%s) - t ))
+  STEPS+=("$name $s")
+  log "  $name: ${s} s"
+}
+step whoami bash -c 'test "$(id -u)" = 1000 && touch /data/.written && caffe --version'
+step fast_tests python -m pytest /opt/psn-caffe/tests -q -p no:cacheprovider \
+  -m "not caffe and not cuda and not docker"
+step make_synthetic make_synthetic --out /data/synth --subjects 4 --clips-per-subject 6
+step preprocess preprocess run --casme2 /data/synth --out /data/prep --loso --lam default \
+  --augment flip --no-progress
+step run_folds run_folds --data /data/prep --model psn --schedule smoke --width 0.125 \
+  --out /data/run --jobs 2
+step report report /data/run/predictions.csv --logs /data/run --out /data/report
+[ -s "$DATA/report/report.md" ] || die "the report step wrote no $DATA/report/report.md"
+grep -q "passed" "$DATA/fast_tests.log" || die "the fast tier printed no result ($DATA/fast_tests.log)"
+
+# ---------------------------------------------------------------- record
+{
+  printf '{\n  "engine": "%s",\n  "base": "%s",\n  "base_seconds": %s,\n  "build_seconds": %s,\n' \
+    "$ENGINE" "$BASE_FROM" "$BASE_SECONDS" "$BUILD_SECONDS"
+  printf '  "image_mb": %s,\n  "storage_gb": %s,\n  "fast_tests": "%s",\n  "steps_seconds": {' \
+    "$SIZE_MB" "${STORE_GB:-0}" "$(grep -Eo '[0-9]+ passed[^=]*' "$DATA/fast_tests.log" | tail -n1 | sed 's/ *$//')"
+  sep=""
+  for s in "${STEPS[@]}"; do printf '%s"%s": %s' "$sep" "${s% *}" "${s#* }"; sep=", "; done
+  printf '}\n}\n'
+} > "$DATA/check_image.json.tmp" && mv "$DATA/check_image.json.tmp" "$DATA/check_image.json"
+log "fast tier in the image: $(grep -Eo '[0-9]+ passed[^=]*' "$DATA/fast_tests.log" | tail -n1)"
+log "done: $DATA/check_image.json"
+cat "$DATA/check_image.json"
