@@ -135,7 +135,8 @@ t0=$(date +%s)
 if [ "$ENGINE" = docker ]; then
   DOCKER_BUILDKIT=1 docker build "${NO_CACHE[@]}" "${SECRET[@]}" -f "$ROOT/docker/Dockerfile.cpu" -t "$TAG" "$ROOT" >&2
 else
-  "${BUILDAH[@]}" bud --isolation chroot --layers "${NO_CACHE[@]}" "${SECRET[@]}" \
+  # docker format: OCI images have no SHELL, and the Dockerfile's RUN lines want bash.
+  "${BUILDAH[@]}" bud --isolation chroot --format docker --layers "${NO_CACHE[@]}" "${SECRET[@]}" \
     --ignorefile "$ROOT/docker/Dockerfile.cpu.dockerignore" \
     -f "$ROOT/docker/Dockerfile.cpu" -t "$TAG" "$ROOT" >&2
 fi || die "the image build failed (the log above names the step)"

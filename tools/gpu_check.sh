@@ -96,7 +96,8 @@ missing=$(for f in "$B"/bin/caffe.bin "$B"/test/*.testbin "$B"/lib/*.so*; do
 [ -z "$missing" ] || die "libraries not found: $(echo "$missing" | tr '\n' ';' | tr -s ' \t' ' ')"
 log "ldd: every binary finds every library"
 
-export GLOG_logtostderr=1 GLOG_log_year_in_prefix=false
+# Caffe's INFO lines carry every number read below.
+export GLOG_logtostderr=1 GLOG_minloglevel=0 GLOG_log_year_in_prefix=false
 CAFFE="$B/bin/caffe.bin"
 GPU_FLAG=(); [ "$MODE" = gpu ] && GPU_FLAG=(-gpu 0)
 secs() { echo $(( $(date +%s) - $1 )); }
@@ -159,11 +160,13 @@ t=$(date +%s)
   || { tail -n 20 "$OUTDIR/train.log" >&2; die "caffe train failed ($OUTDIR/train.log)"; }
 TRAIN_S=$(secs "$t")
 [ -f "$RUN/snapshots/psn_iter_$ITERS.caffemodel" ] || die "caffe train wrote no psn_iter_$ITERS.caffemodel ($OUTDIR/train.log)"
-LOSS=$(sed -n 's/.*Iteration [0-9]* ([0-9.]* iter\/s[^)]*), loss = \([0-9.e+-]*\).*/\1/p; s/.*Iteration [0-9]*, loss = \([0-9.e+-]*\).*/\1/p' "$OUTDIR/train.log" | tail -n1)
-# The loop's own time: from glog's stamps of "Iteration 0" to "Optimization Done".
-stamp() { grep -m1 "$1" "$OUTDIR/train.log" | awk '{print $2}'; }
+LOSS=$(sed -n 's/.*Iteration [0-9]* ([^)]*), loss = \([0-9.e+-]*\).*/\1/p; s/.*Iteration [0-9]*, loss = \([0-9.e+-]*\).*/\1/p' "$OUTDIR/train.log" | tail -n1)
+LOSS0=$(sed -n 's/.*Iteration 0 ([^)]*), loss = \([0-9.e+-]*\).*/\1/p; s/.*Iteration 0, loss = \([0-9.e+-]*\).*/\1/p' "$OUTDIR/train.log" | head -n1)
+# The solver's own time (the N iterations, the tests and the final snapshot, not the net's
+# set-up): from glog's stamps of "Starting Optimization" to "Optimization Done".
+stamp() { { grep -m1 "$1" "$OUTDIR/train.log" || true; } | awk '{print $2}'; }
 to_s() { awk -F: '{printf "%.3f", $1 * 3600 + $2 * 60 + $3}' <<< "$1"; }
-first=$(stamp "Iteration 0"); last=$(stamp "Optimization Done")
+first=$(stamp "Starting Optimization"); last=$(stamp "Optimization Done")
 LOOP_S=$(awk -v a="$(to_s "${first:-0:0:0}")" -v b="$(to_s "${last:-0:0:0}")" 'BEGIN {d = b - a; if (d < 0) d += 86400; printf "%.1f", d}')
 MS_ITER=$(awk -v s="$LOOP_S" -v n="$ITERS" 'BEGIN {printf "%.1f", 1000 * s / n}')
 FOLD_MIN=$(awk -v ms="$MS_ITER" 'BEGIN {printf "%.1f", ms * 3000 / 60000}')
@@ -224,7 +227,7 @@ cat > "$OUTDIR/gpu_check.json.tmp" <<EOF
                "head_forward_ms": $(num "$(stream head_forward)"), "head_backward_ms": $(num "$(stream head_backward)"),
                "data_forward_ms": $(num "$(stream data_forward)")},
   "train": {"iterations": $ITERS, "seconds": $TRAIN_S, "loop_seconds": $LOOP_S, "ms_per_iteration": $MS_ITER,
-            "fold_3000_minutes": $FOLD_MIN, "last_loss": $(num "$LOSS")},
+            "fold_3000_minutes": $FOLD_MIN, "first_loss": $(num "$LOSS0"), "last_loss": $(num "$LOSS")},
   "tpu": {"cpp_gpu_ms": $(num "$TPU_GPU"), "cpp_cpu_ms": $(num "$TPU_CPU"), "python_fallback_ms": $(num "$TPU_PY"), "seconds": $TPU_S},
   "total_seconds": $TOTAL_S
 }
@@ -240,6 +243,7 @@ cat > "$OUTDIR/gpu_check.md" <<EOF
 | temporal stream (TPU) forward / backward, ms | $(stream temporal_forward) / $(stream temporal_backward) |
 | fusion and head forward / backward, ms | $(stream head_forward) / $(stream head_backward) |
 | training, paper schedule: ms per iteration ($ITERS iterations) | $MS_ITER |
+| training loss, iteration 0 / last displayed | ${LOSS0:--} / ${LOSS:--} |
 | one 3000-iteration fold, extrapolated, min | $FOLD_MIN |
 | TPU alone forward+backward: C++ GPU / C++ CPU / Python fallback, ms | ${TPU_GPU:--} / ${TPU_CPU:--} / ${TPU_PY:--} |
 | the whole check, s | $TOTAL_S |

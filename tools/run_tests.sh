@@ -8,6 +8,9 @@
 #   tools/run_tests.sh --slurm [pytest args...]
 #       opt-in: run_folds' SLURM job array on a one-node cluster started on this machine
 #       (tools/check_slurm.sh; needs root and Debian's slurmctld, slurmd, munge)
+#   tools/run_tests.sh --image [check_image.sh options...]
+#       opt-in: build docker/Dockerfile.cpu (docker, else buildah as root) and run the fast
+#       tier and a smoke pipeline inside it (tools/check_image.sh; ~25 min the first time)
 #   tools/run_tests.sh --mutation [module ...]
 #       opt-in: mutation testing of the modules that decide the paper's results
 #       (tools/mutation_test.py; about 25 min on 2 cores; exits 1 under 90 % killed)
@@ -34,6 +37,10 @@ elif [ "${1:-}" = "--mutation" ]; then
 elif [ "${1:-}" = "--slurm" ]; then
   SLURM=1
   shift
+elif [ "${1:-}" = "--image" ]; then
+  # The image builds its own Caffe and environment: nothing to set up here.
+  shift
+  exec bash tools/check_image.sh "$@"
 fi
 VENV=${PSN_VENV:-$ROOT/.venv}
 if [ "$FAST" = 1 ]; then

@@ -1,0 +1,107 @@
+"""The GPU check's run folder (psn/gpu_bundle.py) and tools/gpu_check.sh itself, run in its
+--cpu mode on a bundle assembled from the CPU build: what the GPU host will run, minus the GPU.
+
+tools/gpu_bundle.sh (the CUDA build against NVIDIA's wheels, ~1.6 GB to download) is not run
+here; `tools/gpu_bundle.sh --verify` checks the real bundle in a clean Debian root.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from test_run_folds import ROOT, make_data
+
+pytestmark = pytest.mark.caffe
+
+
+def _net(name):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = caffe_pb2.NetParameter()
+    with open(os.path.join(ROOT, "prototxt", name, "train_val.prototxt")) as f:
+        text_format.Merge(f.read(), net)
+    return net
+
+
+def test_layer_streams_of_psn(caffe_env):
+    from psn.gpu_bundle import layer_streams
+    s = layer_streams(_net("psn"))
+    assert s["data"] == "data" and s["data_test"] == "data"
+    assert {s[k] for k in ("conv1", "pool5", "fc_spatial", "sparse_rows")} == {"spatial"}
+    assert {s[k] for k in ("tpu", "frames_tnd", "fc_temporal", "raw_rows")} == {"temporal"}
+    assert {s[k] for k in ("fusion", "conv_fuse", "fc_cls", "loss", "accuracy")} == {"head"}
+    assert s["cont_rows"] == "other" and s["label_rows"] == "other"
+
+
+def test_layer_streams_of_one_stream_net(caffe_env):
+    from psn.gpu_bundle import layer_streams
+    s = layer_streams(_net("psn_spatial"))
+    # Only the Silence layer that swallows the unused raw frames touches them.
+    assert [k for k, v in s.items() if v == "temporal"] == ["silence_unused"]
+    assert s["conv1"] == "spatial"
+
+
+def test_caffe_engines_leave_no_cudnn_choice(caffe_env):
+    from psn.gpu_bundle import ENGINE_PARAMS, caffe_engines
+    net = _net("psn")
+    cpu = caffe_engines(net)
+    typed = [l for l in cpu.layer if l.type in ENGINE_PARAMS]
+    assert {l.type for l in typed} >= {"Convolution", "Pooling", "ReLU"}
+    assert all(getattr(l, ENGINE_PARAMS[l.type]).engine == 1 for l in typed)
+    assert not net.layer[[l.name for l in net.layer].index("conv1")].convolution_param.HasField("engine")
+
+
+def _bundle_from_cpu_build(caffe_env, tmp_path):
+    """The bundle's layout, from the CPU build: bin, test, lib, run, python, BUNDLE_INFO."""
+    home = caffe_env["PSN_CAFFE_HOME"]
+    b = tmp_path / "psn-gpu-bundle"
+    for d in ("bin", "test", "lib", "python"):
+        (b / d).mkdir(parents=True)
+    shutil.copy(os.path.join(home, "bin", "caffe.bin"), str(b / "bin"))
+    shutil.copy(os.path.join(home, "test", "test_tpu_layer.testbin"), str(b / "test"))
+    shutil.copy(os.path.join(home, "lib", "libcaffe.so.1.0.0"), str(b / "lib"))
+    os.symlink("libcaffe.so.1.0.0", str(b / "lib" / "libcaffe.so"))
+    shutil.copy(os.path.join(ROOT, "layers", "psn_layers", "tpu.py"),
+                str(b / "python" / "psn_tpu_fallback.py"))
+    (b / "BUNDLE_INFO").write_text("caffe: cpu build\ncuda_major: 0\nhost_libraries: \n"
+                                   "project: test\npacked: now\n")
+    data = str(tmp_path / "data")
+    make_data(data, groups=2, per_group=5)
+    res = subprocess.run([sys.executable, "-m", "psn.gpu_bundle", data, str(b / "run")],
+                         env=caffe_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return b
+
+
+def test_gpu_check_cpu_mode_measures_every_step(caffe_env, tmp_path):
+    b = _bundle_from_cpu_build(caffe_env, tmp_path)
+    run = json.loads((b / "run" / "run.json").read_text())
+    assert (run["model"], run["width"], run["schedule"], run["max_iter"]) == ("psn", 1.0, "paper", 3000)
+    assert (run["train_clips"], run["test_clips"]) == (5, 5)
+    solver = (b / "run" / "solver.prototxt").read_text()
+    assert 'net: "train_val.prototxt"' in solver and "solver_mode: GPU" in solver
+    assert "/" not in (b / "run" / "train.txt").read_text().replace("data/", "")
+    env = dict(caffe_env, PATH=os.path.dirname(sys.executable) + os.pathsep + caffe_env["PATH"])
+    env.pop("LD_LIBRARY_PATH", None)   # the bundle's own lib/ must be enough
+    out = tmp_path / "out"
+    res = subprocess.run(["bash", os.path.join(ROOT, "tools", "gpu_check.sh"), "--cpu", str(b),
+                          "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r = json.loads((out / "gpu_check.json").read_text())
+    assert r["mode"] == "cpu" and r["gtest"]["passed"] >= 10 and r["gtest"]["gpu_cases"] == 0
+    t = r["psn_time"]
+    assert t["forward_ms"] > 0 and t["backward_ms"] > 0
+    # The per-stream sums come from the per-layer lines: together they make the forward pass.
+    parts = sum(t[k] or 0 for k in ("spatial_forward_ms", "temporal_forward_ms",
+                                    "head_forward_ms", "data_forward_ms"))
+    assert 0.8 * t["forward_ms"] < parts < 1.2 * t["forward_ms"] + 5
+    assert t["spatial_forward_ms"] > t["temporal_forward_ms"] > 0
+    assert r["train"]["iterations"] == 2 and r["train"]["ms_per_iteration"] > 0
+    assert r["train"]["last_loss"] is not None
+    assert r["tpu"]["cpp_cpu_ms"] > 0 and r["tpu"]["python_fallback_ms"] > 0
+    assert (out / "run" / "snapshots" / "psn_iter_2.caffemodel").exists()
+    md = (out / "gpu_check.md").read_text()
+    assert "| one 3000-iteration fold, extrapolated, min |" in md
