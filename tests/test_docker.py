@@ -225,6 +225,26 @@ def test_env_mirrors_print_env(path):
     assert "PSN_VENV=/opt/psn/venv" in env
 
 
+@pytest.mark.parametrize("path", [CPU, GPU])
+def test_ca_bundle_is_a_build_secret_of_the_downloading_steps(path):
+    """A proxy's CA bundle reaches pip and git as the build secret `ca`, only in the steps
+    that download (the clone and the Caffe step, whose build_caffe.sh runs pip), and never
+    lands in a layer: no COPY/ADD of a certificate, no ENV pointing at one."""
+    inst = parse(path)
+    downloading = [a for _, k, a in inst if k == "RUN" and
+                   ("build_caffe.sh" in a and "--print-env" in a or "git clone" in a)]
+    assert downloading
+    for a in downloading:
+        assert a.startswith("--mount=type=secret,id=ca "), a[:80]
+        assert "/run/secrets/ca" in a
+    for _, k, a in inst:
+        if k in ("COPY", "ADD"):
+            assert not re.search(r"\.(crt|pem)\b|ssl|cert", a), a
+        if k == "ENV":
+            assert not re.search(r"PIP_CERT|SSL_CERT_FILE|REQUESTS_CA_BUNDLE|GIT_SSL_CAINFO", a), a
+
+
+
 @pytest.mark.parametrize("path", [GPU, CPU], ids=os.path.basename)
 def test_dockerignore_keeps_environments_and_data_out(path):
     with open(path + ".dockerignore") as f:
