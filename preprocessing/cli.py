@@ -9,13 +9,16 @@ import sys
 from preprocessing.clips import DATABASES
 from preprocessing.errors import InputError, fail
 from preprocessing.labels import DEFAULT_RULES, load_rules
-from preprocessing.table4 import format_csv, table4_with_skips
+from preprocessing import protocols
+from preprocessing.table4 import differences, format_csv, table4_with_skips
 
 DATABASE_HELP = {
     "casme": "CASME folder (Section A.xls, Section B.xls, sub01/EP01_5/...)",
     "casme2": "CASME II folder (CASME2-coding-20140508.xlsx, CASME2-RAW/ or CASME2_RAW_selected/)",
     "casme2sq": "CAS(ME)^2 folder (CAS(ME)^2code_final.xlsx, rawpic/)",
     "samm": "SAMM folder (SAMM_Micro_FACS_Codes_v2.xlsx, SAMM/006/...)",
+    "smic": "SMIC folder (SMIC_all_raw/ or _cropped/: HS/s3/micro/negative/s3_ne_01/...; "
+            "HS, VIS and NIR become smic-hs, smic-vis, smic-nir)",
 }
 
 
@@ -49,12 +52,22 @@ def database_roots(args, parser):
 def _table4(subparsers):
     p = subparsers.add_parser("table4", help="count clips per class from the sheets alone (Table 4 as CSV)")
     add_database_arguments(p)
+    p.add_argument("--protocol", default=protocols.DEFAULT, metavar="NAME|JSON",
+                        help="evaluation protocol: paper (default: 4 classes by the AU rule) or "
+                             "megc2019 (SMIC-HS + CASME II + SAMM, 3 emotion classes, leave one "
+                             "subject out); preprocessing/data/protocols/")
 
     def run(args):
-        rows, skipped = table4_with_skips(database_roots(args, p), rules_of(args))
+        protocol = protocols.load_protocol(args.protocol)
+        rows, skipped = table4_with_skips(database_roots(args, p), rules_of(args),
+                                          protocol=protocol)
         for s in skipped:
             print(f"excluded {s.database} {s.subject} {s.clip}: {s.reason} ({s.source})", file=sys.stderr)
-        sys.stdout.write(format_csv(rows))
+        sys.stdout.write(format_csv(rows, protocol))
+        if protocol.expected:
+            diff = differences(rows, protocol)
+            print(f"{protocol.name}: " + ("the counts are the published ones" if not diff else
+                  "differs from the published counts: " + "; ".join(diff)), file=sys.stderr)
         return 0
 
     p.set_defaults(func=run)

@@ -9,14 +9,14 @@ from typing import Optional
 from preprocessing.labels import cell_text, classify, parse_aus
 from preprocessing.sheets import read_table, to_int
 
-DATABASES = ("casme", "casme2", "casme2sq", "samm")
+DATABASES = ("casme", "casme2", "casme2sq", "samm", "smic")   # loaders, in this order
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
 class Entry:
     """One usable sheet row, before its frames are looked for (all Table 4 needs)."""
-    database: str       # 'casme' | 'casme2' | 'casme2sq' (CAS(ME)^2) | 'samm'
+    database: str       # 'casme' | 'casme2' | 'casme2sq' (CAS(ME)^2) | 'samm' | 'smic-hs' ...
     subject: str        # unique across databases, e.g. 'casme2/sub01', 'samm/006'
     clip: str           # e.g. 'EP02_01f', '006_1_2', 'disgust1_3' (as in the sheet)
     onset: int
@@ -24,7 +24,8 @@ class Entry:
     offset: int
     aus: str            # the raw AU cell text
     au_set: frozenset   # parsed FACS numbers (ints)
-    label: int          # 0 Positive, 1 Negative, 2 Surprise, 3 Others
+    label: int          # index into the protocol's classes (the paper's: 0 Positive, 1 Negative,
+                        # 2 Surprise, 3 Others; preprocessing.protocols relabels)
     emotion: str        # estimated emotion from the sheet
     source: str         # 'file:row' of the sheet
     notes: tuple = ()   # warnings (apex clamped, etc.)

@@ -54,6 +54,7 @@ from preprocessing.contact_sheet import choose_clips, item_title, named_clips, w
 from preprocessing.folder_lock import folder_lock
 from preprocessing.folds import assign_groups, check_fold_count, fold_plan, list_lines, protocol_name
 from preprocessing.labels import CLASSES
+from preprocessing import protocols
 from preprocessing.loaders import load_databases
 from preprocessing.manifest import manifest_row, read_manifest, write_manifest, write_skipped
 from preprocessing.errors import InputError
@@ -528,7 +529,7 @@ def run_variants(roots, variants, *, log=print, workers=None, progress=True, rul
     if len(set(outs)) != len(outs):
         raise InputError("run_variants: two variants share one output folder")
     workers = workers or os.cpu_count() or 1
-    clips, _ = load_databases(roots, rules, loader_options)
+    clips, _ = protocols.apply(protocols.load_protocol(), *load_databases(roots, rules, loader_options))
     if limit is not None:
         clips = clips[:int(limit)]
     tasks = []
@@ -619,8 +620,11 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
 
 
 def _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log):
-    """(clips, skipped) from the databases' sheets and frame folders; writes skipped.csv."""
-    clips, skipped = load_databases(roots, rules, loader_options)
+    """(clips, skipped) from the databases' sheets and frame folders; writes skipped.csv.
+    The paper's protocol (4 classes by the AU rule): a database without AU coding (SMIC) is
+    refused with the reason."""
+    clips, skipped = protocols.apply(protocols.load_protocol(),
+                                     *load_databases(roots, rules, loader_options))
     if limit is not None:
         clips = clips[:int(limit)]
     os.makedirs(out, exist_ok=True)

@@ -283,6 +283,42 @@ def make_casme(base, section_a=None, section_b=None, sheets=("Section A.xls", "S
     return root
 
 
+# ---------------------------------------------------------------- SMIC
+# No sheet: camera/s{N}/micro/{emotion}/s{N}_{ne|po|sur}_{NN}/imageNNNNNN.bmp, frame number =
+# index in the long recording (6 digits at least). (camera, subject folder, emotion folder,
+# clip, first frame, last frame, frames left out)
+SMIC_CLIPS = [
+    ("HS", "s1", "negative", "s1_ne_01", 76532, 76545, ()),
+    ("HS", "s1", "positive", "s1_po_02", 1200, 1212, ()),
+    ("HS", "s03", "surprise", "s03_sur_01", 999995, 1000004, ()),   # past 6 digits
+    ("HS", "s03", "happy", "s03_ha_01", 10, 20, ()),                  # not one of the three words
+    ("HS", "s4", "negative", "s4_ne_03", 300, 310, (305,)),          # a frame missing
+    ("VIS", "s1", "negative", "s1_ne_01", 19133, 19137, ()),         # same person, 25 fps camera
+]
+SMIC_EXPECTED = {  # (database, subject, clip): (emotion, onset, offset)
+    ("smic-hs", "smic/s01", "s1_ne_01"): ("negative", 76532, 76545),
+    ("smic-hs", "smic/s01", "s1_po_02"): ("positive", 1200, 1212),
+    ("smic-hs", "smic/s03", "s03_sur_01"): ("surprise", 999995, 1000004),
+    ("smic-vis", "smic/s01", "s1_ne_01"): ("negative", 19133, 19137),
+}
+
+
+def make_smic(base, clips=None, release="SMIC_all_raw"):
+    """SMIC root (the folder holding HS/, VIS/): BMP frames, no sheet."""
+    root = os.path.join(str(base), "SMIC", release)
+    for camera, subject, word, clip, first, last, gaps in (SMIC_CLIPS if clips is None else clips):
+        folder = os.path.join(root, camera, subject, "micro", word, clip)
+        os.makedirs(folder, exist_ok=True)
+        for n in range(first, last + 1):
+            if n in gaps:
+                continue
+            ok, data = cv2.imencode(".bmp", frame_image(n))
+            assert ok
+            with open(os.path.join(folder, "image%06d.bmp" % n), "wb") as f:
+                f.write(data.tobytes())
+    return root
+
+
 def make_all(base):
     """{name: root} of all four fake databases under base."""
     return {"casme": make_casme(base), "casme2": make_casme2(base),

@@ -343,8 +343,8 @@ def test_load_databases_composes_and_never_writes(tmp_path):
     assert len(skipped) == len(fd.CASME_SKIPPED) + 1
     assert all(isinstance(c, Clip) for c in clips) and all(isinstance(s, Skipped) for s in skipped)
     assert all(c.subject.startswith(c.database + "/") for c in clips)
-    with pytest.raises(ValueError, match="unknown database 'smic'"):
-        load_databases({"smic": str(tmp_path)})
+    with pytest.raises(ValueError, match="unknown database 'smic2'"):
+        load_databases({"smic2": str(tmp_path)})
 
 
 def test_missing_root_and_missing_sheet(tmp_path):

@@ -1,13 +1,14 @@
 """One loader per database, each reading the layout its owners ship (each loader's docstring describes it, quirks included).
 
 load_database(name, root) -> (clips, skipped); load_databases({name: root}) composes them in
-the order casme, casme2, casme2sq, samm. read_sheet(...) is the sheet-only half (no frames).
+the order casme, casme2, casme2sq, samm, smic (SMIC's cameras come out as databases smic-hs,
+smic-vis, smic-nir). read_sheet(...) is the sheet-only half (no frames).
 The user's copy is only read, never written.
 """
 from preprocessing.clips import DATABASES
-from preprocessing.loaders import casme, casme2, casme2sq, samm
+from preprocessing.loaders import casme, casme2, casme2sq, samm, smic
 
-MODULES = {"casme": casme, "casme2": casme2, "casme2sq": casme2sq, "samm": samm}
+MODULES = {"casme": casme, "casme2": casme2, "casme2sq": casme2sq, "samm": samm, "smic": smic}
 FRAME_OPTIONS = {"tree"}  # options that only choose frames; the sheet-only half ignores them
 
 
@@ -25,7 +26,7 @@ def read_sheet(name, root, rules=None, **options):
 
 def load_database(name, root, rules=None, **options):
     """(clips, skipped). Options: casme2 tree='auto'|'raw'|'selected'|'cropped';
-    casme2sq offset_zero='skip'|'apex'."""
+    casme2sq offset_zero='skip'|'apex'; smic parts=('hs', 'vis', 'nir') (default: those present)."""
     return _module(name).load(root, rules, **options)
 
 

@@ -1,0 +1,180 @@
+"""SMIC's loader (the folder tree is its annotation), protocols as data (paper, megc2019), and
+Table 4 under MEGC 2019's protocol, on fake trees and sheets in the owners' formats."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import fake_databases as fd
+from preprocessing import protocols
+from preprocessing.clips import Entry
+from preprocessing.errors import InputError
+from preprocessing.loaders import load_database, read_sheet
+from preprocessing.table4 import differences, format_csv, table4, table4_with_skips
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def smic(tmp_path_factory):
+    return fd.make_smic(tmp_path_factory.mktemp("smic"))
+
+
+@pytest.fixture(scope="module")
+def megc_roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("megc")
+    return {"smic": fd.make_smic(base), "casme2": fd.make_casme2(base), "samm": fd.make_samm(base)}
+
+
+# ---------------------------------------------------------------- SMIC
+def test_smic_reads_every_camera_from_the_tree(smic):
+    clips, skipped = load_database("smic", smic)
+    got = {(c.database, c.subject, c.clip): (c.emotion, c.onset, c.offset) for c in clips}
+    assert got == fd.SMIC_EXPECTED
+    reasons = {s.clip: s.reason for s in skipped}
+    assert reasons["s03_ha_01"] == "emotion folder 'happy' is not one of negative, positive, surprise"
+    assert reasons["s4_ne_03"].startswith("missing frames 305 of 300..310")
+
+
+def test_smic_apex_is_the_middle_frame_and_said_so(smic):
+    clips, _ = load_database("smic", smic)
+    c = next(c for c in clips if c.clip == "s1_ne_01" and c.database == "smic-hs")
+    assert c.apex == (76532 + 76545) // 2
+    assert c.notes == ("SMIC annotates no apex: the middle frame 76538 stands in",)
+    assert len(c.frames) == 76545 - 76532 + 1 and c.frames[0].endswith("image076532.bmp")
+    sur = next(c for c in clips if c.clip == "s03_sur_01")
+    assert [os.path.basename(f) for f in sur.frames[4:6]] == ["image999999.bmp", "image1000000.bmp"]
+
+
+def test_smic_parts_and_a_missing_part(smic):
+    entries, _ = read_sheet("smic", smic, parts=("vis",))
+    assert {e.database for e in entries} == {"smic-vis"}
+    with pytest.raises(InputError, match=r"no SMIC NIR folder \(found HS, VIS\)"):
+        read_sheet("smic", smic, parts=("hs", "nir"))
+
+
+def test_smic_root_without_cameras_is_an_error(tmp_path):
+    (tmp_path / "empty" / "s1").mkdir(parents=True)
+    with pytest.raises(InputError, match="no SMIC camera folder"):
+        read_sheet("smic", str(tmp_path / "empty"))
+
+
+# ---------------------------------------------------------------- protocols
+def test_both_protocols_load():
+    paper, megc = protocols.load_protocol("paper"), protocols.load_protocol("megc2019")
+    assert paper.classes == ("positive", "negative", "surprise", "others")
+    assert (paper.label_by, paper.folds) == ("au_rule", "stratified")
+    assert megc.classes == ("negative", "positive", "surprise") and megc.folds == "loso"
+    assert megc.loader_names() == ["smic", "casme2", "samm"]
+    assert megc.loader_options() == {"smic": {"parts": ("hs",)}}
+    exp = megc.expected
+    assert [exp[d]["subjects"] for d in ("smic-hs", "casme2", "samm", "total")] == [16, 24, 28, 68]
+    assert sum(exp[d][c] for d in ("smic-hs", "casme2", "samm") for c in megc.classes) == 442
+    for c in megc.classes:
+        assert sum(exp[d][c] for d in ("smic-hs", "casme2", "samm")) == exp["total"][c]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("classes"), "no 'classes' field"),
+    (lambda d: d.update(label_by="au"), "label_by must be one of au_rule, emotion"),
+    (lambda d: d.update(folds="kfold"), "folds must be one of stratified, loso"),
+    (lambda d: d["emotions"]["samm"].update(anger="angry"), "the samm mapping names classes ['angry']"),
+    (lambda d: d["emotions"].pop("casme2"), "no emotion mapping for 'casme2'"),
+    (lambda d: d.update(classes=["a", "a"]), "classes must be two or more distinct names"),
+])
+def test_a_malformed_protocol_file_is_named_with_the_fault(tmp_path, edit, message):
+    with open(os.path.join(protocols.PROTOCOL_DIR, "megc2019.json")) as f:
+        d = json.load(f)
+    edit(d)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(InputError) as e:
+        protocols.load_protocol(str(path))
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_unknown_protocol_lists_the_known_ones():
+    with pytest.raises(InputError, match="one of megc2019, paper"):
+        protocols.load_protocol("megc2020")
+
+
+def _entry(database, subject, clip, emotion, label=3):
+    return Entry(database, subject, clip, 1, None, 9, "", frozenset(), label, emotion, "x:1")
+
+
+def test_megc_relabels_by_emotion_and_records_what_it_leaves_out():
+    megc = protocols.load_protocol("megc2019")
+    entries = [_entry("casme2", "casme2/sub01", "a", "happiness"),
+               _entry("casme2", "casme2/sub01", "b", "Repression "),
+               _entry("casme2", "casme2/sub02", "c", "fear"),
+               _entry("casme2", "casme2/sub05", "EP09_05f", "disgust"),
+               _entry("samm", "samm/006", "d", "Contempt"),
+               _entry("samm", "samm/006", "e", "Other"),
+               _entry("samm", "samm/007", "f", "Angry"),
+               _entry("smic-hs", "smic/s01", "g", "surprise"),
+               _entry("smic-vis", "smic/s01", "h", "surprise")]
+    kept, skipped = protocols.apply(megc, entries)
+    assert [(e.clip, megc.classes[e.label]) for e in kept] == [
+        ("a", "positive"), ("b", "negative"), ("d", "negative"), ("g", "surprise")]
+    why = {s.clip: s.reason for s in skipped}
+    assert why["c"] == "emotion 'fear' is not one of megc2019's classes (negative, positive, surprise)"
+    assert why["e"].startswith("emotion 'Other' is not one of megc2019's classes")
+    assert why["EP09_05f"].startswith("megc2019: not in the MEGC 2019 organisers' list")
+    assert why["f"].startswith("emotion 'Angry' is not in protocol megc2019's mapping for samm")
+    assert why["h"] == "not part of protocol megc2019"
+
+
+def test_paper_protocol_refuses_smic_and_keeps_the_au_labels():
+    paper = protocols.load_protocol("paper")
+    e = _entry("casme2", "casme2/sub01", "a", "happiness", label=0)
+    assert protocols.apply(paper, [e]) == ([e], [])
+    with pytest.raises(InputError, match="smic-hs has no AU coding.*it belongs to protocol megc2019"):
+        protocols.apply(paper, [_entry("smic-hs", "smic/s01", "g", "surprise")])
+
+
+def test_a_subject_in_two_databases_is_an_error():
+    megc = protocols.load_protocol("megc2019")
+    with pytest.raises(InputError, match="subject x/1 appears in casme2 and in samm"):
+        protocols.apply(megc, [_entry("casme2", "x/1", "a", "happiness"),
+                               _entry("samm", "x/1", "b", "Happiness")])
+
+
+# ---------------------------------------------------------------- Table 4
+def test_table4_megc2019_on_fake_trees(megc_roots):
+    megc = protocols.load_protocol("megc2019")
+    rows, skipped = table4_with_skips(megc_roots, protocol=megc)
+    # CASME II fakes: happiness -> positive; disgust x2, repression -> negative; sub04/EP12_01f
+    # is one of the two named exclusions; others dropped. SAMM: Anger, Contempt, Sadness,
+    # Disgust -> negative; Happiness -> positive; Surprise; Other x2 dropped. SMIC-HS: 4 clip
+    # folders under the three words (s4_ne_03 counts: Table 4 does not look at frames).
+    assert format_csv(rows, megc) == (
+        "database,negative,positive,surprise,total,subjects\n"
+        "smic-hs,2,1,1,4,3\n"
+        "casme2,3,1,0,4,3\n"
+        "samm,4,1,1,6,5\n"
+        "total,9,3,2,14,11\n")
+    assert any(s.clip == "EP12_01f" and s.reason.startswith("megc2019:") for s in skipped)
+    assert differences(rows, megc)[0] == "smic-hs negative: 2 here, 70 published"
+
+
+def test_table4_paper_protocol_unchanged_and_refuses_smic(megc_roots):
+    rows = table4({"casme2": megc_roots["casme2"]})
+    assert format_csv(rows).splitlines()[0] == "database,positive,negative,surprise,others,total"
+    with pytest.raises(InputError, match="protocol paper uses casme, casme2, casme2sq, samm; --smic"):
+        table4({"smic": megc_roots["smic"]})
+
+
+def test_table4_cli_megc2019(megc_roots):
+    args = [sys.executable, os.path.join(REPO, "tools", "preprocess.py"), "table4",
+            "--protocol", "megc2019"] + [a for k, v in megc_roots.items() for a in ("--" + k, v)]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1] == "total,9,3,2,14,11"
+    assert "megc2019: differs from the published counts: smic-hs negative: 2 here, 70 published" \
+        in res.stderr
+    bad = subprocess.run(args[:4] + ["megc2019", "--casme", megc_roots["casme2"]],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "protocol megc2019 uses smic-hs, casme2, samm; --casme is not part of it" in bad.stderr
