@@ -159,7 +159,13 @@ chown 1000:1000 "$DATA" 2>/dev/null || chmod 0777 "$DATA"
 CTR=""
 cleanup() { [ -z "$CTR" ] || "${BUILDAH[@]}" rm "$CTR" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-if [ "$ENGINE" = buildah ]; then CTR=$("${BUILDAH[@]}" from -q "$TAG"); fi
+if [ "$ENGINE" = buildah ]; then
+  CTR=$("${BUILDAH[@]}" from -q "$TAG")
+  # buildah run backs an image VOLUME with a private copy that hides a -v bind on the same
+  # path (files written to /data never reached the host); docker run binds over it. Dropping
+  # the volume from this working container lets the bind through.
+  "${BUILDAH[@]}" config --volume /data- "$CTR"
+fi
 # in_image CMD...: the image's entry point with CMD, as uid 1000, /data mounted, cwd /data.
 in_image() {
   if [ "$ENGINE" = docker ]; then
@@ -180,6 +186,7 @@ step() {  # step NAME CMD...: run, time, record
   log "  $name: ${s} s"
 }
 step whoami bash -c 'test "$(id -u)" = 1000 && touch /data/.written && caffe --version'
+[ -f "$DATA/.written" ] || die "a file written to /data in the image did not reach $DATA: the bind mount is not working"
 step fast_tests python -m pytest /opt/psn-caffe/tests -q -p no:cacheprovider \
   -m "not caffe and not cuda and not docker"
 step make_synthetic make_synthetic --out /data/synth --subjects 4 --clips-per-subject 6
