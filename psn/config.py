@@ -4,7 +4,7 @@ The constants are defined once, by the module that owns each (the preprocessing 
 produces a quantity defines it), and gathered here so that a reader finds them in one place:
 
     CLASSES          the 4 classes of Table 3 (preprocessing.labels)
-    DATABASES        the databases of Table 4 (preprocessing.clips)
+    DATABASES        the databases of Table 4: the paper protocol's (preprocessing.protocols)
     N_FRAMES         150 time-normalised frames per clip (preprocessing.sampling)
     T                16 frames the nets see per clip (preprocessing.sampling)
     CROP             112 x 112 pixels per frame (preprocessing.sampling)
@@ -19,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from preprocessing.clips import DATABASES
+from preprocessing.protocols import load_protocol
 from preprocessing.labels import CLASSES
 from preprocessing.rpca import DEFAULT_SPARSITY
 from preprocessing.sampling import CROP, N_FRAMES
@@ -30,6 +30,7 @@ __all__ = ["CLASSES", "DATABASES", "N_FRAMES", "T", "CROP", "CLIPS_PER_BATCH", "
            "RunError", "load_schedule", "SCHEDULE_DIR", "TPU_IMPLS", "LAUNCHERS",
            "DEFAULT_SPARSITY", "FIXED_LAMBDA", "variant", "variant_suffix"]
 
+DATABASES = load_protocol("paper").databases
 CLIPS_PER_BATCH = 5     # paper section 4.1: 5 clips of 16 frames, 80 rows per batch
 TPU_IMPLS = ("cpp", "python")
 LAUNCHERS = ("local", "slurm")

@@ -15,8 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from preprocessing.clips import DATABASES
-from preprocessing.protocols import load_protocol
+from psn.config import DATABASES
 from psn.config import FIXED_LAMBDA, RunConfig, RunError, variant, variant_suffix
 
 __all__ = ["Need", "Experiment", "Setting", "EXPERIMENTS", "FIG7_MODELS", "TABLE9_MODELS",
@@ -34,7 +33,7 @@ FIG10_LEVELS = (0.05, 0.15, 0.25, 0.35, 0.45)
 # The single-frame net sees one frame per clip: 16 clips a batch (PSN's 5 clips are 80 rows).
 APEX_BATCH = 16
 # The paper's Table 6 has a row for each of these.
-PAPER_DATABASES = load_protocol("paper").databases
+PAPER_DATABASES = DATABASES
 
 
 def _options(key):

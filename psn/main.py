@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from preprocessing.clips import DATABASES
+from psn.config import DATABASES
 from psn.experiments import EXPERIMENTS, FIG10_LEVELS, FIG7_MODELS, stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
