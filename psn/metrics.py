@@ -89,13 +89,13 @@ class Scores:
         return _ratio(self.confusion, self.confusion.sum(axis=1, keepdims=True))
 
 
-def _check(values, what):
+def _check(values, what, n_classes=N_CLASSES):
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError("%s must be one-dimensional, got shape %s" % (what, arr.shape))
     if arr.size and (not np.issubdtype(arr.dtype, np.integer)
-                     or arr.min() < 0 or arr.max() >= N_CLASSES):
-        raise ValueError("%s must be integer classes 0..%d" % (what, N_CLASSES - 1))
+                     or arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError("%s must be integer classes 0..%d" % (what, n_classes - 1))
     return arr.astype(np.int64)
 
 
@@ -106,16 +106,17 @@ def _ratio(num, den):
     return out
 
 
-def scores(labels, preds):
-    """Scores of clips with true ``labels`` and predicted ``preds`` (ints 0..3)."""
-    y = _check(labels, "labels")
-    p = _check(preds, "preds")
+def scores(labels, preds, n_classes=N_CLASSES):
+    """Scores of clips with true ``labels`` and predicted ``preds`` (ints 0..n_classes-1; the
+    paper's 4 by default, MEGC 2019's 3 under that protocol)."""
+    y = _check(labels, "labels", n_classes)
+    p = _check(preds, "preds", n_classes)
     if y.shape != p.shape:
         raise ValueError("labels and preds differ in length: %d vs %d" % (len(y), len(p)))
     if y.size == 0:
         raise ValueError("no clips to score")
-    cm = confusion_matrix(y, p, labels=list(CLASSES))
-    mcm = multilabel_confusion_matrix(y, p, labels=list(CLASSES))  # [[tn, fp], [fn, tp]]
+    cm = confusion_matrix(y, p, labels=list(range(n_classes)))
+    mcm = multilabel_confusion_matrix(y, p, labels=list(range(n_classes)))  # [[tn, fp], [fn, tp]]
     tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
     tpr, f1 = _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
     # The exclusion rule of the module docstring: a class whose F1_c (TPR_c) is undefined is
@@ -137,6 +138,21 @@ def scores_from_confusion(cm):
     y, p = np.nonzero(np.ones_like(cm))
     reps = cm.ravel()
     return scores(np.repeat(y, reps), np.repeat(p, reps))
+
+
+def by_database(labels, preds, databases, n_classes=N_CLASSES):
+    """{'composite': Scores of all clips, <database>: Scores of its clips}: MEGC's way, where
+    each database's scores come from the same pooled predictions restricted to its clips (not
+    from models trained per database). Databases in order of first appearance."""
+    y = _check(labels, "labels", n_classes)
+    p = _check(preds, "preds", n_classes)
+    d = np.asarray([str(x) for x in databases])
+    if not (len(y) == len(p) == len(d)):
+        raise ValueError("labels, preds and databases differ in length")
+    out = {"composite": scores(y, p, n_classes)}
+    for db in dict.fromkeys(d):
+        out[db] = scores(y[d == db], p[d == db], n_classes)
+    return out
 
 
 def fold_order(folds):

@@ -70,6 +70,28 @@ def comparison_bars(rows, path, title="Recognition rate and UF1 (cf. Fig. 7)"):
     return save(fig, path)
 
 
+def megc_bars(rows, path, title="MEGC 2019 composite: UF1 and UAR (pooled LOSO)"):
+    """rows: dicts with name, uf1, uar (fractions; NaN = not published); the last row is ours."""
+    names = [r["name"] for r in rows]
+    x = np.arange(len(rows))
+    w = 0.38
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(rows) + 2), 4.0))
+    for off, key, color in ((-w / 2, "uf1", "#55A868"), (w / 2, "uar", "#4C72B0")):
+        vals = [_num(r.get(key)) for r in rows]
+        bars = ax.bar(x + off, vals, w, label=key.upper(), color=color)
+        bars[-1].set_edgecolor("black")
+        bars[-1].set_linewidth(1.5)
+        for xi, v in zip(x + off, vals):
+            if not math.isnan(v):
+                ax.text(xi, v, "%.3f" % v, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return save(fig, path)
+
+
 def rates_by_database(rows, path, title):
     """Fig. 6: one panel per database; RR, then TPR and TNR of each class, as bars.
 

@@ -178,3 +178,50 @@ def test_table4_cli_megc2019(megc_roots):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert "protocol megc2019 uses smic-hs, casme2, samm; --casme is not part of it" in bad.stderr
+
+
+# ---------------------------------------------------------------- MEGC scoring
+def test_megc_scores_composite_and_per_database_by_hand(tmp_path):
+    """Six clips, 3 classes (0 negative, 1 positive, 2 surprise), two databases.
+
+    composite: confusion rows true N (3 clips: N, N, P), P (2: P, S), S (1: S).
+      F1_N = 2*2/(4+0+1) = 0.8; F1_P = 2*1/(2+1+1) = 0.5; F1_S = 2*1/(2+1+0) = 2/3
+      UF1 = (0.8 + 0.5 + 2/3) / 3 = 0.65556; UAR = (2/3 + 1/2 + 1) / 3 = 0.72222
+    smic-hs (clips 0-2: N->N, N->N, P->P): every class right where present; S absent and never
+      predicted, so it is left out: UF1 = UAR = 1.
+    samm (clips 3-5: N->P, P->S, S->S): F1_N = 0, F1_P = 0 (2TP+FP+FN = 0+1+1), F1_S = 2/3;
+      UF1 = 2/9; UAR = (0 + 0 + 1) / 3 = 1/3."""
+    from psn.report.megc import megc_scores, write_megc
+    labels = [0, 0, 1, 0, 1, 2]
+    preds = [0, 0, 1, 1, 2, 2]
+    dbs = ["smic-hs"] * 3 + ["samm"] * 3
+    s = megc_scores(labels, preds, dbs)
+    assert s["composite"]["uf1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert s["composite"]["uar"] == pytest.approx((2 / 3 + 0.5 + 1) / 3)
+    assert (s["smic-hs"]["uf1"], s["smic-hs"]["uar"]) == (1.0, 1.0)
+    assert s["samm"]["uf1"] == pytest.approx(2 / 9) and s["samm"]["uar"] == pytest.approx(1 / 3)
+    ours = write_megc(labels, preds, dbs, str(tmp_path))
+    md = (tmp_path / "megc2019.md").read_text()
+    assert "| STSTNet | 0.7353 | 0.7605 | 0.6801 | 0.7013 | 0.8382 | 0.8686 | 0.6588 | 0.6810 |" in md
+    assert "| Dual-Inception | 0.7322 | 0.7278 | n/a |" in md
+    assert "| PSN | 0.6556 | 0.7222 | 1.0000 | 1.0000 | n/a | n/a | 0.2222 | 0.3333 | this run |" in md
+    assert (tmp_path / "megc2019.png").stat().st_size > 1000
+    assert ours["composite"]["n"] == 6
+
+
+def test_megc_baselines_file_names_a_source_for_every_number():
+    from psn.report.megc import PARTS, load_baselines
+    b = load_baselines()
+    names = [m["name"] for m in b["methods"]]
+    assert names == ["LBP-TOP", "Bi-WOOF", "OFF-ApexNet", "STSTNet", "Dual-Inception"]
+    for m in b["methods"]:
+        assert m["source"] and set(m) - {"name", "source"} <= set(PARTS)
+        for part in set(m) & set(PARTS):
+            assert 0 < m[part]["uf1"] < 1 and 0 < m[part]["uar"] < 1
+
+
+def test_scores_take_the_class_count():
+    from psn import metrics
+    with pytest.raises(ValueError, match="integer classes 0..2"):
+        metrics.scores([0, 3], [0, 1], n_classes=3)
+    assert metrics.scores([0, 1, 2], [0, 1, 2], n_classes=3).confusion.shape == (3, 3)

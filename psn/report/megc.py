@@ -1,0 +1,68 @@
+"""MEGC 2019's scores as the challenge reports them: UF1 and UAR on the pooled leave-one-
+subject-out predictions, for the composite and for each database restricted from the same
+predictions, with the published baselines (psn/data/megc2019_baselines.json, each number with
+its source) beside ours, as a table (Markdown, CSV) and a bar chart."""
+import json
+import os
+
+from preprocessing.atomic import write_atomic
+from psn import metrics, plots
+from psn.report.markdown import f4, md_table
+
+BASELINES_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "data", "megc2019_baselines.json")
+PARTS = ("composite", "smic-hs", "casme2", "samm")
+PART_TITLES = {"composite": "composite", "smic-hs": "SMIC-HS", "casme2": "CASME II",
+               "samm": "SAMM"}
+
+
+def load_baselines(path=BASELINES_PATH):
+    with open(path) as f:
+        return json.load(f)
+
+
+def megc_scores(labels, preds, databases, n_classes=3):
+    """{part: {'uf1', 'uar', 'n'}} for the composite and each database present."""
+    return {part: {"uf1": s.uf1, "uar": s.uar, "n": s.n}
+            for part, s in metrics.by_database(labels, preds, databases, n_classes).items()}
+
+
+def table_rows(ours, name="PSN", baselines=None):
+    """[[method, UF1, UAR per part ..., source]]: the baselines in the file's order, ours last."""
+    baselines = load_baselines() if baselines is None else baselines
+    rows = []
+    for m in baselines["methods"] + [dict(ours, name=name, source="this run")]:
+        row = [m["name"]]
+        for part in PARTS:
+            v = m.get(part) or {}
+            row += [f4(v.get("uf1")), f4(v.get("uar"))]
+        rows.append(row + [m["source"]])
+    return rows
+
+
+def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3):
+    """megc2019.md / .csv / .png in out_dir; returns our scores."""
+    ours = megc_scores(labels, preds, databases, n_classes)
+    baselines = load_baselines()
+    header = ["method"] + ["%s %s" % (PART_TITLES[p], k) for p in PARTS for k in ("UF1", "UAR")] \
+        + ["source"]
+    rows = table_rows(ours, name, baselines)
+    os.makedirs(out_dir, exist_ok=True)
+    counts = ", ".join("%s %d" % (PART_TITLES.get(p, p), v["n"]) for p, v in ours.items())
+    write_atomic(os.path.join(out_dir, "megc2019.md"),
+                 "# MEGC 2019 composite: UF1 and UAR\n\n" + baselines["note"] + "\n\nClips: "
+                 + counts + ". n/a: not published.\n\n" + md_table(header, rows)
+                 + "\n![UF1 and UAR](megc2019.png)\n")
+    write_atomic(os.path.join(out_dir, "megc2019.csv"),
+                 "\n".join(",".join('"%s"' % c if "," in str(c) else str(c) for c in r)
+                           for r in [header] + rows) + "\n")
+    plots.megc_bars([{"name": r[0], "uf1": _num(r[1]), "uar": _num(r[2])} for r in rows],
+                    os.path.join(out_dir, "megc2019.png"))
+    return ours
+
+
+def _num(text):
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
