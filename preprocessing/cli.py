@@ -27,6 +27,11 @@ def add_database_arguments(parser):
     group = parser.add_argument_group("databases (give at least one)")
     for name in DATABASES:
         group.add_argument(f"--{name}", metavar="DIR", help=DATABASE_HELP[name])
+    parser.add_argument("--protocol", default=protocols.DEFAULT, metavar="NAME|JSON",
+                        help="evaluation protocol: paper (default: 4 classes by the AU rule, the "
+                             "paper's databases) or megc2019 (SMIC-HS + CASME II + SAMM, 3 "
+                             "classes from the emotion column, leave one subject out); files in "
+                             "preprocessing/data/protocols/")
     parser.add_argument("--rules", metavar="CSV",
                         help="AU rule table (default: preprocessing/data/au_classes.csv)")
     parser.add_argument("--unknown-aus", choices=("exclude", "keep"), default="exclude",
@@ -52,10 +57,6 @@ def database_roots(args, parser):
 def _table4(subparsers):
     p = subparsers.add_parser("table4", help="count clips per class from the sheets alone (Table 4 as CSV)")
     add_database_arguments(p)
-    p.add_argument("--protocol", default=protocols.DEFAULT, metavar="NAME|JSON",
-                        help="evaluation protocol: paper (default: 4 classes by the AU rule) or "
-                             "megc2019 (SMIC-HS + CASME II + SAMM, 3 emotion classes, leave one "
-                             "subject out); preprocessing/data/protocols/")
 
     def run(args):
         protocol = protocols.load_protocol(args.protocol)
@@ -82,7 +83,7 @@ def _run(subparsers):
     add_database_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (no spaces)")
     proto = p.add_mutually_exclusive_group()
-    proto.add_argument("--folds", type=int, default=10, metavar="K",
+    proto.add_argument("--folds", type=int, metavar="K",
                        help="K stratified groups, leave one group out (default 10, the paper's)")
     proto.add_argument("--loso", action="store_true", help="leave one subject out instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified groups (default 0)")
@@ -123,8 +124,12 @@ def _run(subparsers):
                           face_box=parse_face_box(args.face_box), tol=args.rpca_tol,
                           max_iter=args.rpca_max_iter, **rpca_choice(args.lam, args.sparsity))
         rules = rules_of(args)
+        evaluation = protocols.load_protocol(args.protocol)
+        if evaluation.folds == "loso" and args.folds is not None:
+            p.error(f"protocol {evaluation.name} is leave one subject out: --folds does not apply")
         try:
-            run_pipeline(database_roots(args, p), args.out, n_folds=args.folds, loso=args.loso,
+            run_pipeline(database_roots(args, p), args.out, n_folds=args.folds or 10,
+                         loso=args.loso, protocol=args.protocol,
                          seed=args.seed, options=options, augment=parse_augment(args.augment),
                          workers=args.workers, limit=args.limit, rules=rules,
                          progress=not args.no_progress)

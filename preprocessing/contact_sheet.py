@@ -100,9 +100,9 @@ def write_contact_sheet(path, items):
     return img.shape
 
 
-def item_title(row):
+def item_title(row, classes=CLASSES):
     label = int(row["label"])
-    name = CLASSES[label] if 0 <= label < len(CLASSES) else str(label)
+    name = classes[label] if 0 <= label < len(classes) else str(label)
     share = row.get("rpca_nnz_share", "")
     share = f"  E non-zeros {float(share):.1%}" if share else ""
     face = f"  face: {row['face']}" if row.get("face") else ""

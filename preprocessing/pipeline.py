@@ -570,7 +570,8 @@ def _variants_task(task):
 
 
 def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
-         workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print):
+         workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print,
+         protocol=None):
     """The pipeline's stages, in order (each a function below): load the sheets and frame
     folders, compute (or reuse) every clip, assign fold groups and write the manifest, write
     the shards, write the fold lists and folds.json, draw the contact sheet, summarise."""
@@ -581,7 +582,13 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     variants = parse_augment(None) if augment is None else tuple(augment)
     workers = workers or os.cpu_count() or 1
 
-    clips, skipped = _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log)
+    evaluation = protocols.load_protocol(protocol)
+    if evaluation.folds == "loso":
+        loso = True
+    loader_options = {**evaluation.loader_options(), **(loader_options or {})}
+    clips, skipped = _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log,
+                                 evaluation)
+    write_protocol(out, evaluation)
     runner = _Runner(workers)
     try:
         cache_files, results, t_clips = _clips_stage(clips, skipped, out, options, runner,
@@ -595,7 +602,7 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     finally:
         runner.close()
     _folds_stage(out, plan, shards, variants, options, roots)
-    _contact_sheet_stage(out, rows, cache_files)
+    _contact_sheet_stage(out, rows, cache_files, evaluation.classes)
 
     computed = [r for r in results if r["computed"]]
     secs = [r["info"]["seconds"] for r in computed if r["included"]]
@@ -606,7 +613,8 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
         "shards_written": sorted(shards["written"]), "shards_total": len(shards["keep"]),
         "per_database": _per_database(clips, results),
         "per_class": [int(c) for c in np.bincount([clips[i].label for i in included],
-                                                  minlength=len(CLASSES))],
+                                                  minlength=len(evaluation.classes))],
+        "classes": list(evaluation.classes), "evaluation": evaluation.name,
         "excluded_by_stage": dict(Counter(r["info"].get("stage", "?") for r in results
                                           if not r["included"])),
         "seconds": time.time() - t_start, "seconds_clips": t_clips,
@@ -619,12 +627,11 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     return summary
 
 
-def _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log):
-    """(clips, skipped) from the databases' sheets and frame folders; writes skipped.csv.
-    The paper's protocol (4 classes by the AU rule): a database without AU coding (SMIC) is
-    refused with the reason."""
-    clips, skipped = protocols.apply(protocols.load_protocol(),
-                                     *load_databases(roots, rules, loader_options))
+def _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log, evaluation):
+    """(clips, skipped) from the databases' sheets and frame folders, labelled and filtered by
+    the evaluation protocol (preprocessing.protocols); writes skipped.csv."""
+    protocols.check_roots(evaluation, roots)
+    clips, skipped = protocols.apply(evaluation, *load_databases(roots, rules, loader_options))
     if limit is not None:
         clips = clips[:int(limit)]
     os.makedirs(out, exist_ok=True)
@@ -747,13 +754,35 @@ def _folds_stage(out, plan, shards, variants, options, roots):
     write_atomic(os.path.join(out, "folds.json"), json.dumps(plan, indent=1, sort_keys=True) + "\n")
 
 
-def _contact_sheet_stage(out, rows, cache_files):
+def _contact_sheet_stage(out, rows, cache_files, classes):
     """contact_sheet.png: raw frames and E of a few included clips, for a look by eye."""
     items = []
     for r in choose_clips(rows, 4):
         raw, sparse = load_clip_arrays(cache_files[int(r["index"])])
-        items.append((item_title(r), raw, sparse))
+        items.append((item_title(r, classes), raw, sparse))
     write_contact_sheet(os.path.join(out, "contact_sheet.png"), items)
+
+
+PROTOCOL_FILE = "protocol.json"
+
+
+def write_protocol(out, evaluation):
+    """OUT/protocol.json: the evaluation protocol the labels follow (run_folds sizes the nets'
+    outputs by its classes; the report names them)."""
+    write_atomic(os.path.join(out, PROTOCOL_FILE), json.dumps(
+        {"name": evaluation.name, "classes": list(evaluation.classes),
+         "folds": evaluation.folds, "file": evaluation.path}, indent=1) + "\n")
+
+
+def read_protocol(data_dir):
+    """The protocol a preprocessing folder was labelled under: {'name', 'classes', ...}; the
+    paper's for a folder written before protocols existed."""
+    try:
+        with open(os.path.join(data_dir, PROTOCOL_FILE)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        paper = protocols.load_protocol()
+        return {"name": paper.name, "classes": list(paper.classes), "folds": paper.folds}
 
 
 def write_fig3(out, names, png=None):
@@ -804,7 +833,8 @@ def summary_lines(s):
         lines.append(f"{db:10s} {d['included']:8d} {d['excluded']:8d}")
     lines.append(f"{'total':10s} {s['included']:8d} {s['excluded']:8d}   (+{s['loader_skipped']} "
                  "skipped by the loaders, see skipped.csv)")
-    lines.append("included per class: " + ", ".join(f"{CLASSES[k]} {n}" for k, n in enumerate(s["per_class"])))
+    classes = s.get("classes", CLASSES)
+    lines.append("included per class: " + ", ".join(f"{classes[k]} {n}" for k, n in enumerate(s["per_class"])))
     if s["excluded_by_stage"]:
         lines.append("excluded at: " + ", ".join(f"{k} {v}" for k, v in sorted(s["excluded_by_stage"].items()))
                      + " (reasons in manifest.csv)")

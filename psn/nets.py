@@ -25,11 +25,12 @@ import os
 import sys
 from dataclasses import dataclass, replace
 
+from preprocessing.labels import CLASSES
 from preprocessing.sampling import CROP, N_SAMPLED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTOTXT_DIR = os.path.join(ROOT, "prototxt")
-NUM_CLASSES = 4
+NUM_CLASSES = len(CLASSES)   # the paper's 4; a protocol with other classes sets num_classes
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class NetConfig:
     size: int = CROP
     width: float = 1.0            # channel multiplier (the CPU demo uses 0.125: psn/main.py)
     dropout: float = 0.5
+    num_classes: int = NUM_CLASSES   # outputs of fc_cls: the data's protocol decides (MEGC: 3)
     description: str = ""
 
 
@@ -319,7 +321,7 @@ class _Builder:
             x = self.conv("conv_fuse", n.fused_maps, 4, 1, 0, 1)
         n.drop_fuse = L.Dropout(x, dropout_ratio=c.dropout, in_place=True)
         n.fuse64 = L.Flatten(x) if c.head == "conv" else x
-        return self.fc("fc_cls", n.fuse64, NUM_CLASSES, relu=False)
+        return self.fc("fc_cls", n.fuse64, self.cfg.num_classes, relu=False)
 
     # -------------------------------------------------------------- nets
     def body(self, raw, sparse, cont):

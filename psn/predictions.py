@@ -6,7 +6,9 @@ One row per test clip, written by run_folds (psn.training), read by the report (
 
 label and pred are classes 0 Positive, 1 Negative, 2 Surprise, 3 Others; prob_k is the clip's
 softmax averaged over its 16 frames (clip_probabilities: the deploy net classifies every frame
-row, a clip's answer is the mean of its rows), and pred its argmax.
+row, a clip's answer is the mean of its rows), and pred its argmax. Under another protocol
+(MEGC 2019: 0 negative, 1 positive, 2 surprise) there is one prob_k per class of the
+preprocessing folder's protocol.json, and the file has as many.
 """
 import csv
 import io
@@ -19,9 +21,15 @@ import numpy as np
 from preprocessing.atomic import atomic_path
 from preprocessing.labels import N_CLASSES
 
-PREDICTION_COLUMNS = ("database", "subject", "clip", "fold", "label", "pred") + tuple(
-    "prob_%d" % c for c in range(N_CLASSES))
-_CLASS_TEXT = re.compile(r"^\s*([0-3])(?:\.0*)?\s*$")
+ID_COLUMNS = ("database", "subject", "clip", "fold", "label", "pred")
+
+
+def prediction_columns(n_classes=N_CLASSES):
+    return ID_COLUMNS + tuple("prob_%d" % c for c in range(n_classes))
+
+
+PREDICTION_COLUMNS = prediction_columns()
+_CLASS_TEXT = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")
 _PROB_SUM_TOL = 0.01
 
 
@@ -72,17 +80,29 @@ def clip_probabilities(net, raw, sparse, cont):
 # ---------------------------------------------------------------- reading
 
 
-def _class_value(text, column, where):
+def _class_value(text, column, where, n_classes=N_CLASSES):
     m = _CLASS_TEXT.match(text or "")
-    if not m:
+    if not m or int(m.group(1)) >= n_classes:
         raise PredictionsError(
-            "%s: %s %r is not a class; use an integer 0..3 (0 Positive, 1 Negative, "
-            "2 Surprise, 3 Others)" % (where, column, text))
+            "%s: %s %r is not a class; use an integer 0..%d (%s)" % (
+                where, column, text, n_classes - 1,
+                "0 Positive, 1 Negative, 2 Surprise, 3 Others" if n_classes == N_CLASSES
+                else "one per prob_ column"))
     return int(m.group(1))
 
 
-def read_predictions(path):
-    """Read and validate a predictions.csv; raises PredictionsError naming file and line."""
+def n_prob_columns(header):
+    """How many classes a header's prob_0, prob_1, ... columns give (consecutive from 0)."""
+    k = 0
+    while "prob_%d" % k in header:
+        k += 1
+    return k
+
+
+def read_predictions(path, n_classes=None):
+    """Read and validate a predictions.csv; raises PredictionsError naming file and line.
+    n_classes: the classes the file must have (None: as many as its prob_ columns, at least 2;
+    a header with fewer is held to the paper's 4)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
@@ -94,16 +114,21 @@ def read_predictions(path):
         raise PredictionsError("%s is empty; expected the header %s"
                                % (path, ",".join(PREDICTION_COLUMNS)))
     header = [h.strip() for h in header]
-    missing = [c for c in PREDICTION_COLUMNS if c not in header]
+    if n_classes is None:
+        n_classes = n_prob_columns(header)
+        if n_classes < 2:   # the paper's file, with its four, is what a broken header is held to
+            n_classes = N_CLASSES
+    columns = prediction_columns(n_classes)
+    missing = [c for c in columns if c not in header]
     if missing:
         raise PredictionsError(
             "%s:1: missing column(s) %s; the header must contain %s (as tools/run_folds.py "
-            "writes it)" % (path, ", ".join(missing), ",".join(PREDICTION_COLUMNS)))
-    dup = sorted({h for h in header if header.count(h) > 1 and h in PREDICTION_COLUMNS})
+            "writes it)" % (path, ", ".join(missing), ",".join(columns)))
+    dup = sorted({h for h in header if header.count(h) > 1 and h in columns})
     if dup:
         raise PredictionsError("%s:1: column(s) %s appear twice" % (path, ", ".join(dup)))
-    idx = {c: header.index(c) for c in PREDICTION_COLUMNS}
-    cols = {c: [] for c in PREDICTION_COLUMNS}
+    idx = {c: header.index(c) for c in columns}
+    cols = {c: [] for c in columns}
     seen = {}
     for row in reader:
         line = reader.line_num
@@ -116,10 +141,10 @@ def read_predictions(path):
         for c in ("database", "subject", "clip", "fold"):
             if not rec[c]:
                 raise PredictionsError("%s: empty %s" % (where, c))
-        label = _class_value(rec["label"], "label", where)
-        pred = _class_value(rec["pred"], "pred", where)
+        label = _class_value(rec["label"], "label", where, n_classes)
+        pred = _class_value(rec["pred"], "pred", where, n_classes)
         probs = []
-        for k in range(N_CLASSES):
+        for k in range(n_classes):
             c = "prob_%d" % k
             try:
                 v = float(rec[c])
@@ -131,8 +156,8 @@ def read_predictions(path):
             probs.append(v)
         if abs(sum(probs) - 1.0) > _PROB_SUM_TOL:
             raise PredictionsError(
-                "%s: prob_0..prob_3 sum to %.4f, not 1; write the clip's (frame-averaged) "
-                "softmax, not raw scores" % (where, sum(probs)))
+                "%s: prob_0..prob_%d sum to %.4f, not 1; write the clip's (frame-averaged) "
+                "softmax, not raw scores" % (where, n_classes - 1, sum(probs)))
         key = (rec["database"], rec["subject"], rec["clip"])
         if key in seen:
             raise PredictionsError(
@@ -161,19 +186,27 @@ def read_predictions(path):
 # ---------------------------------------------------------------- writing
 
 
-def write_predictions(path, rows):
-    """Rows in PREDICTION_COLUMNS order, written atomically."""
+def write_predictions(path, rows, n_classes=None):
+    """Rows in prediction_columns order (as many prob_ columns as the rows hold), atomically."""
+    if n_classes is None:
+        n_classes = len(rows[0]) - len(ID_COLUMNS) if rows else N_CLASSES
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(PREDICTION_COLUMNS)
+        w.writerow(prediction_columns(n_classes))
         w.writerows(rows)
 
 
 def join_predictions(paths, out_path):
     """Concatenates the folds' predictions.csv files; returns the number of clips."""
-    rows = []
+    rows, n_classes = [], None
     for p in paths:
         with open(p, newline="") as f:
-            rows.extend([r[c] for c in PREDICTION_COLUMNS] for r in csv.DictReader(f))
-    write_predictions(out_path, rows)
+            reader = csv.DictReader(f)
+            k = n_prob_columns(reader.fieldnames or [])
+            if n_classes not in (None, k):
+                raise PredictionsError("%s has %d prob_ columns, the folds before it %d: the "
+                                       "folds were trained for different classes" % (p, k, n_classes))
+            n_classes = k
+            rows.extend([r[c] for c in prediction_columns(k)] for r in reader)
+    write_predictions(out_path, rows, n_classes)
     return len(rows)

@@ -196,6 +196,21 @@ def use_python_tpu(net):
         layer.python_param.param_str = json.dumps(param)
 
 
+def net_overrides_for_data(cfg):
+    """cfg.net_overrides, plus the class count of the data's protocol where it is not the
+    paper's 4 (MEGC 2019: 3), so that fc_cls has one output per class of the labels."""
+    from preprocessing.pipeline import read_protocol
+    from psn import nets
+    overrides = dict(cfg.net_overrides or {})
+    n = len(read_protocol(cfg.data)["classes"])
+    if n != nets.NUM_CLASSES:
+        if overrides.get("num_classes", n) != n:
+            raise RunError("--net num_classes=%d, but %s is labelled with %d classes "
+                           "(protocol.json)" % (overrides["num_classes"], cfg.data, n))
+        overrides["num_classes"] = n
+    return overrides
+
+
 def prepare_fold(cfg, fold, fold_dir):
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
@@ -205,7 +220,7 @@ def prepare_fold(cfg, fold, fold_dir):
                          input_shards(cfg, paths))
                  for split, (path, paths) in lists.items()}
     tv, dp, solver = fold_nets(cfg.model, cfg.width, cfg.batch, lists["train"][0],
-                               lists["test"][0], cfg.tpu_impl, cfg.net_overrides)
+                               lists["test"][0], cfg.tpu_impl, net_overrides_for_data(cfg))
     n_test = count_clips(lists["test"][1])
     for key, value in cfg.solver.items():
         field = solver.DESCRIPTOR.fields_by_name.get(key)

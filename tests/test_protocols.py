@@ -225,3 +225,50 @@ def test_scores_take_the_class_count():
     with pytest.raises(ValueError, match="integer classes 0..2"):
         metrics.scores([0, 3], [0, 1], n_classes=3)
     assert metrics.scores([0, 1, 2], [0, 1, 2], n_classes=3).confusion.shape == (3, 3)
+
+
+# ---------------------------------------------------------------- MEGC end to end
+@pytest.mark.caffe
+def test_megc2019_preprocess_train_predict_report(caffe_env, megc_roots, tmp_path):
+    """The fake SMIC-HS, CASME II and SAMM trees under --protocol megc2019: 3-class labels,
+    leave one subject out, nets generated with 3 outputs, 3 probabilities per clip, MEGC's
+    table with the baselines."""
+    prep = str(tmp_path / "prep")
+    args = [sys.executable, os.path.join(REPO, "tools", "preprocess.py"), "run", "--protocol",
+            "megc2019", "--out", prep, "--face-box", "0,0,48,48", "--rpca-tol", "0.03",
+            "--lam", "default", "--augment", "none", "--workers", "1", "--no-progress"]
+    args += [a for k, v in megc_roots.items() for a in ("--" + k, v)]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600, env=caffe_env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "included per class: negative 8, positive 3, surprise 2" in res.stdout
+    proto = json.loads((tmp_path / "prep" / "protocol.json").read_text())
+    assert proto["classes"] == ["negative", "positive", "surprise"] and proto["folds"] == "loso"
+    folds = json.loads((tmp_path / "prep" / "folds.json").read_text())
+    subjects = {r["subject"] for r in csv_rows(tmp_path / "prep" / "manifest.csv")
+                if r["included"] == "1"}
+    assert folds["n_folds"] == len(subjects) == 10
+
+    run = str(tmp_path / "run")
+    res = subprocess.run([sys.executable, os.path.join(REPO, "tools", "run_folds.py"), "--data",
+                          prep, "--out", run, "--model", "psn", "--schedule", "smoke", "--width",
+                          "0.125", "--jobs", "2"], capture_output=True, text=True, timeout=900,
+                         env=caffe_env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert 'num_output: 3' in (tmp_path / "run" / "fold01" / "deploy.prototxt").read_text()
+    header = (tmp_path / "run" / "predictions.csv").read_text().splitlines()[0]
+    assert header == "database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2"
+
+    rep = str(tmp_path / "report")
+    res = subprocess.run([sys.executable, os.path.join(REPO, "tools", "report.py"),
+                          os.path.join(run, "predictions.csv"), "--protocol", "megc2019",
+                          "--out", rep], capture_output=True, text=True, timeout=300, env=caffe_env)
+    assert res.returncode == 0, res.stderr
+    md = (tmp_path / "report" / "megc2019.md").read_text()
+    assert "| STSTNet |" in md and "| run |" in md
+    assert "Clips: composite 13, SMIC-HS 3, CASME II 4, SAMM 6" in md
+
+
+def csv_rows(path):
+    import csv
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -171,6 +171,22 @@ def test_missing_column_names_the_file(tmp_path):
     p = tmp_path / "preds.csv"
     p.write_text("database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2\n")
     with pytest.raises(PredictionsError, match=r"preds\.csv:1: missing column\(s\) prob_3"):
+        read_predictions(str(p), n_classes=4)
+    p.write_text("database,subject,clip,fold,label,pred,prob_0\n")
+    with pytest.raises(PredictionsError, match=r"preds\.csv:1: missing column\(s\) prob_1, prob_2, prob_3"):
+        read_predictions(str(p))
+
+
+def test_a_three_class_file_reads_as_three_classes(tmp_path):
+    """MEGC 2019's predictions: prob_0..prob_2; a class index 3 is then no class."""
+    p = tmp_path / "preds.csv"
+    p.write_text("database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2\n"
+                 "samm,samm/006,a,1,2,0,0.5,0.2,0.3\n")
+    pr = read_predictions(str(p))
+    assert pr.prob.shape == (1, 3) and (pr.label[0], pr.pred[0]) == (2, 0)
+    p.write_text("database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2\n"
+                 "samm,samm/006,a,1,3,0,0.5,0.2,0.3\n")
+    with pytest.raises(PredictionsError, match=r"preds\.csv:2: label '3' is not a class; use an integer 0..2"):
         read_predictions(str(p))
 
 

@@ -81,6 +81,10 @@ PY_INC=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 PY_LIB=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
 NUMPY_INC=$("$PY" -c 'import numpy; print(numpy.get_include())' 2>/dev/null) || \
   die "numpy is missing for $PY (pycaffe's headers need it): run tools/build_caffe.sh once"
+# The key names numpy by version, not by its path: every clone has its own .venv, and with
+# the path in it each clone's check evicted the other's tree (one tree is kept) and
+# recompiled everything.
+NUMPY_VER=$("$PY" -c 'import numpy; print(numpy.__version__)')
 BLAS_INC=$(find_blas_include)
 [ -f "$BLAS_INC/cblas.h" ] || [ -f /usr/include/cblas.h ] || die "no cblas.h: install libopenblas-dev (tools/build_caffe.sh does)"
 # Objects only, nothing is linked: the library names need not exist here.
@@ -104,7 +108,7 @@ source=$SRC_ID
 patches=$(hash_files "$ROOT/tools/caffe_patches" -name '*.patch')
 nvcc=$("$NVCC" --version | tail -n1)
 cxx=$(g++ -dumpfullversion 2>/dev/null || g++ -dumpversion)
-config=$(printf '%s\n' "$MAKEFILE_CONFIG" | sha256sum | cut -c1-16)
+config=$(printf '%s\n' "${MAKEFILE_CONFIG//$NUMPY_INC/numpy-$NUMPY_VER}" | sha256sum | cut -c1-16)
 headers=$(hash_files $HEADER_DIRS)
 EOF
 )

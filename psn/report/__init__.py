@@ -118,7 +118,12 @@ def main(argv=None):
                     help="Caffe logs per run: one folder (or log file) per run in order, or "
                          "NAME=DIR; searched recursively, logs recognised by their content")
     ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--protocol", default="paper", choices=("paper", "megc2019"),
+                    help="paper (default): the paper's tables and figures; megc2019: UF1 and "
+                         "UAR of the composite and per database with the published baselines")
     args = ap.parse_args(argv)
+    if args.protocol == "megc2019":
+        return megc_main(args)
     try:
         combined = make_report(args.predictions, args.out, args.names, args.logs)
     except (PredictionsError, ReportError, caffe_log.LogError) as exc:
@@ -138,6 +143,34 @@ def main(argv=None):
                                               m["rr_fold_std"], m["uf1_pooled"], m["uf1_fold_mean"],
                                               m["uar_pooled"], m["uar_fold_mean"]))
     print("wrote %s" % os.path.join(args.out, "report.md"))
+    return 0
+
+
+def make_megc_report(pred_paths, out_dir, names=None):
+    """MEGC 2019's table and chart per run (OUT/megc2019.* for one run, OUT/<name>/ for
+    several); returns {name: scores}."""
+    from preprocessing.protocols import load_protocol
+    from psn.report.megc import write_megc
+    n_classes = len(load_protocol("megc2019").classes)
+    names = _unique(names if names is not None else _default_names(pred_paths))
+    preds = [read_predictions(p, n_classes) for p in pred_paths]
+    out = {}
+    for name, p in zip(names, preds):
+        target = out_dir if len(preds) == 1 else os.path.join(out_dir, name)
+        out[name] = write_megc(p.label, p.pred, p.database, target, name, n_classes)
+    return out
+
+
+def megc_main(args):
+    try:
+        results = make_megc_report(args.predictions, args.out, args.names)
+    except (PredictionsError, ReportError) as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    for name, parts in results.items():
+        print("%-24s " % name + "  ".join("%s UF1 %.4f UAR %.4f" % (part, v["uf1"], v["uar"])
+                                          for part, v in parts.items()))
+    print("wrote %s" % os.path.join(args.out, "megc2019.md" if len(results) == 1 else "*/megc2019.md"))
     return 0
 
 

@@ -48,7 +48,8 @@ def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3):
         + ["source"]
     rows = table_rows(ours, name, baselines)
     os.makedirs(out_dir, exist_ok=True)
-    counts = ", ".join("%s %d" % (PART_TITLES.get(p, p), v["n"]) for p, v in ours.items())
+    order = [p for p in PARTS if p in ours] + [p for p in ours if p not in PARTS]
+    counts = ", ".join("%s %d" % (PART_TITLES.get(p, p), ours[p]["n"]) for p in order)
     write_atomic(os.path.join(out_dir, "megc2019.md"),
                  "# MEGC 2019 composite: UF1 and UAR\n\n" + baselines["note"] + "\n\nClips: "
                  + counts + ". n/a: not published.\n\n" + md_table(header, rows)
