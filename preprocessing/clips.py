@@ -9,7 +9,7 @@ from typing import Optional
 from preprocessing.labels import cell_text, classify, parse_aus
 from preprocessing.sheets import read_table, to_int
 
-DATABASES = ("casme", "casme2", "casme2sq", "samm", "smic")   # loaders, in this order
+DATABASES = ("casme", "casme2", "casme2sq", "samm", "smic", "casme3")   # loaders, in this order
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
@@ -100,12 +100,12 @@ class Rows:
     def skip(self, subject, clip, reason, source):
         self.skipped.append(Skipped(self.database, subject, clip, reason, source))
 
-    def table(self, path, columns, folder_of):
+    def table(self, path, columns, folder_of, sheet=0):
         """The loop every loader with a header row shares: (subject folder, clip, row, source)
         for each row of the sheet (preprocessing.sheets.read_table with `columns`) that names a
         subject (folder_of(cell) -> its folder name, None if unreadable) and a clip; other
         rows are recorded as skipped. The clip's subject is "<database>/<folder>"."""
-        for row_number, row in read_table(path, columns):
+        for row_number, row in read_table(path, columns, sheet):
             source = f"{path}:{row_number}"
             folder = folder_of(row["subject"])
             clip = "" if row["clip"] is None else str(row["clip"]).strip()

@@ -319,6 +319,47 @@ def make_smic(base, clips=None, release="SMIC_all_raw"):
     return root
 
 
+# ---------------------------------------------------------------- CAS(ME)^3 part A
+CASME3_SHEET = os.path.join("annotation", "partA", "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx")
+CASME3_HEADER = ("Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion")
+# The frame cells are text in the real sheet.
+CASME3_ROWS = [
+    ("spNO.1", "a", "120", "125", "130", "4+7", "IV", "disgust"),
+    ("spNO.1", "a", "300", "304", "309", "12", "I", "happy"),        # a second ME in video a
+    ("spNO.2", "J", " 40", "44", "50", "1+2", "II", "surprise"),      # stray upper-case J; a space
+    ("spNO.2", "b", "12 3", "130", "140", "4", "IV", "disgust"),      # text with a space inside
+    ("spNO.3", "d", "10", "30", "20", "14", "VII", "others"),         # apex after offset
+    ("spNO.3", "e", "60", "65", "0", "15", "VI", "sad"),              # offset 0
+    ("spNO.4", "c", "5", "8", "12", "4+9", "IV", "Others"),
+]
+CASME3_EXPECTED = {  # (subject, clip): (onset, offset, emotion)
+    ("casme3/spNO.1", "a_120"): (120, 130, "disgust"),
+    ("casme3/spNO.1", "a_300"): (300, 309, "happy"),
+    ("casme3/spNO.2", "j_40"): (40, 50, "surprise"),
+    ("casme3/spNO.3", "d_10"): (10, 20, "others"),
+    ("casme3/spNO.4", "c_5"): (5, 12, "Others"),
+}
+
+
+def make_casme3(base, rows=None):
+    """CAS(ME)^3 root: the part A label sheet (sheet `label`) and spNO.N/<video>/color/N.jpg
+    covering every readable onset..offset of the video (folder names as on disk: 'j' for the
+    sheet's 'J')."""
+    rows = CASME3_ROWS if rows is None else rows
+    root = os.path.join(str(base), "CASME3")
+    _write_xlsx(os.path.join(root, CASME3_SHEET), [("label", [CASME3_HEADER] + list(rows))])
+    for subject, video, onset, _, offset, _, _, _ in rows:
+        try:
+            first, last = int(str(onset).strip()), int(offset)
+        except ValueError:
+            continue
+        if last == 0:
+            continue
+        write_frames(os.path.join(root, "part_A", subject, video.lower(), "color"),
+                     range(first, last + 1), lambda n: f"{n}.jpg")
+    return root
+
+
 def make_all(base):
     """{name: root} of all four fake databases under base."""
     return {"casme": make_casme(base), "casme2": make_casme2(base),

@@ -96,7 +96,7 @@ def test_a_malformed_protocol_file_is_named_with_the_fault(tmp_path, edit, messa
 
 
 def test_unknown_protocol_lists_the_known_ones():
-    with pytest.raises(InputError, match="one of megc2019, paper"):
+    with pytest.raises(InputError, match="one of casme3, megc2019, paper"):
         protocols.load_protocol("megc2020")
 
 
@@ -272,3 +272,31 @@ def csv_rows(path):
     import csv
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------- CAS(ME)^3
+@pytest.fixture(scope="module")
+def casme3(tmp_path_factory):
+    return fd.make_casme3(tmp_path_factory.mktemp("casme3"))
+
+
+def test_casme3_part_a_reads_the_v2_sheet_and_frames(casme3):
+    clips, skipped = load_database("casme3", casme3)
+    got = {(c.subject, c.clip): (c.onset, c.offset, c.emotion) for c in clips}
+    assert got == fd.CASME3_EXPECTED
+    assert all(f.endswith(".jpg") and "/color/" in f for c in clips for f in c.frames)
+    j = next(c for c in clips if c.clip == "j_40")
+    assert os.path.basename(os.path.dirname(os.path.dirname(j.frames[0]))) == "j"
+    d = next(c for c in clips if c.clip == "d_10")
+    assert d.apex == 20 and any("apex 30 outside onset..offset 10..20" in n for n in d.notes)
+    why = {s.clip: s.reason for s in skipped}
+    assert why == {"b_12 3": "unreadable onset '12 3' in sheet", "e_60": "offset 0 (unknown) in sheet"}
+
+
+def test_casme3_protocol_maps_emotions_to_the_papers_classes(casme3):
+    p = protocols.load_protocol("casme3")
+    rows, skipped = table4_with_skips({"casme3": casme3}, protocol=p)
+    # disgust -> negative, happy -> positive, surprise, others and Others -> others
+    assert format_csv(rows, p).splitlines()[1:] == ["casme3,1,1,1,2,5,4", "total,1,1,1,2,5,4"]
+    with pytest.raises(InputError, match="protocol paper uses casme, casme2, casme2sq, samm; --casme3"):
+        table4({"casme3": casme3})

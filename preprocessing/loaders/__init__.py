@@ -1,14 +1,15 @@
 """One loader per database, each reading the layout its owners ship (each loader's docstring describes it, quirks included).
 
 load_database(name, root) -> (clips, skipped); load_databases({name: root}) composes them in
-the order casme, casme2, casme2sq, samm, smic (SMIC's cameras come out as databases smic-hs,
+the order casme, casme2, casme2sq, samm, smic, casme3 (SMIC's cameras come out as databases smic-hs,
 smic-vis, smic-nir). read_sheet(...) is the sheet-only half (no frames).
 The user's copy is only read, never written.
 """
 from preprocessing.clips import DATABASES
-from preprocessing.loaders import casme, casme2, casme2sq, samm, smic
+from preprocessing.loaders import casme, casme2, casme2sq, casme3, samm, smic
 
-MODULES = {"casme": casme, "casme2": casme2, "casme2sq": casme2sq, "samm": samm, "smic": smic}
+MODULES = {"casme": casme, "casme2": casme2, "casme2sq": casme2sq, "samm": samm, "smic": smic,
+           "casme3": casme3}
 FRAME_OPTIONS = {"tree"}  # options that only choose frames; the sheet-only half ignores them
 
 
