@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from psn.config import DATABASES
+from preprocessing.clips import DATABASES
 from psn.experiments import EXPERIMENTS, FIG10_LEVELS, FIG7_MODELS, stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,13 +63,34 @@ def parse_args(argv):
     ap.add_argument("--loso", action="store_true", help="leave-one-subject-out folds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, help="preprocessing processes (default: all cores)")
-    ap.add_argument("--subjects", type=int, default=12, help="synthetic database: subjects")
+    ap.add_argument("--protocol", default="paper", metavar="NAME",
+                    help="evaluation protocol (preprocessing/data/protocols): paper (default), "
+                         "megc2019 (SMIC-HS + CASME II + SAMM, 3 classes, leave one subject out; "
+                         "without databases: synthetic trees in those three formats) or casme3")
+    ap.add_argument("--subjects", type=int,
+                    help="synthetic database: subjects (default 12; 4 per database with "
+                         "--protocol megc2019)")
     ap.add_argument("--clips-per-subject", type=int, default=10,
                     help="synthetic database: clips per subject")
-    ap.add_argument("--synthetic", default="casme2", metavar="FORMATS",
+    ap.add_argument("--synthetic", metavar="FORMATS",
                     help="synthetic databases to make, by on-disk format: casme2 (default), or "
-                         "casme2,casme for a two-database run (other identities in each)")
+                         "casme2,casme for a two-database run (other identities in each); with "
+                         "--protocol megc2019: casme2,samm,smic")
     args = ap.parse_args(argv)
+    from preprocessing import protocols
+    from preprocessing.errors import InputError
+    try:
+        args.evaluation = protocols.load_protocol(args.protocol)
+    except InputError as e:
+        ap.error(str(e))
+    megc = args.evaluation.name == "megc2019"
+    if args.synthetic is None:
+        args.synthetic = "casme2,samm,smic" if megc else "casme2"
+    if args.subjects is None:
+        args.subjects = 4 if megc else 12
+    if args.evaluation.name != protocols.DEFAULT and (args.experiment or args.ablation):
+        ap.error("--experiment and --ablation are the paper's tables and figures: they run "
+                 "under --protocol paper")
     try:
         args.levels = tuple(float(v) for v in args.levels.split(",") if v.strip())
     except ValueError:
@@ -155,7 +176,9 @@ def main(argv=None):
     width = args.width if args.width is not None else (0.125 if synthetic else 1.0)
     models = FIG7_MODELS if args.ablation else [m.strip() for m in args.models.split(",")
                                                   if m.strip()]
-    data = os.path.join(out, "data")
+    # Another protocol labels the clips otherwise: its own data, run and report folders.
+    suffix = "" if args.evaluation.name == "paper" else "_" + args.evaluation.name
+    data = os.path.join(out, "data" + suffix)
     if args.experiment:
         try:
             overrides = parse_overrides(args.net)
@@ -166,7 +189,7 @@ def main(argv=None):
         overrides = parse_overrides(args.net)
         # Every run's settings are checked before the first stage starts.
         configs = [(m, RunConfig(
-            data=data, out=os.path.join(out, "runs", "%s_w%g_%s" % (m, width, schedule)),
+            data=data, out=os.path.join(out, "runs", "%s_w%g_%s%s" % (m, width, schedule, suffix)),
             model=m, schedule=schedule, width=width, net_overrides=overrides, seed=args.seed,
             gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else (),
             jobs=args.jobs or min(4, os.cpu_count() or 1))) for m in models]
@@ -176,7 +199,8 @@ def main(argv=None):
         else:
             stage("1/4 databases: " + ", ".join("%s=%s" % kv for kv in roots.items()))
         stage("2/4 preprocessing -> %s" % data)
-        preprocess(roots, data, loso=args.loso, seed=args.seed, workers=args.workers)
+        preprocess(roots, data, loso=args.loso, seed=args.seed, workers=args.workers,
+                   protocol=args.protocol)
     except KeyboardInterrupt:
         print("\ninterrupted: finished clips are cached; run the same command again to resume",
               file=sys.stderr)
@@ -197,8 +221,20 @@ def main(argv=None):
         print("run_psn: no predictions to report", file=sys.stderr)
         return 1
 
-    report_dir = os.path.join(out, "report")
+    report_dir = os.path.join(out, "report" + suffix)
     stage("4/4 report -> %s" % report_dir)
+    if args.evaluation.name == "megc2019":
+        try:
+            report.make_megc_report([os.path.join(r, "predictions.csv") for _, r in runs],
+                                    report_dir, names=[m for m, _ in runs])
+        except (report.PredictionsError, report.ReportError, OSError) as e:
+            return fail("run_psn: error: ", e)
+        md = os.path.join(report_dir, "megc2019.md" if len(runs) == 1 else
+                          os.path.join(runs[0][0], "megc2019.md"))
+        with open(md) as f:
+            print(f.read())
+        print("\nreport: %s  (%.1f min in all)" % (md, (time.time() - t0) / 60))
+        return 0
     try:
         report.make_report([os.path.join(r, "predictions.csv") for _, r in runs], report_dir,
                            names=[m for m, _ in runs], logs=["%s=%s" % (m, r) for m, r in runs])

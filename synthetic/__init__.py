@@ -24,6 +24,13 @@ half of the subjects as Section A, the rest as Section B,
 with CASME-style filenames (EP02_01f -> EP02_1). Together with a CASME II-format database of
 other subjects this gives a two-database run of the whole pipeline.
 
+Format "samm": SAMM_Micro_FACS_Codes_v2.xlsx (SAMM's 12-line preamble, then its header; the
+emotion in SAMM's words, 'repression' written as Contempt, which SAMM has and CASME II's
+repression is closest to) and SAMM/006/006_3_4/006_00046.jpg grayscale frames. Format "smic":
+no sheet, SMIC_all_raw/HS/s3/micro/negative/s3_ne_0304/image000023.bmp, 8-bit grayscale BMP,
+every second frame (SMIC-HS's 100 fps), and no clips of class others (SMIC has none). With
+CASME II these make MEGC 2019's three databases (tools/run_psn.sh --protocol megc2019).
+
 The AU codes are written like the real sheet (`4+7`, `R12`, `1+R2+25`; pure numbers as int
 cells) and chosen so every class of docs/design.md §1 occurs through the exact-match rule of the
 paper's Table 2; what is drawn is what the sheet says (each AU has its own local movement).

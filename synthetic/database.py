@@ -18,18 +18,39 @@ from synthetic.clips import (detectable, encode_jpeg, jpeg_roundtrip, NoiseBank,
 from synthetic.constants import FPS, GENERATOR_VERSION, HEIGHT, STAMP_NAME, WIDTH
 from synthetic.faces import draw_face
 from synthetic.formats import (casme_sheets, clip_dir, FORMATS, frame_name, FRAMES_DIR,
-                               sheet_bytes, SHEET_NAME)
+                               samm_sheet, sheet_bytes, SHEET_NAME, SMIC_DIR, writes)
+
+def _encode(frame, quality, fmt):
+    """The frame as the format's owners store it: JPEG (CASME, CASME II), grayscale JPEG
+    (SAMM), 8-bit grayscale BMP (SMIC, whose uncompressed frames would otherwise take 0.9 MB
+    each)."""
+    if fmt in ("samm", "smic"):
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if fmt == "smic":
+        ok, buf = cv2.imencode(".bmp", frame)
+        if not ok:
+            raise RuntimeError("OpenCV could not encode a BMP")
+        return buf
+    return encode_jpeg(frame, quality)
+
 
 def _write_clip(root, face, plan, noise, quality, fmt="casme2", n_subjects=None):
+    if not writes(plan, fmt):
+        return 0, 0
     d = clip_dir(root, plan, fmt, n_subjects)
     os.makedirs(d, exist_ok=True)
-    nbytes = 0
+    nbytes = frames = 0
     for number, frame in render_frames(face, plan, noise, quality):
-        buf = encode_jpeg(frame, quality)
+        if fmt == "smic":
+            if number % 2:          # SMIC-HS: 100 fps, every second frame of 200
+                continue
+            number //= 2
+        buf = _encode(frame, quality, fmt)
         with open(os.path.join(d, frame_name(plan, number, fmt, n_subjects)), "wb") as f:
             f.write(buf.tobytes())
         nbytes += buf.size
-    return plan.offset - plan.onset + 1, nbytes
+        frames += 1
+    return frames, nbytes
 
 
 
@@ -125,8 +146,9 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
     workers = workers or min(4, os.cpu_count() or 1)
     bar = None
     try:
-        sheets = (casme_sheets(plans, n_subjects) if fmt == "casme"
-                  else {SHEET_NAME: sheet_bytes(plans)})
+        sheets = {"casme": lambda: casme_sheets(plans, n_subjects),
+                  "samm": lambda: samm_sheet(plans),
+                  "smic": dict}.get(fmt, lambda: {SHEET_NAME: sheet_bytes(plans)})()
         for name, data in sheets.items():
             os.makedirs(os.path.dirname(os.path.join(tmp, name)), exist_ok=True)
             with open(os.path.join(tmp, name), "wb") as f:
@@ -152,10 +174,13 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
         finally:
             # On an error or Ctrl-C: no new clips, and none still writing when tmp is removed.
             pool.shutdown(wait=True, cancel_futures=True)
-        counts = np.bincount([p.label for p in plans], minlength=4)
-        summary = {"subjects": len(subjects), "clips": len(plans), "frames": frames,
-                   "jpeg_bytes": nbytes, "format": fmt, "sheet": sorted(sheets)[0],
-                   "frames_dir": FRAMES_DIR if fmt == "casme2" else "CASME_A, CASME_B",
+        written = [p for p in plans if writes(p, fmt)]
+        counts = np.bincount([p.label for p in written], minlength=4)
+        summary = {"subjects": len(subjects), "clips": len(written), "frames": frames,
+                   "jpeg_bytes": nbytes, "format": fmt,
+                   "sheet": sorted(sheets)[0] if sheets else None,
+                   "frames_dir": {"casme2": FRAMES_DIR, "casme": "CASME_A, CASME_B",
+                                  "samm": "SAMM", "smic": SMIC_DIR}[fmt],
                    "class_counts": {CLASSES[k]: int(counts[k]) for k in range(4)}}
         with open(os.path.join(tmp, STAMP_NAME), "w") as f:
             json.dump({"params": params, "summary": summary}, f, indent=1)

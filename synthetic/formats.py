@@ -1,5 +1,6 @@
 """The owners' on-disk formats the synthetic database is written in: CASME II's sheet and
-frame tree, and CASME's two section sheets and folders."""
+frame tree, CASME's two section sheets and folders, SAMM's sheet (preamble, header) and
+grayscale frame tree, and SMIC-HS's sheet-less tree (the label is the emotion folder)."""
 import io
 import os
 import re
@@ -8,13 +9,31 @@ import zipfile
 
 SHEET_NAME = "CASME2-coding-20140508.xlsx"
 FRAMES_DIR = "CASME2_RAW_selected"
-FORMATS = ("casme2", "casme")
+FORMATS = ("casme2", "casme", "samm", "smic")
 # The owners' sheet headers (the tests' fake databases take them from here too).
 CASME_HEADER = ("Subject", "Filename", None, "OnsetF", "ApexF1", "ApexF2", "OffsetF", None,
                 "Onset", "Total", "AU", "Emotion")
 CASME_FPS = 60   # for the sheet's millisecond columns, as the owners computed them
 HEADER = ("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
           "Action Units", "Estimated Emotion")
+SAMM_SHEET = "SAMM_Micro_FACS_Codes_v2.xlsx"
+SAMM_PREAMBLE = [
+    ("SAMM Micro-Movement Database: FACS codes",), (None,), ("Version 2",),
+    ("Coded by certified FACS coders",), (None,), ("Inducement codes: see the SAMM paper",),
+    ("Frames are numbered from the start of each recording",), (None,),
+    ("Action Units follow FACS 2002 notation (L/R/A/T/B, intensity A-E)",), (None,),
+    ("Contact: the SAMM team",), (None,),
+]
+SAMM_HEADER = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame",
+               "Duration", "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes")
+# The synthetic clips' CASME II emotions in SAMM's vocabulary (SAMM has no 'repression').
+SAMM_EMOTIONS = {"happiness": "Happiness", "disgust": "Disgust", "repression": "Contempt",
+                 "sadness": "Sadness", "surprise": "Surprise", "others": "Other"}
+# SMIC: the emotion folder per class (0 positive, 1 negative, 2 surprise; SMIC has no others)
+# and the clip-name abbreviation; SMIC-HS films at 100 fps, so every second frame of the
+# 200 fps synthetic clip is written, numbered at 100 fps.
+SMIC_WORDS = {0: ("positive", "po"), 1: ("negative", "ne"), 2: ("surprise", "sur")}
+SMIC_DIR = os.path.join("SMIC_all_raw", "HS")
 
 
 # --------------------------------------------------------------------------- writing
@@ -86,7 +105,22 @@ def casme_section(plan, n_subjects):
     return "A" if plan.subject <= (n_subjects + 1) // 2 else "B"
 
 
+def writes(plan, fmt):
+    """Whether a format holds this clip (SMIC has no 'others' class)."""
+    return fmt != "smic" or plan.label in SMIC_WORDS
+
+
+def smic_clip_name(plan):
+    """s3_ne_01-style: subject, the class's abbreviation, the clip's number in its subject."""
+    return "s%d_%s_%s" % (plan.subject, SMIC_WORDS[plan.label][1], plan.filename[2:4] + plan.filename[5:7])
+
+
 def clip_dir(root, plan, fmt="casme2", n_subjects=None):
+    if fmt == "samm":
+        return os.path.join(root, "SAMM", "%03d" % plan.subject, samm_clip_name(plan))
+    if fmt == "smic":
+        return os.path.join(root, SMIC_DIR, "s%d" % plan.subject, "micro",
+                            SMIC_WORDS[plan.label][0], smic_clip_name(plan))
     if fmt == "casme":
         sec = casme_section(plan, n_subjects)
         return os.path.join(root, f"CASME_{sec}", f"Section {sec}", "sub%02d" % plan.subject,
@@ -94,7 +128,16 @@ def clip_dir(root, plan, fmt="casme2", n_subjects=None):
     return os.path.join(root, FRAMES_DIR, "sub%02d" % plan.subject, plan.filename)
 
 
+def samm_clip_name(plan):
+    """006_1_2-style: subject, then the EPxx_yy numbers."""
+    return "%03d_%d_%d" % (plan.subject, int(plan.filename[2:4]), int(plan.filename[5:7]))
+
+
 def frame_name(plan, number, fmt="casme2", n_subjects=None):
+    if fmt == "samm":
+        return "%03d_%05d.jpg" % (plan.subject, number)
+    if fmt == "smic":
+        return "image%06d.bmp" % number
     if fmt == "casme":
         name = casme_filename(plan.filename)
         if casme_section(plan, n_subjects) == "A":
@@ -119,3 +162,13 @@ def casme_sheets(plans, n_subjects):
                          p.offset, None, ms, total, p.au_cell, p.emotion))
         out[os.path.join(f"CASME_{sec}", f"Section {sec}", f"Section {sec}.xls")] = xls_bytes(rows)
     return out
+
+
+def samm_sheet(plans):
+    """{SAMM's sheet name: .xlsx bytes}: the preamble, the header, a row per clip."""
+    rows = list(SAMM_PREAMBLE) + [SAMM_HEADER]
+    for p in plans:
+        rows.append((p.subject, samm_clip_name(p), "1_%d" % int(p.filename[5:7]), p.onset, p.apex,
+                     p.offset, p.offset - p.onset + 1, "Micro - 1/2", p.au_cell,
+                     SAMM_EMOTIONS[p.emotion], None, None))
+    return {SAMM_SHEET: xlsx_bytes([("FACS_Codes", rows)])}

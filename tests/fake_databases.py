@@ -13,6 +13,7 @@ import numpy as np
 
 # The owners' sheet headers, defined once beside the synthetic database that writes them too.
 from synthetic.formats import CASME_HEADER, HEADER as CASME2_HEADER, xls_bytes, xlsx_bytes
+from synthetic.formats import SAMM_HEADER, SAMM_PREAMBLE, SAMM_SHEET
 
 SIZE = (64, 48)  # width, height
 
@@ -92,16 +93,6 @@ def make_casme2(base, rows=None, tree="raw", sheet=CASME2_SHEET):
 
 
 # ---------------------------------------------------------------- SAMM
-SAMM_SHEET = "SAMM_Micro_FACS_Codes_v2.xlsx"
-SAMM_PREAMBLE = [
-    ("SAMM Micro-Movement Database: FACS codes",), (None,), ("Version 2",),
-    ("Coded by certified FACS coders",), (None,), ("Inducement codes: see the SAMM paper",),
-    ("Frames are numbered from the start of each recording",), (None,),
-    ("Action Units follow FACS 2002 notation (L/R/A/T/B, intensity A-E)",), (None,),
-    ("Contact: the SAMM team",), (None,),
-]
-SAMM_HEADER = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame",
-               "Duration", "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes")
 # Subject | Filename | onset | apex | offset | AUs | emotion
 SAMM_ROWS = [
     (6, "006_1_2", 5562, 5570, 5580, "4+7", "Anger"),

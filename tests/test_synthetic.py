@@ -238,13 +238,63 @@ def test_casme_format_is_read_by_the_casme_loader(tmp_path):
         else:
             assert first == f"{S.casme_filename(p.filename)}-{p.onset:03d}.jpg"
     with pytest.raises(ValueError, match="format"):
-        S.generate(str(tmp_path / "x"), fmt="smic", **SMALL)
+        S.generate(str(tmp_path / "x"), fmt="smic2", **SMALL)
+
+
+def test_samm_and_smic_formats_are_read_by_their_loaders(tmp_path):
+    """--format samm: SAMM's sheet (preamble, header) and grayscale 3-digit subject folders;
+    --format smic: SMIC-HS's tree without a sheet, 8-bit BMP frames at 100 fps, no 'others'.
+    Each loader finds every planned clip, and MEGC 2019's mapping gives the planned class."""
+    from preprocessing import protocols
+    from preprocessing.loaders import load_database
+    megc = protocols.load_protocol("megc2019")
+    plans = S.plan_database(**SMALL)
+    paper_to_megc = {0: "positive", 1: "negative", 2: "surprise"}
+    for fmt, db in (("samm", "samm"), ("smic", "smic-hs")):
+        root = str(tmp_path / fmt)
+        s = S.generate(root, fmt=fmt, **SMALL)
+        clips, skipped = load_database(fmt, root)
+        assert skipped == []
+        want = [p for p in plans if fmt == "samm" or p.label != 3]
+        assert s["clips"] == len(clips) == len(want)
+        kept, dropped = protocols.apply(megc, clips)
+        # SAMM is labelled by its emotion column (a 'repression' clip of class others is
+        # Contempt there, so negative); SMIC by its folder, the planned class.
+        expect = {}
+        for p in want:
+            if fmt == "samm":
+                cls = megc.emotions["samm"][S.formats.SAMM_EMOTIONS[p.emotion].lower()]
+                name = S.formats.samm_clip_name(p)
+            else:
+                cls, name = paper_to_megc[p.label], S.formats.smic_clip_name(p)
+            if cls is not None:
+                expect[name] = cls
+        assert {c.clip: megc.classes[c.label] for c in kept} == expect
+        assert len(dropped) == len(want) - len(expect)
+        by_clip = {c.clip: c for c in kept}
+        for p in want:
+            name = S.formats.samm_clip_name(p) if fmt == "samm" else S.formats.smic_clip_name(p)
+            if name not in by_clip:
+                continue
+            c = by_clip[name]
+            assert c.database == db
+            img = cv2.imread(c.frames[0], cv2.IMREAD_UNCHANGED)
+            assert img.shape == (480, 640)            # grayscale, full size
+            if fmt == "smic":
+                assert c.frames[0].endswith(".bmp") and c.onset == (p.onset + 1) // 2
+            else:
+                assert (c.onset, c.offset) == (p.onset, p.offset)
 
 
 def test_run_psn_synthetic_formats_option():
     from psn.main import parse_args
     assert parse_args([]).synthetic == ["casme2"]
     assert parse_args(["--synthetic", "casme2,casme"]).synthetic == ["casme2", "casme"]
-    for bad in ("smic", "casme,casme", ""):
+    megc = parse_args(["--protocol", "megc2019"])
+    assert (megc.synthetic, megc.subjects) == (["casme2", "samm", "smic"], 4)
+    for bad in ("smic2", "casme,casme", ""):
         with pytest.raises(SystemExit):
             parse_args(["--synthetic", bad])
+    for bad in (["--protocol", "megc2020"], ["--protocol", "megc2019", "--ablation"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)

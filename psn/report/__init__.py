@@ -36,7 +36,7 @@ from psn.report.logs import log_map, logs_of, run_curves
 from psn.report.markdown import markdown
 from psn.report.run import run_metrics, write_run
 
-__all__ = ["make_report", "main", "ReportError", "PredictionsError", "read_predictions"]
+__all__ = ["make_report", "make_megc_report", "main", "ReportError", "PredictionsError", "read_predictions"]
 
 
 def _default_names(paths):
