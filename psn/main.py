@@ -225,8 +225,12 @@ def main(argv=None):
     stage("4/4 report -> %s" % report_dir)
     if args.evaluation.name == "megc2019":
         try:
-            report.make_megc_report([os.path.join(r, "predictions.csv") for _, r in runs],
-                                    report_dir, names=[m for m, _ in runs])
+            report.make_megc_report(
+                [os.path.join(r, "predictions.csv") for _, r in runs], report_dir,
+                names=[m for m, _ in runs],
+                note=("**Synthetic data** (CASME II, SAMM and SMIC-HS trees drawn by synthetic/): "
+                      "our row shows the pipeline works, it is not comparable with the published "
+                      "rows." if synthetic else ""))
         except (report.PredictionsError, report.ReportError, OSError) as e:
             return fail("run_psn: error: ", e)
         md = os.path.join(report_dir, "megc2019.md" if len(runs) == 1 else

@@ -150,7 +150,7 @@ def by_database(labels, preds, databases, n_classes=N_CLASSES):
     if not (len(y) == len(p) == len(d)):
         raise ValueError("labels, preds and databases differ in length")
     out = {"composite": scores(y, p, n_classes)}
-    for db in dict.fromkeys(d):
+    for db in dict.fromkeys(d.tolist()):
         out[db] = scores(y[d == db], p[d == db], n_classes)
     return out
 

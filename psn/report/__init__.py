@@ -146,7 +146,7 @@ def main(argv=None):
     return 0
 
 
-def make_megc_report(pred_paths, out_dir, names=None):
+def make_megc_report(pred_paths, out_dir, names=None, note=""):
     """MEGC 2019's table and chart per run (OUT/megc2019.* for one run, OUT/<name>/ for
     several); returns {name: scores}."""
     from preprocessing.protocols import load_protocol
@@ -157,7 +157,7 @@ def make_megc_report(pred_paths, out_dir, names=None):
     out = {}
     for name, p in zip(names, preds):
         target = out_dir if len(preds) == 1 else os.path.join(out_dir, name)
-        out[name] = write_megc(p.label, p.pred, p.database, target, name, n_classes)
+        out[name] = write_megc(p.label, p.pred, p.database, target, name, n_classes, note)
     return out
 
 

@@ -40,8 +40,9 @@ def table_rows(ours, name="PSN", baselines=None):
     return rows
 
 
-def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3):
-    """megc2019.md / .csv / .png in out_dir; returns our scores."""
+def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3, note=""):
+    """megc2019.md / .csv / .png in out_dir (note: a line said above the table, e.g. that the
+    data are synthetic); returns our scores."""
     ours = megc_scores(labels, preds, databases, n_classes)
     baselines = load_baselines()
     header = ["method"] + ["%s %s" % (PART_TITLES[p], k) for p in PARTS for k in ("UF1", "UAR")] \
@@ -51,7 +52,8 @@ def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3):
     order = [p for p in PARTS if p in ours] + [p for p in ours if p not in PARTS]
     counts = ", ".join("%s %d" % (PART_TITLES.get(p, p), ours[p]["n"]) for p in order)
     write_atomic(os.path.join(out_dir, "megc2019.md"),
-                 "# MEGC 2019 composite: UF1 and UAR\n\n" + baselines["note"] + "\n\nClips: "
+                 "# MEGC 2019 composite: UF1 and UAR\n\n" + (note + "\n\n" if note else "")
+                 + baselines["note"] + "\n\nClips: "
                  + counts + ". n/a: not published.\n\n" + md_table(header, rows)
                  + "\n![UF1 and UAR](megc2019.png)\n")
     write_atomic(os.path.join(out_dir, "megc2019.csv"),
