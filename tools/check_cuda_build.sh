@@ -102,7 +102,9 @@ MAKEFILE_CONFIG=$(CUDA=1 CUDNN=1 CUDA_ARCH=$CHECK_CUDA_ARCH EXTRA_INCLUDE_DIRS="
 
 # The tree (and its objects) is keyed by what the objects depend on; the report
 # also by the layers and by this script (which decides what goes in it).
-hash_files() { find "$@" -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16; }
+# Paths inside the checkout are hashed relative to it, so every clone has the same key (with
+# absolute paths each clone evicted the others' tree and recompiled everything).
+hash_files() { (cd "$ROOT" && find "${@#"$ROOT"/}" -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
 KEY_INPUTS=$(cat <<EOF
 source=$SRC_ID
 patches=$(hash_files "$ROOT/tools/caffe_patches" -name '*.patch')
