@@ -588,7 +588,7 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     loader_options = {**evaluation.loader_options(), **(loader_options or {})}
     clips, skipped = _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log,
                                  evaluation)
-    write_protocol(out, evaluation)
+    protocols.write_protocol(out, evaluation)
     runner = _Runner(workers)
     try:
         cache_files, results, t_clips = _clips_stage(clips, skipped, out, options, runner,
@@ -761,28 +761,6 @@ def _contact_sheet_stage(out, rows, cache_files, classes):
         raw, sparse = load_clip_arrays(cache_files[int(r["index"])])
         items.append((item_title(r, classes), raw, sparse))
     write_contact_sheet(os.path.join(out, "contact_sheet.png"), items)
-
-
-PROTOCOL_FILE = "protocol.json"
-
-
-def write_protocol(out, evaluation):
-    """OUT/protocol.json: the evaluation protocol the labels follow (run_folds sizes the nets'
-    outputs by its classes; the report names them)."""
-    write_atomic(os.path.join(out, PROTOCOL_FILE), json.dumps(
-        {"name": evaluation.name, "classes": list(evaluation.classes),
-         "folds": evaluation.folds, "file": evaluation.path}, indent=1) + "\n")
-
-
-def read_protocol(data_dir):
-    """The protocol a preprocessing folder was labelled under: {'name', 'classes', ...}; the
-    paper's for a folder written before protocols existed."""
-    try:
-        with open(os.path.join(data_dir, PROTOCOL_FILE)) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        paper = protocols.load_protocol()
-        return {"name": paper.name, "classes": list(paper.classes), "folds": paper.folds}
 
 
 def write_fig3(out, names, png=None):

@@ -7,6 +7,8 @@ preprocessing/data/protocols/<name>.json:
     megc2019   MEGC 2019's composite: SMIC-HS, CASME II, SAMM; 3 classes from each sheet's
                emotion column (the mapping is in the file; an emotion mapped to null leaves the
                clip out); two named CASME II clips excluded; leave one subject out.
+    casme3     CAS(ME)^3 part A; the paper's 4 classes from its emotion column; leave one
+               subject out.
 
 A protocol relabels the loaders' entries (their `label` becomes an index into the protocol's
 classes) and records every clip it leaves out, with the reason, as skipped.
@@ -15,15 +17,17 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 
+from preprocessing.atomic import write_atomic
 from preprocessing.clips import Skipped
 from preprocessing.errors import InputError
+from preprocessing.loaders import smic
 
 PROTOCOL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "protocols")
 DEFAULT = "paper"
 LABEL_BY = ("au_rule", "emotion")
 FOLDS = ("stratified", "loso")
-# Databases without AU coding: the AU rule cannot label them.
-NO_AUS = ("smic-hs", "smic-vis", "smic-nir")
+# Databases without AU coding (SMIC's cameras): the AU rule cannot label them.
+NO_AUS = tuple(smic.part_name(p) for p in smic.PARTS)
 
 
 @dataclass(frozen=True)
@@ -160,3 +164,26 @@ def apply(protocol, entries, skipped=()):
             e = replace(e, label=protocol.classes.index(mapping[word]))
         out.append(e)
     return out, skipped
+
+
+# ---------------------------------------------------------------- a preprocessing folder's record
+PROTOCOL_FILE = "protocol.json"
+
+
+def write_protocol(out, protocol):
+    """OUT/protocol.json: the protocol a preprocessing folder's labels follow (run_folds gives
+    the nets one output per class of it)."""
+    write_atomic(os.path.join(out, PROTOCOL_FILE), json.dumps(
+        {"name": protocol.name, "classes": list(protocol.classes),
+         "folds": protocol.folds, "file": protocol.path}, indent=1) + "\n")
+
+
+def read_protocol(data_dir):
+    """The protocol a preprocessing folder was labelled under: {'name', 'classes', ...}; the
+    paper's for a folder written before protocols existed."""
+    try:
+        with open(os.path.join(data_dir, PROTOCOL_FILE)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        paper = load_protocol()
+        return {"name": paper.name, "classes": list(paper.classes), "folds": paper.folds}

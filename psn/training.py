@@ -199,7 +199,7 @@ def use_python_tpu(net):
 def net_overrides_for_data(cfg):
     """cfg.net_overrides, plus the class count of the data's protocol where it is not the
     paper's 4 (MEGC 2019: 3), so that fc_cls has one output per class of the labels."""
-    from preprocessing.pipeline import read_protocol
+    from preprocessing.protocols import read_protocol
     from psn import nets
     overrides = dict(cfg.net_overrides or {})
     n = len(read_protocol(cfg.data)["classes"])
