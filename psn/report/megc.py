@@ -7,6 +7,7 @@ import os
 
 from preprocessing.atomic import write_atomic
 from psn import metrics, plots
+from psn.report.files import write_csv
 from psn.report.markdown import f4, md_table
 
 BASELINES_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -27,17 +28,21 @@ def megc_scores(labels, preds, databases, n_classes=3):
             for part, s in metrics.by_database(labels, preds, databases, n_classes).items()}
 
 
-def table_rows(ours, name="PSN", baselines=None):
-    """[[method, UF1, UAR per part ..., source]]: the baselines in the file's order, ours last."""
+def methods(ours, name="PSN", baselines=None):
+    """The baselines in the file's order, then ours: dicts with name, source and a
+    {'uf1', 'uar'} per part (absent where not published)."""
     baselines = load_baselines() if baselines is None else baselines
-    rows = []
-    for m in baselines["methods"] + [dict(ours, name=name, source="this run")]:
-        row = [m["name"]]
-        for part in PARTS:
-            v = m.get(part) or {}
-            row += [f4(v.get("uf1")), f4(v.get("uar"))]
-        rows.append(row + [m["source"]])
-    return rows
+    return baselines["methods"] + [dict(ours, name=name, source="this run")]
+
+
+def _values(m):
+    return [(m.get(part) or {}).get(k) for part in PARTS for k in ("uf1", "uar")]
+
+
+def table_rows(ours, name="PSN", baselines=None):
+    """[[method, UF1, UAR per part ..., source]] as the Markdown table prints them."""
+    return [[m["name"]] + [f4(v) for v in _values(m)] + [m["source"]]
+            for m in methods(ours, name, baselines)]
 
 
 def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3, note=""):
@@ -47,25 +52,19 @@ def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3, note=
     baselines = load_baselines()
     header = ["method"] + ["%s %s" % (PART_TITLES[p], k) for p in PARTS for k in ("UF1", "UAR")] \
         + ["source"]
-    rows = table_rows(ours, name, baselines)
+    rows = methods(ours, name, baselines)
     os.makedirs(out_dir, exist_ok=True)
     order = [p for p in PARTS if p in ours] + [p for p in ours if p not in PARTS]
     counts = ", ".join("%s %d" % (PART_TITLES.get(p, p), ours[p]["n"]) for p in order)
     write_atomic(os.path.join(out_dir, "megc2019.md"),
                  "# MEGC 2019 composite: UF1 and UAR\n\n" + (note + "\n\n" if note else "")
                  + baselines["note"] + "\n\nClips: "
-                 + counts + ". n/a: not published.\n\n" + md_table(header, rows)
+                 + counts + ". n/a: not published.\n\n"
+                 + md_table(header, table_rows(ours, name, baselines))
                  + "\n![UF1 and UAR](megc2019.png)\n")
-    write_atomic(os.path.join(out_dir, "megc2019.csv"),
-                 "\n".join(",".join('"%s"' % c if "," in str(c) else str(c) for c in r)
-                           for r in [header] + rows) + "\n")
-    plots.megc_bars([{"name": r[0], "uf1": _num(r[1]), "uar": _num(r[2])} for r in rows],
+    write_csv(os.path.join(out_dir, "megc2019.csv"), header,
+              [[m["name"]] + _values(m) + [m["source"]] for m in rows])
+    plots.megc_bars([{"name": m["name"], "uf1": m["composite"]["uf1"],
+                      "uar": m["composite"]["uar"]} for m in rows],
                     os.path.join(out_dir, "megc2019.png"))
     return ours
-
-
-def _num(text):
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
