@@ -79,7 +79,8 @@ def write_run(data_dir, out_dir, fold=1, model="psn"):
     """Write the portable run folder OUT for one fold of DATA (see the module doc)."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
-    from psn.config import RunConfig
+    from psn import nets
+    from psn.config import CROP, RunConfig, T
     from psn.training import count_clips, prepare_fold
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,14 +115,14 @@ def write_run(data_dir, out_dir, fold=1, model="psn"):
     write_atomic(os.path.join(out_dir, "solver.prototxt"), text_format.MessageToString(solver))
     write_atomic(os.path.join(out_dir, "streams.json"),
                  json.dumps(layer_streams(tv), indent=1) + "\n")
-    from psn.config import CROP, T
-    write_atomic(os.path.join(out_dir, "tpu.prototxt"),
-                 TPU_NET.format(T=T, N=cfg.batch, D=3 * CROP * CROP, H=512))
+    # PSN's TPU: T frames of N clips, each a 3-channel CROP x CROP frame, H hidden units.
+    tpu = dict(T=T, N=cfg.batch, D=3 * CROP * CROP, H=nets.MODELS[model].hidden)
+    write_atomic(os.path.join(out_dir, "tpu.prototxt"), TPU_NET.format(**tpu))
     write_atomic(os.path.join(out_dir, "run.json"), json.dumps(dict(
         model=model, width=1.0, schedule="paper", fold=fold, batch=cfg.batch,
         max_iter=solver.max_iter, test_iter=solver.test_iter[0],
         train_clips=count_clips(lists["train"]), test_clips=count_clips(lists["test"]),
-        tpu=dict(T=T, N=cfg.batch, D=3 * CROP * CROP, H=512)), indent=1) + "\n")
+        tpu=tpu), indent=1) + "\n")
     return out_dir
 
 
