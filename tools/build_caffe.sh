@@ -151,11 +151,7 @@ fetch_debian_source() {
   local dest=$1 work="$SRC_CACHE/apt"
   rm -rf "$work"; mkdir -p "$work/lists/partial" "$work/dl"
   local uri
-  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  if [ -z "$uri" ]; then
-    uri=$(awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' \
-          /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)
-  fi
+  uri=$(debian_mirror)
   [ -n "$uri" ] || die "no Debian mirror found in /etc/apt; set CAFFE_SRC to a Caffe checkout"
   # bullseye lives under /debian on the regular mirrors.
   uri=${uri%/}

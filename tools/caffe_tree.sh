@@ -1,6 +1,18 @@
 # Shared by tools/build_caffe.sh and tools/check_cuda_build.sh (sourced, not run): the one
 # Makefile.config template, and the steps that turn a pristine Caffe source into this
-# project's tree (patches, layers copied in-tree).
+# project's tree (patches, layers copied in-tree). Also the Debian mirror this machine uses,
+# which build_caffe.sh fetches Caffe's source package from and tools/check_image.sh and
+# tools/gpu_bundle.sh debootstrap their Debian 12 roots from.
+
+# debian_mirror: the mirror this machine's apt uses (deb822 .sources first, then one-line
+# .list files); empty when none is configured.
+debian_mirror() {
+  local uri
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' \
+                         /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)
+  echo "$uri"
+}
 
 # find_blas_include: the folder holding OpenBLAS' cblas.h (Debian's multiarch folder; Ubuntu
 # 16.04's OpenBLAS 0.2.18 keeps it in /usr/include/openblas).

@@ -26,6 +26,8 @@
 # stores every layer as a full copy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/caffe_tree.sh
+. "$ROOT/tools/caffe_tree.sh"   # debian_mirror
 die() { echo "check_image: $*" >&2; exit 2; }
 log() { echo "[check_image] $*" >&2; }
 
@@ -86,18 +88,11 @@ pull_base() {
   if [ "$ENGINE" = docker ]; then timeout 60 docker pull -q debian:12 >/dev/null 2>&1
   else timeout 60 "${BUILDAH[@]}" pull -q "$BASE_IMAGE" >/dev/null 2>&1; fi
 }
-# The mirror this machine's apt uses (deb822 .sources first, then one-line .list files).
-debian_mirror() {
-  local uri
-  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  [ -n "$uri" ] || uri=$(awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' \
-                         /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)
-  echo "${uri:-http://deb.debian.org/debian}"
-}
 debootstrap_base() {
   command -v debootstrap >/dev/null || die "no registry answered and debootstrap is missing: apt-get install debootstrap (it makes the debian:12 base from the Debian archive)"
   local mirror rootfs
   mirror=$(debian_mirror)
+  mirror=${mirror:-http://deb.debian.org/debian}
   rootfs=$(mktemp -d /var/tmp/psn-base.XXXXXX)
   log "making debian:12 with debootstrap (minbase, bookworm, $mirror)"
   debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null \

@@ -27,6 +27,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/caffe_tree.sh
+. "$ROOT/tools/caffe_tree.sh"   # debian_mirror
 CACHE=${PSN_CACHE:-$HOME/.cache/psn-caffe}
 OUT=$ROOT/build/psn-gpu-bundle.tar.xz
 VERIFY=0
@@ -120,10 +122,11 @@ if [ "$VERIFY" = 1 ]; then
   command -v debootstrap >/dev/null || die "--verify needs debootstrap: apt-get install debootstrap"
   BASE="$CACHE/debootstrap-bookworm"
   if [ ! -f "$BASE/.complete" ]; then
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-    log "making a clean Debian 12 root with debootstrap (minbase, ${mirror:-deb.debian.org})"
+    mirror=$(debian_mirror)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    log "making a clean Debian 12 root with debootstrap (minbase, $mirror)"
     rm -rf "$BASE"
-    debootstrap --variant=minbase bookworm "$BASE" "${mirror:-http://deb.debian.org/debian}" >/dev/null \
+    debootstrap --variant=minbase bookworm "$BASE" "$mirror" >/dev/null \
       || die "debootstrap failed ($BASE/debootstrap/debootstrap.log)"
     touch "$BASE/.complete"
   fi
