@@ -177,6 +177,20 @@ def test_missing_column_names_the_file(tmp_path):
         read_predictions(str(p))
 
 
+def test_the_papers_report_refuses_a_three_class_file(tmp_path):
+    """tools/report.py without --protocol reports the paper's 4 classes: MEGC's 3-class
+    predictions are refused, naming the option that reports them."""
+    p = tmp_path / "preds.csv"
+    p.write_text("database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2\n"
+                 "samm,samm/006,a,1,2,0,0.5,0.2,0.3\n")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "report.py"), str(p),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "preds.csv: prob_0..prob_2 give 3 classes, the paper's report has 4" in r.stderr
+    assert "--protocol megc2019" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_three_class_file_reads_as_three_classes(tmp_path):
     """MEGC 2019's predictions: prob_0..prob_2; a class index 3 is then no class."""
     p = tmp_path / "preds.csv"

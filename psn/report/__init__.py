@@ -67,6 +67,14 @@ def make_report(pred_paths, out_dir, names=None, logs=None):
     log_dirs = log_map(logs or [], names)
     # Every input is checked before anything is written.
     preds = [read_predictions(p) for p in pred_paths]
+    # The paper's tables name its 4 classes: a run of another protocol's classes is refused
+    # rather than reported under the wrong names.
+    for path, p in zip(pred_paths, preds):
+        if p.prob.shape[1] != metrics.N_CLASSES:
+            raise ReportError("%s: prob_0..prob_%d give %d classes, the paper's report has %d: "
+                              "a run under another protocol (tools/report.py --protocol megc2019 "
+                              "reports MEGC 2019's 3 classes)"
+                              % (path, p.prob.shape[1] - 1, p.prob.shape[1], metrics.N_CLASSES))
     log_files = {name: logs_of(d) for name, d in log_dirs.items()}
     os.makedirs(out_dir, exist_ok=True)
 
