@@ -94,10 +94,17 @@ def sheet_bytes(plans):
     return xlsx_bytes([("Sheet1", rows)])
 
 
+def ep_numbers(filename):
+    """CASME II-style 'EP02_01f' -> (2, 1): the episode and the clip's number in it, from which
+    the other formats' clip names are made."""
+    ep, k = filename.rstrip("f").split("_")
+    return int(ep[2:]), int(k)
+
+
 def casme_filename(filename):
     """CASME II-style 'EP02_01f' -> CASME-style 'EP02_1'."""
-    ep, k = filename.rstrip("f").split("_")
-    return f"{ep}_{int(k)}"
+    ep, k = ep_numbers(filename)
+    return f"EP{ep:02d}_{k}"
 
 
 def casme_section(plan, n_subjects):
@@ -111,8 +118,9 @@ def writes(plan, fmt):
 
 
 def smic_clip_name(plan):
-    """s3_ne_01-style: subject, the class's abbreviation, the clip's number in its subject."""
-    return "s%d_%s_%s" % (plan.subject, SMIC_WORDS[plan.label][1], plan.filename[2:4] + plan.filename[5:7])
+    """s3_ne_0201-style: subject, the class's abbreviation, then the EPxx_yy numbers as four
+    digits (unique in the subject; SMIC's own names number the clips with two)."""
+    return "s%d_%s_%02d%02d" % ((plan.subject, SMIC_WORDS[plan.label][1]) + ep_numbers(plan.filename))
 
 
 def clip_dir(root, plan, fmt="casme2", n_subjects=None):
@@ -130,7 +138,7 @@ def clip_dir(root, plan, fmt="casme2", n_subjects=None):
 
 def samm_clip_name(plan):
     """006_1_2-style: subject, then the EPxx_yy numbers."""
-    return "%03d_%d_%d" % (plan.subject, int(plan.filename[2:4]), int(plan.filename[5:7]))
+    return "%03d_%d_%d" % ((plan.subject,) + ep_numbers(plan.filename))
 
 
 def frame_name(plan, number, fmt="casme2", n_subjects=None):
@@ -168,7 +176,7 @@ def samm_sheet(plans):
     """{SAMM's sheet name: .xlsx bytes}: the preamble, the header, a row per clip."""
     rows = list(SAMM_PREAMBLE) + [SAMM_HEADER]
     for p in plans:
-        rows.append((p.subject, samm_clip_name(p), "1_%d" % int(p.filename[5:7]), p.onset, p.apex,
+        rows.append((p.subject, samm_clip_name(p), "1_%d" % ep_numbers(p.filename)[1], p.onset, p.apex,
                      p.offset, p.offset - p.onset + 1, "Micro - 1/2", p.au_cell,
                      SAMM_EMOTIONS[p.emotion], None, None))
     return {SAMM_SHEET: xlsx_bytes([("FACS_Codes", rows)])}
