@@ -46,17 +46,8 @@ def test_report_on_a_binary_file_is_one_line(tmp_path):
 
 def test_slurm_check_without_slurm_is_one_line(tmp_path):
     """tools/check_slurm.sh on a machine without Slurm: one line naming what to install."""
-    import shutil
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("bash", "id", "dirname", "python3"):
-        os.symlink(shutil.which(tool), str(bin_dir / tool))
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "tools", "check_slurm.sh")
-    res = subprocess.run([str(bin_dir / "bash"), script], capture_output=True, text=True,
-                         env={"PATH": str(bin_dir)})
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
+    rc, lines = _run_script("check_slurm.sh", _bin_with(tmp_path, ("bash", "id", "dirname", "python3")))
+    assert rc == 2
     if os.geteuid() == 0:
         assert lines == ["check_slurm: no slurmctld: install Slurm and munge first (Debian 12: "
                          "apt-get install slurmctld slurmd slurm-client munge)"]
