@@ -2,9 +2,11 @@
 # The GPU check, run on a GPU host from the bundle tools/gpu_bundle.sh packs (no build tree,
 # no apt, no network there):
 #
-#   bash gpu_check.sh BUNDLE [--out DIR] [--iters N] [--time-iters N]
+#   bash gpu_check.sh BUNDLE [--out DIR] [--iters N] [--time-iters N] [--engine caffe]
 #   bash gpu_check.sh --cpu BUNDLE [--out DIR]     the same without a GPU: libraries, CPU
 #                                                  gtests, CPU timings (gpu_bundle.sh --verify)
+#   --engine caffe: time and train PSN with Caffe's own layers on the GPU, not cuDNN's
+#                   (to tell a cuDNN problem from a Caffe one; --cpu always does this)
 #
 # BUNDLE: the unpacked folder or psn-gpu-bundle.tar.xz. Steps, each timed:
 #   1. the host: a GPU (nvidia-smi) whose driver supports the bundle's CUDA major version;
@@ -30,13 +32,16 @@ BUNDLE=""
 OUTDIR=$PWD/gpu_check_out
 ITERS=500
 TIME_ITERS=50
+ENGINE=cudnn
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) MODE=cpu ;;
     --out) OUTDIR=$2; shift ;;
     --iters) ITERS=$2; shift ;;
     --time-iters) TIME_ITERS=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --engine) ENGINE=$2; shift
+              case "$ENGINE" in caffe|cudnn) ;; *) die "--engine takes caffe or cudnn, not '$ENGINE'" ;; esac ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option '$1' (see --help)" ;;
     *) BUNDLE=$1 ;;
   esac
@@ -124,12 +129,15 @@ log "  ${GTEST_PASSED:-0} passed (${GTEST_GPU:-0} on the GPU) in ${GTEST_S} s"
 RUN="$OUTDIR/run"
 rm -rf "$RUN"; cp -a "$B/run" "$RUN"
 NET=train_val.prototxt
+# Caffe's own engines: always without a GPU (a cuDNN layer fails there, whatever the mode).
+[ "$MODE" = cpu ] && ENGINE=caffe
+[ "$ENGINE" = caffe ] && NET=train_val_cpu.prototxt
+sed -i -e "s/^net: .*/net: \"$NET\"/" "$RUN/solver.prototxt"
 if [ "$MODE" = cpu ]; then
-  # Caffe's own engines (a cuDNN layer fails without a GPU, whatever the mode).
-  TIME_ITERS=2; NET=train_val_cpu.prototxt
-  sed -i -e 's/^solver_mode: GPU/solver_mode: CPU/' -e "s/^net: .*/net: \"$NET\"/" "$RUN/solver.prototxt"
+  TIME_ITERS=2
+  sed -i -e 's/^solver_mode: GPU/solver_mode: CPU/' "$RUN/solver.prototxt"
 fi
-log "caffe time: PSN, full width, $TIME_ITERS iterations"
+log "caffe time: PSN, full width, $ENGINE engines, $TIME_ITERS iterations"
 t=$(date +%s)
 (cd "$RUN" && "$CAFFE" time -model "$NET" "${GPU_FLAG[@]}" -iterations "$TIME_ITERS") \
   > "$OUTDIR/time_psn.log" 2>&1 || { tail -n 20 "$OUTDIR/time_psn.log" >&2; die "caffe time failed ($OUTDIR/time_psn.log)"; }
@@ -216,7 +224,7 @@ num() { [ -n "$1" ] && echo "$1" || echo null; }
 str() { printf '"%s"' "$(printf %s "$1" | sed 's/"/\\"/g')"; }
 cat > "$OUTDIR/gpu_check.json.tmp" <<EOF
 {
-  "mode": "$MODE",
+  "mode": "$MODE", "engine": "$ENGINE",
   "gpu": $(str "$GPU_NAME"), "driver": $(str "$DRIVER"), "driver_cuda": $(str "$DRIVER_CUDA"),
   "bundle": {"caffe": $(str "$(info caffe)"), "project": $(str "$(info project)"), "packed": $(str "$(info packed)")},
   "gtest": {"passed": $(num "$GTEST_PASSED"), "gpu_cases": $(num "$GTEST_GPU"), "seconds": $GTEST_S},
@@ -235,7 +243,7 @@ EOF
 mv "$OUTDIR/gpu_check.json.tmp" "$OUTDIR/gpu_check.json"
 dev=${GPU_NAME:-CPU}
 cat > "$OUTDIR/gpu_check.md" <<EOF
-| measured on $dev (driver ${DRIVER:--}, CUDA ${DRIVER_CUDA:--}), bundle $(info project) | value |
+| measured on $dev (driver ${DRIVER:--}, CUDA ${DRIVER_CUDA:--}), bundle $(info project), $ENGINE engines | value |
 |---|---|
 | TPU gtests passed (of them on the GPU) | ${GTEST_PASSED:-0} (${GTEST_GPU:-0}) |
 | PSN full width, batch 5 x 16 frames: forward / backward / both, ms | ${PSN_FWD:--} / ${PSN_BWD:--} / ${PSN_FB:--} |
