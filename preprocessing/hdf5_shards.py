@@ -9,8 +9,10 @@ Datasets of a shard holding K clips (row k = one clip, or one augmented copy of 
     clip_index int32   (K,)                  row of the clip in manifest.csv
 HDF5Data converts every dataset to float when it loads a file, so uint8 raw arrives as
 0..255 floats and int32 columns as exact floats. Datasets are chunked one clip per chunk and
-gzip-compressed (level 1, with HDF5's byte shuffle): both filters are built into libhdf5, so
-Caffe reads them; E is mostly exact zeros and shrinks several times.
+stored plain by default: HDF5Data reads a whole shard on the training thread whenever it moves
+to the next file, and gunzipping it made 84 of the 102 ms of a training iteration on an H200
+(plain: 31 ms; measured with tools/gpu_check.sh). `compression="gzip"` (level 1, with HDF5's
+byte shuffle, both built into libhdf5, so Caffe reads them) saves about 40 % of the disk.
 
 A shard is written to a temporary file beside its final name and renamed into place, so a
 shard path never holds half a file. Its `key` attribute fingerprints what went in (clip
@@ -29,17 +31,28 @@ from preprocessing.atomic import atomic_path
 from preprocessing.augment import apply_variant
 from preprocessing.sampling import CROP, N_SAMPLED
 
-__all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "shard_key", "stored_key", "frame_columns",
+__all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "COMPRESSIONS", "DEFAULT_COMPRESSION",
+           "STORED_FRACTION", "shard_key", "stored_key", "frame_columns",
            "write_shard", "write_frame_shard", "read_shard", "load_clip_arrays"]
 
 LAYOUT_VERSION = 1
 DATASETS = ("raw", "sparse", "label", "cont", "clip_label", "clip_index")
-_COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+# name -> h5py filter keywords of the raw and sparse datasets
+COMPRESSIONS = {"none": {}, "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True}}
+DEFAULT_COMPRESSION = "none"
+# Stored bytes per written byte of raw + sparse (gzip: about 0.6-0.69 measured, with margin).
+STORED_FRACTION = {"none": 1.0, "gzip": 0.75}
 
 
-def shard_key(items, variants=(), group=None):
+def _filters(compression):
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"shard compression {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
+    return COMPRESSIONS[compression]
+
+
+def shard_key(items, variants=(), group=None, compression=DEFAULT_COMPRESSION):
     """Fingerprint of a shard: items = [(clip_index, label, digest of the clip's arrays)]."""
-    blob = json.dumps({"layout": LAYOUT_VERSION, "compression": _COMPRESSION, "group": group,
+    blob = json.dumps({"layout": LAYOUT_VERSION, "compression": _filters(compression), "group": group,
                        "variants": list(variants),
                        "clips": [[int(i), int(l), str(d)] for i, l, d in items]},
                       sort_keys=True).encode()
@@ -93,7 +106,7 @@ def _hash_row(h, raw, sparse):
     h.update(np.ascontiguousarray(sparse, dtype=np.float32).tobytes())
 
 
-def write_shard(path, items, variants=(), key="", group=None):
+def write_shard(path, items, variants=(), key="", group=None, compression=DEFAULT_COMPRESSION):
     """Write one shard from clips' cache files; returns the number of rows.
 
     items: [(clip_index, label, cache_path)] in shard order. With variants (augmentation
@@ -101,6 +114,7 @@ def write_shard(path, items, variants=(), key="", group=None):
     and never its original; without, one row per clip. Memory: one clip at a time.
     """
     variants = tuple(variants)
+    filters = _filters(compression)
     per_clip = len(variants) if variants else 1
     K = len(items) * per_clip
     if K == 0:
@@ -108,10 +122,9 @@ def write_shard(path, items, variants=(), key="", group=None):
     T = N_SAMPLED
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         raw = f.create_dataset("raw", (K, T, 3, CROP, CROP), np.uint8,
-                               chunks=(1, T, 3, CROP, CROP), track_times=False, **_COMPRESSION)
+                               chunks=(1, T, 3, CROP, CROP), track_times=False, **filters)
         sparse = f.create_dataset("sparse", (K, T, 1, CROP, CROP), np.float32,
-                                  chunks=(1, T, 1, CROP, CROP), track_times=False,
-                                  **_COMPRESSION)
+                                  chunks=(1, T, 1, CROP, CROP), track_times=False, **filters)
         clip_index = np.empty(K, np.int32)
         clip_label = np.empty(K, np.int32)
         content = hashlib.sha256()
@@ -146,8 +159,8 @@ def write_shard(path, items, variants=(), key="", group=None):
 
 def write_frame_shard(src, dst, frames):
     """dst: the shard src with one frame per row, frames[k] (0..15) of row k (T = 1: the
-    single-frame net of Fig. 10 reads it with the same HDF5Data tops). Kept as it is when its
-    key (src's key and the frames) matches; returns dst."""
+    single-frame net of Fig. 10 reads it with the same HDF5Data tops), stored as src is
+    (plain or gzip). Kept as it is when its key (src's key and the frames) matches; returns dst."""
     frames = np.asarray(frames, dtype=np.int64)
     with h5py.File(src, "r") as f:
         src_key = f.attrs.get("key")
@@ -161,12 +174,12 @@ def write_frame_shard(src, dst, frames):
                              .encode()).hexdigest()
         if stored_key(dst) == key:
             return dst
+        filters = _filters("gzip" if f["raw"].compression == "gzip" else "none")
         with atomic_path(dst) as tmp, h5py.File(tmp, "w") as g:
             raw = g.create_dataset("raw", (K, 1, 3, CROP, CROP), np.uint8,
-                                   chunks=(1, 1, 3, CROP, CROP), track_times=False, **_COMPRESSION)
+                                   chunks=(1, 1, 3, CROP, CROP), track_times=False, **filters)
             sparse = g.create_dataset("sparse", (K, 1, 1, CROP, CROP), np.float32,
-                                      chunks=(1, 1, 1, CROP, CROP), track_times=False,
-                                      **_COMPRESSION)
+                                      chunks=(1, 1, 1, CROP, CROP), track_times=False, **filters)
             content = hashlib.sha256()
             for k, t in enumerate(frames):
                 raw[k], sparse[k] = f["raw"][k, t:t + 1], f["sparse"][k, t:t + 1]

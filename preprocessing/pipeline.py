@@ -63,8 +63,9 @@ from preprocessing.errors import InputError
 from preprocessing.face import FACE_METHODS, NoFaceError, clip_face_box, crop_frame
 from preprocessing.rpca import DEFAULT_SPARSITY, RPCAError, rpca, rpca_for_sparsity
 from preprocessing.tim import clip_time_matrix, apply_time_matrix
-from preprocessing.hdf5_shards import (CROP, load_clip_arrays, shard_key, shard_problem,
-                                      stored_key, write_shard)
+from preprocessing.hdf5_shards import (CROP, DEFAULT_COMPRESSION, STORED_FRACTION,
+                                      load_clip_arrays, shard_key, shard_problem, stored_key,
+                                      write_shard)
 from preprocessing.sampling import N_FRAMES, N_SAMPLED, sample
 
 __all__ = ["PIPELINE_VERSION", "DEFAULT_SPARSITY", "Options", "rpca_choice", "ClipExcluded",
@@ -412,16 +413,15 @@ def _clip_task(task):
     return index, process_clip(clip, cache_file, opts)
 
 
-# Bytes of one shard row (16 raw RGB frames, 16 float32 E frames) as written: gzip keeps
-# about 0.69 of them on the demo data; 0.75 leaves some margin.
-SHARD_ROW_BYTES = int(N_SAMPLED * CROP * CROP * (3 + 4) * 0.75)
+# Bytes of one shard row (16 raw RGB frames, 16 float32 E frames) before compression.
+SHARD_ROW_BYTES = N_SAMPLED * CROP * CROP * (3 + 4)
 
 
 def _check_free_space(folder, shard_tasks):
     """Refuse (InputError) to start writing shards that cannot fit: a disk that fills up
     halfway costs the time of the shards already written."""
-    rows = sum(len(items) * (len(vs) or 1) for _, items, vs, _, _ in shard_tasks)
-    need = rows * SHARD_ROW_BYTES
+    need = sum(len(items) * (len(vs) or 1) * SHARD_ROW_BYTES * STORED_FRACTION[compression]
+               for _, items, vs, _, _, compression in shard_tasks)
     free = shutil.disk_usage(folder).free
     if need > free:
         raise InputError(f"{folder}: the {len(shard_tasks)} shard(s) to write need about "
@@ -431,8 +431,8 @@ def _check_free_space(folder, shard_tasks):
 
 
 def _shard_task(task):
-    path, items, variants, key, group = task
-    return path, write_shard(path, items, variants, key, group)
+    path, items, variants, key, group, compression = task
+    return path, write_shard(path, items, variants, key, group, compression)
 
 
 class _Runner:
@@ -504,8 +504,9 @@ def run(roots, out, *, log=print, **kw):
 
     roots: {database: folder}. Keywords: n_folds=10, loso=False, seed=0, options=Options(),
     augment (tuple of variant names; () = none; None = the defaults), workers, limit, rules,
-    loader_options, progress=True. Holds OUT's lock (preprocessing.folder_lock) throughout:
-    a second run into the same OUT, or into one that run_folds is reading, is refused.
+    loader_options, progress=True, protocol, shard_compression ("none" | "gzip"). Holds OUT's
+    lock (preprocessing.folder_lock) throughout: a second run into the same OUT, or into one
+    that run_folds is reading, is refused.
     Raises InputError for bad input (missing folder, malformed sheet, too few clips, OUT busy).
     """
     out = os.path.abspath(out)
@@ -571,7 +572,7 @@ def _variants_task(task):
 
 def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
          workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print,
-         protocol=None):
+         protocol=None, shard_compression=DEFAULT_COMPRESSION):
     """The pipeline's stages, in order (each a function below): load the sheets and frame
     folders, compute (or reuse) every clip, assign fold groups and write the manifest, write
     the shards, write the fold lists and folds.json, draw the contact sheet, summarise."""
@@ -598,9 +599,10 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
         plan = fold_plan([group_of[i] for i in included], [clips[i].label for i in included],
                          [clips[i].subject for i in included], protocol, seed, len(variants))
         shards = _shards_stage(out, plan, clips, included, group_of, results, cache_files,
-                               variants, runner, progress, log)
+                               variants, shard_compression, runner, progress, log)
     finally:
         runner.close()
+    plan["shard_compression"] = shard_compression
     _folds_stage(out, plan, shards, variants, options, roots)
     _contact_sheet_stage(out, rows, cache_files, evaluation.classes)
 
@@ -689,8 +691,8 @@ def _groups_stage(out, clips, results, n_folds, loso, seed):
     return included, group_of, rows
 
 
-def _shards_stage(out, plan, clips, included, group_of, results, cache_files, variants, runner,
-                  progress, log):
+def _shards_stage(out, plan, clips, included, group_of, results, cache_files, variants,
+                  compression, runner, progress, log):
     """One HDF5 shard per fold group, and one augmented per group for training; a shard whose
     key (its clips' digests, variants, group) matches and that reads back sound is kept.
     Returns {plain: {group: path}, aug: {group: path}, written, keep, seconds}."""
@@ -707,14 +709,14 @@ def _shards_stage(out, plan, clips, included, group_of, results, cache_files, va
             path = os.path.join(shard_dir, name)
             table[g] = path
             keep.add(name)
-            key = shard_key(fp, vs, g)
+            key = shard_key(fp, vs, g, compression)
             if stored_key(path) != key:
-                shard_tasks.append((path, items, vs, key, g))
+                shard_tasks.append((path, items, vs, key, g, compression))
             else:
                 damaged = shard_problem(path)
                 if damaged:
                     log(f"{path}: {damaged}; writing it again")
-                    shard_tasks.append((path, items, vs, key, g))
+                    shard_tasks.append((path, items, vs, key, g, compression))
     os.makedirs(shard_dir, exist_ok=True)
     _check_free_space(shard_dir, shard_tasks)
     _remove_stale(shard_dir, r"group\d+(_aug)?\.h5", keep)
