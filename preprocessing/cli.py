@@ -20,7 +20,8 @@ DATABASE_HELP = {
     "smic": "SMIC folder (SMIC_all_raw/ or _cropped/: HS/s3/micro/negative/s3_ne_01/...; "
             "HS, VIS and NIR become smic-hs, smic-vis, smic-nir)",
     "casme3": "CAS(ME)^3 folder (part A: annotation/partA/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx, "
-              "spNO.1/a/color/1.jpg ...)",
+              "spNO.1/a/color/1.jpg ...; part C where its sheet CAS(ME)3_part_C_ME.xlsx is "
+              "there: 01/a/color/*.jpg ..., as database casme3-c)",
 }
 
 

@@ -16,7 +16,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 @dataclass(frozen=True)
 class Entry:
     """One usable sheet row, before its frames are looked for (all Table 4 needs)."""
-    database: str       # 'casme' | 'casme2' | 'casme2sq' (CAS(ME)^2) | 'samm' | 'smic-hs' ...
+    database: str       # 'casme' | 'casme2' | 'casme2sq' (CAS(ME)^2) | 'samm' | 'smic-hs' ... |
+                        # 'casme3' | 'casme3-c' (its part C)
     subject: str        # unique across databases, e.g. 'casme2/sub01', 'samm/006'
     clip: str           # e.g. 'EP02_01f', '006_1_2', 'disgust1_3' (as in the sheet)
     onset: int

@@ -7,6 +7,7 @@ reported as a warning rather than guessed at.
 import csv
 import os
 import re
+import unicodedata
 from functools import lru_cache
 
 from preprocessing.errors import InputError
@@ -97,6 +98,11 @@ def parse_aus(cell):
         return frozenset(), ["empty AU cell"]
     if text == "?":
         return frozenset(), ["AU cell '?' (not coded)"]
+    wide = unicodedata.normalize("NFKC", text)
+    if wide != text:
+        # CAS(ME)^3 part C types one cell with a full-width comma ('4，11').
+        warnings.append(f"full-width characters in {text!r} read as {wide!r}")
+        text = wide
     for ref in _REF.findall(text):
         warnings.append(f"{ref!r} ignored")
     aus = set()

@@ -351,6 +351,40 @@ def make_casme3(base, rows=None):
     return root
 
 
+# ---------------------------------------------------------------- CAS(ME)^3 part C
+CASME3_C_SHEET = "CAS(ME)3_part_C_ME.xlsx"
+CASME3_C_HEADER = ("sub", "count", "onset", "offset", "au", "emotion")
+CASME3_C_ROWS = [
+    (1, 1, 5, 12, "4，11", "negative"),        # the sheet's full-width comma
+    (1, 2, 20, 26, "12", "positive"),
+    (2, 1, 3, 9, "1+2", "surprise"),
+    (2, 2, 15, 99, "4", "negative"),          # offset past the folder's images
+    (3, 1, 2, 6, "7", "others"),              # subject 3: two video folders
+    (4, 1, 2, 6, "14", "others"),             # subject 4: no folder
+]
+# Image names of each part C color folder: numbers that are not the positions and cross a
+# digit boundary (98, 100, ...), so only counting in numeric order finds the right frames.
+CASME3_C_NAMES = [f"{n}.jpg" for n in range(90, 120, 2)]    # 15 images, 90.jpg .. 118.jpg
+CASME3_C_EXPECTED = {  # (subject, clip): (onset, offset, file names of the frames)
+    ("casme3/c01", "1_1"): (5, 12, CASME3_C_NAMES[4:12]),
+    ("casme3/c01", "1_2"): None,                               # 20..26: past the 15 images
+    ("casme3/c02", "2_1"): (3, 9, CASME3_C_NAMES[2:9]),
+}
+
+
+def make_casme3_part_c(root, rows=None):
+    """Part C beside part A (or alone) under root: the sheet and
+    part_C/01/a/color (one video folder), part_C/2/color (frames directly), part_C/3/{a,b}/color."""
+    rows = CASME3_C_ROWS if rows is None else rows
+    _write_xlsx(os.path.join(root, "annotation", CASME3_C_SHEET),
+                [("mockCrimeME", [CASME3_C_HEADER] + list(rows))])
+    base = os.path.join(root, "part_C")
+    for folder in (os.path.join(base, "01", "a", "color"), os.path.join(base, "2", "color"),
+                   os.path.join(base, "3", "a", "color"), os.path.join(base, "3", "b", "color")):
+        write_frames(folder, range(len(CASME3_C_NAMES)), lambda i: CASME3_C_NAMES[i])
+    return root
+
+
 def make_all(base):
     """{name: root} of all four fake databases under base."""
     return {"casme": make_casme(base), "casme2": make_casme2(base),

@@ -2,6 +2,7 @@
 Table 4 under MEGC 2019's protocol, on fake trees and sheets in the owners' formats."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -300,3 +301,49 @@ def test_casme3_protocol_maps_emotions_to_the_papers_classes(casme3):
     assert format_csv(rows, p).splitlines()[1:] == ["casme3,1,1,1,2,5,4", "total,1,1,1,2,5,4"]
     with pytest.raises(InputError, match="protocol paper uses casme, casme2, casme2sq, samm; --casme3"):
         table4({"casme3": casme3})
+
+
+@pytest.fixture(scope="module")
+def casme3_ac(tmp_path_factory):
+    return fd.make_casme3_part_c(fd.make_casme3(tmp_path_factory.mktemp("casme3ac")))
+
+
+def test_casme3_part_c_counts_images_in_folder_order(casme3_ac):
+    clips, skipped = load_database("casme3", casme3_ac)
+    part_a = {(c.subject, c.clip): (c.onset, c.offset, c.emotion) for c in clips
+              if c.database == "casme3"}
+    assert part_a == fd.CASME3_EXPECTED
+    got = {(c.subject, c.clip): (c.onset, c.offset, [os.path.basename(f) for f in c.frames])
+           for c in clips if c.database == "casme3-c"}
+    assert got == {k: v for k, v in fd.CASME3_C_EXPECTED.items() if v}
+    one = next(c for c in clips if c.clip == "1_1")
+    assert one.au_set == {4, 11} and one.apex is None
+    assert any("full-width" in n for n in one.notes)
+    why = {s.clip: s.reason for s in skipped if s.database == "casme3-c"}
+    assert set(why) == {"1_2", "2_2", "3_1", "4_1"}
+    assert "frames 20..26 outside the 15 images of" in why["1_2"] and "from 1" in why["1_2"]
+    assert "several video folders with color/" in why["3_1"] and "['a', 'b']" in why["3_1"]
+    assert why["4_1"].startswith("no folder 4 (or 04) in ")
+
+
+def test_casme3_part_c_alone_or_without_its_frames(tmp_path):
+    alone = fd.make_casme3_part_c(str(tmp_path / "alone"))
+    clips, _ = load_database("casme3", alone)
+    assert {c.clip for c in clips} == {"1_1", "2_1"}
+    sheet_only = str(tmp_path / "sheet_only")
+    fd.make_casme3_part_c(sheet_only)
+    shutil.rmtree(os.path.join(sheet_only, "part_C"))
+    clips, skipped = load_database("casme3", sheet_only)
+    assert clips == [] and len(skipped) == len(fd.CASME3_C_ROWS)
+    assert all(s.reason.startswith(f"no part C frames under {sheet_only}") for s in skipped)
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(InputError, match="no CAS\\(ME\\)\\^3 coding sheet .*part C"):
+        load_database("casme3", str(tmp_path / "empty"))
+
+
+def test_casme3_protocol_counts_part_c_by_its_own_words(casme3_ac):
+    p = protocols.load_protocol("casme3")
+    rows, _ = table4_with_skips({"casme3": casme3_ac}, protocol=p)
+    # part C: negative 1_1, 2_2; positive 1_2; surprise 2_1; others 3_1, 4_1 (the sheet alone)
+    assert format_csv(rows, p).splitlines()[1:] == [
+        "casme3,1,1,1,2,5,4", "casme3-c,1,2,1,2,6,4", "total,2,3,2,4,11,8"]

@@ -2,7 +2,7 @@
 
 load_database(name, root) -> (clips, skipped); load_databases({name: root}) composes them in
 the order casme, casme2, casme2sq, samm, smic, casme3 (SMIC's cameras come out as databases smic-hs,
-smic-vis, smic-nir). read_sheet(...) is the sheet-only half (no frames).
+smic-vis, smic-nir; CAS(ME)^3's part C as casme3-c). read_sheet(...) is the sheet-only half (no frames).
 The user's copy is only read, never written.
 """
 from preprocessing.clips import DATABASES

@@ -1,4 +1,6 @@
-"""CAS(ME)^3, part A (30 fps, labelled): the v2 label sheet and the colour frames.
+"""CAS(ME)^3 (30 fps): part A (labelled) and, where its sheet is present, part C (mock crime).
+
+Part A, the v2 label sheet and the colour frames:
 
     annotation/partA/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx, sheet `label`:
         Subject (spNO.1 ...) | Filename (a ... m) | Onset | Apex | Offset | AU |
@@ -12,16 +14,34 @@ Filename is an upper-case `J` (video folders are matched without regard to case)
 whose apex lies outside onset..offset are kept with the apex clamped and a note, and those
 with offset 0 are skipped (four such rows in the v2 sheet). The emotion column is the label
 source for protocols that use it; under the paper's AU rule the AU column is classified as
-for the other databases. Part C (the mock-crime videos) is not read.
+for the other databases.
+
+Part C, database 'casme3-c', read when its sheet is found under the same folder:
+
+    CAS(ME)3_part_C_ME.xlsx, sheet `mockCrimeME`:
+        sub (1, 2, ...) | count (the ME's number within the subject) | onset | offset | au |
+        emotion (negative / surprise / others / positive)
+    <sub>/color/*.jpg  or  <sub>/<video>/color/*.jpg      (<sub> = '1' or '01'; depth/ unused)
+
+A clip is named as the database's users name it, `<sub>_<count>`; its subject is
+'casme3/c01' (part C's participants are numbered on their own, so they are kept apart from
+part A's spNO.N). Part C's frame numbers count the images in folder order rather than naming
+files: frame n is the n-th image of the color folder, counting from 1, with the images ordered
+by the number in their names (98.jpg before 100.jpg). No apex is annotated (PSN does not use
+one). One AU cell holds a full-width comma (`4，11`), read as a comma. Part C without its
+frames: each row is recorded as skipped, saying which folder was looked for; a subject folder
+with several video folders in it, which the sheet cannot tell apart, likewise.
 """
 import os
 import re
 
-from preprocessing.clips import Rows, attach_frames, find_dirs
+from preprocessing.clips import (IMAGE_EXTENSIONS, Rows, Skipped, attach_frames, clip_from_entry,
+                                 find_dirs, frame_number)
 from preprocessing.errors import InputError, check_root
-from preprocessing.sheets import find_sheet, to_int
+from preprocessing.sheets import find_files, to_int
 
 DATABASE = "casme3"
+PART_C = "casme3-c"
 SHEETS = ("cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "cas(me)3_part_A_ME_label*.xlsx",
           "*part_A*label*.xlsx")
 SHEET = "label"
@@ -36,6 +56,19 @@ COLUMNS = {
 }
 _SUBJECT = re.compile(r"spNO\.\s*0*(\d+)", re.IGNORECASE)
 
+PART_C_SHEETS = ("CAS(ME)3_part_C_ME.xlsx", "*part_C*ME*.xlsx", "*part*C*.xlsx")
+PART_C_SHEET = "mockCrimeME"
+PART_C_COLUMNS = {
+    "subject": ("sub", "Subject"),
+    "clip": ("count",),
+    "onset": ("onset", "Onset"),
+    "offset": ("offset", "Offset"),
+    "aus": ("au", "AU", "AUs"),
+    "emotion": ("emotion", "Emotion"),
+}
+# Part C's sheet may sit in annotation/partC/ beside part A's, or with the videos.
+SHEET_DEPTH = 3
+
 
 def subject_folder(value):
     """'spNO.1' (or 'spno.001') -> 'spNO.1'; None if unreadable."""
@@ -43,21 +76,57 @@ def subject_folder(value):
     return "spNO.%d" % int(m.group(1)) if m else None
 
 
-def sheet_path(root):
-    return find_sheet(root, "CAS(ME)^3 part A", SHEETS,
-                      "annotation/partA/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx")
+def part_c_number(value):
+    """part C's sub cell (1, 1.0, '01', 'sub01') -> 1; None if unreadable."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    m = re.fullmatch(r"[a-z]*\s*0*(\d+)", str(value).strip(), re.IGNORECASE) if value is not None else None
+    return int(m.group(1)) if m else None
+
+
+def part_c_folder(value):
+    n = part_c_number(value)
+    return None if n is None else "c%02d" % n
+
+
+def sheet_paths(root):
+    """(part A sheet or None, part C sheet or None); InputError when neither is there."""
+    root = check_root(root, "CAS(ME)^3")
+    a = find_files(root, SHEETS, depth=SHEET_DEPTH)
+    c = find_files(root, PART_C_SHEETS, depth=SHEET_DEPTH)
+    if not a and not c:
+        raise InputError(f"{root}: no CAS(ME)^3 coding sheet in it or below (part A: "
+                         f"{', '.join(SHEETS)}; part C: {', '.join(PART_C_SHEETS)}). Fix: pass "
+                         f"the folder holding annotation/partA/"
+                         f"cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (or part C's sheet).")
+    return (a[0] if a else None), (c[0] if c else None)
 
 
 def read_sheet(root, rules=None):
-    """(entries, skipped) from the part A label sheet alone; clip = '<video>_<onset>'."""
-    path = sheet_path(root)
-    rows = Rows(DATABASE, rules)
-    for folder, video, row, source in rows.table(path, COLUMNS, subject_folder, sheet=SHEET):
-        onset, _ = to_int(row["onset"])
-        clip = "%s_%s" % (video.lower(), onset if onset is not None else str(row["onset"]).strip())
-        rows.add(f"{DATABASE}/{folder}", clip, row["onset"], row["apex"], row["offset"],
-                 row["aus"], row["emotion"], source)
-    return rows.entries, rows.skipped
+    """(entries, skipped) from the sheets alone: part A (clip '<video>_<onset>') and part C
+    (clip '<sub>_<count>'), whichever are present."""
+    path_a, path_c = sheet_paths(root)
+    entries, skipped = [], []
+    if path_a:
+        rows = Rows(DATABASE, rules)
+        for folder, video, row, source in rows.table(path_a, COLUMNS, subject_folder, sheet=SHEET):
+            onset, _ = to_int(row["onset"])
+            clip = "%s_%s" % (video.lower(), onset if onset is not None else str(row["onset"]).strip())
+            rows.add(f"{DATABASE}/{folder}", clip, row["onset"], row["apex"], row["offset"],
+                     row["aus"], row["emotion"], source)
+        entries += rows.entries
+        skipped += rows.skipped
+    if path_c:
+        rows = Rows(PART_C, rules)
+        for folder, count, row, source in rows.table(path_c, PART_C_COLUMNS, part_c_folder,
+                                                     sheet=PART_C_SHEET):
+            number, ok = to_int(count)
+            clip = "%d_%s" % (part_c_number(row["subject"]), number if ok and number is not None else count)
+            rows.add(f"{DATABASE}/{folder}", clip, row["onset"], None, row["offset"],
+                     row["aus"], row["emotion"], source)
+        entries += rows.entries
+        skipped += rows.skipped
+    return entries, skipped
 
 
 def frame_tree(root):
@@ -81,8 +150,92 @@ def video_folder(base, subject, video):
     return None, f"missing folder {os.path.join(sdir, video, 'color')}"
 
 
+def _is_part_c_tree(path):
+    """A folder of part C subject folders: digit-named folders with color/ in or below them."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return any(re.fullmatch(r"\d+", d) and _color_dirs(os.path.join(path, d)) for d in names)
+
+
+def _color_dirs(sdir):
+    """The color folders of one part C subject folder: sdir/color, else sdir/<video>/color."""
+    if os.path.isdir(os.path.join(sdir, "color")):
+        return [os.path.join(sdir, "color")]
+    try:
+        names = sorted(os.listdir(sdir))
+    except OSError:
+        return []
+    return [os.path.join(sdir, d, "color") for d in names
+            if os.path.isdir(os.path.join(sdir, d, "color"))]
+
+
+def part_c_tree(root):
+    """The folder holding part C's subject folders (1/, 2/ ... or 01/ ...), or None."""
+    found = find_dirs(root, _is_part_c_tree, depth=5)
+    return found[0] if found else None
+
+
+def images_in_order(folder):
+    """{1: first image, 2: second, ...}: the images of folder ordered by the number in their
+    names (then by name), as part C's frame numbers count them."""
+    names = [n for n in os.listdir(folder)
+             if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+    names.sort(key=lambda n: (frame_number(n) is None, frame_number(n) or 0, n))
+    return {i: os.path.join(folder, n) for i, n in enumerate(names, 1)}
+
+
+def _part_c_clips(root, entries):
+    """[Clip or Skipped] of part C's entries, frames counted in folder order."""
+    base = part_c_tree(root)
+    subjects = {}
+    if base:
+        for d in os.listdir(base):
+            if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(base, d)):
+                subjects.setdefault(int(d), []).append(os.path.join(base, d))
+    listings, out = {}, []
+    for e in entries:
+        def skip(reason):
+            out.append(Skipped(e.database, e.subject, e.clip, reason, e.source))
+        n = int(e.subject.rsplit("/c", 1)[1])
+        if base is None:
+            skip(f"no part C frames under {root} (looked for <sub>/color/*.jpg or "
+                 f"<sub>/<video>/color/*.jpg); unpack part C there to use its clips")
+            continue
+        dirs = subjects.get(n, [])
+        if len(dirs) != 1:
+            skip(f"no folder {n} (or {n:02d}) in {base}" if not dirs else
+                 f"several folders for subject {n} in {base}: {[os.path.basename(d) for d in dirs]}")
+            continue
+        colors = _color_dirs(dirs[0])
+        if len(colors) != 1:
+            skip(f"no color folder in {dirs[0]}" if not colors else
+                 f"several video folders with color/ in {dirs[0]} "
+                 f"({[os.path.basename(os.path.dirname(c)) for c in colors]}); the part C sheet "
+                 f"names no video, so the frames are ambiguous: keep one there")
+            continue
+        folder = colors[0]
+        if folder not in listings:
+            listings[folder] = images_in_order(folder)
+        frames = listings[folder]
+        if e.onset < 1 or e.offset > len(frames):
+            skip(f"frames {e.onset}..{e.offset} outside the {len(frames)} images of {folder} "
+                 f"(part C's frame numbers count its images in folder order, from 1)")
+            continue
+        out.append(clip_from_entry(e, folder, listed=(frames, {})))
+    return out
+
+
 def load(root, rules=None):
     entries, skipped = read_sheet(root, rules)
-    base = frame_tree(check_root(root, "CAS(ME)^3"))
-    return attach_frames(entries, skipped, lambda e: video_folder(
-        base, e.subject.split("/", 1)[1], e.clip.rsplit("_", 1)[0]))
+    part_a = [e for e in entries if e.database == DATABASE]
+    part_c = [e for e in entries if e.database == PART_C]
+    clips = []
+    if part_a:
+        base = frame_tree(check_root(root, "CAS(ME)^3"))
+        clips, skipped = attach_frames(part_a, skipped, lambda e: video_folder(
+            base, e.subject.split("/", 1)[1], e.clip.rsplit("_", 1)[0]))
+    for result in _part_c_clips(root, part_c):
+        (clips if not isinstance(result, Skipped) else skipped).append(result)
+    return clips, skipped
