@@ -149,6 +149,13 @@ def test_gpu_check_without_cublas_is_one_line(tmp_path):
                      "to the folders holding it"]
 
 
+def test_gpu_check_with_an_unknown_engine_is_one_line(tmp_path):
+    rc, lines = _run_script("gpu_check.sh", _bin_with(tmp_path, GPU_CHECK_TOOLS),
+                            _fake_bundle(tmp_path), "--engine", "cuda")
+    assert rc == 2
+    assert lines == ["gpu_check: --engine takes caffe or cudnn, not 'cuda'"]
+
+
 def test_gpu_check_on_a_folder_that_is_no_bundle_is_one_line(tmp_path):
     rc, lines = _run_script("gpu_check.sh", _bin_with(tmp_path, GPU_CHECK_TOOLS),
                             str(tmp_path), "--out", str(tmp_path / "out"))

@@ -92,6 +92,7 @@ def test_gpu_check_cpu_mode_measures_every_step(caffe_env, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     r = json.loads((out / "gpu_check.json").read_text())
     assert r["mode"] == "cpu" and r["gtest"]["passed"] >= 10 and r["gtest"]["gpu_cases"] == 0
+    assert r["engine"] == "caffe"      # without a GPU, whatever --engine says
     t = r["psn_time"]
     assert t["forward_ms"] > 0 and t["backward_ms"] > 0
     # The per-stream sums come from the per-layer lines: together they make the forward pass.
@@ -105,3 +106,4 @@ def test_gpu_check_cpu_mode_measures_every_step(caffe_env, tmp_path):
     assert (out / "run" / "snapshots" / "psn_iter_2.caffemodel").exists()
     md = (out / "gpu_check.md").read_text()
     assert "| one 3000-iteration fold, extrapolated, min |" in md
+    assert ", caffe engines |" in md.splitlines()[0]
