@@ -171,10 +171,17 @@ def _color_dirs(sdir):
             if os.path.isdir(os.path.join(sdir, d, "color"))]
 
 
-def part_c_tree(root):
-    """The folder holding part C's subject folders (1/, 2/ ... or 01/ ...), or None."""
-    found = find_dirs(root, _is_part_c_tree, depth=5)
-    return found[0] if found else None
+def part_c_tree(root, depth=5):
+    """The folder holding part C's subject folders (1/, 2/ ... or 01/ ...), or None. The
+    search does not enter part A's spNO.N folders or any color/ or depth/ folder: they hold
+    most of the database's files and none of part C's subject folders."""
+    for dirpath, dirnames, _ in os.walk(root):
+        if _is_part_c_tree(dirpath):
+            return dirpath
+        level = os.path.relpath(dirpath, root).count(os.sep) + (dirpath != root)
+        dirnames[:] = [] if level >= depth else sorted(
+            d for d in dirnames if d.lower() not in ("color", "depth") and not subject_folder(d))
+    return None
 
 
 def images_in_order(folder):
@@ -198,7 +205,7 @@ def _part_c_clips(root, entries):
     for e in entries:
         def skip(reason):
             out.append(Skipped(e.database, e.subject, e.clip, reason, e.source))
-        n = int(e.subject.rsplit("/c", 1)[1])
+        n = part_c_number(e.subject.rsplit("/", 1)[1])
         if base is None:
             skip(f"no part C frames under {root} (looked for <sub>/color/*.jpg or "
                  f"<sub>/<video>/color/*.jpg); unpack part C there to use its clips")
