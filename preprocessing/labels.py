@@ -7,7 +7,6 @@ reported as a warning rather than guessed at.
 import csv
 import os
 import re
-import unicodedata
 from functools import lru_cache
 
 from preprocessing.errors import InputError
@@ -90,6 +89,11 @@ def _parse(text, aus, warnings):
             warnings.append(f"unknown AU token {first!r} ignored")
 
 
+# Full-width forms (U+FF01..U+FF5E) and the ideographic space -> their ASCII characters.
+_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
+_FULL_WIDTH[0x3000] = ord(" ")
+
+
 def parse_aus(cell):
     """(frozenset of FACS numbers, list of warnings) for one AU cell; never raises on odd text."""
     text = cell_text(cell)
@@ -98,11 +102,12 @@ def parse_aus(cell):
         return frozenset(), ["empty AU cell"]
     if text == "?":
         return frozenset(), ["AU cell '?' (not coded)"]
-    wide = unicodedata.normalize("NFKC", text)
-    if wide != text:
-        # CAS(ME)^3 part C types one cell with a full-width comma ('4，11').
-        warnings.append(f"full-width characters in {text!r} read as {wide!r}")
-        text = wide
+    narrow = text.translate(_FULL_WIDTH)
+    if narrow != text:
+        # CAS(ME)^3 part C types one cell with a full-width comma ('4，11'). Only the
+        # full-width forms of ASCII: a superscript or circled digit stays an unknown token.
+        warnings.append(f"full-width characters in {text!r} read as {narrow!r}")
+        text = narrow
     for ref in _REF.findall(text):
         warnings.append(f"{ref!r} ignored")
     aus = set()

@@ -168,3 +168,12 @@ def test_cell_text_of_empty_and_numeric_cells():
 def test_rule_tables_exclude_unknown_tokens_unless_told():
     assert load_rules().keep_unknown_aus is False
     assert load_rules(keep_unknown_aus=True).keep_unknown_aus is True
+
+
+def test_full_width_ascii_is_read_and_other_look_alikes_are_not():
+    """CAS(ME)^3 part C's '4，11'; a superscript or circled digit is no AU number."""
+    assert parse_aus("4，11") == (frozenset({4, 11}), ["full-width characters in '4，11' read as '4,11'"])
+    assert parse_aus("４＋１２")[0] == {4, 12}
+    assert parse_aus("1²+2")[0] == {2}
+    assert parse_aus("12²") == (frozenset(), ["unknown AU token '12²' ignored"])
+    assert 1 not in parse_aus("4+①")[0]
