@@ -7,8 +7,10 @@ preprocessing/data/protocols/<name>.json:
     megc2019   MEGC 2019's composite: SMIC-HS, CASME II, SAMM; 3 classes from each sheet's
                emotion column (the mapping is in the file; an emotion mapped to null leaves the
                clip out); two named CASME II clips excluded; leave one subject out.
-    casme3     CAS(ME)^3 parts A and C (casme3, casme3-c); the paper's 4 classes from the
-               emotion column; leave one subject out.
+    casme3     CAS(ME)^3 part A; the paper's 4 classes from its emotion column; leave one
+               subject out.
+    casme3_ac  CAS(ME)^3 parts A and C (databases casme3, casme3-c), the same classes and
+               folds; part C's own words are its classes.
 
 A protocol relabels the loaders' entries (their `label` becomes an index into the protocol's
 classes) and records every clip it leaves out, with the reason, as skipped.

@@ -97,7 +97,7 @@ def test_a_malformed_protocol_file_is_named_with_the_fault(tmp_path, edit, messa
 
 
 def test_unknown_protocol_lists_the_known_ones():
-    with pytest.raises(InputError, match="one of casme3, megc2019, paper"):
+    with pytest.raises(InputError, match="one of casme3, casme3_ac, megc2019, paper"):
         protocols.load_protocol("megc2020")
 
 
@@ -341,9 +341,45 @@ def test_casme3_part_c_alone_or_without_its_frames(tmp_path):
         load_database("casme3", str(tmp_path / "empty"))
 
 
-def test_casme3_protocol_counts_part_c_by_its_own_words(casme3_ac):
-    p = protocols.load_protocol("casme3")
+def test_casme3_ac_protocol_counts_part_c_by_its_own_words(casme3_ac):
+    p = protocols.load_protocol("casme3_ac")
     rows, _ = table4_with_skips({"casme3": casme3_ac}, protocol=p)
     # part C: negative 1_1, 2_2; positive 1_2; surprise 2_1; others 3_1, 4_1 (the sheet alone)
     assert format_csv(rows, p).splitlines()[1:] == [
         "casme3,1,1,1,2,5,4", "casme3-c,1,2,1,2,6,4", "total,2,3,2,4,11,8"]
+    # casme3 stays part A's benchmark: part C's rows are recorded as not part of it
+    a = protocols.load_protocol("casme3")
+    rows, skipped = table4_with_skips({"casme3": casme3_ac}, protocol=a)
+    assert format_csv(rows, a).splitlines()[1:] == ["casme3,1,1,1,2,5,4", "total,1,1,1,2,5,4"]
+    assert sum(s.reason == "not part of protocol casme3" for s in skipped) == 6
+
+
+def test_casme3_part_c_folders_the_count_cannot_trust(tmp_path):
+    """An image without a number, or two for one number, would shift every later frame: the
+    folder's clips are skipped naming the files. Subject folders may be called sub01."""
+    root = fd.make_casme3_part_c(str(tmp_path / "c"), rows=[(1, 1, 2, 4, "4", "negative"),
+                                                            ("sub02", 1, 2, 4, "12", "positive")])
+    base = os.path.join(root, "part_C")
+    shutil.copy(os.path.join(base, "01", "a", "color", "90.jpg"),
+                os.path.join(base, "01", "a", "color", "Thumbs.jpg"))
+    os.rename(os.path.join(base, "2"), os.path.join(base, "sub_02"))
+    shutil.copy(os.path.join(base, "sub_02", "color", "92.jpg"),
+                os.path.join(base, "sub_02", "color", "092.png"))
+    clips, skipped = load_database("casme3", root)
+    assert clips == []
+    why = {s.clip: s.reason for s in skipped}
+    assert why["1_1"].startswith("images without a frame number in ") and "Thumbs.jpg" in why["1_1"]
+    assert why["2_1"].startswith("several images for one frame in ")
+    assert "092.png, 92.jpg" in why["2_1"]
+    os.remove(os.path.join(base, "01", "a", "color", "Thumbs.jpg"))
+    os.remove(os.path.join(base, "sub_02", "color", "092.png"))
+    clips, _ = load_database("casme3", root)
+    assert {(c.subject, c.clip) for c in clips} == {("casme3/c01", "1_1"), ("casme3/c02", "2_1")}
+
+
+def test_a_stray_spreadsheet_is_not_taken_for_part_c(tmp_path):
+    root = fd.make_casme3(tmp_path)
+    sheet = os.path.join(root, fd.CASME3_SHEET)
+    shutil.copy(sheet, sheet[:-5] + " - Copy.xlsx")
+    clips, _ = load_database("casme3", root)
+    assert {(c.subject, c.clip) for c in clips} == set(fd.CASME3_EXPECTED)

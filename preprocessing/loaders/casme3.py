@@ -56,7 +56,7 @@ COLUMNS = {
 }
 _SUBJECT = re.compile(r"spNO\.\s*0*(\d+)", re.IGNORECASE)
 
-PART_C_SHEETS = ("CAS(ME)3_part_C_ME.xlsx", "*part_C*ME*.xlsx", "*part*C*.xlsx")
+PART_C_SHEETS = ("CAS(ME)3_part_C_ME.xlsx", "*part_C*ME*.xlsx", "*partC*ME*.xlsx")
 PART_C_SHEET = "mockCrimeME"
 PART_C_COLUMNS = {
     "subject": ("sub", "Subject"),
@@ -76,11 +76,16 @@ def subject_folder(value):
     return "spNO.%d" % int(m.group(1)) if m else None
 
 
+# A part C subject, in a sub cell or as a folder name: 1, 01, sub01, sub_01, sub-1 (1.0 from
+# a spreadsheet that stored the number as text).
+_PART_C_SUBJECT = re.compile(r"(?:sub)?[\s_-]*0*(\d+)(?:\.0+)?", re.IGNORECASE)
+
+
 def part_c_number(value):
     """part C's sub cell (1, 1.0, '01', 'sub01') -> 1; None if unreadable."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    m = re.fullmatch(r"[a-z]*\s*0*(\d+)", str(value).strip(), re.IGNORECASE) if value is not None else None
+    m = _PART_C_SUBJECT.fullmatch(str(value).strip()) if value is not None else None
     return int(m.group(1)) if m else None
 
 
@@ -93,7 +98,7 @@ def sheet_paths(root):
     """(part A sheet or None, part C sheet or None); InputError when neither is there."""
     root = check_root(root, "CAS(ME)^3")
     a = find_files(root, SHEETS, depth=SHEET_DEPTH)
-    c = find_files(root, PART_C_SHEETS, depth=SHEET_DEPTH)
+    c = [p for p in find_files(root, PART_C_SHEETS, depth=SHEET_DEPTH) if p not in a]
     if not a and not c:
         raise InputError(f"{root}: no CAS(ME)^3 coding sheet in it or below (part A: "
                          f"{', '.join(SHEETS)}; part C: {', '.join(PART_C_SHEETS)}). Fix: pass "
@@ -156,7 +161,7 @@ def _is_part_c_tree(path):
         names = os.listdir(path)
     except OSError:
         return False
-    return any(re.fullmatch(r"\d+", d) and _color_dirs(os.path.join(path, d)) for d in names)
+    return any(part_c_number(d) is not None and _color_dirs(os.path.join(path, d)) for d in names)
 
 
 def _color_dirs(sdir):
@@ -185,27 +190,42 @@ def part_c_tree(root, depth=5):
 
 
 def images_in_order(folder):
-    """{1: first image, 2: second, ...}: the images of folder ordered by the number in their
-    names (then by name), as part C's frame numbers count them."""
-    names = [n for n in os.listdir(folder)
-             if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
-    names.sort(key=lambda n: (frame_number(n) is None, frame_number(n) or 0, n))
-    return {i: os.path.join(folder, n) for i, n in enumerate(names, 1)}
+    """({1: first image, 2: second, ...}, problem or None): the images of folder ordered by the
+    number in their names, as part C's frame numbers count them. An image without a number, or
+    two images with one number (2.jpg and 2.png, 1.jpg and 001.jpg), would shift every later
+    frame without a trace, so they are a problem naming the files, not a guess."""
+    names = sorted(n for n in os.listdir(folder)
+                   if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."))
+    unnumbered = [n for n in names if frame_number(n) is None]
+    if unnumbered:
+        return {}, (f"images without a frame number in {folder} ({', '.join(unnumbered[:3])}"
+                    f"{', ...' if len(unnumbered) > 3 else ''}): part C counts images in order, "
+                    f"so move them out")
+    by_number = {}
+    for n in names:
+        by_number.setdefault(frame_number(n), []).append(n)
+    doubled = next((v for v in by_number.values() if len(v) > 1), None)
+    if doubled:
+        return {}, (f"several images for one frame in {folder} ({', '.join(doubled)}): part C "
+                    f"counts images in order, so keep one")
+    return {i: os.path.join(folder, by_number[k][0]) for i, k in enumerate(sorted(by_number), 1)}, None
 
 
 def _part_c_clips(root, entries):
     """[Clip or Skipped] of part C's entries, frames counted in folder order."""
+    if not entries:
+        return []
     base = part_c_tree(root)
     subjects = {}
     if base:
         for d in os.listdir(base):
-            if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(base, d)):
-                subjects.setdefault(int(d), []).append(os.path.join(base, d))
+            if part_c_number(d) is not None and os.path.isdir(os.path.join(base, d)):
+                subjects.setdefault(part_c_number(d), []).append(os.path.join(base, d))
     listings, out = {}, []
     for e in entries:
         def skip(reason):
             out.append(Skipped(e.database, e.subject, e.clip, reason, e.source))
-        n = part_c_number(e.subject.rsplit("/", 1)[1])
+        n = int(e.subject.rsplit("/c", 1)[1])       # part_c_folder's 'casme3/cNN'
         if base is None:
             skip(f"no part C frames under {root} (looked for <sub>/color/*.jpg or "
                  f"<sub>/<video>/color/*.jpg); unpack part C there to use its clips")
@@ -225,7 +245,10 @@ def _part_c_clips(root, entries):
         folder = colors[0]
         if folder not in listings:
             listings[folder] = images_in_order(folder)
-        frames = listings[folder]
+        frames, problem = listings[folder]
+        if problem:
+            skip(problem)
+            continue
         if e.onset < 1 or e.offset > len(frames):
             skip(f"frames {e.onset}..{e.offset} outside the {len(frames)} images of {folder} "
                  f"(part C's frame numbers count its images in folder order, from 1)")
