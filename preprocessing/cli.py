@@ -115,7 +115,7 @@ def _run(subparsers):
     p.add_argument("--shard-compression", choices=("none", "gzip"), default="none",
                    help="how the HDF5 shards store frames: none (default; Caffe's HDF5Data "
                         "gunzips on the training thread, and a GPU iteration ran 2.6-3.3x "
-                        "faster on plain shards, measured on an H200) or gzip (about 40%% "
+                        "faster on plain shards, measured on an H200) or gzip (31-40%% "
                         "less disk)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N clips (a quick trial)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

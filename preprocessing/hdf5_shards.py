@@ -12,7 +12,7 @@ HDF5Data converts every dataset to float when it loads a file, so uint8 raw arri
 stored plain by default: HDF5Data reads a whole shard on the training thread whenever it moves
 to the next file, and gunzipping it made 84 of the 102 ms of a training iteration on an H200
 (plain: 31 ms; measured with tools/gpu_check.sh). `compression="gzip"` (level 1, with HDF5's
-byte shuffle, both built into libhdf5, so Caffe reads them) saves about 40 % of the disk.
+byte shuffle, both built into libhdf5, so Caffe reads them) saves 31-40 % of the disk.
 
 A shard is written to a temporary file beside its final name and renamed into place, so a
 shard path never holds half a file. Its `key` attribute fingerprints what went in (clip

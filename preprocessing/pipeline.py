@@ -63,9 +63,9 @@ from preprocessing.errors import InputError
 from preprocessing.face import FACE_METHODS, NoFaceError, clip_face_box, crop_frame
 from preprocessing.rpca import DEFAULT_SPARSITY, RPCAError, rpca, rpca_for_sparsity
 from preprocessing.tim import clip_time_matrix, apply_time_matrix
-from preprocessing.hdf5_shards import (CROP, DEFAULT_COMPRESSION, STORED_FRACTION,
-                                      load_clip_arrays, shard_key, shard_problem, stored_key,
-                                      write_shard)
+from preprocessing.hdf5_shards import (COMPRESSIONS, CROP, DEFAULT_COMPRESSION,
+                                      STORED_FRACTION, load_clip_arrays, shard_key,
+                                      shard_problem, stored_key, write_shard)
 from preprocessing.sampling import N_FRAMES, N_SAMPLED, sample
 
 __all__ = ["PIPELINE_VERSION", "DEFAULT_SPARSITY", "Options", "rpca_choice", "ClipExcluded",
@@ -582,6 +582,9 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
                          "paths with spaces from its list files. Choose another folder.")
     variants = parse_augment(None) if augment is None else tuple(augment)
     workers = workers or os.cpu_count() or 1
+    if shard_compression not in COMPRESSIONS:
+        raise InputError(f"--shard-compression: {shard_compression!r} is not one of "
+                         f"{', '.join(COMPRESSIONS)}")
 
     evaluation = protocols.load_protocol(protocol)
     if evaluation.folds == "loso":

@@ -451,6 +451,10 @@ def test_shards_are_plain_by_default_and_gzip_on_request(first, tmp_path):
     assert os.path.getsize(packed) < 0.9 * os.path.getsize(plain)
     fp = [(0, 1, "d")]
     assert shard_key(fp) == shard_key(fp, compression="none") != shard_key(fp, compression="gzip")
+    # The key gzip shards had before the option existed: folders written then are kept as
+    # they are under --shard-compression gzip.
+    assert shard_key(fp, ("flip",), 3, compression="gzip") == \
+        "5b7a7ee7a939b55391e53ee82a078400e5c85ba149b0e48945b53ca61e69d5f8"
     with pytest.raises(ValueError, match="expected one of none, gzip"):
         write_shard(str(tmp_path / "x.h5"), items, key="c", compression="lzf")
     for src in (plain, packed):
@@ -627,6 +631,13 @@ def test_a_damaged_shard_is_written_again_on_a_rerun(first, roots, tmp_path):
     assert any("group01.h5: its frames no longer match" in s and "writing it again" in s
                for s in said)
     assert shard_problem(shard) is None
+
+
+def test_an_unknown_shard_compression_is_refused_before_any_clip(tmp_path, roots):
+    with pytest.raises(InputError, match="--shard-compression: 'lzf' is not one of none, gzip"):
+        run(roots[0], str(tmp_path / "out"), n_folds=2, options=OPTIONS, augment=AUGMENT,
+            workers=1, progress=False, log=lambda *a: None, shard_compression="lzf")
+    assert not os.path.exists(tmp_path / "out" / "cache")
 
 
 def test_shards_that_cannot_fit_are_not_started(first, roots, tmp_path, monkeypatch):
