@@ -66,8 +66,8 @@ def parse_args(argv):
     ap.add_argument("--protocol", default="paper", metavar="NAME",
                     help="evaluation protocol (preprocessing/data/protocols): paper (default), "
                          "megc2019 (SMIC-HS + CASME II + SAMM, 3 classes, leave one subject out; "
-                         "without databases: synthetic trees in those three formats), casme3 (CAS(ME)^3 "
-                         "part A) or casme3_ac (parts A and C)")
+                         "without databases: synthetic trees in those three formats), casme3 "
+                         "(CAS(ME)^3 part A) or casme3_ac (parts A and C)")
     ap.add_argument("--subjects", type=int,
                     help="synthetic database: subjects (default 12; 4 per database with "
                          "--protocol megc2019)")
