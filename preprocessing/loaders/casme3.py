@@ -36,7 +36,7 @@ import os
 import re
 
 from preprocessing.clips import (IMAGE_EXTENSIONS, Rows, Skipped, attach_frames, clip_from_entry,
-                                 find_dirs, frame_number)
+                                 find_dirs, frame_number, numbered_frames)
 from preprocessing.errors import InputError, check_root
 from preprocessing.sheets import find_files, to_int
 
@@ -194,42 +194,38 @@ def images_in_order(folder):
     number in their names, as part C's frame numbers count them. An image without a number, or
     two images with one number (2.jpg and 2.png, 1.jpg and 001.jpg), would shift every later
     frame without a trace, so they are a problem naming the files, not a guess."""
-    names = sorted(n for n in os.listdir(folder)
-                   if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."))
-    unnumbered = [n for n in names if frame_number(n) is None]
+    unnumbered = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)
+                        and not n.startswith(".") and frame_number(n) is None)
     if unnumbered:
         return {}, (f"images without a frame number in {folder} ({', '.join(unnumbered[:3])}"
                     f"{', ...' if len(unnumbered) > 3 else ''}): part C counts images in order, "
                     f"so move them out")
-    by_number = {}
-    for n in names:
-        by_number.setdefault(frame_number(n), []).append(n)
-    doubled = next((v for v in by_number.values() if len(v) > 1), None)
-    if doubled:
-        return {}, (f"several images for one frame in {folder} ({', '.join(doubled)}): part C "
-                    f"counts images in order, so keep one")
-    return {i: os.path.join(folder, by_number[k][0]) for i, k in enumerate(sorted(by_number), 1)}, None
+    by_number, clashes = numbered_frames(folder)
+    if clashes:
+        doubled = clashes[min(clashes)]
+        return {}, (f"several images for one frame in {folder} "
+                    f"({', '.join(os.path.basename(p) for p in doubled)}): part C counts images "
+                    f"in order, so keep one")
+    return {i: by_number[k] for i, k in enumerate(sorted(by_number), 1)}, None
 
 
 def _part_c_clips(root, entries):
     """[Clip or Skipped] of part C's entries, frames counted in folder order."""
-    if not entries:
-        return []
-    base = part_c_tree(root)
+    base = part_c_tree(root) if entries else None
+    if base is None:
+        return [Skipped(e.database, e.subject, e.clip, f"no part C frames under {root} (looked "
+                        f"for <sub>/color/*.jpg or <sub>/<video>/color/*.jpg); unpack part C "
+                        f"there to use its clips", e.source) for e in entries]
     subjects = {}
-    if base:
-        for d in os.listdir(base):
-            if part_c_number(d) is not None and os.path.isdir(os.path.join(base, d)):
-                subjects.setdefault(part_c_number(d), []).append(os.path.join(base, d))
+    for d in os.listdir(base):
+        n = part_c_number(d)
+        if n is not None and os.path.isdir(os.path.join(base, d)):
+            subjects.setdefault(n, []).append(os.path.join(base, d))
     listings, out = {}, []
     for e in entries:
         def skip(reason):
             out.append(Skipped(e.database, e.subject, e.clip, reason, e.source))
         n = int(e.subject.rsplit("/c", 1)[1])       # part_c_folder's 'casme3/cNN'
-        if base is None:
-            skip(f"no part C frames under {root} (looked for <sub>/color/*.jpg or "
-                 f"<sub>/<video>/color/*.jpg); unpack part C there to use its clips")
-            continue
         dirs = subjects.get(n, [])
         if len(dirs) != 1:
             skip(f"no folder {n} (or {n:02d}) in {base}" if not dirs else

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import replace
 
-from preprocessing.clips import IMAGE_EXTENSIONS, Rows, attach_frames, find_dirs, frame_number
+from preprocessing.clips import Rows, attach_frames, find_dirs, numbered_frames
 from preprocessing.errors import InputError, check_root
 
 DATABASE = "smic"
@@ -50,12 +50,6 @@ def part_dirs(root):
     return found
 
 
-def _frame_numbers(folder):
-    return sorted(n for n in (frame_number(f) for f in os.listdir(folder)
-                              if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
-                  if n is not None)
-
-
 def read_part(part, base, rules=None):
     """(entries, skipped, {(subject, clip): folder}) of one camera folder."""
     rows = Rows(part_name(part), rules)
@@ -78,7 +72,7 @@ def read_part(part, base, rules=None):
                     rows.skip(sid, clip, f"emotion folder {word!r} is not one of "
                               f"{', '.join(EMOTIONS)}", folder)
                     continue
-                numbers = _frame_numbers(folder)
+                numbers = sorted(numbered_frames(folder)[0])
                 if not numbers:
                     rows.skip(sid, clip, f"no numbered image files in {folder}", folder)
                     continue
