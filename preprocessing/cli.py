@@ -26,15 +26,16 @@ DATABASE_HELP = {
 
 
 def add_database_arguments(parser):
-    """--casme DIR --casme2 DIR --casme2sq DIR --samm DIR (any subset, at least one)."""
+    """--<database> DIR for each loader (any subset, at least one), --protocol, --rules, --unknown-aus."""
     group = parser.add_argument_group("databases (give at least one)")
     for name in DATABASES:
         group.add_argument(f"--{name}", metavar="DIR", help=DATABASE_HELP[name])
     parser.add_argument("--protocol", default=protocols.DEFAULT, metavar="NAME|JSON",
                         help="evaluation protocol: paper (default: 4 classes by the AU rule, the "
-                             "paper's databases) or megc2019 (SMIC-HS + CASME II + SAMM, 3 "
-                             "classes from the emotion column, leave one subject out); files in "
-                             "preprocessing/data/protocols/")
+                             "paper's databases), megc2019 (SMIC-HS + CASME II + SAMM, 3 "
+                             "classes from the emotion column, leave one subject out), or "
+                             "another of preprocessing/data/protocols/ (%s), or a JSON file"
+                             % ", ".join(protocols.names()))
     parser.add_argument("--rules", metavar="CSV",
                         help="AU rule table (default: preprocessing/data/au_classes.csv)")
     parser.add_argument("--unknown-aus", choices=("exclude", "keep"), default="exclude",
