@@ -26,7 +26,7 @@ DATABASE_HELP = {
 
 
 def add_database_arguments(parser):
-    """--<database> DIR for each loader (any subset, at least one), --protocol, --rules, --unknown-aus."""
+    """--<database> DIR per loader (any subset, at least one); --protocol, --rules, --unknown-aus."""
     group = parser.add_argument_group("databases (give at least one)")
     for name in DATABASES:
         group.add_argument(f"--{name}", metavar="DIR", help=DATABASE_HELP[name])
