@@ -18,8 +18,9 @@
 #     protobuf, HDF5, OpenBLAS, libpython for the Python-layer hooks, ...), but not glibc or
 #     libstdc++ (every host has them, newer than Debian 12's) nor cuBLAS/cuRAND/cuDNN (about
 #     1.5 GB; gpu_check.sh finds them in the host's Python packages).
-#   - A small data set: two HDF5 shards of the synthetic database (24 clips), PSN's full-width
-#     nets reading them, the paper's solver, a TPU-only net, the layer -> stream map for
+#   - A small data set: the four HDF5 shards (one per subject) of a 20-clip synthetic
+#     database, PSN's full-width nets reading them, the paper's solver, a TPU-only net, the
+#     layer -> stream map for
 #     per-stream times, and the Python TPU fallback for the CPU-vs-GPU comparison.
 # --verify copies the bundle into a fresh debootstrap (minbase) root with the wheels'
 # libraries mounted read-only and runs `gpu_check.sh --cpu` there: ldd finds every library,
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --verify) VERIFY=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_bundle.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift

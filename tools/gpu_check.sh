@@ -41,7 +41,7 @@ while [ $# -gt 0 ]; do
     --time-iters) TIME_ITERS=$2; shift ;;
     --engine) ENGINE=${2:-}; shift
               case "$ENGINE" in caffe|cudnn) ;; *) die "--engine takes caffe or cudnn, not '$ENGINE'" ;; esac ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option '$1' (see --help)" ;;
     *) BUNDLE=$1 ;;
   esac
