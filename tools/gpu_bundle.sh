@@ -20,8 +20,8 @@
 #     1.5 GB; gpu_check.sh finds them in the host's Python packages).
 #   - A small data set: the four HDF5 shards (one per subject) of a 20-clip synthetic
 #     database, PSN's full-width nets reading them, the paper's solver, a TPU-only net, the
-#     layer -> stream map for
-#     per-stream times, and the Python TPU fallback for the CPU-vs-GPU comparison.
+#     layer -> stream map for per-stream times, and the Python TPU fallback for the CPU-vs-GPU
+#     comparison.
 # --verify copies the bundle into a fresh debootstrap (minbase) root with the wheels'
 # libraries mounted read-only and runs `gpu_check.sh --cpu` there: ldd finds every library,
 # the TPU's CPU gtests pass and `caffe time` runs PSN on the CPU.
