@@ -44,6 +44,8 @@ TASKS = ("order", "place")
 # Blob places (row, col) in the 112 x 112 crop, well apart.
 PLACE_A = (36, 36)
 PLACE_B = (76, 76)
+CONTRAST = 64.0     # the blob's peak, gray levels above the background
+SIGMA = 7.0         # the blob's Gaussian radius, pixels
 
 
 def _background(rng):
@@ -54,10 +56,14 @@ def _background(rng):
     return 128.0 + 25.0 * tex + rng.uniform(-15, 15)
 
 
-def _blob(center, rng, amplitude, jitter):
+def _moved(center, rng, jitter):
+    return tuple(c + (int(rng.integers(-jitter, jitter + 1)) if jitter else 0) for c in center)
+
+
+def _blob(center, amplitude, sigma):
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    cy, cx = (c + (rng.integers(-jitter, jitter + 1) if jitter else 0) for c in center)
-    return amplitude * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 7.0 ** 2))
+    cy, cx = center
+    return amplitude * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
 
 
 def _sequence(task, label, rng):
@@ -70,13 +76,17 @@ def _sequence(task, label, rng):
     raise ValueError("unknown task %r (one of %s)" % (task, ", ".join(TASKS)))
 
 
-def make_clips(task, n_clips, seed=0, noise=2.0, identities=False, jitter=0):
+def make_clips(task, n_clips, seed=0, noise=2.0, identities=False, jitter=0,
+               contrast=CONTRAST, sigma=SIGMA, frame_jitter=0):
     """(raw uint8 (K,16,3,112,112), sparse float32 (K,16,1,112,112), labels int (K,)).
 
     Classes alternate, so any even split is balanced. By default every clip shows the same
     frames up to sensor noise, as the task demands (the same content in every class);
     identities=True puts a texture behind each pair of clips, and jitter > 0 moves the blobs
     and varies their strength per clip: variation a net can memorise on 40 training clips.
+    contrast (gray levels) and sigma (pixels) size the blob; frame_jitter > 0 moves it by up
+    to that many pixels in every frame, independently (tremor, tracking error): content that
+    changes between frames of one place.
     """
     rng = np.random.default_rng(seed)
     raw = np.empty((n_clips, T, 3, SIZE, SIZE), np.uint8)
@@ -87,11 +97,14 @@ def make_clips(task, n_clips, seed=0, noise=2.0, identities=False, jitter=0):
             # Clips 2i (class 0) and 2i+1 (class 1) share a background, so the background
             # ("who") says nothing of the class and cannot be memorised instead of the task.
             bg = _background(rng) if identities else np.full((SIZE, SIZE), 128.0)
-        amplitude = rng.uniform(50, 80) if jitter else 64.0
-        blobs = {"A": _blob(PLACE_A, rng, amplitude, jitter),
-                 "B": _blob(PLACE_B, rng, amplitude, jitter)}
+        amplitude = contrast * (rng.uniform(50, 80) / 64.0 if jitter else 1.0)
+        places = {"A": _moved(PLACE_A, rng, jitter), "B": _moved(PLACE_B, rng, jitter)}
+        blobs = {w: _blob(c, amplitude, sigma) for w, c in places.items()}
         for t, which in enumerate(_sequence(task, labels[k], rng)):
-            content = blobs[which] if which else 0.0
+            if which and frame_jitter:
+                content = _blob(_moved(places[which], rng, frame_jitter), amplitude, sigma)
+            else:
+                content = blobs[which] if which else 0.0
             frame = bg + content + rng.normal(0.0, noise, (SIZE, SIZE)) if noise else bg + content
             frame = np.clip(np.rint(frame), 0, 255)
             raw[k, t] = frame.astype(np.uint8)[None]
@@ -100,7 +113,7 @@ def make_clips(task, n_clips, seed=0, noise=2.0, identities=False, jitter=0):
 
 
 def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=False,
-               jitter=0):
+               jitter=0, contrast=CONTRAST, sigma=SIGMA, frame_jitter=0):
     """A preprocessing-layout folder holding the task (make_clips' options); fold k tests on
     group k."""
     import h5py
@@ -109,7 +122,8 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
     from preprocessing.hdf5_shards import frame_columns
     from preprocessing.manifest import write_manifest
 
-    raw, sparse, labels = make_clips(task, n_clips, seed, noise, identities, jitter)
+    raw, sparse, labels = make_clips(task, n_clips, seed, noise, identities, jitter,
+                                     contrast, sigma, frame_jitter)
     out = os.path.abspath(out)
     os.makedirs(os.path.join(out, "shards"), exist_ok=True)
     groups = np.arange(n_clips) // 2 % n_groups + 1     # pairs of classes per group: balanced
@@ -118,8 +132,10 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
         rows.append({"index": i, "database": "probe_" + task, "subject": "p%02d" % (i // 2),
                      "clip": "%s_%03d" % (task, i), "n_frames": T, "label": int(labels[i]),
                      "group": int(groups[i]), "included": 1,
-                     "notes": "synthetic %s task, seed %d, noise %g, identities %s, jitter %d"
-                              % (task, seed, noise, identities, jitter)})
+                     "notes": "synthetic %s task, seed %d, noise %g, identities %s, jitter %d, "
+                              "contrast %g, sigma %g, frame jitter %d"
+                              % (task, seed, noise, identities, jitter, contrast, sigma,
+                                 frame_jitter)})
     for g in range(1, n_groups + 1):
         idx = np.nonzero(groups == g)[0]
         path = os.path.join(out, "shards", "group%02d.h5" % g)
@@ -195,3 +211,90 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
         correct += int((prob.argmax(axis=1) == labels).sum())
         total += len(labels)
     return {"accuracy": correct / total, "loss": loss}
+
+
+# ------------------------------------------------------------------ robustness grid
+
+# The range real clips span (docs/temporal_stream.md, "Robustness grid"): a blob of 4 px is a
+# brow's corner at 112 x 112, 24 px a whole cheek or a head shift; 16 gray levels a faint
+# micro-expression, 128 a blink on dark eyes; noise 1 a good camera, 4 a dim room; a
+# per-frame jitter of 3 px tracking error or tremor.
+GRID = {"contrast": (16, 32, 64, 128), "sigma": (4, 8, 16, 24), "noise": (1, 4),
+        "frame_jitter": (0, 3)}
+GRID_MODELS = {"order": ("psn_temporal", "alexnet_rnn", "psn_spatial"),
+               "place": ("psn_temporal", "alexnet_rnn", "psn_spatial")}
+
+
+def grid_cells(grid=None):
+    """Every cell of the grid as a dict (contrast, sigma, noise, frame_jitter), in table order."""
+    import itertools
+    g = dict(GRID, **(grid or {}))
+    keys = ("noise", "frame_jitter", "sigma", "contrast")
+    return [dict(zip(keys, v)) for v in itertools.product(*(g[k] for k in keys))]
+
+
+def cell_name(task, cell, seed):
+    return "%s_c%g_s%g_n%g_j%d_seed%d" % (task, cell["contrast"], cell["sigma"], cell["noise"],
+                                         cell["frame_jitter"], seed)
+
+
+def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overrides=None,
+             keep_data=False):
+    """Train each model on one cell of the grid (data seed = training seed); returns a list of
+    result dicts. The data folder is removed afterwards (about 110 MB a cell) unless
+    keep_data; results are also written to WORKDIR/<cell>/results.json, and a rerun returns
+    them without training again."""
+    import shutil
+    import time
+
+    name = cell_name(task, cell, seed)
+    d = os.path.join(workdir, name)
+    done = os.path.join(d, "results.json")
+    if os.path.isfile(done):
+        with open(done) as f:
+            res = json.load(f)
+        if {r["model"] for r in res} >= set(models):
+            return [r for r in res if r["model"] in models]
+    data = write_task(os.path.join(d, "data"), task, n_clips=n_clips, seed=seed,
+                      noise=cell["noise"], contrast=cell["contrast"], sigma=cell["sigma"],
+                      frame_jitter=cell["frame_jitter"])
+    results = []
+    try:
+        for model in models:
+            t0 = time.time()
+            r = train_and_score(data, model, os.path.join(d, model), iters=iters, seed=seed,
+                                **(net_overrides or {}))
+            r.update(task=task, model=model, seed=seed, seconds=round(time.time() - t0, 1),
+                     **cell)
+            results.append(r)
+            shutil.rmtree(os.path.join(d, model), ignore_errors=True)
+    finally:
+        if not keep_data:
+            shutil.rmtree(data, ignore_errors=True)
+    write_atomic(done, json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def grid_table(results, model, task, grid=None):
+    """Markdown: rows (noise, jitter, sigma), columns contrast; each cell the mean held-out
+    accuracy over the seeds, with the lowest seed's in brackets when they differ."""
+    g = dict(GRID, **(grid or {}))
+    head = "| noise | jitter | σ (px) | " + " | ".join("c %g" % c for c in g["contrast"]) + " |"
+    lines = [head, "|" + "---|" * (3 + len(g["contrast"]))]
+    for noise in g["noise"]:
+        for fj in g["frame_jitter"]:
+            for sigma in g["sigma"]:
+                cells = []
+                for c in g["contrast"]:
+                    accs = [r["accuracy"] for r in results
+                            if r["model"] == model and r["task"] == task and r["noise"] == noise
+                            and r["frame_jitter"] == fj and r["sigma"] == sigma
+                            and r["contrast"] == c]
+                    if not accs:
+                        cells.append("–")
+                    elif min(accs) == max(accs):
+                        cells.append("%.2f" % accs[0])
+                    else:
+                        cells.append("%.2f (%.2f)" % (sum(accs) / len(accs), min(accs)))
+                lines.append("| %g | %d | %g | %s |" % (noise, fj, sigma, " | ".join(cells)))
+    return "\n".join(lines)
