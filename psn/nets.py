@@ -13,8 +13,8 @@ Data flow of every net (docs/design.md §2):
   -> time-major rows (row = t*N + n, Caffe's recurrent convention) by Slice on the
      time axis + Concat on the batch axis (stock Caffe has no Permute layer)
   -> spatial stream on E frames (Table 1) -> 80 x 4096
-  -> temporal stream on raw frames minus their clip's mean frame, / 8 (docs/temporal_stream.md):
-     TPU over (T, N, D) -> FC 4096 per step -> 80 x 4096
+  -> temporal stream on raw frames minus their clip's mean frame, brought to an rms of 0.25 per
+     clip (docs/temporal_stream.md): TPU over (T, N, D) -> FC 4096 per step -> 80 x 4096
   -> fusion (SUM / PROD / CONCAT) -> reshape 80 x C x 4 x 4 -> 1x1 conv to 4 maps
      (+ReLU, dropout) -> 80 x 64 -> FC -> 80 x 4 -> SoftmaxWithLoss on per-frame labels.
 """
@@ -47,8 +47,15 @@ class NetConfig:
     # (docs/temporal_stream.md says why and what else was measured):
     temporal_centre: bool = True  # subtract each clip's mean frame (identity) from its frames
     temporal_scale: float = 1.0 / 8   # then x = (gray level - 128 [- clip mean]) * scale
+    temporal_norm: str = "rms"    # rms: then x * temporal_norm_rms / the clip's own rms over
+                                  # its T frames (input scale out of learning) | none
+    temporal_norm_eps: float = 0.5    # gray levels added (in quadrature) to that rms: a clip
+                                      # whose frames are all equal gives x = 0, not 0 / 0
+    temporal_norm_rms: float = 0.25   # the rms a clip's input is brought to
     rec_init: str = "xavier"      # xavier: per matrix | tiny: N(0, 1e-4) for all (1st release)
     tp_ref: float = 3.2           # gray levels: W_m ~ N(0, (1 / (sqrt(H) tp_ref scale))^2)
+    tp_ref_rms: float = 1.0       # with temporal_norm rms, tp in units of the clip's rms:
+                                  # W_m ~ N(0, (1 / (sqrt(H) tp_ref_rms temporal_norm_rms))^2)
     # PSN_swap: each stream gets the other's input, scaled so both carry signal at the start:
     swap_spatial_scale: float = 1.0 / 64  # raw frames (gray - 128) into the spatial stream
     swap_temporal_scale: float = 1.0      # E (gray levels, mostly < 1) into the temporal one
@@ -268,6 +275,27 @@ class _Builder:
                               coeff=[1, -1])
         return n.centred
 
+    def clip_normalise(self, frames, eps, target):
+        """target * x / sqrt(mean over the clip's T x D values of x^2 + eps^2), per clip, with stock
+        layers on (T, N, D): Power, Reduction (mean over D), a fixed 1x1 convolution (mean
+        over T), Power (^-1/2), Tile, Scale."""
+        c, n, L = self.cfg, self.n, self.L
+        n.norm_sq = L.Power(frames, power_param=dict(power=2.0))
+        n.norm_ms_tn = L.Reduction(n.norm_sq, reduction_param=dict(
+            operation=self.P.Reduction.MEAN, axis=2))
+        n.norm_ms_t = L.Reshape(n.norm_ms_tn, reshape_param=dict(
+            shape=dict(dim=[1, c.frames, -1, 1])))
+        n.norm_ms = L.Convolution(n.norm_ms_t, num_output=1, kernel_size=1, bias_term=False,
+                                  weight_filler=dict(type="constant", value=1.0 / c.frames),
+                                  param=[dict(lr_mult=0, decay_mult=0)])
+        # (shift + scale * ms)^(-1/2) = target / sqrt(ms + eps^2)
+        n.norm_inv = L.Power(n.norm_ms, power_param=dict(
+            power=-0.5, scale=1.0 / target ** 2, shift=(eps / target) ** 2))
+        n.norm_inv_n = L.Reshape(n.norm_inv, reshape_param=dict(shape=dict(dim=[1, -1])))
+        n.norm_inv_tn = L.Tile(n.norm_inv_n, tile_param=dict(axis=0, tiles=c.frames))
+        n.frames_norm = L.Scale(frames, n.norm_inv_tn, scale_param=dict(axis=0))
+        return n.frames_norm
+
     def temporal(self, rows, cont_tn, channels):
         c, n, L = self.cfg, self.n, self.L
         D = channels * c.size * c.size
@@ -282,6 +310,15 @@ class _Builder:
             # the motion (docs/temporal_stream.md: the demo's PSN_temporal 0.40 -> 0.83).
             rows = self.clip_centre(rows)
         n.frames_tnd = self.L.Reshape(rows, reshape_param=dict(shape=dict(dim=[c.frames, -1, D])))
+        frames = n.frames_tnd
+        if c.temporal_norm == "rms":
+            # Learning must not depend on how large or strong the moving content is: x/8
+            # alone saturated tanh and clipped every step on large bright content and left
+            # faint small content near zero (docs/temporal_stream.md: the mechanism, and the
+            # grid of benchmarks/temporal_grid.py).
+            frames = self.clip_normalise(frames, c.temporal_norm_eps * scale, c.temporal_norm_rms)
+        elif c.temporal_norm != "none":
+            raise ValueError("temporal_norm must be none or rms, got %r" % c.temporal_norm)
         bias = dict(type="constant", value=0)
         tpu_param = dict(mode=getattr(self.P.TPU, c.tpu_mode),
                          first_tp=getattr(self.P.TPU, c.first_tp))
@@ -293,21 +330,24 @@ class _Builder:
         elif c.rec_init == "xavier":
             # Caffe's xavier takes each matrix's own fan-in (D for W_I, H for W_H and W_O),
             # so one filler gives unit-scale products in both: the same for Caffe's RNN.
-            # W_m multiplies tp * h~, and tp is a frame difference in the input's units, far
-            # below 1 for noise-level changes: W_m starts at gain 1 / tp_ref (in the net's
-            # units), so that W_m (tp h~) has unit scale at tp = tp_ref.
+            # W_m multiplies tp * h~, and tp is a frame difference in the input's units: W_m
+            # starts at gain 1 / tp_ref (in the net's units), so that W_m (tp h~) has unit
+            # scale at tp = tp_ref: tp_ref_rms times the clip's rms with the normalisation
+            # (gain 4: a change as large as the clip's own rms), tp_ref gray levels without.
             # In mode TP1 tp is 1 and W_m keeps xavier's unit gain.
             rp = dict(num_output=H, weight_filler=dict(type="xavier"), bias_filler=bias)
             if c.tpu_mode == "TPU":
+                tp_unit = (c.tp_ref_rms * c.temporal_norm_rms if c.temporal_norm == "rms"
+                           else c.tp_ref * scale)
                 tpu_param["modulation_weight_filler"] = dict(
-                    type="gaussian", std=1.0 / (math.sqrt(H) * c.tp_ref * scale))
+                    type="gaussian", std=1.0 / (math.sqrt(H) * tp_unit))
         else:
             raise ValueError("rec_init must be tiny or xavier, got %r" % c.rec_init)
         if c.recurrent == "RNN":
-            n.rnn = L.RNN(n.frames_tnd, cont_tn, recurrent_param=rp)
+            n.rnn = L.RNN(frames, cont_tn, recurrent_param=rp)
             rec = n.rnn
         else:
-            n.tpu = L.TPU(n.frames_tnd, cont_tn, recurrent_param=rp, tpu_param=tpu_param)
+            n.tpu = L.TPU(frames, cont_tn, recurrent_param=rp, tpu_param=tpu_param)
             rec = n.tpu
         x = self.fc("fc_temporal", rec, _feat_dim(c), axis=2)   # T x N x 4096
         return self.reshape("temporal_rows", x, [-1, _feat_dim(c)])

@@ -59,7 +59,7 @@ def test_spatial_stream_follows_table1(caffe):
                 ([kernel], num_output, [pad], [stride]), name
     assert layers["fc_spatial"].inner_product_param.num_output == 4096
     assert layers["conv1"].bottom[0] == "sparse_rows"  # the RPCA E frames
-    assert layers["tpu"].bottom[0] == "frames_tnd" and layers["tpu"].type == "TPU"
+    assert layers["tpu"].bottom[0] == "frames_norm" and layers["tpu"].type == "TPU"
 
 
 def test_psn_blob_shapes(caffe):
@@ -67,10 +67,10 @@ def test_psn_blob_shapes(caffe):
     shapes = {k: v.data.shape for k, v in net.blobs.items()}
     print("\n".join("%-14s %s" % (k, shapes[k]) for k in (
         "sparse_rows", "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5",
-        "fc_spatial", "frames_tnd", "tpu", "temporal_rows", "fusion", "fused_maps",
+        "fc_spatial", "frames_tnd", "frames_norm", "tpu", "temporal_rows", "fusion", "fused_maps",
         "conv_fuse", "fuse64", "fc_cls")))
     assert shapes["fc_spatial"] == (80, 4096)
-    assert shapes["frames_tnd"] == (16, 5, 37632)
+    assert shapes["frames_tnd"] == shapes["frames_norm"] == (16, 5, 37632)
     assert shapes["temporal_rows"] == (80, 4096)
     assert shapes["fusion"] == (80, 4096)
     assert shapes["fused_maps"] == (80, 256, 4, 4)
@@ -140,6 +140,43 @@ def test_temporal_input_is_the_frame_minus_its_clip_mean(caffe):
     tp_centred = temporal_perception(got, _cont(N).T)
     tp_plain = temporal_perception(x.transpose(1, 0, 2, 3, 4).reshape(16, N, -1), _cont(N).T)
     assert np.allclose(tp_centred, tp_plain, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["psn", "alexnet_rnn"])
+def test_temporal_input_is_brought_to_one_rms_per_clip(caffe, model):
+    """The recurrent layer's input is the centred frames times target / sqrt(ms + eps^2), ms
+    over each clip's T x D values: the same whatever the clip's contrast or extent, for the
+    TPU and for Caffe's RNN; a clip whose frames are all equal gives zeros, not NaN."""
+    from psn import nets as psn_nets
+    cfg = psn_nets.MODELS[model]
+    N = 5
+    net = _deploy(caffe, model)
+    rng = np.random.RandomState(2)
+    raw = np.full(net.blobs["raw"].data.shape, 128, np.float32)
+    raw[0] = rng.randint(0, 255, raw[0].shape)                    # full-range noise
+    raw[1] = 128 + rng.randint(-2, 3, raw[1].shape)               # sensor noise alone
+    raw[2, 5:9, :, 40:80, 40:80] = 200                            # a large bright patch
+    raw[3] = raw[2] * 0.25 + 96                                   # the same, a quarter of it
+    # raw[4]: every frame the same (128 everywhere)
+    net.blobs["raw"].data[...] = raw
+    net.blobs["cont"].data[...] = _cont(N)
+    net.forward()
+    x = (raw - 128) * cfg.temporal_scale
+    x = (x - x.mean(axis=1, keepdims=True)).transpose(1, 0, 2, 3, 4).reshape(16, N, -1)
+    ms = (x.astype(np.float64) ** 2).mean(axis=(0, 2))
+    eps = cfg.temporal_norm_eps * cfg.temporal_scale
+    want = x * (cfg.temporal_norm_rms / np.sqrt(ms + eps ** 2))[None, :, None]
+    got = net.blobs["frames_norm"].data
+    assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
+    rms = np.sqrt((got.astype(np.float64) ** 2).mean(axis=(0, 2)))
+    # eps matters only near sensor noise (clip 1: 1.4 gray levels rms, 0.94 of the target)
+    assert np.allclose(rms[[0, 2, 3]], cfg.temporal_norm_rms, rtol=0.02), rms
+    assert 0.9 * cfg.temporal_norm_rms < rms[1] < cfg.temporal_norm_rms, rms
+    # Scale invariance: a quarter of the contrast gives the same input (up to eps).
+    assert np.abs(got[:, 2] - got[:, 3]).max() < 0.02 * np.abs(got[:, 2]).max()
+    assert (got[:, 4] == 0).all() and np.isfinite(net.blobs["prob"].data).all()
+    rec = "tpu" if model == "psn" else "rnn"
+    assert net.bottom_names[rec][0] == "frames_norm", rec
 
 
 def test_labels_follow_the_same_order(caffe, nets, tmp_path):
