@@ -5,7 +5,11 @@ tests need clips whose class is known and visible in the frames. This module dra
 with OpenCV/numpy (one identity per subject: face shape, skin tone and texture, hair, eyes,
 brows, mouth, background, lighting), and animates each clip at 200 fps as a neutral start,
 an onset-apex-offset of local AU-like deformations a few pixels large at the apex, and a
-neutral end, with slight head motion and sensor noise (so RPCA has an identity to remove).
+neutral end, with slight head motion and sensor noise (so RPCA has an identity to remove),
+and by default the nuisances every real database has and that carry no class: an eye blink
+in half of the clips, a slow head drift of up to 4 px and 1 degree, a brightness flicker of
++-2 gray levels (constants.NUISANCES; tools/make_synthetic.py --blink, --drift-px,
+--drift-deg, --flicker, --no-nuisances).
 
 On disk (what `preprocessing.loaders` reads for CASME II):
     OUT/CASME2-coding-20140508.xlsx
@@ -40,16 +44,18 @@ Modules: constants (sizes, classes, AU choices), faces (drawing, AU movements), 
 and rendering), formats (the owners' sheets and folder layouts, also used by the tests' fake
 databases), database (generate, the command tools/make_synthetic.py runs).
 """
-from synthetic.clips import NoiseBank, intensity_profile, plan_database, render_frames
-from synthetic.constants import (AU_CHOICES, FPS, HEIGHT, NEGATIVE, OTHERS, POSITIVE,
-                                 STAMP_NAME, SURPRISE, WIDTH)
+from synthetic.clips import (NoiseBank, blink_profile, intensity_profile, plan_database,
+                             render_frames)
+from synthetic.constants import (AU_CHOICES, FPS, HEIGHT, NEGATIVE, NO_NUISANCES, NUISANCES,
+                                 OTHERS, POSITIVE, STAMP_NAME, SURPRISE, WIDTH)
 from synthetic.database import generate, main, subject_face
 from synthetic.faces import au_handles, draw_face
 from synthetic.formats import (CASME_HEADER, FORMATS, FRAMES_DIR, HEADER, SHEET_NAME,
                                casme_filename, clip_dir)
 
 __all__ = ["generate", "main", "FORMATS", "draw_face", "subject_face", "plan_database",
-           "render_frames", "NoiseBank", "intensity_profile", "au_handles", "clip_dir",
+           "render_frames", "NoiseBank", "intensity_profile", "blink_profile", "NUISANCES",
+           "NO_NUISANCES", "au_handles", "clip_dir",
            "casme_filename", "AU_CHOICES", "FPS", "HEIGHT", "WIDTH", "STAMP_NAME", "POSITIVE",
            "NEGATIVE", "SURPRISE", "OTHERS", "CASME_HEADER", "HEADER", "FRAMES_DIR",
            "SHEET_NAME"]

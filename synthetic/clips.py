@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from synthetic.constants import AU_CHOICES, CLASS_SHARES, FPS, HEIGHT, MIN_PER_CLASS, WIDTH
+from synthetic.constants import (AU_CHOICES, CLASS_SHARES, FPS, HEIGHT, MIN_PER_CLASS,
+                                 NO_NUISANCES, WIDTH)
 from synthetic.faces import au_handles, Face, wrinkle_map
 
 
@@ -131,13 +132,56 @@ def clip_setup(face, plan, attempt=0):
     return rng, posed, handles, wrinkles
 
 
-def render_frames(face, plan, noise, quality=90, attempts=10):
+def blink_profile(n, rng):
+    """Per-frame eyelid closure (0 open, 1 shut) for a clip of n frames at 200 fps: one
+    blink as people blink, closing in 35-50 ms, shut for 10-30 ms, reopening in 70-120 ms,
+    starting anywhere after the third frame (the preprocessing finds the face on the first)."""
+    close, shut, reopen = (int(round(v * FPS)) for v in
+                           (rng.uniform(0.035, 0.05), rng.uniform(0.01, 0.03),
+                            rng.uniform(0.07, 0.12)))
+    start = int(rng.integers(3, max(4, n - close)))
+    i = np.arange(n, dtype=np.float64) - start
+    rise = np.clip(i / close, 0, 1)
+    fall = np.clip(1 - (i - close - shut) / reopen, 0, 1)
+    return np.where(i < close + shut, rise, fall) * (i >= 0)
+
+
+def close_eyes(frame, face, closure):
+    """The frame with both upper lids lowered by `closure` (0..1) of the eye's height: skin
+    from just above the eye drawn down over it, and the lash line at the lid's edge."""
+    if closure <= 0:
+        return frame
+    out = frame.astype(np.float32)
+    ew, eh = face.eye_w, face.eye_h
+    for side in ("L", "R"):
+        ex, ey = face.points["eye_" + side]
+        x0, x1 = int(ex - 1.3 * ew), int(ex + 1.3 * ew) + 1
+        y0, y1 = int(ey - 2.2 * eh), int(ey + 1.2 * eh) + 1
+        if x0 < 0 or y0 < 0 or x1 > WIDTH or y1 > HEIGHT:
+            continue
+        gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        inside = ((gx - ex) / (1.15 * ew)) ** 2 + ((gy - ey) / (1.1 * eh)) ** 2 < 1
+        edge = ey - 1.1 * eh + closure * 2.0 * eh         # the lid's lower edge, moving down
+        skin = np.median(out[y0:int(ey - 1.6 * eh), int(ex - 0.6 * ew):int(ex + 0.6 * ew)]
+                         .reshape(-1, 3), axis=0)
+        lid = (inside & (gy < edge)).astype(np.float32)
+        lid = cv2.GaussianBlur(lid, (0, 0), 0.8)[..., None]
+        lash = (inside & (np.abs(gy - edge) < max(1.0, 0.25 * eh))).astype(np.float32)[..., None]
+        patch = out[y0:y1, x0:x1]
+        patch[...] = patch * (1 - lid) + skin * lid
+        patch[...] = patch * (1 - 0.7 * lash) + 25.0 * 0.7 * lash
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_frames(face, plan, noise, quality=90, attempts=10, nuisances=None):
     """Yield (frame number, BGR uint8 image) for onset..offset of one clip.
 
     A pose in which the cascades miss the face on the onset frame (where the preprocessing
-    detects it) is drawn again, as for identities."""
+    detects it) is drawn again, as for identities. `nuisances` (constants.NUISANCES' keys;
+    None: none) adds a blink, slow head drift and brightness flicker, drawn from a random
+    stream of their own, so a clip without them has the same bytes as before they existed."""
     for attempt in range(attempts):
-        frames = _render(face, plan, noise, attempt)
+        frames = _render(face, plan, noise, attempt, nuisances)
         number, first = next(frames)
         if detectable(jpeg_roundtrip(first, quality)):
             break
@@ -147,11 +191,19 @@ def render_frames(face, plan, noise, quality=90, attempts=10):
     yield from frames
 
 
-def _render(face, plan, noise, attempt):
+def _render(face, plan, noise, attempt, nuisances=None):
     rng, posed, handles, wrinkles = clip_setup(face, plan, attempt)
     n = plan.offset - plan.onset + 1
     lead, tail = int(rng.integers(2, 6)), int(rng.integers(2, 6))
     prof = intensity_profile(n, plan.apex - plan.onset, lead, tail)
+    nz = dict(NO_NUISANCES, **(nuisances or {}))
+    nrng = np.random.default_rng(list(plan.seed) + [attempt, 7])
+    blink = (blink_profile(n, nrng) if nrng.random() < nz["blink"] else np.zeros(n))
+    # Drift: a straight slow movement over the clip, of a random size up to the maximum.
+    angle = nrng.uniform(0, 2 * np.pi)
+    drift = nrng.uniform(0, nz["drift_px"]) * np.array([np.cos(angle), np.sin(angle)])
+    drift_roll = nrng.uniform(-nz["drift_deg"], nz["drift_deg"])
+    flicker = nrng.uniform(-nz["flicker"], nz["flicker"], n)
 
     # The region the AUs touch: handles to 3 sigma, plus where the wrinkles are.
     x0 = min(h[0] - 3 * h[2] for h in handles)
@@ -190,16 +242,18 @@ def _render(face, plan, noise, attempt):
             p = patch * (1.0 - s * wr)
             w = cv2.remap(p, gx - s * dx, gy - s * dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             frame[y0:y1, x0:x1] = np.clip(w + 0.5, 0, 255).astype(np.uint8)
+        frame = close_eyes(frame, posed, blink[i])
         t = i / FPS
         tx, ty, th = (amp[0] * np.sin(2 * np.pi * freq[0] * t + phase[0]),
                       amp[1] * np.sin(2 * np.pi * freq[1] * t + phase[1]),
                       roll * np.sin(2 * np.pi * freq[2] * t + phase[2]))
-        M = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), th, 1.0)
-        M[:, 2] += (tx, ty)
+        along = i / max(1, n - 1)
+        M = cv2.getRotationMatrix2D((float(c[0]), float(c[1])), th + along * drift_roll, 1.0)
+        M[:, 2] += (tx + along * drift[0], ty + along * drift[1])
         frame = cv2.warpAffine(frame, M, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REFLECT101)
         gain = 1.0 + 0.004 * rng.standard_normal()
-        frame = cv2.convertScaleAbs(frame, alpha=gain)
+        frame = cv2.convertScaleAbs(frame, alpha=gain, beta=float(flicker[i]))
         yield plan.onset + i, noise.add(frame, rng)
 
 

@@ -27,3 +27,10 @@ AU_CHOICES = {
              ("14+17", 1, "others"), ("4+14", 1, "repression"), ("R12+14", 1, "others"),
              ("18", 1, "others")),
 }
+
+# Nuisances that every real database has and that carry no class (tools/make_synthetic.py
+# options; on by default, so the demo's temporal stream meets them): the chance that a clip
+# holds an eye blink, the largest slow head drift over a clip (pixels of the 640 x 480 frame,
+# degrees of roll) and the brightness flicker (gray levels, fresh every frame).
+NUISANCES = {"blink": 0.5, "drift_px": 4.0, "drift_deg": 1.0, "flicker": 2.0}
+NO_NUISANCES = {"blink": 0.0, "drift_px": 0.0, "drift_deg": 0.0, "flicker": 0.0}

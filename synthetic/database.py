@@ -15,7 +15,8 @@ from preprocessing.errors import fail
 from preprocessing.labels import CLASSES
 from synthetic.clips import (detectable, encode_jpeg, jpeg_roundtrip, NoiseBank, transform_face,
                              plan_database, render_frames)
-from synthetic.constants import FPS, GENERATOR_VERSION, HEIGHT, STAMP_NAME, WIDTH
+from synthetic.constants import (FPS, GENERATOR_VERSION, HEIGHT, NO_NUISANCES, NUISANCES,
+                                 STAMP_NAME, WIDTH)
 from synthetic.faces import draw_face
 from synthetic.formats import (casme_sheets, clip_dir, FORMATS, frame_name, FRAMES_DIR,
                                samm_sheet, sheet_bytes, SHEET_NAME, SMIC_DIR, writes)
@@ -34,13 +35,14 @@ def _encode(frame, quality, fmt):
     return encode_jpeg(frame, quality)
 
 
-def _write_clip(root, face, plan, noise, quality, fmt="casme2", n_subjects=None):
+def _write_clip(root, face, plan, noise, quality, fmt="casme2", n_subjects=None,
+                nuisances=None):
     if not writes(plan, fmt):
         return 0, 0
     d = clip_dir(root, plan, fmt, n_subjects)
     os.makedirs(d, exist_ok=True)
     nbytes = frames = 0
-    for number, frame in render_frames(face, plan, noise, quality):
+    for number, frame in render_frames(face, plan, noise, quality, nuisances=nuisances):
         if fmt == "smic":
             if number % 2:          # SMIC-HS: 100 fps, every second frame of 200
                 continue
@@ -80,13 +82,30 @@ def subject_face(seed, subject, quality=90):
     raise RuntimeError(f"no detectable face drawn for subject {subject} (seed {seed}) in 50 tries")
 
 
-def _params(n_subjects, clips_per_subject, seed, quality, fmt="casme2"):
+def _params(n_subjects, clips_per_subject, seed, quality, fmt="casme2", nuisances=None):
     params = {"generator_version": GENERATOR_VERSION, "n_subjects": int(n_subjects),
               "clips_per_subject": int(clips_per_subject), "seed": int(seed),
               "quality": int(quality), "width": WIDTH, "height": HEIGHT, "fps": FPS}
     if fmt != "casme2":     # CASME II databases written before formats existed stay valid
         params["format"] = fmt
+    if nuisances and any(nuisances.values()):     # and so do those written before nuisances existed
+        params["nuisances"] = {k: float(v) for k, v in sorted(nuisances.items())}
     return params
+
+
+def check_nuisances(nuisances):
+    """The nuisance sizes, every key of NUISANCES given (missing ones 0), or ValueError."""
+    nuisances = dict(nuisances or {})
+    unknown = sorted(set(nuisances) - set(NO_NUISANCES))
+    if unknown:
+        raise ValueError("unknown nuisances %s (known: %s)" % (unknown, ", ".join(NO_NUISANCES)))
+    out = dict(NO_NUISANCES, **{k: float(v) for k, v in nuisances.items()})
+    if not 0 <= out["blink"] <= 1:
+        raise ValueError("blink is the share of clips with a blink: 0..1, got %g" % out["blink"])
+    for k in ("drift_px", "drift_deg", "flicker"):
+        if not 0 <= out[k] <= 50:
+            raise ValueError("%s must be in 0..50, got %g" % (k, out[k]))
+    return out
 
 
 def _remove_stale_tmp(parent, name):
@@ -105,19 +124,21 @@ def _remove_stale_tmp(parent, name):
 
 
 def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, workers=None,
-             progress=False, force=False, fmt="casme2"):
+             progress=False, force=False, fmt="casme2", nuisances=NUISANCES):
     """Write a synthetic CASME II-format (fmt 'casme': CASME-format) database to out_dir;
     returns a summary dict.
 
     The database is built in a temporary sibling folder and renamed into place at the end, so
     out_dir never holds half a database. If out_dir already holds a database generated with
     the same parameters (its stamp file says so), nothing is written (summary['skipped']).
-    A folder that exists but is not one of ours is never overwritten."""
+    A folder that exists but is not one of ours is never overwritten. `nuisances` (sizes by
+    constants.NUISANCES' keys; None or zeros: none) carry no class."""
     t0 = time.time()
     out_dir = os.path.abspath(out_dir)
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    params = _params(n_subjects, clips_per_subject, seed, quality, fmt)
+    nuisances = check_nuisances(nuisances)
+    params = _params(n_subjects, clips_per_subject, seed, quality, fmt, nuisances)
     stamp_path = os.path.join(out_dir, STAMP_NAME)
     if os.path.isfile(stamp_path):
         try:
@@ -163,7 +184,7 @@ def generate(out_dir, n_subjects=12, clips_per_subject=10, seed=0, quality=90, w
         try:
             faces = dict(zip(subjects, pool.map(lambda s: subject_face(seed, s, quality), subjects)))
             futures = [pool.submit(_write_clip, tmp, faces[p.subject], p, noise, quality, fmt,
-                                   n_subjects) for p in plans]
+                                   n_subjects, nuisances) for p in plans]
             frames = nbytes = 0
             for fut in futures:
                 n, b = fut.result()
@@ -215,10 +236,24 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="regenerate even if an identical database exists")
     ap.add_argument("--format", choices=FORMATS, default="casme2",
                     help="on-disk format: casme2 (default) or casme (Section A/B sheets and folders)")
+    ap.add_argument("--blink", type=float, default=NUISANCES["blink"],
+                    help="share of clips with an eye blink, 0..1 (default: %(default)s)")
+    ap.add_argument("--drift-px", type=float, default=NUISANCES["drift_px"],
+                    help="largest slow head drift over a clip, pixels (default: %(default)s)")
+    ap.add_argument("--drift-deg", type=float, default=NUISANCES["drift_deg"],
+                    help="largest slow head roll over a clip, degrees (default: %(default)s)")
+    ap.add_argument("--flicker", type=float, default=NUISANCES["flicker"],
+                    help="brightness flicker, +- gray levels per frame (default: %(default)s)")
+    ap.add_argument("--no-nuisances", action="store_true",
+                    help="no blinks, drift or flicker (the databases made before they existed)")
     args = ap.parse_args(argv)
+    nuisances = (NO_NUISANCES if args.no_nuisances else
+                 {"blink": args.blink, "drift_px": args.drift_px, "drift_deg": args.drift_deg,
+                  "flicker": args.flicker})
     try:
         s = generate(args.out, args.subjects, args.clips_per_subject, args.seed, args.quality,
-                     workers=args.workers, progress=True, force=args.force, fmt=args.format)
+                     workers=args.workers, progress=True, force=args.force, fmt=args.format,
+                     nuisances=nuisances)
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

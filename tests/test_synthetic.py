@@ -32,13 +32,14 @@ def _rows(root):
 @pytest.fixture(scope="module")
 def small_db(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synthetic") / "db")
-    summary = S.generate(root, **SMALL)
+    # Without nuisances: the AU tests below measure what the AUs move, and nothing else.
+    summary = S.generate(root, nuisances=S.NO_NUISANCES, **SMALL)
     return root, summary
 
 
 def test_same_seed_same_bytes(small_db, tmp_path):
     root, summary = small_db
-    again = S.generate(str(tmp_path / "again"), **SMALL)
+    again = S.generate(str(tmp_path / "again"), nuisances=S.NO_NUISANCES, **SMALL)
     assert not summary["skipped"] and not again["skipped"]
     a, b = _tree(root), _tree(str(tmp_path / "again"))
     assert sorted(a) == sorted(b)
@@ -141,6 +142,72 @@ def test_apex_moves_the_aus_region_by_a_few_pixels_and_little_else(small_db):
         assert np.percentile(mag[rest], 99) < 0.8, what
 
 
+def test_blink_profile():
+    rng = np.random.default_rng(0)
+    for n in (30, 45, 60):
+        p = S.blink_profile(n, rng)
+        assert p.shape == (n,) and (p[:3] == 0).all() and p.min() >= 0 and p.max() <= 1
+        shut = np.flatnonzero(p == 1)
+        if shut.size:       # closes faster than it opens, as people blink
+            assert shut[0] - np.flatnonzero(p > 0)[0] < np.flatnonzero(p > 0)[-1] - shut[-1] + 2
+
+
+def test_nuisances_carry_no_class_and_move_what_they_say(tmp_path):
+    """A blink changes the eyes and little else; drift moves the whole face by pixels, not
+    the AU region alone; the same seed gives the same bytes; the stamp records the sizes, and
+    a database without nuisances keeps the stamp it had before they existed."""
+    face = S.subject_face(7, 1)
+    plan = S.plan_database(**SMALL)[0]
+    noise = S.NoiseBank(7)
+
+    def frames(**nz):
+        return [f.astype(np.float64) for _, f in S.render_frames(face, plan, noise, nuisances=nz)]
+
+    base = frames()
+    blink = frames(blink=1.0)
+    d = [np.abs(a - b).mean(axis=2) for a, b in zip(base, blink)]
+    k = int(np.argmax([x.sum() for x in d]))
+    assert d[0].max() == 0 and d[k].max() > 60                       # the lids, dark on white
+    ys, xs = np.nonzero(d[k] > 20)
+    eyes = [np.array(face.points["eye_" + s]) for s in "LR"]
+    far = [min(np.hypot(x - e[0], y - e[1]) for e in eyes) for x, y in zip(xs, ys)]
+    assert np.percentile(far, 95) < 4 * face.eye_w                   # ~10 px pose shift incl.
+    drift = frames(drift_px=4.0, drift_deg=1.0)
+    flow = cv2.calcOpticalFlowFarneback(
+        cv2.cvtColor(drift[0].astype(np.uint8), cv2.COLOR_BGR2GRAY),
+        cv2.cvtColor(drift[-1].astype(np.uint8), cv2.COLOR_BGR2GRAY),
+        None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    still = cv2.calcOpticalFlowFarneback(
+        cv2.cvtColor(base[0].astype(np.uint8), cv2.COLOR_BGR2GRAY),
+        cv2.cvtColor(base[-1].astype(np.uint8), cv2.COLOR_BGR2GRAY),
+        None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    cx, cy = face.points["centre"]
+    sl = np.s_[int(cy - 60):int(cy + 60), int(cx - 60):int(cx + 60)]
+    assert np.median(np.linalg.norm(flow[sl], axis=2)) > np.median(
+        np.linalg.norm(still[sl], axis=2)) + 0.3
+    flick = frames(flicker=2.0)
+    shift = [float((a - b).mean()) for a, b in zip(flick, base)]
+    assert max(abs(v) for v in shift) > 0.5 and max(abs(v) for v in shift) < 2.5
+
+    small = dict(n_subjects=1, clips_per_subject=2, seed=5)
+    a = S.generate(str(tmp_path / "a"), **small)
+    b = S.generate(str(tmp_path / "b"), **small)
+    ta, tb = _tree(a["out_dir"]), _tree(b["out_dir"])
+    assert [k for k in ta if ta[k] != tb[k]] == []
+    stamp = ta[S.STAMP_NAME].decode()
+    assert '"nuisances"' in stamp and '"blink": 0.5' in stamp
+    off = S.generate(str(tmp_path / "off"), nuisances=S.NO_NUISANCES, **small)
+    assert '"nuisances"' not in _tree(off["out_dir"])[S.STAMP_NAME].decode()
+    with pytest.raises(ValueError, match="unknown nuisances"):
+        S.generate(str(tmp_path / "x"), nuisances={"sneeze": 1}, **small)
+    with pytest.raises(ValueError, match="blink"):
+        S.generate(str(tmp_path / "x"), nuisances={"blink": 2}, **small)
+    assert S.main(["--out", str(tmp_path / "cli"), "--subjects", "1", "--clips-per-subject",
+                   "1", "--no-nuisances"]) == 0
+    assert '"nuisances"' not in _tree(str(tmp_path / "cli"))[S.STAMP_NAME].decode()
+    assert S.main(["--out", str(tmp_path / "bad"), "--blink", "3"]) == 2
+
+
 def test_neutral_start_and_end():
     prof = S.intensity_profile(40, 15, 3, 4)
     assert (prof[:4] == 0).all() and (prof[-5:] == 0).all()
@@ -189,7 +256,7 @@ def test_casme2_loader_reads_it(small_db):
 def test_second_run_skips_and_foreign_folders_are_kept(small_db, tmp_path, capsys):
     root, _ = small_db
     before = {k: os.stat(os.path.join(root, k)).st_mtime_ns for k in _tree(root)}
-    assert S.generate(root, **SMALL)["skipped"]
+    assert S.generate(root, nuisances=S.NO_NUISANCES, **SMALL)["skipped"]
     assert {k: os.stat(os.path.join(root, k)).st_mtime_ns for k in _tree(root)} == before
 
     foreign = tmp_path / "mine"
