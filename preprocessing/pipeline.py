@@ -276,6 +276,10 @@ def clip_arrays(crops, fb, opts=Options()):
     sparse = sample(E.T.reshape(N_FRAMES, CROP, CROP)).astype(np.float32)
     raw = np.ascontiguousarray(raw)
     notes = [f"face: {n}" for n in fb.notes] + rnotes
+    if (raw == raw[:1]).all():
+        notes.append("the 16 sampled frames are identical: the temporal stream's input (each "
+                     "frame minus the clip's mean frame, over the clip's rms) is zero, so it "
+                     "sees nothing")
     if not sparse.any():
         notes.append("E is zero in every sampled frame: RPCA found no motion in the face box "
                      "(a box on a blank region, or a still clip); the spatial stream sees nothing")

@@ -665,9 +665,16 @@ def test_a_clip_without_any_motion_is_flagged(tmp_path):
         paths.append(path)
     clip = Clip("user", "user/s", "blank", 1, None, 10, "", frozenset(), 3, "", "test",
                 frames=tuple(paths))
-    _, sparse, info = compute_clip(clip, Options(face_box=(0, 0, 40, 40)))
+    raw, sparse, info = compute_clip(clip, Options(face_box=(0, 0, 40, 40)))
     assert not sparse.any()
     assert any(n.startswith("E is zero in every sampled frame") for n in info["notes"])
+    # The temporal stream's input (frames minus their mean, over their rms) is zero too: the
+    # manifest says so (the net sees zeros, not 0 / 0: tests/test_nets.py).
+    assert (raw == raw[0]).all()
+    assert any(n.startswith("the 16 sampled frames are identical") for n in info["notes"])
+    cv2.imwrite(paths[4], np.full((60, 80, 3), 121, np.uint8))
+    _, _, info = compute_clip(clip, Options(face_box=(0, 0, 40, 40)))
+    assert not any(n.startswith("the 16 sampled frames are identical") for n in info["notes"])
 
 
 # ------------------------------------------------------------------------------ Fig. 10's inputs
