@@ -10,8 +10,11 @@ order
     occurs equally often in both classes, so a net that looks at frames one at a time
     (psn_spatial) is at chance, 0.5; only the order tells the classes apart.
 place
-    Two classes told apart by where a blob sits, the same in all 16 frames: any stream that
-    sees frame content solves it.
+    Two classes told apart by where a blob sits: it appears after frame 0 and is gone in
+    frame 15, as the order task's blobs and a micro-expression do (onset, apex, offset).
+    Any stream that sees frame content solves it. (A blob present in all 16 frames would be
+    invisible to the temporal stream by design: it subtracts the clip's mean frame, the
+    identity, and keeps what moves.)
 
 Every clip shows the same frames up to sensor noise (std ``noise`` gray levels, independent
 per frame, as a camera gives: with no noise at all two equal frames differ by exactly 0 and
@@ -72,7 +75,7 @@ def _sequence(task, label, rng):
         first, second = ("A", "B") if label == 0 else ("B", "A")
         return [None] + [first] * 7 + [second] * 7 + [None]
     if task == "place":
-        return ["A" if label == 0 else "B"] * T
+        return [None] + ["A" if label == 0 else "B"] * (T - 2) + [None]
     raise ValueError("unknown task %r (one of %s)" % (task, ", ".join(TASKS)))
 
 

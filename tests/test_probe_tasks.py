@@ -1,9 +1,13 @@
 """Probe tasks: the order task holds what it promises, and the nets learn what they should.
 
-The learning tests train real nets (width 1/8, 600 SGD iterations, a few CPU minutes in all):
-both recurrent streams (the TPU of psn_temporal and Caffe's RNN of alexnet_rnn, each with the
-project's default initialisation) must learn frame order, which psn_spatial cannot; the
-first release's initialisation must not (so the test can tell the two apart).
+The learning tests train real nets (width 1/8, 300-600 SGD iterations, a few CPU minutes in
+all): both recurrent streams (the TPU of psn_temporal and Caffe's RNN of alexnet_rnn, each with
+the project's default input normalisation and initialisation) must learn frame order, which
+psn_spatial cannot; the first release's initialisation must not (so the test can tell the two
+apart). The corners of the robustness grid (benchmarks/temporal_grid.py: faint and small,
+strong and large, noisy, jittered) are trained with the demo schedule, and the shipped
+defaults must hold in each, where the previous input scaling (x/8, no normalisation) fails in
+at least one.
 """
 import csv
 import os
@@ -31,6 +35,31 @@ def test_order_task_differs_only_in_order():
         assert np.abs(x[0, t] - x[1, t]).max() > 40        # but not at the same time
     # Noise is fresh in every frame: equal frames are not identical (tp > 0).
     assert np.abs(x[0, 2] - x[0, 3]).mean() > 0.5
+
+
+def test_blob_size_contrast_and_frame_jitter():
+    _, sparse, _ = probe_tasks.make_clips("place", 2, seed=0, noise=0.0, contrast=100, sigma=14)
+    assert not sparse[0, 0].any() and not sparse[0, 15].any()    # appears, then goes
+    e = sparse[0, 1, 0] * 255
+    assert abs(e.max() - 100) < 1
+    # sigma 14: the profile falls to exp(-1/2) of the peak 14 px from the centre
+    cy, cx = probe_tasks.PLACE_A
+    assert abs(e[cy, cx + 14] / e[cy, cx] - np.exp(-0.5)) < 0.02
+    _, still, _ = probe_tasks.make_clips("place", 2, seed=0, noise=0.0, frame_jitter=0)
+    _, moved, _ = probe_tasks.make_clips("place", 2, seed=0, noise=0.0, frame_jitter=3)
+    assert (still[0, 1] == still[0, 2]).all()
+    peaks = {np.unravel_index(moved[0, t, 0].argmax(), (112, 112)) for t in range(1, 15)}
+    assert len(peaks) > 3 and all(abs(y - cy) <= 3 and abs(x - cx) <= 3 for y, x in peaks)
+
+
+def test_grid_cells_and_table():
+    cells = probe_tasks.grid_cells()
+    assert len(cells) == 4 * 4 * 2 * 2 and cells[0] == dict(noise=1, frame_jitter=0, sigma=4,
+                                                            contrast=16)
+    res = [dict(task="order", model="m", accuracy=a, seed=s, **cells[0])
+           for a, s in ((1.0, 1), (0.5, 2))]
+    table = probe_tasks.grid_table(res, "m", "order")
+    assert "| 1 | 0 | 4 | 0.75 (0.50) | – | – | – |" in table
 
 
 def test_place_task_and_options():
@@ -69,9 +98,42 @@ def order_data(tmp_path_factory):
     ("psn_temporal", {}, 600, 0.9, 1.0),                       # the TPU, as shipped
     ("alexnet_rnn", {}, 600, 0.9, 1.0),                        # Caffe's RNN, as shipped
     ("psn_spatial", {}, 300, 0.0, 0.7),                        # frame by frame: chance
-    ("psn_temporal", dict(rec_init="tiny", temporal_scale=1.0, first_tp="ZERO"), 600, 0.0, 0.7),
+    ("psn_temporal", dict(rec_init="tiny", temporal_scale=1.0, first_tp="ZERO",
+                          temporal_norm="none"), 600, 0.0, 0.7),
 ], ids=["tpu", "rnn", "spatial", "tpu_first_release"])
 def test_streams_learn_order(caffe, order_data, tmp_path, model, overrides, iters, low, high):
     res = probe_tasks.train_and_score(order_data, model, str(tmp_path), iters=iters, seed=1,
                                       **overrides)
     assert low <= res["accuracy"] <= high, res
+
+
+# (task, model, cell, low, high): the grid's corners for the TPU, the two extremes of energy
+# for Caffe's RNN (each RNN run takes ~70 s), the place task for both kinds of stream.
+CORNERS = [
+    ("order", "psn_temporal", dict(contrast=16, sigma=4, noise=4, frame_jitter=3), 0.9, 1.0),
+    ("order", "psn_temporal", dict(contrast=128, sigma=24, noise=1, frame_jitter=0), 0.9, 1.0),
+    ("order", "psn_temporal", dict(contrast=128, sigma=4, noise=4, frame_jitter=0), 0.9, 1.0),
+    ("order", "psn_temporal", dict(contrast=16, sigma=24, noise=1, frame_jitter=3), 0.9, 1.0),
+    ("order", "alexnet_rnn", dict(contrast=128, sigma=24, noise=1, frame_jitter=0), 0.9, 1.0),
+    ("order", "alexnet_rnn", dict(contrast=16, sigma=4, noise=4, frame_jitter=3), 0.9, 1.0),
+    ("place", "psn_temporal", dict(contrast=16, sigma=4, noise=4, frame_jitter=3), 0.9, 1.0),
+    ("place", "psn_spatial", dict(contrast=16, sigma=4, noise=4, frame_jitter=3), 0.9, 1.0),
+]
+
+
+@pytest.mark.parametrize("task,model,cell,low,high", CORNERS,
+                         ids=["%s-%s-c%d-s%d-n%d-j%d" % (t, m, c["contrast"], c["sigma"],
+                                                        c["noise"], c["frame_jitter"])
+                              for t, m, c, _, _ in CORNERS])
+def test_streams_learn_over_the_grid(caffe, tmp_path, task, model, cell, low, high):
+    res = probe_tasks.run_cell(task, cell, 1, [model], str(tmp_path), iters=300,
+                               n_clips=200)[0]
+    assert low <= res["accuracy"] <= high, res
+
+
+def test_the_old_input_scale_fails_a_corner(caffe, tmp_path):
+    """What the normalisation fixed: x/8 without it stays at chance on large bright content."""
+    cell = dict(contrast=128, sigma=24, noise=1, frame_jitter=0)
+    res = probe_tasks.run_cell("order", cell, 1, ["psn_temporal"], str(tmp_path), iters=300,
+                               n_clips=200, net_overrides=dict(temporal_norm="none"))[0]
+    assert res["accuracy"] <= 0.7, res
