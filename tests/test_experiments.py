@@ -181,7 +181,14 @@ def test_fig6_and_fig7_are_drawn_with_their_values(psn_run, tmp_path):
     runs2 = dict(runs)
     runs2[Need("psn_spatial")] = write_run(str(tmp_path / "runs" / "psn_spatial"),
                                            [(d, y, y, f) for d, y, _, f in CLIPS])
-    writers.write_fig7(setting(tmp_path), runs2, str(tmp_path / "f7"))
+    md = writers.write_fig7(setting(tmp_path), runs2, str(tmp_path / "f7"))
+    # How and when: a table quoted in the README must carry its pipeline and settings.
+    import datetime
+    from preprocessing.pipeline import PIPELINE_VERSION
+    text = open(md).read()
+    assert ("Made by `tools/run_psn.sh --experiment fig7` on %s: preprocessing pipeline "
+            "version %d" % (datetime.date.today().isoformat(), PIPELINE_VERSION)) in text
+    assert "temporal input: centred, rms 0.25 per clip" in text
     comp = {r["name"]: r for r in read_csv(str(tmp_path / "f7" / "fig7.csv"))}
     assert float(comp["psn_spatial"]["rr_pooled"]) == 1.0 and float(comp["psn"]["rr_pooled"]) == 0.75
     assert "majority class" in comp and "paper PSN (reported)" in comp

@@ -51,6 +51,33 @@ def _header(title, setting, metrics_by_need):
     return lines
 
 
+def _provenance(setting, name):
+    """How and when the runs were made: what a table quoted elsewhere (the README) must say
+    beside it, so that rows of other pipeline versions or settings are never mixed."""
+    import datetime
+
+    from preprocessing.pipeline import PIPELINE_VERSION
+    from psn.nets import MODELS
+    cfg = MODELS["psn"]
+    stamp = None
+    for root in setting.roots.values():
+        path = os.path.join(root, "synthetic_stamp.json")
+        if os.path.isfile(path):
+            import json
+            with open(path) as f:
+                stamp = json.load(f)["params"].get("nuisances", "none")
+    net = ("temporal input: centred, rms %g per clip" % cfg.temporal_norm_rms
+           if cfg.temporal_norm == "rms" else "temporal input: centred, x %g" % cfg.temporal_scale)
+    return ("Made by `tools/run_psn.sh --experiment %s` on %s: preprocessing pipeline version "
+            "%d, RPCA lambda per clip for %g %% non-zeros in E%s; %s%s.\n" % (
+                name, datetime.date.today().isoformat(), PIPELINE_VERSION,
+                100 * DEFAULT_SPARSITY, "" if not setting.net_overrides else
+                ", net overrides %s" % setting.net_overrides, net,
+                "" if stamp is None else "; synthetic nuisances %s" % (
+                    ", ".join("%s %g" % kv for kv in stamp.items())
+                    if isinstance(stamp, dict) else stamp)))
+
+
 def _write(out_dir, name, lines):
     path = os.path.join(out_dir, name + ".md")
     write_atomic(path, "\n".join(lines) + "\n")
@@ -170,6 +197,7 @@ def write_fig7(setting, runs, out_dir, failed=None):
     plots.comparison_bars(comp, os.path.join(out_dir, "fig7.png"),
                           "Ablation (cf. Fig. 7): recognition rate and UF1")
     lines = _header("Fig. 7: the ablation", setting, ms)
+    lines.append(_provenance(setting, "fig7"))
     lines.append("![fig7](fig7.png)\n")
     lines.append(md_table(["condition", "clips", "RR pooled %", "RR fold mean %", "RR std",
                             "UF1 pooled", "F1 (UF1 fold mean)"],
