@@ -58,10 +58,13 @@ def summary(results, tasks, models):
                 continue
             ok = sum(passes(task, model, r["accuracy"]) for r in rs)
             lo, hi = PASS[task].get(model, DEFAULT_PASS)
-            lines.append("%s, %s: %d of %d runs in [%.1f, %.1f]; mean %.3f, lowest %.2f"
-                         % (task, model, ok, len(rs), lo, hi,
-                            sum(r["accuracy"] for r in rs) / len(rs),
-                            min(r["accuracy"] for r in rs)))
+            cells = {tuple(r[k] for k in ("contrast", "sigma", "noise", "frame_jitter"))
+                     for r in rs}
+            lines.append("%s, %s: %d of %d runs (%d cells, seeds %s) in [%.1f, %.1f]; mean "
+                         "%.3f, lowest %.2f" % (task, model, ok, len(rs), len(cells), ",".join(
+                             str(s) for s in sorted({r["seed"] for r in rs})), lo, hi,
+                         sum(r["accuracy"] for r in rs) / len(rs),
+                         min(r["accuracy"] for r in rs)))
     return lines
 
 
@@ -109,6 +112,20 @@ def main(argv=None):
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         results = [r for rs in pool.imap(_job, jobs, chunksize=1) for r in rs]
     minutes = (time.time() - t0) / 60
+    if args.doc:
+        # The document holds every cell trained into OUT with these settings, earlier
+        # invocations' included (a grid is often run in parts), not only this one's.
+        import glob
+        import json
+        results = []
+        for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
+            with open(path) as f:
+                results.extend(json.load(f))
+        tasks = [t for t in probe_tasks.TASKS if any(r["task"] == t for r in results)]
+        models = {t: [m for m in probe_tasks.GRID_MODELS[t]
+                      if any(r["task"] == t and r["model"] == m for r in results)]
+                  for t in tasks}
+        grid = {k: tuple(sorted({r[k] for r in results})) for k in probe_tasks.GRID}
     parts = []
     for task in tasks:
         for model in models[task]:
@@ -124,13 +141,14 @@ def main(argv=None):
         head = ("# The temporal stream's robustness grid\n\n"
                 "Written by `%s` on %s (%.0f min on this machine, %d jobs at once; nets at "
                 "width 1/8, %d SGD iterations, base_lr 0.01, step at %d; NetConfig overrides: "
-                "%s). Held-out clip accuracy on fold 1; each cell the mean "
-                "over seeds %s, the worst seed in brackets where they differ; %d clips, half held out. "
-                "Chance is 0.5. "
+                "%s). The tables hold every cell trained into `%s` with these settings, this "
+                "run's and earlier ones' (– where a cell was not run). Held-out clip accuracy "
+                "on fold 1; each cell the mean over the seeds run (seeds %s here), the worst "
+                "seed in brackets where they differ; %d clips, half held out. Chance is 0.5. "
                 "docs/temporal_stream.md explains the tasks and the normalisation.\n\n"
                 % (cmd.strip(), datetime.date.today().isoformat(), minutes, args.jobs,
                    args.iters, int(args.iters * 2 / 3), net or "none (shipped defaults)",
-                   ", ".join(map(str, seeds)), args.clips))
+                   os.path.relpath(out, ROOT), ", ".join(map(str, seeds)), args.clips))
         write_atomic(args.doc, head + text)
         print("wrote", args.doc)
     return 0

@@ -244,38 +244,40 @@ def cell_name(task, cell, seed):
 def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overrides=None,
              keep_data=False):
     """Train each model on one cell of the grid (data seed = training seed); returns a list of
-    result dicts. The data folder is removed afterwards (about 110 MB a cell) unless
-    keep_data; results are also written to WORKDIR/<cell>/results.json, and a rerun returns
-    them without training again."""
+    result dicts. The data folder is removed afterwards (about 280 MB a cell of 200 clips)
+    unless keep_data; results are kept in WORKDIR/<cell>/results.json, and a rerun trains
+    only the models that are not there yet."""
     import shutil
     import time
 
     name = cell_name(task, cell, seed)
     d = os.path.join(workdir, name)
     done = os.path.join(d, "results.json")
+    have = []
     if os.path.isfile(done):
         with open(done) as f:
-            res = json.load(f)
-        if {r["model"] for r in res} >= set(models):
-            return [r for r in res if r["model"] in models]
-    data = write_task(os.path.join(d, "data"), task, n_clips=n_clips, seed=seed,
-                      noise=cell["noise"], contrast=cell["contrast"], sigma=cell["sigma"],
-                      frame_jitter=cell["frame_jitter"])
-    results = []
-    try:
-        for model in models:
-            t0 = time.time()
-            r = train_and_score(data, model, os.path.join(d, model), iters=iters, seed=seed,
-                                **(net_overrides or {}))
-            r.update(task=task, model=model, seed=seed, seconds=round(time.time() - t0, 1),
-                     **cell)
-            results.append(r)
-            shutil.rmtree(os.path.join(d, model), ignore_errors=True)
-    finally:
-        if not keep_data:
-            shutil.rmtree(data, ignore_errors=True)
-    write_atomic(done, json.dumps(results, indent=1) + "\n")
-    return results
+            have = json.load(f)
+    todo = [m for m in models if m not in {r["model"] for r in have}]
+    if todo:
+        data = write_task(os.path.join(d, "data"), task, n_clips=n_clips, seed=seed,
+                          noise=cell["noise"], contrast=cell["contrast"], sigma=cell["sigma"],
+                          frame_jitter=cell["frame_jitter"])
+        try:
+            for model in todo:
+                t0 = time.time()
+                r = train_and_score(data, model, os.path.join(d, model), iters=iters, seed=seed,
+                                    **(net_overrides or {}))
+                r.update(task=task, model=model, seed=seed, seconds=round(time.time() - t0, 1),
+                         **cell)
+                have.append(r)
+                # Each model's result is kept as soon as it is known (a later model may be
+                # interrupted; the rerun trains only what is missing).
+                write_atomic(done, json.dumps(have, indent=1) + "\n")
+                shutil.rmtree(os.path.join(d, model), ignore_errors=True)
+        finally:
+            if not keep_data:
+                shutil.rmtree(data, ignore_errors=True)
+    return [r for r in have if r["model"] in models]
 
 
 def grid_table(results, model, task, grid=None):

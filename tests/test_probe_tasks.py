@@ -62,6 +62,26 @@ def test_grid_cells_and_table():
     assert "| 1 | 0 | 4 | 0.75 (0.50) | – | – | – |" in table
 
 
+def test_run_cell_trains_only_what_is_missing(tmp_path, monkeypatch):
+    trained = []
+
+    def fake(data, model, workdir, **kw):
+        assert os.path.isfile(os.path.join(data, "manifest.csv"))
+        trained.append(model)
+        return {"accuracy": 0.75, "loss": 0.5}
+
+    monkeypatch.setattr(probe_tasks, "train_and_score", fake)
+    cell = dict(contrast=32, sigma=8, noise=1, frame_jitter=0)
+    first = probe_tasks.run_cell("order", cell, 2, ["a"], str(tmp_path), n_clips=4)
+    both = probe_tasks.run_cell("order", cell, 2, ["a", "b"], str(tmp_path), n_clips=4)
+    again = probe_tasks.run_cell("order", cell, 2, ["b", "a"], str(tmp_path), n_clips=4)
+    assert trained == ["a", "b"]
+    assert [r["model"] for r in first] == ["a"] and [r["model"] for r in both] == ["a", "b"]
+    assert {r["model"] for r in again} == {"a", "b"} and again[0]["contrast"] == 32
+    d = os.path.join(str(tmp_path), probe_tasks.cell_name("order", cell, 2))
+    assert sorted(os.listdir(d)) == ["results.json"]          # the data is not kept
+
+
 def test_place_task_and_options():
     raw, _, labels = probe_tasks.make_clips("place", 4, seed=1, noise=0.0, identities=True,
                                             jitter=2)
