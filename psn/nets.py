@@ -49,12 +49,13 @@ class NetConfig:
     temporal_scale: float = 1.0 / 8   # then x = (gray level - 128 [- clip mean]) * scale
     temporal_norm: str = "rms"    # rms: then x * temporal_norm_rms / the clip's own rms over
                                   # its T frames (input scale out of learning) | none
-    temporal_norm_eps: float = 0.5    # gray levels added (in quadrature) to that rms: a clip
-                                      # whose frames are all equal gives x = 0, not 0 / 0
+    temporal_norm_eps: float = 4.0    # gray levels added (in quadrature) to that rms: a
+                                      # clip fainter than that stays in fixed units (and a
+                                      # clip whose frames are all equal gives 0, not 0 / 0)
     temporal_norm_rms: float = 0.25   # the rms a clip's input is brought to
     rec_init: str = "xavier"      # xavier: per matrix | tiny: N(0, 1e-4) for all (1st release)
     tp_ref: float = 3.2           # gray levels: W_m ~ N(0, (1 / (sqrt(H) tp_ref scale))^2)
-    tp_ref_rms: float = 1.0       # with temporal_norm rms, tp in units of the clip's rms:
+    tp_ref_rms: float = 0.5       # with temporal_norm rms, tp in units of the clip's rms:
                                   # W_m ~ N(0, (1 / (sqrt(H) tp_ref_rms temporal_norm_rms))^2)
     # PSN_swap: each stream gets the other's input, scaled so both carry signal at the start:
     swap_spatial_scale: float = 1.0 / 64  # raw frames (gray - 128) into the spatial stream
@@ -333,7 +334,7 @@ class _Builder:
             # W_m multiplies tp * h~, and tp is a frame difference in the input's units: W_m
             # starts at gain 1 / tp_ref (in the net's units), so that W_m (tp h~) has unit
             # scale at tp = tp_ref: tp_ref_rms times the clip's rms with the normalisation
-            # (gain 4: a change as large as the clip's own rms), tp_ref gray levels without.
+            # (gain 8: a change of half the clip's own rms), tp_ref gray levels without.
             # In mode TP1 tp is 1 and W_m keeps xavier's unit gain.
             rp = dict(num_output=H, weight_filler=dict(type="xavier"), bias_filler=bias)
             if c.tpu_mode == "TPU":

@@ -155,8 +155,8 @@ def test_temporal_input_is_brought_to_one_rms_per_clip(caffe, model):
     raw = np.full(net.blobs["raw"].data.shape, 128, np.float32)
     raw[0] = rng.randint(0, 255, raw[0].shape)                    # full-range noise
     raw[1] = 128 + rng.randint(-2, 3, raw[1].shape)               # sensor noise alone
-    raw[2, 5:9, :, 40:80, 40:80] = 200                            # a large bright patch
-    raw[3] = raw[2] * 0.25 + 96                                   # the same, a quarter of it
+    raw[2, 5:9, :, 40:80, 40:80] = 255                            # a large bright patch
+    raw[3] = raw[2] * 0.5 + 64                                    # the same at half contrast
     # raw[4]: every frame the same (128 everywhere)
     net.blobs["raw"].data[...] = raw
     net.blobs["cont"].data[...] = _cont(N)
@@ -169,11 +169,13 @@ def test_temporal_input_is_brought_to_one_rms_per_clip(caffe, model):
     got = net.blobs["frames_norm"].data
     assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
     rms = np.sqrt((got.astype(np.float64) ** 2).mean(axis=(0, 2)))
-    # eps matters only near sensor noise (clip 1: 1.4 gray levels rms, 0.94 of the target)
-    assert np.allclose(rms[[0, 2, 3]], cfg.temporal_norm_rms, rtol=0.02), rms
-    assert 0.9 * cfg.temporal_norm_rms < rms[1] < cfg.temporal_norm_rms, rms
-    # Scale invariance: a quarter of the contrast gives the same input (up to eps).
-    assert np.abs(got[:, 2] - got[:, 3]).max() < 0.02 * np.abs(got[:, 2]).max()
+    # Strong content reaches the target whatever its size (clip 0: 74 gray levels rms, clip 2:
+    # 20); a clip fainter than eps (4 gray levels) stays in fixed units: sensor noise alone
+    # (clip 1, 1.4 gray levels rms) comes out at 1.4 / 4.2 of the target.
+    assert np.allclose(rms[[0, 2]], cfg.temporal_norm_rms, rtol=0.03), rms
+    assert 0.25 * cfg.temporal_norm_rms < rms[1] < 0.4 * cfg.temporal_norm_rms, rms
+    # Scale invariance: half the contrast gives nearly the same input (eps's share aside).
+    assert np.abs(got[:, 2] - got[:, 3]).max() < 0.08 * np.abs(got[:, 2]).max()
     assert (got[:, 4] == 0).all() and np.isfinite(net.blobs["prob"].data).all()
     rec = "tpu" if model == "psn" else "rnn"
     assert net.bottom_names[rec][0] == "frames_norm", rec
