@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 G = 1.0 / 64   # the first measurements: uncentred frames, (gray - 128) / 64
-RAW = dict(temporal_centre=False, temporal_scale=G)
+RAW = dict(temporal_centre=False, temporal_scale=G, temporal_norm="none")
+X8 = dict(temporal_norm="none")   # the previous default: centred, x / 8, W_m gain 2.5
 
 
 def _gain(g):
@@ -30,7 +31,8 @@ def _gain(g):
 SETTINGS = {
     # name: (model, NetConfig overrides, solver overrides)
     "tpu_released": ("psn_temporal", dict(rec_init="tiny", temporal_scale=1.0,
-                                          temporal_centre=False, first_tp="ZERO"), {}),
+                                          temporal_centre=False, first_tp="ZERO",
+                                          temporal_norm="none"), {}),
     "tpu_xavier": ("psn_temporal", dict(RAW, tp_ref=_gain(1)), {}),
     "tpu_xavier_one": ("psn_temporal", dict(RAW, tp_ref=_gain(1), first_tp="ONE"), {}),
     "tpu_gain10": ("psn_temporal", dict(RAW, tp_ref=_gain(10)), {}),
@@ -44,13 +46,17 @@ SETTINGS = {
     "tpu_gain20_centred": ("psn_temporal", dict(RAW, tp_ref=_gain(20), temporal_centre=True), {}),
     "tp1_xavier": ("psn_temporal", dict(RAW, tpu_mode="TP1"), {}),
     "rnn_released": ("alexnet_rnn", dict(rec_init="tiny", temporal_scale=1.0,
-                                         temporal_centre=False), {}),
+                                         temporal_centre=False, temporal_norm="none"), {}),
     "rnn_xavier": ("alexnet_rnn", dict(RAW), {}),
     "rnn_xavier_centred": ("alexnet_rnn", dict(RAW, temporal_centre=True), {}),
-    # The shipped defaults (centred, x/8, tp_ref 3.2) and their neighbours.
+    # The previous defaults (centred, x/8, tp_ref 3.2) and their neighbours.
+    "tpu_x8": ("psn_temporal", dict(X8), {}),
+    "tpu_x8_next": ("psn_temporal", dict(X8, first_tp="NEXT"), {}),
+    "tpu_x16": ("psn_temporal", dict(X8, temporal_scale=1.0 / 16), {}),
+    "tp1_x8": ("psn_temporal", dict(X8, tpu_mode="TP1"), {}),
+    "rnn_x8": ("alexnet_rnn", dict(X8), {}),
+    # The shipped defaults (centred, rms 0.25 per clip, eps 4, W_m gain 8).
     "tpu_default": ("psn_temporal", {}, {}),
-    "tpu_default_next": ("psn_temporal", dict(first_tp="NEXT"), {}),
-    "tpu_centred_16": ("psn_temporal", dict(temporal_scale=1.0 / 16), {}),
     "tp1_default": ("psn_temporal", dict(tpu_mode="TP1"), {}),
     "rnn_default": ("alexnet_rnn", {}, {}),
     "spatial": ("psn_spatial", {}, {}),
