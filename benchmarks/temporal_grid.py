@@ -105,6 +105,16 @@ def main(argv=None):
         ap.error("unknown task %s (known: %s)" % (bad, ", ".join(probe_tasks.TASKS)))
     models = {t: (args.models.split(",") if args.models else list(probe_tasks.GRID_MODELS[t]))
               for t in tasks}
+    from psn import nets
+    for m in sorted({m for ms in models.values() for m in ms}):
+        if m not in nets.MODELS:
+            ap.error("unknown model %s (known: %s)" % (m, ", ".join(sorted(nets.MODELS))))
+        try:     # a bad override fails here, not in a worker after the data is written
+            nets.build(m, width=0.125, **net)
+        except (ValueError, TypeError, AttributeError) as e:
+            ap.error("--net %s: %s" % (" ".join(args.net), e))
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     out = os.path.join(args.out, "clips%d_" % args.clips + ("_".join(args.net) or "default"))
     jobs = [(t, cell, s, models[t], out, args.iters, net, args.clips)
             for t in tasks for cell in probe_tasks.grid_cells(grid) for s in seeds]
@@ -120,12 +130,15 @@ def main(argv=None):
         results = []
         for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
             with open(path) as f:
-                results.extend(json.load(f))
+                results.extend(
+                    r for r in json.load(f) if r["model"] in nets.MODELS and r.get("key") ==
+                    probe_tasks.run_key(r["task"], r["model"], args.iters, args.clips, net))
         tasks = [t for t in probe_tasks.TASKS if any(r["task"] == t for r in results)]
-        models = {t: [m for m in probe_tasks.GRID_MODELS[t]
-                      if any(r["task"] == t and r["model"] == m for r in results)]
-                  for t in tasks}
+        found = {t: {r["model"] for r in results if r["task"] == t} for t in tasks}
+        models = {t: [m for m in probe_tasks.GRID_MODELS[t] if m in found[t]]
+                  + sorted(found[t] - set(probe_tasks.GRID_MODELS[t])) for t in tasks}
         grid = {k: tuple(sorted({r[k] for r in results})) for k in probe_tasks.GRID}
+        seeds = sorted({r["seed"] for r in results})
     parts = []
     for task in tasks:
         for model in models[task]:
@@ -141,9 +154,10 @@ def main(argv=None):
         head = ("# The temporal stream's robustness grid\n\n"
                 "Written by `%s` on %s (%.0f min on this machine, %d jobs at once; nets at "
                 "width 1/8, %d SGD iterations, base_lr 0.01, step at %d; NetConfig overrides: "
-                "%s). The tables hold every cell trained into `%s` with these settings, this "
+                "%s). The tables hold every cell trained into `%s` with these settings (the "
+                "same net, schedule, task version and size: psn.probe_tasks.run_key), this "
                 "run's and earlier ones' (– where a cell was not run). Held-out clip accuracy "
-                "on fold 1; each cell the mean over the seeds run (seeds %s here), the worst "
+                "on fold 1; each cell the mean over the seeds run (seeds %s), the worst "
                 "seed in brackets where they differ; %d clips, half held out. Chance is 0.5. "
                 "docs/temporal_stream.md explains the tasks and the normalisation.\n\n"
                 % (cmd.strip(), datetime.date.today().isoformat(), minutes, args.jobs,

@@ -139,10 +139,17 @@ def main(argv=None):
     ensure_caffe()
     from dataclasses import replace
     from psn.nets import MODELS, parse_overrides
-    overrides = parse_overrides(args.net)
+    try:
+        overrides = parse_overrides(args.net)
+        cells = CELLS if not args.cells else [tuple(float(v) for v in c.split(","))
+                                              for c in args.cells.split(";")]
+    except ValueError as e:
+        ap.error(str(e))
+    if any(len(c) != 3 for c in cells):
+        ap.error("--cells: give contrast,sigma,noise triples separated by ';'")
     cfg = replace(MODELS["psn_temporal"], width=0.125, **overrides)
-    cells = CELLS if not args.cells else [tuple(float(v) for v in c.split(","))
-                                          for c in args.cells.split(";")]
+    if cfg.temporal_norm not in ("rms", "none"):
+        ap.error("temporal_norm must be rms or none, got %r" % cfg.temporal_norm)
     print("temporal input: %s" % (("centred, rms %g per clip (eps %g gray levels), W_m gain "
                                    "%g" % (cfg.temporal_norm_rms, cfg.temporal_norm_eps,
                                            1 / (cfg.tp_ref_rms * cfg.temporal_norm_rms)))

@@ -463,6 +463,9 @@ def build(model, width=1.0, batch=None, train_source=None, test_source=None, **o
     """(train_val NetParameter, deploy NetParameter, SolverParameter) for a model."""
     cfg = MODELS[model] if isinstance(model, str) else model
     cfg = replace(cfg, width=width, **overrides)
+    if cfg.temporal_norm == "rms" and not cfg.temporal_norm_eps > 0:
+        raise ValueError("temporal_norm_eps must be > 0 (gray levels; a still clip would give "
+                         "0 / 0), got %r" % cfg.temporal_norm_eps)
     if cfg.frame not in ("all", "apex"):
         raise ValueError("frame must be all or apex, got %r" % cfg.frame)
     if cfg.frame == "apex" and (cfg.frames != 1 or cfg.streams != "spatial"):

@@ -241,12 +241,29 @@ def cell_name(task, cell, seed):
                                          cell["frame_jitter"], seed)
 
 
+# Bump when a task's clips change (the place task's blank end frames: 2).
+TASK_VERSION = {"order": 1, "place": 2}
+
+
+def run_key(task, model, iters, n_clips, net_overrides=None, width=0.125):
+    """What a grid result depends on: the task and its version, the clips, the iterations
+    and the model's whole resolved NetConfig (defaults included), as a short hash."""
+    import dataclasses
+    import hashlib
+
+    from psn.nets import MODELS
+    cfg = dataclasses.replace(MODELS[model], width=width, **(net_overrides or {}))
+    text = json.dumps([task, TASK_VERSION[task], int(iters), int(n_clips),
+                       dataclasses.asdict(cfg)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overrides=None,
              keep_data=False):
     """Train each model on one cell of the grid (data seed = training seed); returns a list of
     result dicts. The data folder is removed afterwards (about 280 MB a cell of 200 clips)
-    unless keep_data; results are kept in WORKDIR/<cell>/results.json, and a rerun trains
-    only the models that are not there yet."""
+    unless keep_data; results are kept in WORKDIR/<cell>/results.json with the run_key they
+    were made with, and a rerun trains only the models without a result of the same key."""
     import shutil
     import time
 
@@ -257,7 +274,12 @@ def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overr
     if os.path.isfile(done):
         with open(done) as f:
             have = json.load(f)
-    todo = [m for m in models if m not in {r["model"] for r in have}]
+    keys = {m: run_key(task, m, iters, n_clips, net_overrides) for m in models}
+    # A result made with other settings (another net, schedule, task or size) is retrained,
+    # never reused: the key holds all of them.
+    valid = {r["model"] for r in have if r.get("key") == keys.get(r["model"])}
+    have = [r for r in have if r["model"] not in keys or r["model"] in valid]
+    todo = [m for m in models if m not in valid]
     if todo:
         data = write_task(os.path.join(d, "data"), task, n_clips=n_clips, seed=seed,
                           noise=cell["noise"], contrast=cell["contrast"], sigma=cell["sigma"],
@@ -268,7 +290,7 @@ def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overr
                 r = train_and_score(data, model, os.path.join(d, model), iters=iters, seed=seed,
                                     **(net_overrides or {}))
                 r.update(task=task, model=model, seed=seed, seconds=round(time.time() - t0, 1),
-                         **cell)
+                         iters=iters, n_clips=n_clips, key=keys[model], **cell)
                 have.append(r)
                 # Each model's result is kept as soon as it is known (a later model may be
                 # interrupted; the rerun trains only what is missing).

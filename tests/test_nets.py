@@ -179,6 +179,10 @@ def test_temporal_input_is_brought_to_one_rms_per_clip(caffe, model):
     assert (got[:, 4] == 0).all() and np.isfinite(net.blobs["prob"].data).all()
     rec = "tpu" if model == "psn" else "rnn"
     assert net.bottom_names[rec][0] == "frames_norm", rec
+    with pytest.raises(ValueError, match="temporal_norm_eps must be > 0"):
+        psn_nets.build(model, temporal_norm_eps=0.0)
+    with pytest.raises(ValueError, match="temporal_norm must be none or rms"):
+        psn_nets.build(model, temporal_norm="mad")
 
 
 def test_labels_follow_the_same_order(caffe, nets, tmp_path):

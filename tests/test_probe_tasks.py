@@ -72,6 +72,10 @@ def test_run_cell_trains_only_what_is_missing(tmp_path, monkeypatch):
         return {"accuracy": 0.75, "loss": 0.5}
 
     monkeypatch.setattr(probe_tasks, "train_and_score", fake)
+    from psn import nets
+    from dataclasses import replace
+    monkeypatch.setitem(nets.MODELS, "a", nets.MODELS["psn_temporal"])
+    monkeypatch.setitem(nets.MODELS, "b", replace(nets.MODELS["alexnet_rnn"]))
     cell = dict(contrast=32, sigma=8, noise=1, frame_jitter=0)
     first = probe_tasks.run_cell("order", cell, 2, ["a"], str(tmp_path), n_clips=4)
     both = probe_tasks.run_cell("order", cell, 2, ["a", "b"], str(tmp_path), n_clips=4)
@@ -81,6 +85,13 @@ def test_run_cell_trains_only_what_is_missing(tmp_path, monkeypatch):
     assert {r["model"] for r in again} == {"a", "b"} and again[0]["contrast"] == 32
     d = os.path.join(str(tmp_path), probe_tasks.cell_name("order", cell, 2))
     assert sorted(os.listdir(d)) == ["results.json"]          # the data is not kept
+    # Other settings are never answered from the stored results: retrained.
+    probe_tasks.run_cell("order", cell, 2, ["a"], str(tmp_path), n_clips=4, iters=10)
+    probe_tasks.run_cell("order", cell, 2, ["a"], str(tmp_path), n_clips=4,
+                         net_overrides=dict(temporal_norm="none"))
+    assert trained == ["a", "b", "a", "a"]
+    assert probe_tasks.run_key("order", "psn", 300, 80) != probe_tasks.run_key("place", "psn",
+                                                                              300, 80)
 
 
 def test_place_task_and_options():

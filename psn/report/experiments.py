@@ -55,19 +55,26 @@ def _provenance(setting, name):
     """How and when the runs were made: what a table quoted elsewhere (the README) must say
     beside it, so that rows of other pipeline versions or settings are never mixed."""
     import datetime
+    import json
+    from dataclasses import replace
 
     from preprocessing.pipeline import PIPELINE_VERSION
     from psn.nets import MODELS
-    cfg = MODELS["psn"]
+    cfg = replace(MODELS["psn"], **setting.net_overrides)
     stamp = None
     for root in setting.roots.values():
         path = os.path.join(root, "synthetic_stamp.json")
         if os.path.isfile(path):
-            import json
-            with open(path) as f:
-                stamp = json.load(f)["params"].get("nuisances", "none")
-    net = ("temporal input: centred, rms %g per clip" % cfg.temporal_norm_rms
-           if cfg.temporal_norm == "rms" else "temporal input: centred, x %g" % cfg.temporal_scale)
+            try:
+                with open(path) as f:
+                    stamp = json.load(f).get("params", {}).get("nuisances", "none")
+            except (OSError, ValueError):
+                stamp = "unknown (unreadable %s)" % path
+    net = "temporal input: %s%s" % (
+        "centred, " if cfg.temporal_centre else "",
+        "rms %g per clip (%g gray levels in quadrature)" % (cfg.temporal_norm_rms,
+                                                            cfg.temporal_norm_eps)
+        if cfg.temporal_norm == "rms" else "x %g" % cfg.temporal_scale)
     return ("Made by `tools/run_psn.sh --experiment %s` on %s: preprocessing pipeline version "
             "%d, RPCA lambda per clip for %g %% non-zeros in E%s; %s%s.\n" % (
                 name, datetime.date.today().isoformat(), PIPELINE_VERSION,
