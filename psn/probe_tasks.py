@@ -165,6 +165,11 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
     return out
 
 
+def _seed_c_rand(seed):
+    import ctypes
+    ctypes.CDLL(None).srand(ctypes.c_uint(int(seed)))
+
+
 def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
                     solver_overrides=None, fold=1, **net_overrides):
     """Train `model` (a name of psn.nets.MODELS) on one fold in this process; returns
@@ -198,6 +203,12 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
     solver_path = os.path.join(workdir, "solver.prototxt")
     write_atomic(solver_path, text_format.MessageToString(solver))
     caffe.set_mode_cpu()
+    # Caffe's HDF5Data shuffles with std::random_shuffle, which draws from the C library's
+    # rand(), not from the solver's random_seed: in a process that trains several nets one
+    # after another the batch order would depend on what ran before. Seeding rand() makes a
+    # run depend on its own seed alone (a separate `caffe train` process, as run_folds
+    # starts, always begins from rand()'s default state).
+    _seed_c_rand(seed)
     s = caffe.get_solver(solver_path)
     s.step(iters)
     loss = float(s.net.blobs["loss"].data)
