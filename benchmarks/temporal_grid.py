@@ -88,6 +88,8 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(ROOT, "work", "temporal_grid"))
     ap.add_argument("--doc", default=None, help="write the tables to this markdown file")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: table the results already in OUT (with --doc)")
     args = ap.parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe()
@@ -119,8 +121,13 @@ def main(argv=None):
     jobs = [(t, cell, s, models[t], out, args.iters, net, args.clips)
             for t in tasks for cell in probe_tasks.grid_cells(grid) for s in seeds]
     t0 = time.time()
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        results = [r for rs in pool.imap(_job, jobs, chunksize=1) for r in rs]
+    if args.report_only:
+        if not args.doc:
+            ap.error("--report-only writes the document: give --doc FILE")
+        results = []
+    else:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            results = [r for rs in pool.imap(_job, jobs, chunksize=1) for r in rs]
     minutes = (time.time() - t0) / 60
     if args.doc:
         # The document holds every cell trained into OUT with these settings, earlier
@@ -145,14 +152,22 @@ def main(argv=None):
             parts.append("### %s task, %s\n\n%s\n" % (
                 task, model, probe_tasks.grid_table(results, model, task, grid)))
     summ = summary(results, tasks, models)
+    unseeded = sum(1 for r in results if "c_rand" in r)
+    if unseeded:
+        summ.append("%d of these runs were trained before in-process training seeded the C "
+                    "library's rand() (Caffe's HDF5Data shuffle): their batch order came from "
+                    "what their worker had trained before, so a rerun may differ at the "
+                    "marginal cells" % unseeded)
     text = "\n".join(parts) + "\n" + "\n".join("- " + s for s in summ) + "\n"
     print("\n" + text)
     if args.doc:
         from preprocessing.atomic import write_atomic
         cmd = "python benchmarks/temporal_grid.py " + " ".join(argv if argv is not None
                                                                else sys.argv[1:])
+        how = ("tabled from the stored results" if args.report_only else
+               "%.0f min on this machine, %d jobs at once" % (minutes, args.jobs))
         head = ("# The temporal stream's robustness grid\n\n"
-                "Written by `%s` on %s (%.0f min on this machine, %d jobs at once; nets at "
+                "Written by `%s` on %s (%s; nets at "
                 "width 1/8, %d SGD iterations, base_lr 0.01, step at %d; NetConfig overrides: "
                 "%s). The tables hold every cell trained into `%s` with these settings (the "
                 "same net, schedule, task version and size: psn.probe_tasks.run_key), this "
@@ -160,8 +175,7 @@ def main(argv=None):
                 "on fold 1; each cell the mean over the seeds run (seeds %s), the worst "
                 "seed in brackets where they differ; %d clips, half held out. Chance is 0.5. "
                 "docs/temporal_stream.md explains the tasks and the normalisation.\n\n"
-                % (cmd.strip(), datetime.date.today().isoformat(), minutes, args.jobs,
-                   args.iters, int(args.iters * 2 / 3), net or "none (shipped defaults)",
+                % (cmd.strip(), datetime.date.today().isoformat(), how, args.iters, int(args.iters * 2 / 3), net or "none (shipped defaults)",
                    os.path.relpath(out, ROOT), ", ".join(map(str, seeds)), args.clips))
         write_atomic(args.doc, head + text)
         print("wrote", args.doc)
