@@ -54,14 +54,12 @@ def temporal_input(raw, cfg):
 
 def init_params(cfg, D, rng):
     from psn_layers import tpu
-    from psn.nets import _w
+    from psn.nets import _w, tp_unit
     H = _w(cfg, cfg.hidden)
-    tp_unit = (cfg.tp_ref_rms * cfg.temporal_norm_rms if cfg.temporal_norm == "rms"
-               else cfg.tp_ref * cfg.temporal_scale)
     x = {"type": "xavier"}
     return [tpu.fill((H, D), x, rng), np.zeros(H, np.float32), tpu.fill((H, H), x, rng),
             tpu.fill((H, H), x, rng), np.zeros(H, np.float32),
-            rng.normal(0, 1.0 / (np.sqrt(H) * tp_unit), (H, H)).astype(np.float32),
+            rng.normal(0, 1.0 / (np.sqrt(H) * tp_unit(cfg)), (H, H)).astype(np.float32),
             np.zeros(H, np.float32)]
 
 
@@ -150,13 +148,12 @@ def main(argv=None):
     cfg = replace(MODELS["psn_temporal"], width=0.125, **overrides)
     if cfg.temporal_norm not in ("rms", "none"):
         ap.error("temporal_norm must be rms or none, got %r" % cfg.temporal_norm)
-    print("temporal input: %s" % (("centred, rms %g per clip (eps %g gray levels), W_m gain "
-                                   "%g" % (cfg.temporal_norm_rms, cfg.temporal_norm_eps,
-                                           1 / (cfg.tp_ref_rms * cfg.temporal_norm_rms)))
-                                  if cfg.temporal_norm == "rms" else
-                                  "x %g%s, W_m gain %g" % (cfg.temporal_scale, ", centred"
-                                                           * cfg.temporal_centre,
-                                                           1 / (cfg.tp_ref * cfg.temporal_scale))))
+    from psn.nets import tp_unit
+    print("temporal input: %s, W_m gain %g" % (
+        "centred, rms %g per clip (eps %g gray levels)" % (cfg.temporal_norm_rms,
+                                                          cfg.temporal_norm_eps)
+        if cfg.temporal_norm == "rms" else
+        "x %g%s" % (cfg.temporal_scale, ", centred" * cfg.temporal_centre), 1 / tp_unit(cfg)))
     for mode in ("tpu", "rnn"):
         rows = [(cell, measure(cell, cfg, mode, args.clips)) for cell in cells]
         keys = list(rows[0][1])

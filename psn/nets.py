@@ -338,10 +338,8 @@ class _Builder:
             # In mode TP1 tp is 1 and W_m keeps xavier's unit gain.
             rp = dict(num_output=H, weight_filler=dict(type="xavier"), bias_filler=bias)
             if c.tpu_mode == "TPU":
-                tp_unit = (c.tp_ref_rms * c.temporal_norm_rms if c.temporal_norm == "rms"
-                           else c.tp_ref * scale)
                 tpu_param["modulation_weight_filler"] = dict(
-                    type="gaussian", std=1.0 / (math.sqrt(H) * tp_unit))
+                    type="gaussian", std=1.0 / (math.sqrt(H) * tp_unit(c)))
         else:
             raise ValueError("rec_init must be tiny or xavier, got %r" % c.rec_init)
         if c.recurrent == "RNN":
@@ -428,6 +426,16 @@ class _Builder:
         logits = self.body(n.raw, n.sparse, n.cont)
         n.prob = L.Softmax(logits)
         return n.to_proto()
+
+
+def tp_unit(cfg):
+    """The tp (in the recurrent layer's input units) at which W_m (tp h~) starts at unit
+    scale: tp_ref_rms of the clip's rms with the per-clip normalisation, tp_ref gray levels
+    without (W_m's gain is its inverse)."""
+    if cfg.temporal_norm == "rms":
+        return cfg.tp_ref_rms * cfg.temporal_norm_rms
+    scale = cfg.swap_temporal_scale if cfg.swap else cfg.temporal_scale
+    return cfg.tp_ref * scale
 
 
 def parse_overrides(items):
