@@ -113,6 +113,10 @@ def _run(subparsers):
                         "Haar cascades")
     p.add_argument("--face-box", metavar="X,Y,W,H",
                    help="crop box in frame pixels for clips where no face is found (else excluded)")
+    p.add_argument("--register", choices=("ecc", "none"), default="ecc",
+                   help="each frame registered on the onset frame (rigid: shift and roll, "
+                        "OpenCV's ECC) before TIM and RPCA, so head drift does not fill E "
+                        "(default ecc; none: the one onset box alone, as before)")
     p.add_argument("--shard-compression", choices=("none", "gzip"), default="none",
                    help="how the HDF5 shards store frames: none (default; Caffe's HDF5Data "
                         "gunzips on the training thread, and a GPU iteration ran 2.6-3.3x "
@@ -129,7 +133,7 @@ def _run(subparsers):
             p.error("--workers must be at least 1")
         if args.limit is not None and args.limit < 1:
             p.error("--limit must be at least 1")
-        options = Options(interp=args.interp, face=args.face,
+        options = Options(interp=args.interp, face=args.face, register=args.register,
                           face_box=parse_face_box(args.face_box), tol=args.rpca_tol,
                           max_iter=args.rpca_max_iter, **rpca_choice(args.lam, args.sparsity))
         rules = rules_of(args)

@@ -364,8 +364,12 @@ def clip_face_box(onset_bgr: np.ndarray, user_box=None, *, method: str = "landma
                       "Haar cascades; give a box (x, y, w, h) for this clip to include it")
 
 
-def crop_frame(frame_bgr: np.ndarray, fb: FaceBox, size: int = CROP) -> np.ndarray:
-    """One frame rotated and cropped by `fb`, resized to size x size, as RGB uint8."""
+def crop_frame(frame_bgr: np.ndarray, fb: FaceBox, size: int = CROP, warp=None) -> np.ndarray:
+    """One frame rotated and cropped by `fb`, resized to size x size, as RGB uint8.
+
+    warp: a 2x3 affine W in the output's pixels (preprocessing.register); the result is then
+    the crop sampled at W p, cut from the full frame so that a shift brings in the frame's
+    own pixels rather than a replicated border."""
     img = np.asarray(frame_bgr)
     if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(f"a frame must be HxWx3 BGR or HxW gray uint8, got {img.dtype} {img.shape}")
@@ -377,6 +381,12 @@ def crop_frame(frame_bgr: np.ndarray, fb: FaceBox, size: int = CROP) -> np.ndarr
     M = _rotation(fb.center, fb.angle) if fb.angle else np.array([[1.0, 0, 0], [0, 1.0, 0]])
     M[0, 2] -= fb.x
     M[1, 2] -= fb.y
+    if warp is not None:
+        # W acts on output pixels; at the cut's own scale it is S^-1 W S (S: cut -> output),
+        # and the cut is taken through its inverse.
+        S = np.diag([size / fb.w, size / fb.h, 1.0])
+        W = np.vstack([np.asarray(warp, np.float64), [0, 0, 1]])
+        M = (np.linalg.inv(np.linalg.inv(S) @ W @ S) @ np.vstack([M, [0, 0, 1]]))[:2]
     # Rotate-and-cut at the frame's own scale, then shrink with INTER_AREA: warpAffine's
     # bilinear sampling would alias when the box is several times larger than 112.
     cut = cv2.warpAffine(img, M, (fb.w, fb.h), flags=cv2.INTER_LINEAR,

@@ -61,6 +61,7 @@ from preprocessing.errors import InputError
 # Imported here, not in the functions: threadpoolctl can only hold to one thread the BLAS
 # libraries already loaded (scipy.linalg brings its own OpenBLAS).
 from preprocessing.face import FACE_METHODS, NoFaceError, clip_face_box, crop_frame
+from preprocessing.register import REGISTER_METHODS, OnsetRegistration
 from preprocessing.rpca import DEFAULT_SPARSITY, RPCAError, rpca, rpca_for_sparsity
 from preprocessing.tim import clip_time_matrix, apply_time_matrix
 from preprocessing.hdf5_shards import (COMPRESSIONS, CROP, DEFAULT_COMPRESSION,
@@ -96,6 +97,7 @@ class Options:
     sparsity: Optional[float] = _DEFAULT  # target share of non-zeros in E (lambda per clip)
     face: str = "landmarks"              # 'landmarks' | 'haar' (preprocessing.face)
     face_box: Optional[tuple] = None     # (x, y, w, h) used when no face is found
+    register: str = "ecc"                # 'ecc' | 'none': each frame on the onset (register.py)
     tol: float = 1e-7
     max_iter: int = 1000
 
@@ -104,6 +106,9 @@ class Options:
             object.__setattr__(self, "sparsity", None if self.lam is not None else DEFAULT_SPARSITY)
         if self.face not in FACE_METHODS:
             raise InputError(f"--face must be one of {', '.join(FACE_METHODS)}, not {self.face!r}")
+        if self.register not in REGISTER_METHODS:
+            raise InputError(f"--register must be one of {', '.join(REGISTER_METHODS)}, "
+                             f"not {self.register!r}")
         if self.interp not in ("tim", "linear"):
             raise InputError(f"--interp must be 'tim' or 'linear', not {self.interp!r}")
         if self.lam is not None and self.sparsity is not None:
@@ -116,9 +121,14 @@ class Options:
             raise InputError(f"RPCA needs tol > 0 and max_iter >= 1, got {self.tol}, {self.max_iter}")
 
     def stamp(self):
-        return {"interp": self.interp, "face": self.face, "lam": self.lam, "sparsity": self.sparsity,
-                "face_box": list(self.face_box) if self.face_box else None,
-                "tol": self.tol, "max_iter": self.max_iter}
+        s = {"interp": self.interp, "face": self.face, "lam": self.lam, "sparsity": self.sparsity,
+             "face_box": list(self.face_box) if self.face_box else None,
+             "tol": self.tol, "max_iter": self.max_iter}
+        # Unregistered clips keep the stamp they had before registration existed, so their
+        # caches stay valid.
+        if self.register != "none":
+            s["register"] = self.register
+        return s
 
 
 class ClipExcluded(Exception):
@@ -240,8 +250,9 @@ def sparse_part(gray, opts=Options(), M=None, k=None):
 
 
 def clip_crops(clip, opts=Options()):
-    """(crops (F,112,112,3) uint8 RGB, face box): every frame of the clip cut by the one box
-    found on its onset frame. Raises ClipExcluded (unreadable frames, no face)."""
+    """(crops (F,112,112,3) uint8 RGB, face box, notes): every frame of the clip cut by the one
+    box found on its onset frame, registered on the onset frame's crop (opts.register;
+    preprocessing.register). Raises ClipExcluded (unreadable frames, no face)."""
     paths = clip.frames
     if not paths:
         raise ClipExcluded("the clip has no frames", "frames")
@@ -252,6 +263,7 @@ def clip_crops(clip, opts=Options()):
         raise ClipExcluded(str(exc), "face") from None
     # Frames are cropped as they are read: a clip's full-size frames are never all in memory.
     crops = np.empty((len(paths), CROP, CROP, 3), np.uint8)
+    reg = None
     for i, path in enumerate(paths):
         img = onset if i == 0 else read_frame(path)
         if img.shape != onset.shape:
@@ -259,13 +271,18 @@ def clip_crops(clip, opts=Options()):
                                f"{paths[0]} {onset.shape[1]}x{onset.shape[0]}", "frames")
         try:
             crops[i] = crop_frame(img, fb, CROP)
+            if opts.register == "ecc":
+                if reg is None:
+                    reg = OnsetRegistration(crops[0] @ GRAY_WEIGHTS)
+                else:
+                    crops[i] = crop_frame(img, fb, CROP, warp=reg.step(crops[i] @ GRAY_WEIGHTS))
         except ValueError as exc:
             raise ClipExcluded(f"face box {fb.box} ({fb.source}) does not fit {path}: {exc}",
                                "face") from None
-    return crops, fb
+    return crops, fb, (reg.notes() if reg is not None else [])
 
 
-def clip_arrays(crops, fb, opts=Options()):
+def clip_arrays(crops, fb, opts=Options(), register_notes=()):
     """(raw (16,112,112,3) uint8 RGB, sparse (16,112,112) float32 E, info) of a clip's crops:
     TIM to 150 frames, RPCA, the 16 sampled frames. Raises ClipExcluded when RPCA fails."""
     t0 = time.perf_counter()
@@ -275,7 +292,7 @@ def clip_arrays(crops, fb, opts=Options()):
     E, rp, rnotes = sparse_part(gray, opts, M, k)
     sparse = sample(E.T.reshape(N_FRAMES, CROP, CROP)).astype(np.float32)
     raw = np.ascontiguousarray(raw)
-    notes = [f"face: {n}" for n in fb.notes] + rnotes
+    notes = [f"face: {n}" for n in fb.notes] + list(register_notes) + rnotes
     if (raw == raw[:1]).all():
         notes.append("the 16 sampled frames are identical: the temporal stream's input (each "
                      "frame minus the clip's mean frame, over the clip's rms) is zero, so it "
@@ -298,8 +315,8 @@ def compute_clip(clip, opts=Options()):
     Raises ClipExcluded with the reason when the clip cannot be used.
     """
     t0 = time.perf_counter()
-    crops, fb = clip_crops(clip, opts)
-    raw, sparse, info = clip_arrays(crops, fb, opts)
+    crops, fb, rnotes = clip_crops(clip, opts)
+    raw, sparse, info = clip_arrays(crops, fb, opts, rnotes)
     info["seconds"] = round(time.perf_counter() - t0, 3)
     return raw, sparse, info
 
@@ -360,7 +377,7 @@ def process_clip_variants(clip, jobs):
     """process_clip for several RPCA settings of one clip, jobs = [(cache file, Options)]
     whose options differ only in lam / sparsity: the frames are read, the face found and the
     crops cut once (Fig. 10's sweep). Each result is what process_clip gives alone."""
-    if len({(o.interp, o.face, o.face_box) for _, o in jobs}) != 1:
+    if len({(o.interp, o.face, o.face_box, o.register) for _, o in jobs}) != 1:
         raise ValueError("process_clip_variants: the options may differ in lam and sparsity only")
 
     def compute(step, *args):
@@ -385,7 +402,8 @@ def process_clip_variants(clip, jobs):
         try:
             if excluded is not None:
                 raise excluded
-            raw, sparse, info = compute(clip_arrays, *front, opts)
+            crops, fb, register_notes = front
+            raw, sparse, info = compute(clip_arrays, crops, fb, opts, register_notes)
         except ClipExcluded as exc:
             info = {"included": False, "reason": str(exc), "stage": exc.stage}
             _save_cache(cache_file, stamp, info)

@@ -101,6 +101,9 @@ def main(argv=None):
     ap.add_argument("--sparsity", type=float,
                     help="lambda per clip for this share of non-zeros in E (default 0.25)")
     ap.add_argument("--face-box", help="x,y,w,h when no face is found")
+    ap.add_argument("--register", choices=("ecc", "none"), default="ecc",
+                    help="frames registered on the onset frame (default ecc); use what the "
+                         "training data was made with")
     ap.add_argument("--gpu", type=int)
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
@@ -113,7 +116,8 @@ def main(argv=None):
         if len(clip.frames) < MIN_FRAMES:
             raise PredictError("%s: %d frame(s) is no clip; give at least %d (onset to offset)"
                                % (args.clip_dir, len(clip.frames), MIN_FRAMES))
-        opts = Options(interp=args.interp, face=args.face, face_box=parse_face_box(args.face_box),
+        opts = Options(interp=args.interp, face=args.face, register=args.register,
+                       face_box=parse_face_box(args.face_box),
                        **rpca_choice(args.lam, args.sparsity))
         try:
             raw, sparse, info = compute_clip(clip, opts)
