@@ -1,8 +1,11 @@
 """AU cells -> FACS number sets -> the 4 classes of the paper (docs/design.md §1, exact-match rule).
 
-The AU notations differ per database (CASME II `4+R10`, SAMM `(R6 or R12)+R15A`, `ref(7B)`,
-`soft focus`); only the FACS numbers matter for the rule, so everything else is dropped and
-reported as a warning rather than guessed at.
+The AU notations differ per database (CASME II `4+R10`, SAMM `(R6 or R12)+R15A`, `A/L12`,
+`ref(7B)`, `soft focus`); only the FACS numbers matter for the rule, so everything else is
+dropped and reported as a warning rather than guessed at.
+
+A cell with alternatives (`R12 or R14`) can mean several AU sets. parse_aus keeps them all;
+classify gives a class only when every one of them has it (ALTERNATIVES, docs/databases.md).
 """
 import csv
 import os
@@ -15,12 +18,34 @@ CLASSES = ("positive", "negative", "surprise", "others")
 N_CLASSES = len(CLASSES)
 OTHERS = 3
 DEFAULT_RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "au_classes.csv")
+# How classify reads a cell whose alternatives mean different AU sets: 'agree' gives a class
+# only when all of them give it (else Others), 'first' takes the first alternative as written.
+ALTERNATIVES = ("agree", "first")
+DEFAULT_ALTERNATIVES = "agree"
 
 # Optional "AU", side/position prefixes (Left Right Asymmetric Top Bottom Unilateral),
 # the FACS number, an optional intensity letter A-E.
-_ATOM = re.compile(r"^(?:AU)?[LRATBU]*(\d+)[A-E]?$")
+_SIDES, _INTENSITIES = "LRATBU", "ABCDE"
+_ATOM = re.compile(r"^(?:AU)?[%s]*(\d+)[%s]?$" % (_SIDES, _INTENSITIES))
+# A side and/or an intensity letter alone where a unit could stand: it qualifies the unit beside
+# it ('A/L12' = 12 asymmetric or on the left; '10A/B' = 10 at intensity A or B), so the same AU.
+# Longer words ('bad') are no qualifiers and are dropped with a warning like any word.
+_QUALIFIER = re.compile(r"^(?=.)(?:AU)?[%s]?[%s]?$" % (_SIDES, _INTENSITIES))
 _REF = re.compile(r"ref\s*\([^)]*\)", re.IGNORECASE)
-_ALTERNATIVE = re.compile(r"\s+or\s+|/", re.IGNORECASE)
+_ALTERNATIVE = re.compile(r"\s+or\s+|\s*/\s*", re.IGNORECASE)
+_PLUS = re.compile(r"\s*[+,;]\s*")
+
+
+class AUSet(frozenset):
+    """The AU set of a cell: the set its first alternative gives (all of the cell when it has
+    no alternatives), and in `readings` every AU set its alternatives allow, first first."""
+
+    def __new__(cls, aus=(), readings=None):
+        return super().__new__(cls, aus)
+
+    def __init__(self, aus=(), readings=None):
+        super().__init__()
+        self.readings = tuple(readings) if readings else (frozenset(self),)
 
 
 def cell_text(cell):
@@ -59,34 +84,68 @@ def _strip_parens(text):
     return text
 
 
-_PLUS = re.compile(r"\s*[+,;]\s*")
+def _unique(sets):
+    out = []
+    for s in sets:
+        if s not in out:
+            out.append(s)
+    return out
 
 
-def _parse(text, aus, warnings):
+def _unit(text, warnings):
+    """The AUs of one unit ('L12A', 'AU 4', and with a note 'L12 R14'), or None when it names
+    no AU (a word, a lone '?', a token that is no AU: each warned about)."""
+    if "?" in text:
+        warnings.append(f"uncertain mark '?' ignored in {text!r}")
+        text = text.replace("?", "").strip()
+        if not text:
+            return None
+    if not re.search(r"\d", text):
+        warnings.append(f"ignored word {text!r}")
+        return None
+    tokens = text.upper().split()
+    numbered = [t for t in tokens if re.search(r"\d", t)]
+    # '12 15' would otherwise run together into AU 1215; two units apart are two units.
+    if len(numbered) > 1 and all(_ATOM.match(t) or _QUALIFIER.match(t) for t in tokens):
+        warnings.append(f"space read as '+' in {text!r}")
+        return frozenset(int(_ATOM.match(t).group(1)) for t in numbered)
+    m = _ATOM.match("".join(tokens))
+    if m:
+        return frozenset({int(m.group(1))})
+    warnings.append(f"unknown AU token {text!r} ignored")
+    return None
+
+
+def _options(part, warnings):
+    """The AU sets one '+'-separated part can mean: one set, or one per alternative."""
+    choices = [_strip_parens(c) for c in _split_top(part, _ALTERNATIVE)]
+    if len(choices) > 1:
+        qualifiers = [c for c in choices if _QUALIFIER.match(re.sub(r"\s+", "", c).upper())]
+        if qualifiers and len(qualifiers) < len(choices):
+            choices = [c for c in choices if c not in qualifiers]
+    options = []
+    for choice in choices:
+        if len(_split_top(choice, _PLUS)) > 1 or len(_split_top(choice, _ALTERNATIVE)) > 1:
+            options += _readings(choice, warnings)
+            continue
+        aus = _unit(choice, warnings)
+        if aus is not None:
+            options.append(aus)
+    return _unique(options) or [frozenset()]
+
+
+def _readings(text, warnings):
+    """Every AU set the text can mean (several where its alternatives differ), first first."""
+    readings = [frozenset()]
     for part in _split_top(text, _PLUS):
         part = _strip_parens(part)
-        if not part:
-            continue
-        choices = _split_top(part, _ALTERNATIVE)
-        if len(choices) > 1:
-            warnings.append(f"alternatives {part!r}: kept the first")
-        first = _strip_parens(choices[0])
-        if "+" in first or "," in first:
-            _parse(first, aus, warnings)
-            continue
-        if "?" in first:
-            first = first.replace("?", "").strip()
-            warnings.append(f"uncertain mark '?' ignored in {part!r}")
-            if not first:
-                continue
-        if not re.search(r"\d", first):
-            warnings.append(f"ignored word {first!r}")
-            continue
-        m = _ATOM.match(re.sub(r"\s+", "", first).upper())
-        if m:
-            aus.add(int(m.group(1)))
-        else:
-            warnings.append(f"unknown AU token {first!r} ignored")
+        if part:
+            readings = _unique(r | o for r in readings for o in _options(part, warnings))
+    return readings
+
+
+def _joined(aus):
+    return "+".join(map(str, sorted(aus))) or "(none)"
 
 
 # Full-width forms (U+FF01..U+FF5E) and the ideographic space -> their ASCII characters.
@@ -95,13 +154,13 @@ _FULL_WIDTH[0x3000] = ord(" ")
 
 
 def parse_aus(cell):
-    """(frozenset of FACS numbers, list of warnings) for one AU cell; never raises on odd text."""
+    """(AUSet, list of warnings) for one AU cell; never raises on odd text."""
     text = cell_text(cell)
     warnings = []
     if not text:
-        return frozenset(), ["empty AU cell"]
+        return AUSet(), ["empty AU cell"]
     if text == "?":
-        return frozenset(), ["AU cell '?' (not coded)"]
+        return AUSet(), ["AU cell '?' (not coded)"]
     narrow = text.translate(_FULL_WIDTH)
     if narrow != text:
         # CAS(ME)^3 part C types one cell with a full-width comma ('4，11'). Only the
@@ -110,25 +169,30 @@ def parse_aus(cell):
         text = narrow
     for ref in _REF.findall(text):
         warnings.append(f"{ref!r} ignored")
-    aus = set()
-    _parse(_REF.sub("", text), aus, warnings)
-    return frozenset(aus), warnings
+    readings = _readings(_REF.sub("", text), warnings)
+    if len(readings) > 1:
+        warnings.append(f"alternatives in {text!r}: AU sets {' | '.join(map(_joined, readings))}")
+    return AUSet(readings[0], readings), warnings
 
 
 class Rules(dict):
-    """{frozenset(AUs): class}, and what to do with a clip whose AU cell holds a token that is
-    no FACS action unit (`6+AU12x`): exclude it, naming the token (the default), or, with
-    keep_unknown_aus, drop the token with a note and classify what is left. load_rules sets
-    keep_unknown_aus; a mapping without it (a plain dict) excludes."""
+    """{frozenset(AUs): class}, and two choices about cells the table cannot settle alone:
+    keep_unknown_aus, for a cell holding a token that is no FACS action unit (`6+AU12x`):
+    exclude the clip, naming the token (False, the default), or drop the token with a note and
+    classify what is left; and alternatives, for a cell whose alternatives mean different AU
+    sets (ALTERNATIVES). load_rules sets both; a plain dict gets the defaults."""
 
 
-def load_rules(path=None, keep_unknown_aus=False):
+def load_rules(path=None, keep_unknown_aus=False, alternatives=DEFAULT_ALTERNATIVES):
     """Rules from a rule table like data/au_classes.csv ('#' lines are comments)."""
+    if alternatives not in ALTERNATIVES:
+        raise ValueError(f"alternatives must be one of {ALTERNATIVES}, not {alternatives!r}")
     path = path or DEFAULT_RULES
     if not os.path.isfile(path):
         raise InputError(f"{path}: AU rule table not found. Fix: give an existing CSV like {DEFAULT_RULES}.")
     rules, where = Rules(), {}
     rules.keep_unknown_aus = bool(keep_unknown_aus)
+    rules.alternatives = alternatives
     with open(path, newline="") as f:
         lines = [(n, line) for n, line in enumerate(f, 1) if line.strip() and not line.lstrip().startswith("#")]
     reader = csv.DictReader([line for _, line in lines])
@@ -138,6 +202,7 @@ def load_rules(path=None, keep_unknown_aus=False):
                          f"found {reader.fieldnames})")
     for (lineno, _), row in zip(lines[1:], reader):
         aus, warnings = parse_aus(row["aus"])
+        aus = frozenset(aus)
         try:
             cls = int(row["class"])
         except (TypeError, ValueError):
@@ -157,6 +222,13 @@ def _default_rules():
 
 
 def classify(au_set, rules=None):
-    """Class of an AU set: the class of the combination it equals, else Others (3)."""
+    """Class of an AU set: the class of the combination it equals, else Others (3). For a cell
+    with alternatives (an AUSet from parse_aus with several readings), under the rules'
+    alternatives choice: 'agree', the class all readings share, else Others; 'first', the
+    first reading's class."""
     rules = _default_rules() if rules is None else rules
-    return rules.get(frozenset(au_set), OTHERS)
+    readings = getattr(au_set, "readings", None) or (au_set,)
+    if getattr(rules, "alternatives", DEFAULT_ALTERNATIVES) == "first":
+        readings = readings[:1]
+    classes = {rules.get(frozenset(r), OTHERS) for r in readings}
+    return classes.pop() if len(classes) == 1 else OTHERS

@@ -96,7 +96,7 @@ def make_casme2(base, rows=None, tree="raw", sheet=CASME2_SHEET):
 # Subject | Filename | onset | apex | offset | AUs | emotion
 SAMM_ROWS = [
     (6, "006_1_2", 5562, 5570, 5580, "4+7", "Anger"),
-    (6, "006_1_3", 100, 104, 112, "(R6 or R12)+R15", "Contempt"),
+    (6, "006_1_3", 100, 104, 112, "4+(R7 or R9)", "Contempt"),   # alternatives that agree
     (7, "007_3_1", 200, 205, 215, "L12A", "Happiness"),
     (28, "028_4_1", 50, 80, 60, "A1+A2", "Surprise"),       # apex after offset (sheet error)
     (11, "011_2_3", 10, 15, 20, "L12 + 61", "Other"),       # stray spaces; 61 (eyes left)
@@ -106,7 +106,7 @@ SAMM_ROWS = [
 ]
 SAMM_EXPECTED = {
     ("samm/006", "006_1_2"): ({4, 7}, 1),
-    ("samm/006", "006_1_3"): ({6, 15}, 1),
+    ("samm/006", "006_1_3"): ({4, 7}, 1),              # 4+7 and 4+9: Negative either way
     ("samm/007", "007_3_1"): ({12}, 0),
     ("samm/028", "028_4_1"): ({1, 2}, 2),
     ("samm/011", "011_2_3"): ({12, 61}, 3),
@@ -114,6 +114,15 @@ SAMM_EXPECTED = {
     ("samm/009", "009_3_4"): ({10}, 1),
     ("samm/016", "016_7_5"): ({4, 9, 18, 23, 25}, 3),
 }
+
+# The cells of the owners' sheet that the first parser misread, with their clips' IDs:
+# (row, class with every alternative read, class with the first alternative only).
+SAMM_ALTERNATIVE_ROWS = [
+    ((14, "014_6_3", 400, 405, 412, "A/L12", "Happiness"), 0, 0),          # objective class I
+    ((7, "007_6_1", 300, 306, 314, "(R6 or R12)+R15", "Happiness"), 3, 1),  # objective VII
+    ((7, "007_6_5", 500, 504, 511, "(R6 or R12)+R15", "Happiness"), 3, 1),  # objective VII
+    ((14, "014_5_2", 200, 203, 209, "R12 or R14", "Contempt"), 3, 0),       # objective VII
+]
 
 
 def make_samm(base, rows=None, sheet=SAMM_SHEET):

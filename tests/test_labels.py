@@ -1,7 +1,10 @@
 import pytest
 
 from preprocessing.errors import InputError
-from preprocessing.labels import DEFAULT_RULES, cell_text, classify, load_rules, parse_aus
+import pickle
+
+from preprocessing.labels import (ALTERNATIVES, DEFAULT_RULES, cell_text, classify, load_rules,
+                                  parse_aus)
 
 # Table 3 of the paper: Others is the fourth class (index 3), typed here, not imported.
 OTHERS = 3
@@ -63,7 +66,7 @@ def test_others_cases():
     ("r12a + l6", {12, 6}),
     ("L12 + 61", {12, 61}),
     ("  4 +  7  ", {4, 7}),
-    ("(R6 or R12)+R15", {6, 15}),
+    ("(R6 or R12)+R15", {6, 15}),       # the first alternative's set (every one: AU_FORMS)
     ("R6 OR R12", {6}),
     ("10A/B", {10}),
     ("R6/R12+25", {6, 25}),
@@ -92,6 +95,8 @@ def test_parse_aus(cell, aus):
     ("soft focus+4", "soft focus"),
     ("ref(7B)+4", "ref(7B)"),
     ("(R6 or R12)", "R6 or R12"),
+    ("R12 or R14", "AU sets 12 | 14"),
+    ("12 or bad", "ignored word 'bad'"),    # a word is no side or intensity letter
     ("?", "?"),
     ("4+9?", "9?"),
 ])
@@ -177,3 +182,88 @@ def test_full_width_ascii_is_read_and_other_look_alikes_are_not():
     assert parse_aus("1²+2")[0] == {2}
     assert parse_aus("12²") == (frozenset(), ["unknown AU token '12²' ignored"])
     assert 1 not in parse_aus("4+①")[0]
+
+
+# How separators combine with side prefixes and intensity letters: cell -> every AU set it can
+# mean, in the order written (one set: no alternatives that matter). A letter standing alone
+# beside a '/' or 'or' is a side or intensity of the unit next to it, not a unit of its own.
+AU_FORMS = [
+    ("A/L12", [{12}]),                      # SAMM 014_6_3: asymmetric or left 12
+    ("L12/A", [{12}]),
+    ("A / L12", [{12}]),
+    ("A or L12", [{12}]),
+    ("10A/B", [{10}]),                      # intensity A or B
+    ("R12A/B+25", [{12, 25}]),
+    ("A/L12+25", [{12, 25}]),
+    ("6+A/L12", [{6, 12}]),
+    ("6,A/L12", [{6, 12}]),
+    ("6;A/L12", [{6, 12}]),
+    ("L12 or R12", [{12}]),                 # the same AU on either side: one set
+    ("L12/R12", [{12}]),
+    ("12A/12B", [{12}]),
+    ("L 12", [{12}]),                       # a space inside a unit
+    ("12 A", [{12}]),
+    ("AU 12", [{12}]),
+    ("L12 R14", [{12, 14}]),                # a space between two units reads as '+', noted
+    ("12 15", [{12, 15}]),                  # (not AU 1215)
+    ("A12, L14", [{12, 14}]),
+    ("L12 + 61", [{12, 61}]),
+    ("(R6 or R12)+R15", [{6, 15}, {12, 15}]),   # SAMM 007_6_1, 007_6_5
+    ("R12 or R14", [{12}, {14}]),               # SAMM 014_5_2
+    ("(R6 or R12);R15", [{6, 15}, {12, 15}]),
+    ("R6 or R12 + 15", [{6, 15}, {12, 15}]),    # 'or' binds tighter than '+'
+    ("R6/R12+25", [{6, 25}, {12, 25}]),
+    ("A/L12+(R6 or R14)", [{6, 12}, {12, 14}]),
+    ("((1+2) or 5)+26", [{1, 2, 26}, {5, 26}]),
+    ("(R6 or R12)+(R15 or R17)", [{6, 15}, {6, 17}, {12, 15}, {12, 17}]),
+    ("12 or soft focus", [{12}]),           # a word is dropped, as in '12+soft focus'
+]
+
+
+@pytest.mark.parametrize("cell,readings", AU_FORMS)
+def test_au_forms_and_their_readings(cell, readings):
+    aus, warnings = parse_aus(cell)
+    assert [set(r) for r in aus.readings] == readings, warnings
+    assert aus == readings[0]
+    assert any(w.startswith("alternatives in") for w in warnings) == (len(readings) > 1)
+    assert not any("unknown" in w for w in warnings)
+
+
+# The issue's cells from SAMM's sheet: (cell, class with every alternative read, with the first).
+SAMM_CELLS = [
+    ("A/L12", 0, 0),                # 014_6_3, Happiness, objective class I
+    ("(R6 or R12)+R15", 3, 1),      # 007_6_1 and 007_6_5, Happiness, objective VII
+    ("R12 or R14", 3, 0),           # 014_5_2, Contempt, objective VII
+    ("4+(R7 or R9)", 1, 1),         # alternatives that agree keep their class
+    ("R6 or R12", 0, 0),
+]
+
+
+@pytest.mark.parametrize("cell,agree,first", SAMM_CELLS)
+def test_alternatives_agree_or_first(cell, agree, first):
+    aus, _ = parse_aus(cell)
+    assert classify(aus) == agree                                   # the default
+    assert classify(aus, load_rules(alternatives="agree")) == agree
+    assert classify(aus, load_rules(alternatives="first")) == first
+    assert classify(aus, dict(load_rules())) == agree               # a plain mapping: the default
+
+
+def test_alternatives_note_names_every_set_and_the_option_is_checked():
+    assert parse_aus("(R6 or R12)+R15")[1] == ["alternatives in '(R6 or R12)+R15': AU sets 6+15 | 12+15"]
+    assert ALTERNATIVES == ("agree", "first") and load_rules().alternatives == "agree"
+    with pytest.raises(ValueError, match="alternatives must be one of"):
+        load_rules(alternatives="any")
+
+
+def test_a_parsed_set_keeps_its_readings_through_pickle():
+    """Clips go to worker processes; the readings must travel with the set."""
+    aus = pickle.loads(pickle.dumps(parse_aus("R12 or R14")[0]))
+    assert aus == {12} and aus.readings == ({12}, {14}) and classify(aus) == OTHERS
+
+
+def test_a_space_between_units_is_noted_and_a_rule_table_refuses_alternatives(tmp_path):
+    assert parse_aus("12 15")[1] == ["space read as '+' in '12 15'"]
+    path = tmp_path / "rules.csv"
+    path.write_text("aus,class\nR6 or R12,0\n")
+    with pytest.raises(InputError, match=":2: bad rule"):
+        load_rules(str(path))

@@ -146,7 +146,32 @@ def test_samm(tmp_path):
     assert any("clamped to 60" in n for n in got["samm/028", "028_4_1"].notes)
     assert got["samm/032", "032_3_1"].apex == 10
     assert any("soft focus" in n for n in got["samm/009", "009_3_4"].notes)
-    assert got["samm/006", "006_1_3"].aus == "(R6 or R12)+R15"
+    assert got["samm/006", "006_1_3"].aus == "4+(R7 or R9)"
+    assert "AUs: alternatives in '4+(R7 or R9)': AU sets 4+7 | 4+9" in got["samm/006", "006_1_3"].notes
+
+
+@pytest.mark.parametrize("alternatives", ["agree", "first"])
+def test_samm_cells_with_alternatives(tmp_path, alternatives):
+    """The owners' cells the first parser misread: every alternative is read, and a class is
+    kept only when all give it (the default), or the first alternative decides."""
+    from preprocessing.labels import DEFAULT_RULES, load_rules
+    from preprocessing.table4 import table4
+    rows = [row for row, _, _ in fd.SAMM_ALTERNATIVE_ROWS]
+    want = {(f"samm/{row[0]:03d}", row[1]): agree if alternatives == "agree" else first
+            for row, agree, first in fd.SAMM_ALTERNATIVE_ROWS}
+    root = fd.make_samm(tmp_path, rows=fd.SAMM_ROWS + rows)
+    rules = load_rules(DEFAULT_RULES, alternatives=alternatives)
+    clips, skipped = load_database("samm", root, rules)
+    got = by_key(clips)
+    assert skipped == [] and {key: got[key].label for key in want} == want
+    assert got["samm/014", "014_6_3"].au_set == {12} and got["samm/014", "014_6_3"].notes == ()
+    assert "AUs: alternatives in 'R12 or R14': AU sets 12 | 14" in got["samm/014", "014_5_2"].notes
+    # Table 4 from the sheet alone: the fakes' 1/4/1/2 plus the four rows.
+    extra = [sum(1 for label in want.values() if label == k) for k in range(4)]
+    counts = {k: v for k, v in table4({"samm": root}, rules)[0].items() if k != "database"}
+    assert list(counts.values()) == [a + b for a, b in zip([1, 4, 1, 2], extra)] + [12]
+    if alternatives == "agree":
+        assert list(counts.values()) == [2, 4, 1, 5, 12]
 
 
 def test_samm_missing_frame_and_folder(tmp_path):
