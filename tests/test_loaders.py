@@ -395,3 +395,40 @@ def test_corrupt_sheet(tmp_path):
         f.write(b"not a spreadsheet")
     with pytest.raises(SheetError, match="cannot read this spreadsheet"):
         load_database("casme2", root)
+
+
+# ------------------------------------------------------------------ CAS(ME)^3 sheet versions
+V1_SHEET = os.path.join("annotation", "partA", "cas(me)3_part_A_ME_label_JpgIndex.xls")
+WRONGLY_LABELLED = os.path.join("annotation", "partA", "CAS(ME)3_part_A_wrongly_labeled_me_in_V1.xlsx")
+
+
+def _other_part_a_versions(root):
+    fd._write_xls(os.path.join(root, V1_SHEET), [fd.CASME3_HEADER[:6] + ("emotion",)])
+    fd._write_xlsx(os.path.join(root, WRONGLY_LABELLED), [("Sheet1", [("Subject", "Filename", "label")])])
+
+
+def test_casme3_without_v2_names_what_is_missing(tmp_path):
+    """v1 (.xls) and the list of v1's wrongly labelled rows beside it, v2 gone: the error names
+    v2 and says why the others are not read (it once took the second for the label sheet)."""
+    root = fd.make_casme3(tmp_path)
+    _other_part_a_versions(root)
+    os.remove(os.path.join(root, fd.CASME3_SHEET))
+    with pytest.raises(InputError) as err:
+        read_sheet("casme3", root)
+    msg = str(err.value)
+    assert "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx" in msg and "is missing" in msg
+    assert os.path.join(root, V1_SHEET) + " (v1, .xls: not read" in msg and "65 rows" in msg
+    assert os.path.join(root, WRONGLY_LABELLED) + " (v1's wrongly labelled rows" in msg
+    assert "no sheet named" not in msg
+
+
+def test_casme3_never_takes_the_wrongly_labelled_list_for_v2(tmp_path):
+    """A v2 sheet under a name only the loosest pattern matches, sorted after the list."""
+    root = fd.make_casme3(tmp_path)
+    _other_part_a_versions(root)
+    renamed = os.path.join(root, "annotation", "partA", "CASME3_part_A_label.xlsx")
+    os.rename(os.path.join(root, fd.CASME3_SHEET), renamed)
+    assert sorted([renamed, os.path.join(root, WRONGLY_LABELLED)])[0].endswith("V1.xlsx")
+    entries, _ = read_sheet("casme3", root)
+    assert {e.source.rsplit(":", 1)[0] for e in entries} == {renamed}
+    assert len(entries) == len(fd.CASME3_EXPECTED)

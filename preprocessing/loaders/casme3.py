@@ -10,11 +10,16 @@ Part A, the v2 label sheet and the colour frames:
 One video (a Filename) can hold several micro-expressions, so a clip is named by its video
 and onset: `a_1234`. Sheet quirks handled in plain sight: the frame cells are text (read as
 integers; text that is no integer, e.g. with a space inside, is recorded as skipped); one
-Filename is an upper-case `J` (video folders are matched without regard to case); the rows
-whose apex lies outside onset..offset are kept with the apex clamped and a note, and those
-with offset 0 are skipped (four such rows in the v2 sheet). The emotion column is the label
-source for protocols that use it; under the paper's AU rule the AU column is classified as
-for the other databases.
+Filename is an upper-case `J` (video folders are matched without regard to case). The v2
+sheet has four broken rows: two with offset 0 and one with its onset after its offset (all
+three skipped, with the reason), and one with its apex before its onset (kept, the apex
+clamped, with a note). The emotion column is the label source for protocols that use it;
+under the paper's AU rule the AU column is classified as for the other databases.
+
+Only v2 is part A's label sheet. The owners' download also holds v1 (`.xls`, with 65 rows
+that v2 dropped as not micro-expressions) and `CAS(ME)3_part_A_wrongly_labeled_me_in_V1.xlsx`
+(a list of v1's wrongly labelled micro-expressions, sheet `Sheet1`); neither is read, and where v2 is missing but they are
+there, the error says so rather than reading one of them as v2.
 
 Part C, database 'casme3-c', read when its sheet is found under the same folder:
 
@@ -42,8 +47,12 @@ from preprocessing.sheets import find_files, to_int
 
 DATABASE = "casme3"
 PART_C = "casme3-c"
-SHEETS = ("cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "cas(me)3_part_A_ME_label*.xlsx",
-          "*part_A*label*.xlsx")
+V2_SHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
+SHEETS = (V2_SHEET, "cas(me)3_part_A_ME_label*.xlsx", "*part_A*label*.xlsx")
+# Part A files that are no v2 label sheet although SHEETS' last pattern, or a user's eye,
+# might take them for one (see the module docstring).
+V1_SHEETS = ("*part_A*label*.xls",)
+NOT_LABEL_SHEETS = ("*wrong*label*",)
 SHEET = "label"
 COLUMNS = {
     "subject": ("Subject",),
@@ -97,14 +106,31 @@ def part_c_folder(value):
 def sheet_paths(root):
     """(part A sheet or None, part C sheet or None); InputError when neither is there."""
     root = check_root(root, "CAS(ME)^3")
-    a = find_files(root, SHEETS, depth=SHEET_DEPTH)
+    not_label = set(find_files(root, NOT_LABEL_SHEETS, depth=SHEET_DEPTH))
+    a = [p for p in find_files(root, SHEETS, depth=SHEET_DEPTH) if p not in not_label]
     c = [p for p in find_files(root, PART_C_SHEETS, depth=SHEET_DEPTH) if p not in a]
+    if not a:
+        _refuse_other_versions(root, not_label)
     if not a and not c:
         raise InputError(f"{root}: no CAS(ME)^3 coding sheet in it or below (part A: "
                          f"{', '.join(SHEETS)}; part C: {', '.join(PART_C_SHEETS)}). Fix: pass "
-                         f"the folder holding annotation/partA/"
-                         f"cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (or part C's sheet).")
+                         f"the folder holding annotation/partA/{V2_SHEET} (or part C's sheet).")
     return (a[0] if a else None), (c[0] if c else None)
+
+
+def _refuse_other_versions(root, not_label):
+    """InputError when part A's v2 sheet is missing but v1 or v1's corrections are there: the
+    user meant to give part A, and neither file holds v2's labels."""
+    v1 = find_files(root, V1_SHEETS, depth=SHEET_DEPTH)
+    if not v1 and not not_label:
+        return
+    found = "; ".join([f"{p} (v1, .xls: not read, since v1 holds 65 rows that v2 dropped as "
+                       f"not micro-expressions; converting it to .xlsx would not give v2's labels)"
+                       for p in v1] +
+                      [f"{p} (v1's wrongly labelled rows, no label sheet)" for p in sorted(not_label)])
+    raise InputError(f"{root}: part A's label sheet, v2's {V2_SHEET} (sheet {SHEET!r}), is missing; "
+                     f"found only {found}. Fix: put {V2_SHEET} from the owners' download "
+                     f"(annotation/partA/) under {root}.")
 
 
 def read_sheet(root, rules=None):
