@@ -432,3 +432,41 @@ def test_casme3_never_takes_the_wrongly_labelled_list_for_v2(tmp_path):
     entries, _ = read_sheet("casme3", root)
     assert {e.source.rsplit(":", 1)[0] for e in entries} == {renamed}
     assert len(entries) == len(fd.CASME3_EXPECTED)
+
+
+# ------------------------------------------------------------------ CASME copies without AUs
+CASME_LIST_HEADER = ("Subject", "Filename", "OnsetF", "ApexF", "OffsetF", "Emotion")
+CASME_LIST_ROWS = [(1, "EP01_5", 12, 15, 30, "disgust"), (8, "EP02_1", 5, 8, 20, "repression")]
+
+
+@pytest.mark.parametrize("name", ["CASME.xls", "CASME.csv"])
+def test_casme_list_without_au_column_is_named(tmp_path, name):
+    """The widely shared list of CASME's clips has no AU column: the error says that, not
+    'no CASME coding sheet'."""
+    root = str(tmp_path / "CASME")
+    path = os.path.join(root, name)
+    if name.endswith(".xls"):
+        fd._write_xls(path, [CASME_LIST_HEADER] + CASME_LIST_ROWS)
+    else:
+        os.makedirs(root)
+        with open(path, "w") as f:
+            f.write("\n".join(",".join(map(str, r)) for r in [CASME_LIST_HEADER] + CASME_LIST_ROWS))
+    with pytest.raises(InputError) as err:
+        read_sheet("casme", root)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: a list of CASME's clips without the AU column")
+    assert "Subject, Filename, OnsetF, ApexF, OffsetF, Emotion" in msg
+    assert "Section A.xls and Section B.xls" in msg and "no CASME coding sheet" not in msg
+
+
+def test_casme_csv_with_au_column_is_not_read_and_said_so(tmp_path):
+    root = str(tmp_path / "CASME")
+    os.makedirs(root)
+    with open(os.path.join(root, "CASME.csv"), "w") as f:
+        f.write("Subject,Filename,OnsetF,ApexF1,OffsetF,AU,Emotion\n1,EP01_5,12,15,30,4+9,disgust\n")
+    with pytest.raises(InputError, match="a CSV copy of CASME's sheet, which is not read"):
+        read_sheet("casme", root)
+    # the owners' sheets beside it are read as before
+    root = fd.make_casme(tmp_path / "both")
+    fd._write_xls(os.path.join(root, "CASME.xls"), [CASME_LIST_HEADER] + CASME_LIST_ROWS)
+    assert len(read_sheet("casme", root)[0]) == len(fd.CASME_A_ROWS) + len(fd.CASME_B_ROWS) - 2

@@ -30,11 +30,16 @@ What the sheet holds that the generic loader rules would get wrong, and what thi
   name agrees once underscores are removed (case ignored), with a note, and the clip takes the
   folder's name.
 
+Copies of CASME's clip list shared without the AU column (a `CASME.xls` or `CASME.csv` with
+Subject, Filename, OnsetF, ApexF, OffsetF, Emotion) cannot give the paper's AU classes: the
+error names the file, says so, and names the owners' sheets.
+
 Reported, not silently accepted: a micro-expression whose onset falls inside the previous one of
 the same video (a note naming the other sheet row), an onset beyond the video's last frame (the
 clip is excluded, naming the row), a subject listed in both section sheets (a note on the later
 sheet's rows).
 """
+import csv
 import dataclasses
 import os
 import re
@@ -45,7 +50,8 @@ from preprocessing.clips import (Rows, Skipped, clip_from_entry,
                                  find_dirs, numbered_frames)
 from preprocessing.errors import InputError, check_root
 from preprocessing.loaders.casme2 import subject_folder
-from preprocessing.sheets import SheetError, find_files, read_table, to_int
+from preprocessing.sheets import (SheetError, find_files, find_header, norm, read_rows, read_table,
+                                  to_int)
 
 DATABASE = "casme"
 COLUMNS = {
@@ -57,6 +63,11 @@ COLUMNS = {
     "aus": ("AU", "AUs", "Action Units"),
     "emotion": ("Emotion", "Estimated Emotion"),
 }
+# The owners' sheets, as named in their release (see the module docstring for the columns).
+OWNERS_SHEETS = ("Section A.xls and Section B.xls (Subject | Filename | OnsetF | ApexF1 | ApexF2 | "
+                 "OffsetF | Onset | Total | AU | Emotion)")
+# Shared copies of the clip list keep these columns and drop AU; _refuse_clip_lists names them.
+LIST_COLUMNS = {key: names for key, names in COLUMNS.items() if key != "aus"}
 _SECTION = re.compile(r"(?:section|casme)[\s_-]*([ab])(?![a-z])", re.IGNORECASE)
 MULTI_ID = "{clip}_on{onset}"
 
@@ -82,9 +93,42 @@ def sheet_paths(root):
         except SheetError:
             continue
         return [path]
+    _refuse_clip_lists(root, sheets)
     raise InputError(f"{root}: no CASME coding sheet (Section A.xls, Section B.xls, CASME_SectionA.xls, "
                      f"or one merged sheet with the columns Subject, Filename, OnsetF, ApexF1, OffsetF, "
                      f"AU, Emotion) in it or below. Fix: pass the CASME folder holding its .xls sheets.")
+
+
+def _header(path):
+    """The header row of a spreadsheet or CSV file with CASME's columns less AU, else None."""
+    try:
+        if path.lower().endswith(".csv"):
+            with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+                rows = [row for _, row in zip(range(40), csv.reader(f))]
+        else:
+            rows = read_rows(path)
+        i, _ = find_header(rows, LIST_COLUMNS, path)
+    except (SheetError, OSError, csv.Error):
+        return None
+    return [v for v in rows[i] if v not in (None, "")]
+
+
+def _refuse_clip_lists(root, sheets):
+    """InputError naming a copy of CASME's clip list that cannot stand in for the owners'
+    sheets: one without the AU column (CASME.xls or CASME.csv with Subject, Filename, OnsetF,
+    ApexF, OffsetF, Emotion, as widely shared), or a CSV file, which is not read."""
+    for path in sheets + find_files(root, ("casme*.csv", "*.csv")):
+        header = _header(path)
+        if header is None:
+            continue
+        if not any(norm(h) in {norm(a) for a in COLUMNS["aus"]} for h in header):
+            raise InputError(
+                f"{path}: a list of CASME's clips without the AU column (its columns: "
+                f"{', '.join(map(str, header))}). The paper's classes come from each clip's AUs "
+                f"(Table 2's rule), so this file cannot label them. Fix: use the owners' coding "
+                f"sheets, {OWNERS_SHEETS}, which have the AU column.")
+        raise InputError(f"{path}: a CSV copy of CASME's sheet, which is not read. Fix: use the "
+                         f"owners' coding sheets, {OWNERS_SHEETS}.")
 
 
 def _video_key(folder, clip):
