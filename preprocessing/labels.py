@@ -118,7 +118,9 @@ def _unit(text, warnings):
 
 def _options(part, warnings):
     """The AU sets one '+'-separated part can mean: one set, or one per alternative."""
-    choices = [_strip_parens(c) for c in _split_top(part, _ALTERNATIVE)]
+    choices = [c for c in map(_strip_parens, _split_top(part, _ALTERNATIVE)) if c]
+    if not choices:
+        warnings.append(f"ignored {part!r} (no AU in it)")
     if len(choices) > 1:
         qualifiers = [c for c in choices if _QUALIFIER.match(re.sub(r"\s+", "", c).upper())]
         if qualifiers and len(qualifiers) < len(choices):

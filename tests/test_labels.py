@@ -217,6 +217,7 @@ AU_FORMS = [
     ("((1+2) or 5)+26", [{1, 2, 26}, {5, 26}]),
     ("(R6 or R12)+(R15 or R17)", [{6, 15}, {6, 17}, {12, 15}, {12, 17}]),
     ("12 or soft focus", [{12}]),           # a word is dropped, as in '12+soft focus'
+    ("12/", [{12}]),                        # an empty alternative is no alternative
 ]
 
 
