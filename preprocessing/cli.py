@@ -8,7 +8,7 @@ import sys
 
 from preprocessing.clips import DATABASES
 from preprocessing.errors import InputError, fail
-from preprocessing.labels import DEFAULT_RULES, load_rules
+from preprocessing.labels import ALTERNATIVES, DEFAULT_ALTERNATIVES, DEFAULT_RULES, load_rules
 from preprocessing import protocols
 from preprocessing.table4 import differences, format_csv, table4_with_skips
 
@@ -26,7 +26,8 @@ DATABASE_HELP = {
 
 
 def add_database_arguments(parser):
-    """--<database> DIR per loader (any subset, at least one); --protocol, --rules, --unknown-aus."""
+    """--<database> DIR per loader (any subset, at least one); --protocol, --rules, --unknown-aus,
+    --alternatives."""
     group = parser.add_argument_group("databases (give at least one)")
     for name in DATABASES:
         group.add_argument(f"--{name}", metavar="DIR", help=DATABASE_HELP[name])
@@ -42,13 +43,19 @@ def add_database_arguments(parser):
                         help="a clip whose AU cell holds a token that is no FACS action unit "
                              "(e.g. 'AU12x'): exclude it, naming the token (default), or drop "
                              "the token with a note and classify the rest")
+    parser.add_argument("--alternatives", choices=ALTERNATIVES, default=DEFAULT_ALTERNATIVES,
+                        help="an AU cell whose alternatives mean different classes ('(R6 or "
+                             "R12)+R15'): agree (default) keeps a class only when all of them "
+                             "give it, else Others with a note; first takes the first alternative")
 
 
 def rules_of(args):
-    """The AU rules the arguments ask for (None: the defaults, unknown tokens excluded)."""
-    if not args.rules and args.unknown_aus == "exclude":
+    """The AU rules the arguments ask for (None: the defaults, unknown tokens excluded,
+    alternatives that must agree)."""
+    if not args.rules and args.unknown_aus == "exclude" and args.alternatives == DEFAULT_ALTERNATIVES:
         return None
-    return load_rules(args.rules or DEFAULT_RULES, keep_unknown_aus=args.unknown_aus == "keep")
+    return load_rules(args.rules or DEFAULT_RULES, keep_unknown_aus=args.unknown_aus == "keep",
+                      alternatives=args.alternatives)
 
 
 def database_roots(args, parser):

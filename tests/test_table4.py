@@ -86,6 +86,22 @@ def test_main_custom_rules(roots, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[1] == "casme2,0,0,1,5,6"
 
 
+def test_main_alternatives_flag(tmp_path, capsys):
+    """--alternatives reaches the rules: SAMM's four cells the first parser misread, counted
+    from the sheet under each reading (agree: the two Negative and one Positive of the first
+    alternative become Others; A/L12 is Positive under both)."""
+    rows = [row for row, _, _ in fd.SAMM_ALTERNATIVE_ROWS]
+    root = fd.make_samm(tmp_path, rows=fd.SAMM_ROWS + rows)
+    lines = {}
+    for choice in ("agree", "first"):
+        assert main(["table4", "--samm", root, "--alternatives", choice]) == 0
+        lines[choice] = capsys.readouterr().out.splitlines()[1]
+    assert lines["agree"] == "samm,2,4,1,5,12"
+    assert lines["first"] == "samm,3,6,1,2,12"
+    assert main(["table4", "--samm", root]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == lines["agree"]
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, os.path.join(REPO, "tools", "preprocess.py"), *args],
                           capture_output=True, text=True, cwd="/", timeout=120)
