@@ -10,6 +10,10 @@ The lock is the kernel's (flock): a process that dies, however it dies, releases
 killed run never leaves a lock that blocks the next one. The lock file keeps the last
 writer's pid, host, command and start time, and each reader leaves a `.lock.HOST.PID` file
 while it reads, for the message that names who holds the folder.
+
+Both are opened without following a symbolic link (O_NOFOLLOW), and a lock that is not a
+regular file is refused: a `.lock` link planted in an output folder would otherwise have its
+target truncated and overwritten, and a FIFO there would block the tool forever.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 
@@ -35,13 +40,33 @@ class FolderBusy(InputError):
 
 def _describe(path):
     try:
-        with open(path) as f:
+        with os.fdopen(_open_nofollow(path, os.O_RDONLY)) as f:   # InputError is a ValueError
             info = json.load(f)
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("since", 0)))
         return (f"pid {info.get('pid')} on {info.get('host')} ({info.get('command')}, "
                 f"since {since})")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _not_ours(path, why):
+    return InputError(f"{path} {why}, not a lock file of this project: refusing to write through "
+                      f"it. Fix: remove it (check who put it there), then run again.")
+
+
+def _open_nofollow(path, flags):
+    """os.open(path, flags | O_NOFOLLOW | O_NONBLOCK) of a regular file; InputError for a
+    symbolic link or anything else that is no regular file."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_ours(path, "is a symbolic link") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_ours(path, "is not a regular file")
+    return fd
 
 
 def _me():
@@ -71,7 +96,7 @@ def folder_lock(folder, what, *, shared=False, log=None):
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_NAME)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         if shared and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
             # A folder this user cannot write (a shared, read-only copy): nobody writes
@@ -98,7 +123,8 @@ def folder_lock(folder, what, *, shared=False, log=None):
         reader_file = None
         if shared:
             reader_file = os.path.join(folder, f"{LOCK_NAME}.{socket.gethostname()}.{os.getpid()}")
-            with open(reader_file, "w") as f:
+            with os.fdopen(_open_nofollow(reader_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                           "w") as f:
                 json.dump(_me(), f)
         else:
             previous = _describe(path)

@@ -82,3 +82,51 @@ def test_a_file_system_without_locks_runs_unguarded_and_says_so(tmp_path, monkey
     with folder_lock(str(tmp_path), "writing", log=said.append) as path:
         assert path is None
     assert len(said) == 1 and "cannot lock files (No locks available)" in said[0]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["writer", "reader"])
+def test_a_planted_lock_symlink_is_refused_and_its_target_left_alone(tmp_path, shared):
+    """A `.lock` symlink in the folder would have its target truncated and overwritten."""
+    from preprocessing.errors import InputError
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    os.symlink(target, folder / ".lock")
+    with pytest.raises(InputError, match=r"\.lock is a symbolic link.*Fix: remove it"):
+        with folder_lock(str(folder), "writing", shared=shared):
+            pass
+    assert target.read_text() == "keep me\n"
+
+
+def test_a_lock_that_is_no_regular_file_is_refused(tmp_path):
+    """A FIFO as `.lock`: reading the last writer's record from it would wait forever."""
+    from preprocessing.errors import InputError
+
+    def too_long(*_):
+        raise TimeoutError("folder_lock blocked on a FIFO")
+    os.mkfifo(tmp_path / ".lock")
+    old = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(5)
+    try:
+        with pytest.raises(InputError, match=r"\.lock is not a regular file.*Fix: remove it"):
+            with folder_lock(str(tmp_path), "writing"):
+                pass
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_planted_reader_file_symlink_is_not_followed(tmp_path):
+    """The reader's `.lock.HOST.PID` file is opened without following a link too."""
+    import socket
+    from preprocessing.errors import InputError
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    os.symlink(target, folder / f".lock.{socket.gethostname()}.{os.getpid()}")
+    with pytest.raises(InputError, match="is a symbolic link"):
+        with folder_lock(str(folder), "reading", shared=True):
+            pass
+    assert target.read_text() == "keep me\n"
