@@ -658,10 +658,10 @@ SLURM_TEMPLATE = """#!/bin/bash
 #   {python} {tool} {common} --predict-only
 # A task that was cancelled or failed is redone by submitting the script again: finished
 # folds are skipped, an interrupted one resumes from its last snapshot.
-#SBATCH --job-name=psn-{model}
+#SBATCH --job-name={job_name}
 #SBATCH --array={array}
 {resources}
-#SBATCH --output={out}/slurm-%A_%a.out
+#SBATCH --output={output}
 set -euo pipefail
 cd {root}
 eval "$(tools/build_caffe.sh --print-env{cuda})"
@@ -670,18 +670,37 @@ FOLD=$SLURM_ARRAY_TASK_ID
 """
 
 
+def _sbatch_word(text):
+    """One word of an #SBATCH line: sbatch splits those lines itself, and the escape that every
+    version of it reads is the backslash (older ones know no single quotes)."""
+    return re.sub(r"([^A-Za-z0-9_./%=:,+-])", r"\\\1", text)
+
+
 def write_slurm(cfg, folds):
     """RUN/slurm_job.sh: a job array, one task per fold; with --gpus each task asks for one
-    GPU (gres) and trains on it, without them each task trains on one CPU."""
+    GPU (gres) and trains on it, without them each task trains on one CPU.
+
+    Every path in it is quoted (shlex.quote for bash, backslashes for #SBATCH lines), and a
+    path with a newline is refused (RunError): it would end a line, and what follows it
+    would run as a command of its own."""
     path = os.path.join(cfg.out, "slurm_job.sh")
+    tool = os.path.join(ROOT, "tools", "run_folds.py")
+    for text in [path, ROOT, sys.executable, cfg.model] + cfg.flags():
+        if "\n" in text or "\r" in text:
+            raise RunError("%r holds a newline, which would start a command of its own in the "
+                           "SLURM script. Fix: use a folder (and checkout) whose path has no "
+                           "newline" % text)
     if cfg.gpus:
         resources, device, cuda = "#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=4", " --gpus 0", " --cuda"
     else:
         resources, device, cuda = "#SBATCH --cpus-per-task=1", "", ""
     text = SLURM_TEMPLATE.format(
-        script=path, model=cfg.model, array=",".join(str(f) for f in folds), out=cfg.out,
-        resources=resources, device=device, root=ROOT, cuda=cuda, python=sys.executable,
-        tool=os.path.join(ROOT, "tools", "run_folds.py"),
+        script=shlex.quote(path), job_name=_sbatch_word("psn-" + cfg.model),
+        array=",".join(str(f) for f in folds),
+        # %A and %a are sbatch's; a % of the path itself is written %%.
+        output=_sbatch_word(cfg.out.replace("%", "%%") + "/slurm-%A_%a.out"),
+        resources=resources, device=device, root=shlex.quote(ROOT), cuda=cuda,
+        python=shlex.quote(sys.executable), tool=shlex.quote(tool),
         common=" ".join(shlex.quote(c) for c in cfg.flags()))
     write_atomic(path, text)
     os.chmod(path, 0o755)
@@ -752,7 +771,10 @@ def run_folds(cfg, log=log_line):
     except (RunError, OSError) as e:
         return fail("run_folds: error: ", e)
     if cfg.launcher == "slurm":
-        path = write_slurm(cfg, folds)
+        try:
+            path = write_slurm(cfg, folds)
+        except (RunError, OSError) as e:
+            return fail("run_folds: error: ", e)
         log("wrote %s (%d array tasks); submit it with sbatch" % (path, len(folds)))
         return 0
     try:

@@ -481,3 +481,66 @@ def test_snapshots_that_cannot_fit_are_refused(monkeypatch, trained, tmp_path):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 6, 10 ** 6, 1000))
     why = T.snapshot_space_problem(out, os.path.join(out, "fold01"), solver, 40)
     assert why.startswith("its 6 snapshot(s) need about") and "free some space" in why
+
+
+def _fake_checkout(base):
+    """A checkout whose tools/ only record how the SLURM task called them."""
+    root = os.path.join(base, "check out $(touch PWNED) `touch PWNED2`")
+    os.makedirs(os.path.join(root, "tools"))
+    with open(os.path.join(root, "tools", "build_caffe.sh"), "w") as f:
+        f.write("#!/bin/bash\necho true\n")
+    os.chmod(os.path.join(root, "tools", "build_caffe.sh"), 0o755)
+    with open(os.path.join(root, "tools", "run_folds.py"), "w") as f:
+        f.write("import json, os, sys\n"
+                "json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd()}, "
+                "open(os.environ['CALLED'], 'w'))\n")
+    return root
+
+
+def test_slurm_script_quotes_every_path(tmp_path, monkeypatch):
+    """Spaces, $(…), backticks and quotes in the checkout and run paths reach run_folds as
+    they are, and nothing in them runs (the checkout path was pasted unquoted after cd)."""
+    from psn import training
+    from psn.config import RunConfig
+    root = _fake_checkout(str(tmp_path))
+    monkeypatch.setattr(training, "ROOT", root)
+    out = str(tmp_path / "run 'x' $(touch PWNED3) #1")
+    os.makedirs(out)
+    cfg = RunConfig(data=str(tmp_path / "my data"), out=out, schedule="smoke",
+                    launcher="slurm")
+    script = training.write_slurm(cfg, [1, 2])
+    called = str(tmp_path / "called.json")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    res = subprocess.run(["bash", script], cwd=str(work), capture_output=True, text=True,
+                         env=dict(os.environ, SLURM_ARRAY_TASK_ID="2", CALLED=called))
+    assert res.returncode == 0, res.stderr
+    import json
+    with open(called) as f:
+        got = json.load(f)
+    assert got["cwd"] == root
+    assert got["argv"] == cfg.flags() + ["--folds", "2", "--no-predict"]
+    assert not [p for p in (work, tmp_path) for n in os.listdir(p) if n.startswith("PWNED")]
+    with open(script) as f:
+        text = f.read()
+    # sbatch reads #SBATCH lines itself: backslash escapes are the quoting every version knows.
+    assert "#SBATCH --output=%s/slurm-%%A_%%a.out\n" % out.replace(" ", "\\ ").replace(
+        "'", "\\'").replace("$", "\\$").replace("(", "\\(").replace(")", "\\)").replace(
+        "#", "\\#") in text
+
+
+@pytest.mark.parametrize("where", ["out", "data", "root"])
+def test_a_newline_in_a_path_is_refused_for_the_slurm_script(tmp_path, monkeypatch, where, capsys):
+    """A newline in --out put a shell line of its own into slurm_job.sh."""
+    from psn import training
+    from psn.config import RunConfig
+    data = make_data(str(tmp_path / ("da\nta" if where == "data" else "data")), groups=2)
+    out = str(tmp_path / ("run\ntouch PWNED" if where == "out" else "run"))
+    if where == "root":
+        monkeypatch.setattr(training, "ROOT", str(tmp_path / "check\nout"))
+    cfg = RunConfig(data=data, out=out, schedule="smoke", launcher="slurm")
+    assert training.run_folds(cfg, log=lambda *a: None) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "newline" in err and "Fix:" in err
+    assert not os.path.exists(os.path.join(out, "slurm_job.sh"))
