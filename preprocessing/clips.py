@@ -47,6 +47,13 @@ class Skipped:
     source: str         # 'file:row'
 
 
+def is_path(name):
+    """True for a sheet cell that is no plain folder name: it holds a path separator ('/' or
+    '\\'), or is '.' or '..'."""
+    name = str(name).strip()
+    return "/" in name or "\\" in name or name in (".", "..")
+
+
 def entry_from_row(database, subject, clip, onset, apex, offset, aus, emotion, source, rules=None,
                    notes=()):
     """Entry, or Skipped when the sheet row itself rules the clip out. Frame cells are the
@@ -54,6 +61,12 @@ def entry_from_row(database, subject, clip, onset, apex, offset, aus, emotion, s
     def skip(reason):
         return Skipped(database, subject, clip, reason, source)
 
+    if is_path(clip):
+        # Loaders join the clip name to a frame folder: '../../x' or '/x' would read frames
+        # from outside the database folder (and '..' from the wrong level inside it).
+        return skip(f"Filename {clip!r} is a path, not a clip name: its frames would be read "
+                    "from outside the clip folders; correct the sheet cell to the clip's folder "
+                    "name")
     values = {}
     for name, value in (("onset", onset), ("offset", offset)):
         number, ok = to_int(value)

@@ -470,3 +470,25 @@ def test_casme_csv_with_au_column_is_not_read_and_said_so(tmp_path):
     root = fd.make_casme(tmp_path / "both")
     fd._write_xls(os.path.join(root, "CASME.xls"), [CASME_LIST_HEADER] + CASME_LIST_ROWS)
     assert len(read_sheet("casme", root)[0]) == len(fd.CASME_A_ROWS) + len(fd.CASME_B_ROWS) - 2
+
+
+def test_sheet_cells_that_are_paths_are_skipped_not_read(tmp_path):
+    """A Filename cell '../../../outside/EP07_01f' (or an absolute path) made the loader read
+    frames from outside the database folder; such clips are skipped, saying why."""
+    outside = str(tmp_path / "elsewhere" / "EP08_01")
+    rows = fd.CASME2_ROWS + [
+        (7, "../../../outside/EP07_01f", 10, 12, 20, "12", "happiness"),
+        (8, outside, 10, 12, 20, "12", "happiness"),
+        (9, "..", 10, 12, 20, "12", "happiness"),
+    ]
+    root = fd.make_casme2(tmp_path / "db", rows=rows, tree="selected")
+    # make_casme2 wrote those clips' frames where the cells point: outside the root.
+    assert os.path.isdir(tmp_path / "db" / "outside" / "EP07_01f") and os.path.isdir(outside)
+    for loaded in (load_database("casme2", root), read_sheet("casme2", root)):
+        got, skipped = loaded
+        assert {(c.subject, c.clip) for c in got} >= set(fd.CASME2_EXPECTED)
+        assert not [c for c in got if c.subject in ("casme2/sub07", "casme2/sub08", "casme2/sub09")]
+        r = reasons(skipped)
+        for key in (("casme2/sub07", "../../../outside/EP07_01f"), ("casme2/sub08", outside),
+                    ("casme2/sub09", "..")):
+            assert "is a path, not a clip name" in r[key], r
