@@ -15,7 +15,9 @@ to the next file, and gunzipping it made 84 of the 102 ms of a training iteratio
 byte shuffle, both built into libhdf5, so Caffe reads them) saves 31-40 % of the disk.
 
 A shard is written to a temporary file beside its final name and renamed into place, so a
-shard path never holds half a file. Its `key` attribute fingerprints what went in (clip
+shard path never holds half a file. A shard holds its own data: one that reads any from
+another file (an HDF5 external link, a virtual dataset, raw data stored in an external file)
+is refused by every check here, since that file is never checked and Caffe would follow it. Its `key` attribute fingerprints what went in (clip
 contents, order, labels, augmentation); a rerun with the same key leaves the file alone.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from preprocessing.augment import apply_variant
 from preprocessing.sampling import CROP, N_SAMPLED
 
 __all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "COMPRESSIONS", "DEFAULT_COMPRESSION",
-           "STORED_FRACTION", "shard_key", "stored_key", "frame_columns",
+           "STORED_FRACTION", "shard_key", "stored_key", "foreign_data", "frame_columns",
            "write_shard", "write_frame_shard", "read_shard", "load_clip_arrays"]
 
 LAYOUT_VERSION = 1
@@ -59,13 +61,45 @@ def shard_key(items, variants=(), group=None, compression=DEFAULT_COMPRESSION):
     return hashlib.sha256(blob).hexdigest()
 
 
+def foreign_data(f):
+    """Why an open HDF5 file reads data from another file, or None: an external link, a
+    virtual dataset, or a dataset whose raw data lies in an external file. Links are walked
+    without being followed."""
+    found = []
+
+    def link(name, lnk):
+        if isinstance(lnk, h5py.ExternalLink):
+            found.append(f"{name!r} is an external link to {lnk.filename}:{lnk.path}")
+            return True
+        return None
+
+    def dataset(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                found.append(f"{name!r} is a virtual dataset (its data lies in other files)")
+                return True
+            if obj.id.get_create_plist().get_external_count():
+                found.append(f"{name!r} stores its data in an external file")
+                return True
+        return None
+
+    f.visititems_links(link)
+    if not found:
+        f.visititems(dataset)
+    if not found:
+        return None
+    return (found[0] + "; a shard must hold its own data (what another file holds is never "
+            "checked)")
+
+
 def stored_key(path):
-    """The key attribute of an existing, complete shard; None if absent or unreadable."""
+    """The key attribute of an existing, complete shard; None if absent, unreadable, or
+    reading data from another file (foreign_data)."""
     if not os.path.isfile(path):
         return None
     try:
         with h5py.File(path, "r") as f:
-            if any(name not in f for name in DATASETS):
+            if foreign_data(f) or any(name not in f for name in DATASETS):
                 return None
             key = f.attrs.get("key")
     except (OSError, ValueError):
@@ -200,9 +234,13 @@ def write_frame_shard(src, dst, frames):
 def shard_problem(path):
     """Why a shard's frames cannot be trusted, or None: its raw and sparse rows no longer
     match the checksum written with them (a bit flip, an edit), or sparse holds NaN or inf.
-    Reads the whole shard, one row at a time."""
+    Reads the whole shard, one row at a time. A shard that reads data from another file
+    (foreign_data) is refused before any of it is read."""
     try:
         with h5py.File(path, "r") as f:
+            foreign = foreign_data(f)
+            if foreign:
+                return foreign
             want = f.attrs.get("content_sha256")
             if isinstance(want, bytes):
                 want = want.decode()
@@ -221,8 +259,12 @@ def shard_problem(path):
 
 
 def read_shard(path):
-    """All datasets of a shard as numpy arrays, plus its attributes under 'attrs'."""
+    """All datasets of a shard as numpy arrays, plus its attributes under 'attrs'; ValueError
+    for a shard that reads data from another file (foreign_data)."""
     with h5py.File(path, "r") as f:
+        foreign = foreign_data(f)
+        if foreign:
+            raise ValueError(f"{path}: {foreign}")
         out = {name: f[name][()] for name in DATASETS}
         out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     return out

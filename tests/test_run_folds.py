@@ -544,3 +544,25 @@ def test_a_newline_in_a_path_is_refused_for_the_slurm_script(tmp_path, monkeypat
     assert len(err.strip().splitlines()) == 1
     assert "newline" in err and "Fix:" in err
     assert not os.path.exists(os.path.join(out, "slurm_job.sh"))
+
+
+def test_a_shard_with_an_external_link_is_not_trained(tmp_path):
+    """run_folds checks the shards before Caffe reads them: one whose datasets are external
+    links into another file (never checked) keeps its folds from training."""
+    import h5py
+    from psn.config import RunConfig
+    from psn.training import check_shards
+    data = make_data(str(tmp_path / "data"), groups=2)
+    shard = os.path.join(data, "shards", "group01.h5")
+    other = str(tmp_path / "elsewhere.h5")
+    os.rename(shard, other)
+    with h5py.File(shard, "w") as f:
+        for name in ("raw", "sparse", "label", "cont", "clip_label", "clip_index"):
+            f[name] = h5py.ExternalLink(other, "/" + name)
+    said = []
+    cfg = RunConfig(data=data, out=str(tmp_path / "run"), schedule="smoke")
+    os.makedirs(cfg.out)
+    bad = check_shards(cfg, [1, 2], said.append)
+    assert sorted(bad) == [1, 2]
+    assert "is an external link to %s" % other in bad[1]
+    assert len(said) == 2 and all("not trained" in s for s in said)
