@@ -191,11 +191,11 @@ def render_frames(face, plan, noise, quality=90, attempts=10, nuisances=None):
     yield from frames
 
 
-def _render(face, plan, noise, attempt, nuisances=None):
-    rng, posed, handles, wrinkles = clip_setup(face, plan, attempt)
+def draw_nuisances(plan, attempt, nuisances=None):
+    """(blink closure per frame, drift (dx, dy) px over the clip, drift roll in degrees,
+    flicker per frame) of one clip, from a random stream of their own (constants.NUISANCES'
+    keys; None: none)."""
     n = plan.offset - plan.onset + 1
-    lead, tail = int(rng.integers(2, 6)), int(rng.integers(2, 6))
-    prof = intensity_profile(n, plan.apex - plan.onset, lead, tail)
     nz = dict(NO_NUISANCES, **(nuisances or {}))
     nrng = np.random.default_rng(list(plan.seed) + [attempt, 7])
     blink = (blink_profile(n, nrng) if nrng.random() < nz["blink"] else np.zeros(n))
@@ -204,6 +204,30 @@ def _render(face, plan, noise, attempt, nuisances=None):
     drift = nrng.uniform(0, nz["drift_px"]) * np.array([np.cos(angle), np.sin(angle)])
     drift_roll = nrng.uniform(-nz["drift_deg"], nz["drift_deg"])
     flicker = nrng.uniform(-nz["flicker"], nz["flicker"], n)
+    return blink, drift, drift_roll, flicker
+
+
+def clip_nuisances(face, plan, noise, quality=90, nuisances=None, attempts=10):
+    """What render_frames drew for one clip, without writing it: {'attempt', 'blink' (frames
+    with the lids at least half shut), 'drift_px', 'drift_deg'} (the pose's attempt found as
+    render_frames finds it, so the values are those of the written clip)."""
+    for attempt in range(attempts):
+        number, first = next(_render(face, plan, noise, attempt, nuisances))
+        if detectable(jpeg_roundtrip(first, quality)):
+            break
+    else:
+        raise RuntimeError(f"no pose of sub{plan.subject:02d}/{plan.filename} in which the face is detectable")
+    blink, drift, roll, _ = draw_nuisances(plan, attempt, nuisances)
+    return {"attempt": attempt, "blink": int((blink >= 0.5).sum()),
+            "drift_px": float(np.hypot(*drift)), "drift_deg": float(roll)}
+
+
+def _render(face, plan, noise, attempt, nuisances=None):
+    rng, posed, handles, wrinkles = clip_setup(face, plan, attempt)
+    n = plan.offset - plan.onset + 1
+    lead, tail = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+    prof = intensity_profile(n, plan.apex - plan.onset, lead, tail)
+    blink, drift, drift_roll, flicker = draw_nuisances(plan, attempt, nuisances)
 
     # The region the AUs touch: handles to 3 sigma, plus where the wrinkles are.
     x0 = min(h[0] - 3 * h[2] for h in handles)

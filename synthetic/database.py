@@ -13,8 +13,8 @@ import numpy as np
 
 from preprocessing.errors import fail
 from preprocessing.labels import CLASSES
-from synthetic.clips import (detectable, encode_jpeg, jpeg_roundtrip, NoiseBank, transform_face,
-                             plan_database, render_frames)
+from synthetic.clips import (clip_nuisances, detectable, encode_jpeg, jpeg_roundtrip, NoiseBank,
+                             transform_face, plan_database, render_frames)
 from synthetic.constants import (FPS, GENERATOR_VERSION, HEIGHT, NO_NUISANCES, NUISANCES,
                                  STAMP_NAME, WIDTH)
 from synthetic.faces import draw_face
@@ -91,6 +91,29 @@ def _params(n_subjects, clips_per_subject, seed, quality, fmt="casme2", nuisance
     if nuisances and any(nuisances.values()):     # and so do those written before nuisances existed
         params["nuisances"] = {k: float(v) for k, v in sorted(nuisances.items())}
     return params
+
+
+def nuisance_table(out_dir):
+    """{(subject number, sheet filename): clip_nuisances' dict} for every clip of the database
+    in out_dir, recomputed from its stamp's parameters (the frames are not read): which clips
+    hold a blink and how far each head drifts, to split results by them."""
+    stamp_path = os.path.join(out_dir, STAMP_NAME)
+    try:
+        with open(stamp_path) as f:
+            params = json.load(f)["params"]
+    except (OSError, ValueError, KeyError):
+        raise ValueError(f"{stamp_path}: no readable stamp; {out_dir} is not a synthetic database "
+                         "made by tools/make_synthetic.py") from None
+    if params.get("generator_version") != GENERATOR_VERSION:
+        raise ValueError(f"{out_dir} was made by generator version {params.get('generator_version')}, "
+                         f"this is {GENERATOR_VERSION}: make it again")
+    seed, quality = params["seed"], params["quality"]
+    plans = plan_database(params["n_subjects"], params["clips_per_subject"], seed)
+    noise = NoiseBank(seed)
+    faces = {s: subject_face(seed, s, quality) for s in sorted({p.subject for p in plans})}
+    return {(p.subject, p.filename): clip_nuisances(faces[p.subject], p, noise, quality,
+                                                    params.get("nuisances"))
+            for p in plans if writes(p, params.get("format", "casme2"))}
 
 
 def check_nuisances(nuisances):

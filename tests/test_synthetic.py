@@ -365,3 +365,34 @@ def test_run_psn_synthetic_formats_option():
     for bad in (["--protocol", "megc2020"], ["--protocol", "megc2019", "--ablation"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_nuisance_table_says_which_written_clips_blink_and_drift(tmp_path):
+    """nuisance_table recomputes, from the stamp alone, what each written clip holds: on a
+    database whose only nuisance is the blink, a clip's frames on disk are those of the same
+    clip drawn without a blink exactly when the table says it has none; drift sizes lie within
+    the database's maximum; a folder without a stamp is refused."""
+    from synthetic.clips import jpeg_roundtrip
+    from synthetic.database import nuisance_table
+    out = S.generate(str(tmp_path / "db"), n_subjects=2, clips_per_subject=4, seed=3,
+                     nuisances={"blink": 0.5})["out_dir"]
+    table = nuisance_table(out)
+    plans = {(p.subject, p.filename): p for p in S.plan_database(2, 4, 3)}
+    assert len(table) == 8 and {v["blink"] > 0 for v in table.values()} == {True, False}
+    noise = S.NoiseBank(3)
+    for (subject, name), nz in table.items():
+        assert nz["drift_px"] == 0 and nz["drift_deg"] == 0
+        folder = os.path.join(out, S.FRAMES_DIR, "sub%02d" % subject, name)
+        disk = [cv2.imread(os.path.join(folder, f)) for f in sorted(os.listdir(folder))]
+        plain = [jpeg_roundtrip(f, 90) for _, f in S.render_frames(
+            S.subject_face(3, subject), plans[subject, name], noise, nuisances={"blink": 0})]
+        differ = [not np.array_equal(a, b) for a, b in zip(disk, plain)]
+        assert len(disk) == len(plain) and any(differ) == (nz["blink"] > 0), (name, nz)
+        assert sum(differ) >= nz["blink"]
+    out = S.generate(str(tmp_path / "drift"), n_subjects=1, clips_per_subject=3, seed=3,
+                     nuisances={"drift_px": 4.0, "drift_deg": 1.0})["out_dir"]
+    drifts = nuisance_table(out).values()
+    assert all(0 <= v["drift_px"] <= 4 and abs(v["drift_deg"]) <= 1 and not v["blink"]
+               for v in drifts) and max(v["drift_px"] for v in drifts) > 0
+    with pytest.raises(ValueError, match="no readable stamp"):
+        nuisance_table(str(tmp_path))
