@@ -3,6 +3,12 @@
 Cells come back as None (empty, or a lone missing-value mark `\\` or `/`), int (any integral
 number: xlrd gives every number as float), float, or stripped str. Header rows are found by
 their column names, so preambles (SAMM) and blank columns (CASME II, CASME) do not matter.
+
+A sheet is read row by row, as far as it holds data: the used range a file declares is not
+trusted (one stray cell at XFD1048576 declares a billion cells, and reading them all ran out
+of memory). Cells right of column MAX_COLUMNS (IV, the last column an .xls sheet can have)
+are not read; every row is kept to its last value, so a stray value far below comes back as
+its own row (loaders skip it as an unreadable row, saying so) and blank rows take no memory.
 """
 import fnmatch
 import os
@@ -11,6 +17,7 @@ import re
 from preprocessing.errors import InputError, check_root
 
 MISSING_MARKS = {"", "\\", "/", "-"}
+MAX_COLUMNS = 256       # column IV: the coding sheets use fewer than 30
 
 
 class SheetError(InputError):
@@ -31,7 +38,7 @@ def _open(path):
     try:
         if ext == ".xls":
             import xlrd
-            book = xlrd.open_workbook(path, on_demand=True)
+            book = xlrd.open_workbook(path, on_demand=True, ragged_rows=True)
             return "xls", book
         if ext in (".xlsx", ".xlsm"):
             import openpyxl
@@ -47,8 +54,17 @@ def sheet_names(path):
     return book.sheet_names() if kind == "xls" else list(book.sheetnames)
 
 
+def _trimmed(values):
+    """Cleaned cells of one row up to its last value (the first MAX_COLUMNS only)."""
+    row = [_clean(v) for v in values[:MAX_COLUMNS]]
+    while row and row[-1] is None:
+        row.pop()
+    return row
+
+
 def read_rows(path, sheet=0):
-    """All rows of one sheet (index or name) as lists of cleaned values, trailing Nones kept."""
+    """All rows of one sheet (index or name) down to its last value, each a list of cleaned
+    values up to its own last value (an empty list for a blank row); list index = row - 1."""
     kind, book = _open(path)
     names = book.sheet_names() if kind == "xls" else list(book.sheetnames)
     if isinstance(sheet, int):
@@ -59,20 +75,31 @@ def read_rows(path, sheet=0):
         name = sheet
     else:
         raise SheetError(f"{path}: no sheet named {sheet!r} (sheets: {names})")
+    rows = []
     if kind == "xls":
         import xlrd
+        ok = (xlrd.XL_CELL_TEXT, xlrd.XL_CELL_NUMBER, xlrd.XL_CELL_DATE, xlrd.XL_CELL_BOOLEAN)
         ws = book.sheet_by_name(name)
-        rows = []
         for r in range(ws.nrows):
-            row = []
-            for c in ws.row(r):
-                ok = c.ctype in (xlrd.XL_CELL_TEXT, xlrd.XL_CELL_NUMBER, xlrd.XL_CELL_DATE, xlrd.XL_CELL_BOOLEAN)
-                row.append(_clean(c.value) if ok else None)
-            rows.append(row)
+            n = min(ws.row_len(r), MAX_COLUMNS)     # ragged rows: each as long as its cells
+            types, values = ws.row_types(r, 0, n), ws.row_values(r, 0, n)
+            rows.append(_trimmed([v if t in ok else None for t, v in zip(types, values)]))
         book.release_resources()
-        return rows
-    rows = [[_clean(v) for v in row] for row in book[name].iter_rows(values_only=True)]
-    book.close()
+    else:
+        ws = book[name]
+        ws.reset_dimensions()       # the declared used range is not trusted
+        blank = None
+        for values in ws.iter_rows(max_col=MAX_COLUMNS, values_only=True):
+            if values is blank:     # openpyxl's shared tuple for rows absent from the file
+                rows.append([])
+                continue
+            row = _trimmed(values)
+            if not row:
+                blank = values
+            rows.append(row)
+        book.close()
+    while rows and not rows[-1]:
+        rows.pop()
     return rows
 
 
