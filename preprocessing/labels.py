@@ -195,7 +195,7 @@ def load_rules(path=None, keep_unknown_aus=False, alternatives=DEFAULT_ALTERNATI
     rules, where = Rules(), {}
     rules.keep_unknown_aus = bool(keep_unknown_aus)
     rules.alternatives = alternatives
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:   # Excel's CSV UTF-8 has a BOM
         lines = [(n, line) for n, line in enumerate(f, 1) if line.strip() and not line.lstrip().startswith("#")]
     reader = csv.DictReader([line for _, line in lines])
     missing = {"aus", "class"} - set(reader.fieldnames or ())

@@ -268,3 +268,11 @@ def test_a_space_between_units_is_noted_and_a_rule_table_refuses_alternatives(tm
     path.write_text("aus,class\nR6 or R12,0\n")
     with pytest.raises(InputError, match=":2: bad rule"):
         load_rules(str(path))
+
+
+def test_rule_table_saved_by_excel_with_a_bom(tmp_path):
+    """Excel's 'CSV UTF-8' starts the file with a byte-order mark; the first column was read
+    as '\ufeffaus' and the table refused for a missing aus column."""
+    path = tmp_path / "rules.csv"
+    path.write_bytes("aus,class\r\n4+7,2\r\n12,0\r\n".encode("utf-8-sig"))
+    assert load_rules(str(path)) == {frozenset({4, 7}): 2, frozenset({12}): 0}
