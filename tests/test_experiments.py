@@ -189,6 +189,7 @@ def test_fig6_and_fig7_are_drawn_with_their_values(psn_run, tmp_path):
     assert ("Made by `tools/run_psn.sh --experiment fig7` on %s: preprocessing pipeline "
             "version %d" % (datetime.date.today().isoformat(), PIPELINE_VERSION)) in text
     assert "temporal input: centred, rms 0.25 per clip (4 gray levels in quadrature)" in text
+    assert "version %d, frames registered on the onset frame (ECC), RPCA" % PIPELINE_VERSION in text
     comp = {r["name"]: r for r in read_csv(str(tmp_path / "f7" / "fig7.csv"))}
     assert float(comp["psn_spatial"]["rr_pooled"]) == 1.0 and float(comp["psn"]["rr_pooled"]) == 0.75
     assert "majority class" in comp and "paper PSN (reported)" in comp

@@ -58,7 +58,7 @@ def _provenance(setting, name):
     import json
     from dataclasses import replace
 
-    from preprocessing.pipeline import PIPELINE_VERSION
+    from preprocessing.pipeline import PIPELINE_VERSION, Options
     from psn.nets import MODELS
     cfg = replace(MODELS["psn"], **setting.net_overrides)
     stamp = None
@@ -75,9 +75,14 @@ def _provenance(setting, name):
         "rms %g per clip (%g gray levels in quadrature)" % (cfg.temporal_norm_rms,
                                                             cfg.temporal_norm_eps)
         if cfg.temporal_norm == "rms" else "x %g" % cfg.temporal_scale)
+    # The main job preprocesses with the default Options; the table must say which frames
+    # those were (pipeline version 2 ran without registration before registration existed).
+    register = Options().register
     return ("Made by `tools/run_psn.sh --experiment %s` on %s: preprocessing pipeline version "
-            "%d, RPCA lambda per clip for %g %% non-zeros in E%s; %s%s.\n" % (
+            "%d, %s, RPCA lambda per clip for %g %% non-zeros in E%s; %s%s.\n" % (
                 name, datetime.date.today().isoformat(), PIPELINE_VERSION,
+                "frames registered on the onset frame (%s)" % register.upper()
+                if register != "none" else "frames not registered",
                 100 * DEFAULT_SPARSITY, "" if not setting.net_overrides else
                 ", net overrides %s" % setting.net_overrides, net,
                 "" if stamp is None else "; synthetic nuisances %s" % (
