@@ -10,6 +10,7 @@ normalisation, as the net does) and the TPU's numpy reference (layers/psn_layers
 the net's initial fillers at width 1/8 (H = 64), and prints:
 
   W_I x     std of the input drive W_I x_t (xavier: the input's rms per frame)
+  W_m gain  1 / tp_ref: the TPU's W_m at init, set from the cell's clips (psn.tp_gain)
   sat h~    share of |h~| > 0.95 (tanh saturated: no gradient, memory overwritten)
   tp st/tr  mean tp at frames without change (sensor noise only) / where the blob appears,
             moves or leaves (frames 1, 8, 15)
@@ -27,12 +28,15 @@ quotes its output.
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "layers"))
+
+from psn import tp_gain  # noqa: E402
 
 CELLS = [(64, 7, 2), (30, 14, 2), (64, 14, 2), (100, 14, 2), (16, 4, 1), (16, 4, 4),
          (128, 24, 1), (128, 24, 4)]
@@ -52,10 +56,13 @@ def temporal_input(raw, cfg):
     return np.ascontiguousarray(x.transpose(1, 0, 2)).astype(np.float32)
 
 
-def init_params(cfg, D, rng):
+def init_params(cfg, D, rng, tp_ref_rms=None):
+    """The net's initial parameters; W_m's gain at tp_ref_rms (psn.tp_gain) where given."""
     from psn_layers import tpu
     from psn.nets import _w, tp_unit
     H = _w(cfg, cfg.hidden)
+    if tp_ref_rms is not None:
+        cfg = replace(cfg, tp_ref_rms=tp_ref_rms)
     x = {"type": "xavier"}
     return [tpu.fill((H, D), x, rng), np.zeros(H, np.float32), tpu.fill((H, H), x, rng),
             tpu.fill((H, H), x, rng), np.zeros(H, np.float32),
@@ -73,14 +80,20 @@ def measure(cell, cfg, mode, clips=20, seed=0):
     T, N, D = x.shape
     cont = np.ones((T, N), np.float32)
     cont[0] = 0
-    p = init_params(cfg, D, np.random.default_rng(1))
+    ref = None
+    if mode == "tpu" and tp_gain.applies(cfg):
+        ref = tp_gain.from_median(cfg, float(np.median(tp_gain.frame_tp(
+            tp_gain.gray_levels(raw, cfg), cfg))))
+    p = init_params(cfg, D, np.random.default_rng(1), ref)
     y, c = tpu.forward(x, cont, p, mode=mode)
     static = [t for t in range(2, T - 1) if t not in TRANSITIONS]
     out = {"W_I x": float((x.reshape(T * N, D) @ p[0].T).std()),
            "sat h~": float((np.abs(c["htilde"]) > 0.95).mean())}
     if mode == "tpu":
         m = np.einsum("tnh,gh->tng", c["scaled"], p[5])
-        out.update({"tp st": float(c["tp"][static].mean()),
+        from psn.nets import tp_unit
+        out.update({"W_m gain": 1.0 / tp_unit(replace(cfg, tp_ref_rms=ref) if ref else cfg),
+                    "tp st": float(c["tp"][static].mean()),
                     "tp tr": float(c["tp"][list(TRANSITIONS)].mean()),
                     "m st": float(m[static].std()), "m tr": float(m[list(TRANSITIONS)].std()),
                     "sat h": float((np.abs(c["hidden"]) > 0.95).mean())})
@@ -123,6 +136,26 @@ def caffe_measure(cell, overrides, workdir, clips=20):
     return out
 
 
+def gain_table(cfg, task="order", clips=20):
+    """Markdown: per grid cell the median tp of the task's clips (in units of the clip's rms)
+    and the W_m gain psn.tp_gain sets from it."""
+    from psn.probe_tasks import GRID, grid_cells, make_clips
+    lines = ["| noise | jitter | σ (px) | %s |" % " | ".join("c %g" % c for c in GRID["contrast"]),
+             "|---|---|---|%s" % ("---|" * len(GRID["contrast"]))]
+    row = []
+    for cell in grid_cells():
+        raw, _, _ = make_clips(task, clips, seed=0, noise=cell["noise"], contrast=cell["contrast"],
+                               sigma=cell["sigma"], frame_jitter=cell["frame_jitter"])
+        median = float(np.median(tp_gain.frame_tp(tp_gain.gray_levels(raw, cfg), cfg)))
+        row.append("%.3f → %.3g" % (median, 1.0 / (tp_gain.from_median(cfg, median)
+                                                    * cfg.temporal_norm_rms)))
+        if len(row) == len(GRID["contrast"]):
+            lines.append("| %g | %g | %g | %s |" % (cell["noise"], cell["frame_jitter"],
+                                                   cell["sigma"], " | ".join(row)))
+            row = []
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE")
@@ -132,6 +165,9 @@ def main(argv=None):
     ap.add_argument("--caffe", action="store_true",
                     help="also the gradient norm and fusion share from the Caffe nets")
     ap.add_argument("--out", default=os.path.join(ROOT, "work", "temporal_mechanism"))
+    ap.add_argument("--gains", metavar="TASK", choices=("order", "place"),
+                    help="only print, per cell of the grid, the median tp of the task's clips "
+                         "and the W_m gain psn.tp_gain sets from it")
     args = ap.parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe()
@@ -148,12 +184,16 @@ def main(argv=None):
     cfg = replace(MODELS["psn_temporal"], width=0.125, **overrides)
     if cfg.temporal_norm not in ("rms", "none"):
         ap.error("temporal_norm must be rms or none, got %r" % cfg.temporal_norm)
+    if args.gains:
+        print(gain_table(cfg, args.gains, args.clips))
+        return 0
     from psn.nets import tp_unit
-    print("temporal input: %s, W_m gain %g" % (
+    print("temporal input: %s, W_m gain %g%s" % (
         "centred, rms %g per clip (eps %g gray levels)" % (cfg.temporal_norm_rms,
                                                           cfg.temporal_norm_eps)
         if cfg.temporal_norm == "rms" else
-        "x %g%s" % (cfg.temporal_scale, ", centred" * cfg.temporal_centre), 1 / tp_unit(cfg)))
+        "x %g%s" % (cfg.temporal_scale, ", centred" * cfg.temporal_centre), 1 / tp_unit(cfg),
+        " at most: the data's median tp sets it (psn.tp_gain)" * tp_gain.applies(cfg)))
     for mode in ("tpu", "rnn"):
         rows = [(cell, measure(cell, cfg, mode, args.clips)) for cell in cells]
         keys = list(rows[0][1])

@@ -74,6 +74,11 @@ def _net_param(model, width, train_list, test_list):
     if model in nets.MODELS:
         tv, _, solver = nets.build(model, width=width, train_source=train_list,
                                    test_source=test_list)
+        from dataclasses import replace
+        from psn import tp_gain
+        with open(train_list) as f:
+            shards = [line.strip() for line in f if line.strip()]
+        tp_gain.set_from_data(tv, replace(nets.MODELS[model], width=width), shards)
         return tv, solver.base_lr, solver.weight_decay
     if not os.path.isfile(model):
         raise HealthError("model %s not found: give a model of prototxt/ (%s) or the path of a "

@@ -57,6 +57,8 @@ class NetConfig:
     tp_ref: float = 3.2           # gray levels: W_m ~ N(0, (1 / (sqrt(H) tp_ref scale))^2)
     tp_ref_rms: float = 0.5       # with temporal_norm rms, tp in units of the clip's rms:
                                   # W_m ~ N(0, (1 / (sqrt(H) tp_ref_rms temporal_norm_rms))^2)
+    tp_ref_from_data: bool = True  # lower tp_ref_rms to the training clips' median tp where
+                                   # that is smaller (psn.tp_gain: memory across still frames)
     # PSN_swap: each stream gets the other's input, scaled so both carry signal at the start:
     swap_spatial_scale: float = 1.0 / 64  # raw frames (gray - 128) into the spatial stream
     swap_temporal_scale: float = 1.0      # E (gray levels, mostly < 1) into the temporal one

@@ -186,6 +186,12 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
     tv, dp, solver = nets.build(model, width=width,
                                 train_source=os.path.join(fold_dir, "train.txt"),
                                 test_source=os.path.join(fold_dir, "test.txt"), **net_overrides)
+    from dataclasses import replace
+    from psn import tp_gain
+    with open(os.path.join(fold_dir, "train.txt")) as f:
+        train_shards = [os.path.join(data_dir, line.strip()) for line in f if line.strip()]
+    tp_gain.set_from_data(tv, replace(nets.MODELS[model], width=width, **net_overrides),
+                          train_shards)
     for path, msg in (("train_val.prototxt", tv), ("deploy.prototxt", dp)):
         write_atomic(os.path.join(workdir, path), text_format.MessageToString(msg))
     settings = dict(base_lr=0.01, lr_policy="step", gamma=0.1, stepsize=int(iters * 2 / 3),

@@ -138,9 +138,11 @@ def write_apex_shards(cfg, folds, manifest, log):
 
 # ---------------------------------------------------------------- per-fold files
 
-def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_overrides=None):
+def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_overrides=None,
+              train_shards=None, log=None):
     """(train_val, deploy, solver) protos: the checked-in files at width 1 without
-    overrides of the net's configuration, else generated."""
+    overrides of the net's configuration, else generated. With train_shards, the TPU's W_m
+    gain is set from them (psn.tp_gain)."""
     from caffe.proto import caffe_pb2
     from google.protobuf import text_format
     from psn import nets
@@ -164,6 +166,13 @@ def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_override
         if model not in nets.MODELS:
             raise RunError("--model must be one of %s" % sorted(nets.MODELS))
         tv, dp, solver = nets.build(model, width=width, batch=batch, **(net_overrides or {}))
+    if train_shards:
+        from dataclasses import replace
+        from psn import tp_gain
+        base = nets.MODELS.get(model)
+        if base is not None:
+            tp_gain.set_from_data(tv, replace(base, width=width, **(net_overrides or {})),
+                                  train_shards, log)
     for layer in tv.layer:
         if layer.type == "HDF5Data":
             phase = layer.include[0].phase
@@ -211,7 +220,7 @@ def net_overrides_for_data(cfg):
     return overrides
 
 
-def prepare_fold(cfg, fold, fold_dir):
+def prepare_fold(cfg, fold, fold_dir, log=None):
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
     lists = fold_lists(cfg.data, fold, resolve_into=fold_dir)
@@ -220,7 +229,9 @@ def prepare_fold(cfg, fold, fold_dir):
                          input_shards(cfg, paths))
                  for split, (path, paths) in lists.items()}
     tv, dp, solver = fold_nets(cfg.model, cfg.width, cfg.batch, lists["train"][0],
-                               lists["test"][0], cfg.tpu_impl, net_overrides_for_data(cfg))
+                               lists["test"][0], cfg.tpu_impl, net_overrides_for_data(cfg),
+                               train_shards=lists["train"][1],
+                               log=log and (lambda line: log("fold %02d: %s" % (fold, line))))
     n_test = count_clips(lists["test"][1])
     for key, value in cfg.solver.items():
         field = solver.DESCRIPTOR.fields_by_name.get(key)
@@ -341,7 +352,7 @@ def train_fold(cfg, fold, gpu_ids, log):
     remove_temporaries(fold_dir)
     for path in glob.glob(os.path.join(fold_dir, "snapshots", "*.tmp")):
         os.remove(path)
-    solver = prepare_fold(cfg, fold, fold_dir)
+    solver = prepare_fold(cfg, fold, fold_dir, log)
     cmd = [caffe_binary(), "train", "--solver", os.path.join(fold_dir, "solver.prototxt")]
     it, state = resume_point(fold_dir, log, fold)
     short = snapshot_space_problem(cfg.out, fold_dir, solver, it)

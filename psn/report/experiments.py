@@ -74,7 +74,8 @@ def _provenance(setting, name):
         "centred, " if cfg.temporal_centre else "",
         "rms %g per clip (%g gray levels in quadrature)" % (cfg.temporal_norm_rms,
                                                             cfg.temporal_norm_eps)
-        if cfg.temporal_norm == "rms" else "x %g" % cfg.temporal_scale)
+        if cfg.temporal_norm == "rms" else "x %g" % cfg.temporal_scale) + (
+        ", W_m gain from the training clips' median tp" if cfg.tp_ref_from_data else "")
     # The main job preprocesses with the default Options; the table must say which frames
     # those were (pipeline version 2 ran without registration before registration existed).
     register = Options().register
