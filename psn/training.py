@@ -440,6 +440,13 @@ def run_record(cfg):
     record = dict(cfg.record(),
                   net_sha256=hashlib.sha256(text_format.MessageToString(tv).encode()).hexdigest(),
                   data_sha256=data_fingerprint(cfg.data))
+    # W_m's gain is written per fold from its training clips, after this net text: the rule is
+    # recorded, so that a run made with the fixed gain is not resumed under the data's.
+    from dataclasses import replace
+    from psn import nets, tp_gain
+    base = nets.MODELS.get(cfg.model)
+    if base is not None and tp_gain.applies(replace(base, **(cfg.net_overrides or {}))):
+        record["tpu_wm_gain"] = "median tp of each fold's training clips (psn.tp_gain)"
     return json.loads(json.dumps(record, sort_keys=True, default=str))
 
 

@@ -78,7 +78,11 @@ def test_every_fold_trains_and_predicts(trained):
             solver = f.read()
         assert "solver_mode: CPU" in solver and "test_iter: 1" in solver
         with open(os.path.join(d, "train_val.prototxt")) as f:
-            assert os.path.join(d, "test.txt") in f.read()
+            tv = f.read()
+        assert os.path.join(d, "test.txt") in tv
+        # W_m's gain from this fold's training clips, said in the run's output.
+        assert "modulation_weight_filler" in tv
+        assert "fold %02d: TPU W_m gain from the training clips: median tp" % fold in res.stdout
         with open(os.path.join(d, "test.txt")) as f:
             assert f.read() == os.path.join(data, "shards", "group%02d.h5" % fold) + "\n"
         with open(os.path.join(d, "DONE")) as f:
@@ -306,6 +310,7 @@ def test_a_rerun_with_other_settings_or_data_is_refused(caffe_env, trained, tmp_
         record = json.load(f)
     assert record["model"] == "psn" and record["width"] == 0.125 and record["schedule"]["max_iter"] == 4
     assert record["data_path"] == data and len(record["data_sha256"]) == 64
+    assert "psn.tp_gain" in record["tpu_wm_gain"]
     assert record["provenance"]["caffe_home"].startswith("cpu-") and record["provenance"]["numpy"]
     # The command that rebuilds this run's configuration (psn.config.RunConfig.flags).
     cmd = record["command"]
