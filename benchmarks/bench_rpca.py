@@ -14,15 +14,16 @@ Part 1b runs the three inexact ALMs on a rendered clip's D, where the answer is 
 and real-looking data (a dominant identity, camera noise) makes A's rank and the iteration
 count higher; E is compared with the plain ALM's.
 
-Part 2 times the per-clip chain on rendered synthetic clips (the synthetic package,
-640x480 JPEG frames as CASME II ships them): JPEG decode, face detection and alignment on the
-onset frame, crop to 112x112, TIM to 150 frames, grayscale, RPCA at the default lam, the 16
-sampled frames. It estimates the full 650-clip preprocessing time on this machine as
-per-clip time x 650 / workers, (a) from one process's time per clip, and (b) from `workers`
-processes running clips at once (which adds their contention for memory bandwidth). Each is
-given from CPU time (what an otherwise idle machine would take: with one BLAS thread a
-process is never faster than its CPU time) and from wall time (which also counts waiting for
-the CPU, so it is inflated when other jobs share the machine; the load average is printed).
+Part 2 times the pipeline's own per-clip chain (preprocessing.clip_chain with the default
+options) on synthetic clips written in CASME II's format (640x480 JPEG frames): reading the
+frames, the face on the onset frame, the crops registered on it, TIM to 150 frames with
+context, RPCA with lambda chosen per clip, the 16 sampled frames. It estimates the full
+650-clip preprocessing time on this machine as per-clip time x 650 / workers, (a) from one
+process's time per clip, and (b) from `workers` processes running clips at once (which adds
+their contention for memory bandwidth). Each is given from CPU time (what an otherwise idle
+machine would take: with one BLAS thread a process is never faster than its CPU time) and
+from wall time (which also counts waiting for the CPU, so it is inflated when other jobs
+share the machine; the load average is printed).
 """
 from __future__ import annotations
 
@@ -44,10 +45,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from preprocessing.face import FaceBox, clip_face_box, crop_clip  # noqa: E402
+from preprocessing.clip_chain import GRAY_WEIGHTS, Options, clip_arrays, clip_crops  # noqa: E402
 from preprocessing.rpca import rpca  # noqa: E402
-from preprocessing.sampling import sample  # noqa: E402
-from preprocessing.tim import interpolate  # noqa: E402
+from preprocessing.sampling import N_FRAMES  # noqa: E402
+from preprocessing.tim import apply_time_matrix, clip_time_matrix  # noqa: E402
 
 N_CLIPS_PAPER = 650
 M, N, RANK, RHO_SPARSE = 112 * 112, 150, 10, 0.05
@@ -184,30 +185,33 @@ def bench_real_clip(D):
 
 # --------------------------------------------------------------------------- the chain
 
-def make_clips(n, seed=0):
-    """n rendered synthetic clips as lists of JPEG bytes (640x480, CASME II-like)."""
+# The chain as `tools/preprocess.py run` runs it by default (lambda per clip for 25 % non-zeros
+# in E, frames registered on the onset frame).
+OPTS = Options()
+
+
+def make_clips(n, folder, seed=0):
+    """n synthetic clips (CASME II's format: 640x480 JPEG frames) written under folder and
+    loaded as the pipeline loads them."""
     import synthetic
-    plans = synthetic.plan_database(n_subjects=n, clips_per_subject=1, seed=seed)
-    noise = synthetic.NoiseBank(seed)
-    clips = []
-    for p in plans:
-        face = synthetic.subject_face(seed, p.subject)
-        frames = [f for _, f in synthetic.render_frames(face, p, noise)]
-        clips.append([cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-                      for f in frames])
-    return clips
+    from preprocessing.loaders import load_database
+    root = os.path.join(folder, "synthetic_casme2")
+    synthetic.generate(root, n_subjects=n, clips_per_subject=1, seed=seed)
+    clips, _ = load_database("casme2", root)
+    return clips[:n]
 
 
-def clip_matrix(jpegs):
-    """D (12544 x 150) of one clip, as the chain builds it."""
-    frames = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in jpegs]
-    rgb150 = interpolate(crop_clip(frames, clip_face_box(frames[0])), 150)
-    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb150]).astype(np.float64)
-    return (gray / 255.0).reshape(150, -1).T
+def clip_matrix(clip):
+    """D (12544 x (150 + context)) of one clip, as preprocessing.clip_chain.sparse_part builds it."""
+    crops, _, _ = clip_crops(clip, OPTS)
+    gray = (crops.astype(np.float64) @ GRAY_WEIGHTS) / 255.0
+    M, _ = clip_time_matrix(len(gray), N_FRAMES, OPTS.interp)
+    return apply_time_matrix(M, gray).reshape(len(M), -1).T
 
 
-def chain(jpegs, stages=None):
-    """One clip from JPEG bytes to (raw 16x112x112x3 uint8, sparse 16x112x112 float32)."""
+def chain(clip, stages=None):
+    """One clip through the pipeline's own chain (preprocessing.clip_chain): (raw, sparse, RPCA
+    info). Two stages are timed: reading, face, crops and registration; TIM, RPCA and sampling."""
     t = time.perf_counter()
 
     def lap(name):
@@ -217,35 +221,24 @@ def chain(jpegs, stages=None):
             stages[name] = stages.get(name, 0.0) + now - t
         t = now
 
-    frames = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in jpegs]
-    lap("decode")
-    fb = clip_face_box(frames[0])
-    lap("face")
-    crops = crop_clip(frames, fb)
-    lap("crop")
-    rgb150 = interpolate(crops, 150)
-    lap("tim")
-    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb150]).astype(np.float64) / 255.0
-    D = gray.reshape(150, -1).T
-    lap("gray")
-    A, E, info = rpca(D)
-    lap("rpca")
-    raw16 = sample(rgb150)
-    sparse16 = sample(E.T.reshape(150, 112, 112)).astype(np.float32)
-    lap("sample")
-    return raw16, sparse16, info
+    crops, fb, notes = clip_crops(clip, OPTS)
+    lap("frames, face, crop, registration")
+    raw, sparse, info = clip_arrays(crops, fb, OPTS, notes)
+    lap("TIM, RPCA, sampling")
+    return raw, sparse, info["rpca"]
 
 
-def _worker(jpegs):
+def _worker(clip):
     with threadpool_limits(1):
-        (_, _, info), w, c = _timed(chain, jpegs)
+        (_, _, info), w, c = _timed(chain, clip)
         return w, c, info["iterations"]
 
 
 def bench_chain(clips, workers):
     n_clips = len(clips)
-    print(f"\nPart 2: the per-clip chain on {n_clips} rendered synthetic clips "
-          f"({', '.join(str(len(c)) for c in clips)} frames of 640x480 JPEG), 1 BLAS thread")
+    print(f"\nPart 2: the pipeline's per-clip chain (preprocessing.clip_chain, default options) on "
+          f"{n_clips} synthetic clips ({', '.join(str(len(c.frames)) for c in clips)} frames of "
+          "640x480 JPEG), 1 BLAS thread")
     stages = {}
     walls, cpus, iters = [], [], []
     with threadpool_limits(1):
@@ -295,15 +288,17 @@ def main(argv=None):
           f"numpy {np.__version__}; opencv {cv2.__version__}")
     if not args.skip_solvers:
         bench_solvers(args.repeats)
-    try:
-        clips = make_clips(max(1, args.clips))
-    except Exception as exc:
-        print(f"\nParts 1b and 2 skipped: cannot render synthetic clips ({type(exc).__name__}: {exc})")
-        return
-    if not args.skip_solvers:
-        bench_real_clip(clip_matrix(clips[0]))
-    if not args.skip_chain:
-        bench_chain(clips, args.workers)
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            clips = make_clips(max(1, args.clips), tmp)
+        except Exception as exc:
+            print(f"\nParts 1b and 2 skipped: cannot render synthetic clips ({type(exc).__name__}: {exc})")
+            return
+        if not args.skip_solvers:
+            bench_real_clip(clip_matrix(clips[0]))
+        if not args.skip_chain:
+            bench_chain(clips, args.workers)
 
 
 if __name__ == "__main__":

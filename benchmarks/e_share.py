@@ -8,11 +8,10 @@ data folders the pipeline wrote. Prints tables; docs/preprocessing.md quotes the
 Photograph clips: the scikit-image astronaut's face, cut to 112 x 112, F frames in which a
 patch at the mouth rises by up to 2 pixels and falls back (a micro-movement), each frame with
 independent Gaussian sensor noise of sigma gray levels (8-bit rounding included), through
-the pipeline's TIM and RPCA (preprocessing.pipeline.sparse_part). Data folders: the
+the pipeline's TIM and RPCA (preprocessing.clip_chain.sparse_part). Data folders: the
 manifest's rpca_nnz_share over the included clips (mean, quartiles, range).
 """
 import argparse
-import csv
 import os
 import sys
 
@@ -20,6 +19,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from preprocessing.layout import DataFolder  # noqa: E402
 
 
 def photo_clip(n_frames, sigma, seed=0):
@@ -42,7 +43,7 @@ def photo_clip(n_frames, sigma, seed=0):
 
 
 def photo_table(noises, lengths):
-    from preprocessing.pipeline import Options, sparse_part
+    from preprocessing.clip_chain import Options, sparse_part
     print("astronaut photograph, default lambda (1/sqrt(12544)): share of non-zeros in E")
     print("%-8s %s" % ("sigma", " ".join("%8s" % ("F=%d" % n) for n in lengths)))
     for sigma in noises:
@@ -58,9 +59,8 @@ def data_table(folders):
     print("%-40s %6s %7s %7s %7s %7s %7s" % ("folder", "clips", "mean", "min", "25 %", "75 %",
                                               "max"))
     for d in folders:
-        with open(os.path.join(d, "manifest.csv"), newline="") as f:
-            s = np.array([float(r["rpca_nnz_share"]) for r in csv.DictReader(f)
-                          if r["included"] == "1"])
+        s = np.array([float(r["rpca_nnz_share"]) for r in DataFolder(d).manifest_rows()
+                      if r["included"] == "1"])
         if not len(s):
             print("%-40s %6d" % (d, 0))
             continue

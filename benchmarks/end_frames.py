@@ -22,6 +22,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from preprocessing.layout import DataFolder  # noqa: E402
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -68,7 +70,7 @@ def shard_profile(out):
     import glob
     import h5py
     total, n = 0.0, 0
-    for path in sorted(glob.glob(os.path.join(out, "shards", "group*.h5"))):
+    for path in sorted(glob.glob(os.path.join(DataFolder(out).shard_dir, "group*.h5"))):
         if path.endswith("_aug.h5"):
             continue
         with h5py.File(path, "r") as f:

@@ -50,7 +50,7 @@ def crop_matrix(fb):
 
 def main(argv=None):
     from preprocessing.face import crop_frame
-    from preprocessing.pipeline import GRAY_WEIGHTS
+    from preprocessing.clip_chain import GRAY_WEIGHTS
     from preprocessing.register import OnsetRegistration
     from synthetic.clips import close_eyes
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -4,8 +4,10 @@ Each subcommand is a function that adds its parser and sets `func`; adding one i
 function to SUBCOMMANDS.
 """
 import argparse
+import re
 import sys
 
+from preprocessing.augment import DEFAULT_VARIANTS, parse_variant
 from preprocessing.clips import DATABASES
 from preprocessing.errors import InputError, fail
 from preprocessing.labels import ALTERNATIVES, DEFAULT_ALTERNATIVES, DEFAULT_RULES, load_rules
@@ -134,8 +136,8 @@ def _run(subparsers):
 
     def run(args):
         # Imported on use: `table4` reads sheets only and need not load OpenCV, dlib, scipy.
-        from preprocessing.pipeline import (Options, parse_augment, parse_face_box, rpca_choice,
-                                            run as run_pipeline)
+        from preprocessing.clip_chain import Options
+        from preprocessing.pipeline import run as run_pipeline
         if args.workers is not None and args.workers < 1:
             p.error("--workers must be at least 1")
         if args.limit is not None and args.limit < 1:
@@ -201,3 +203,54 @@ def main(argv=None):
         return args.func(args)
     except (InputError, OSError) as exc:
         return fail("error: ", exc)
+
+
+# ---------------------------------------------------------------- flags shared with predict.py
+
+def rpca_choice(lam=None, sparsity=None):
+    """Options' RPCA keywords from the command line's --lam and --sparsity: --lam L a fixed
+    lambda (--lam default: 1/sqrt(12544)); --sparsity S lambda per clip for that share of
+    non-zeros; neither: the default share (DEFAULT_SPARSITY). InputError for a bad value."""
+    if lam is not None and sparsity is not None:
+        raise InputError("give --lam or --sparsity, not both")
+    if lam is not None:
+        if str(lam).strip().lower() == "default":
+            return {"lam": None, "sparsity": None}
+        try:
+            return {"lam": float(lam), "sparsity": None}
+        except ValueError:
+            raise InputError(f"--lam takes a number or 'default' (1/sqrt(12544)), got {lam!r}") from None
+    return {} if sparsity is None else {"sparsity": float(sparsity)}
+
+
+def parse_augment(text):
+    """'none' -> (); 'flip,rot5,rot-5' -> ('flip', 'rot+5', 'rot-5'); None -> the defaults."""
+    if text is None:
+        return tuple(DEFAULT_VARIANTS)
+    if text.strip().lower() in ("", "none"):
+        return ()
+    out = []
+    for name in (t.strip() for t in text.split(",")):
+        # 'rot5' reads as 'rot+5'.
+        name = re.sub(r"rot(\d)", r"rot+\1", name)
+        try:
+            parse_variant(name)
+        except ValueError as exc:
+            raise InputError(f"--augment: {exc}") from None
+        if name in out:
+            raise InputError(f"--augment: {name} given twice")
+        out.append(name)
+    return tuple(out)
+
+
+def parse_face_box(text):
+    """'x,y,w,h' (pixels of the original frame) -> (x, y, w, h) ints."""
+    if text is None:
+        return None
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise InputError(f"--face-box {text!r}: give x,y,w,h in pixels with w, h > 0, e.g. 160,80,320,320")
+    return box

@@ -31,15 +31,16 @@ def protocol_name(n_folds=10, loso=False):
     return "loso" if loso else f"groups{int(n_folds)}"
 
 
-def check_fold_count(labels, n_groups, log=None):
+def check_fold_count(labels, n_groups, log=None, classes=CLASSES):
     """Refuse (InputError) a stratified split scikit-learn cannot make: every class has fewer
     clips than groups. Say so (through log) when some classes are too small to appear in
     every group. Called on the loaders' clips before any clip is computed, and again on the
-    included ones."""
+    included ones. `classes` names the labels (the evaluation protocol's)."""
     if n_groups < 2:
         raise InputError(f"--folds {n_groups}: need at least 2 groups")
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=N_CLASSES)
-    present = {CLASSES[c]: int(n) for c, n in enumerate(counts) if n}
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    present = {(classes[c] if c < len(classes) else "class %d" % c): int(n)
+               for c, n in enumerate(counts) if n}
     if present and max(present.values()) < n_groups:
         raise InputError(f"--folds {n_groups}: no class has {n_groups} clips ({present}), so no "
                          f"stratified split into {n_groups} groups exists. Fix: --folds "

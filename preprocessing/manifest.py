@@ -40,7 +40,7 @@ def _csv_text(columns, rows):
 
 
 def manifest_row(index, clip, result, group=None):
-    """One manifest row from a Clip and its per-clip result (see pipeline.process_clip)."""
+    """One manifest row from a Clip and its per-clip result (see preprocessing.clip_cache.process_clip)."""
     info = result.get("info", {})
     rp = info.get("rpca") or {}
     notes = list(clip.notes) + list(info.get("notes", ()))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from preprocessing.atomic import write_atomic
 from preprocessing.clips import Skipped
 from preprocessing.errors import InputError
+from preprocessing.layout import DataFolder
 from preprocessing.loaders import smic
 
 PROTOCOL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "protocols")
@@ -169,13 +170,12 @@ def apply(protocol, entries, skipped=()):
 
 
 # ---------------------------------------------------------------- a preprocessing folder's record
-PROTOCOL_FILE = "protocol.json"
 
 
 def write_protocol(out, protocol):
     """OUT/protocol.json: the protocol a preprocessing folder's labels follow (run_folds gives
     the nets one output per class of it)."""
-    write_atomic(os.path.join(out, PROTOCOL_FILE), json.dumps(
+    write_atomic(DataFolder(out).protocol_file, json.dumps(
         {"name": protocol.name, "classes": list(protocol.classes),
          "folds": protocol.folds, "file": protocol.path}, indent=1) + "\n")
 
@@ -184,7 +184,7 @@ def read_protocol(data_dir):
     """The protocol a preprocessing folder was labelled under: {'name', 'classes', ...}; the
     paper's for a folder written before protocols existed."""
     try:
-        with open(os.path.join(data_dir, PROTOCOL_FILE)) as f:
+        with open(DataFolder(data_dir).protocol_file) as f:
             return json.load(f)
     except FileNotFoundError:
         paper = load_protocol()

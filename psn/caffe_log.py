@@ -39,7 +39,7 @@ import sys
 from preprocessing.atomic import write_atomic
 
 __all__ = ["LogError", "parse_log", "parse_lines", "columns", "write_csv", "save_csv_files",
-           "main"]
+           "is_training_log", "main"]
 
 # [IWEF] then mmdd or yyyymmdd, then hh:mm:ss.uuuuuu (the glog prefix).
 _GLOG = re.compile(r"^([IWEF])(\d{8}|\d{4}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?\s")
@@ -57,6 +57,13 @@ BASE_COLUMNS = ("NumIters", "Seconds", "LearningRate")
 
 class LogError(ValueError):
     """A log that cannot be parsed; the message names the file and line."""
+
+
+def is_training_log(text):
+    """Whether text (a file's first part) holds glog lines of `caffe train`: the glog prefix,
+    then 'Solving ...' or 'Iteration N'."""
+    return any(_GLOG.match(line) and (_SOLVING.search(line) or _ITERATION.search(line))
+               for line in text.splitlines())
 
 
 def _to_float(text):

@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from preprocessing.layout import RunFolder, run_name
 from psn.config import DATABASES
 from psn.config import FIXED_LAMBDA, RunConfig, RunError, variant, variant_suffix
 
@@ -37,7 +38,7 @@ PAPER_DATABASES = DATABASES
 
 
 def _options(key):
-    from preprocessing.pipeline import Options
+    from preprocessing.clip_chain import Options
     if key is None:
         return Options()
     return Options(sparsity=None) if key == FIXED_LAMBDA else Options(sparsity=key)
@@ -109,8 +110,8 @@ class Setting:
         return os.path.join(self.out, "data" + variant_suffix(variant(sparsity)))
 
     def run_dir(self, need):
-        name = "%s_w%g_%s" % (need.model, self.width, os.path.basename(self.schedule))
-        return os.path.join(self.out, "runs", name + variant_suffix(variant(need.sparsity)))
+        return os.path.join(self.out, "runs", run_name(need.model, self.width, self.schedule,
+                                                       variant_suffix(variant(need.sparsity))))
 
     def run_config(self, need):
         kw = {"batch": need.batch} if need.batch else {}
@@ -229,7 +230,7 @@ def run_experiments(names, setting, log=print):
         if training.run_folds(cfg):
             print("experiments: %s had failing folds (see above); the experiment uses the "
                   "folds that finished" % cfg.out, flush=True)
-        if os.path.exists(os.path.join(cfg.out, "predictions.csv")):
+        if os.path.exists(RunFolder(cfg.out).predictions):
             runs[need] = cfg.out
     written = {}
     for name in names:

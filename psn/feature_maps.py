@@ -6,8 +6,8 @@ import os
 import numpy as np
 
 from preprocessing.contact_sheet import named_clips
-from preprocessing.labels import CLASSES
-from preprocessing.manifest import apex_frame, read_manifest
+from preprocessing.layout import DataFolder, RunFolder
+from preprocessing.manifest import apex_frame
 from psn.config import RunError
 
 __all__ = ["find_clip", "layer_maps", "write_feature_maps", "LAYERS"]
@@ -19,11 +19,10 @@ def find_clip(data_dir, fold, name):
     """(shard path, row, manifest row, held out by the fold?) of a clip of a data folder,
     from the fold's test shards first (a clip the fold never trained on), else any shard."""
     import h5py
-    from psn.training import fold_lists
-    manifest = os.path.join(data_dir, "manifest.csv")
-    row = named_clips(read_manifest(manifest), [name], manifest)[0]
-    lists = fold_lists(data_dir, fold)
-    for held_out, shards in ((True, lists["test"][1]), (False, lists["train"][1])):
+    folder = DataFolder(data_dir)
+    row = named_clips(folder.manifest_rows(), [name], folder.manifest)[0]
+    lists = folder.fold_shards(fold)
+    for held_out, shards in ((True, lists["test"]), (False, lists["train"])):
         for shard in shards:
             if shard.endswith("_aug.h5"):
                 continue
@@ -54,9 +53,10 @@ def write_feature_maps(run_dir, data_dir, fold, clip, png):
     import caffe
     import h5py
     from psn import plots
-    from psn.training import done_weights
-    fold_dir = os.path.join(run_dir, "fold%02d" % fold)
-    if not os.path.exists(os.path.join(fold_dir, "DONE")):
+    from psn.caffe_train import done_weights
+    run = RunFolder(run_dir)
+    fold_dir = run.fold_dir(fold)
+    if not os.path.exists(run.done(fold)):
         raise RunError("fold %d of %s is not trained: train it (run_folds --folds %d) or choose "
                        "another --fold" % (fold, run_dir, fold))
     shard, k, row, held_out = find_clip(data_dir, fold, clip)
@@ -69,7 +69,8 @@ def write_feature_maps(run_dir, data_dir, fold, clip, png):
                                             ", ".join("%s (%d maps)" % (n, len(m))
                                                       for n, m in maps.items()))
     plots.feature_grid(raw[frame].transpose(1, 2, 0), sparse[frame, 0], maps, png, title)
-    return {"clip": "%s/%s" % (row["subject"], row["clip"]), "class": CLASSES[int(row["label"])],
+    return {"clip": "%s/%s" % (row["subject"], row["clip"]),
+            "class": DataFolder(data_dir).classes()[int(row["label"])],
             "frame": frame, "held_out": held_out,
             "channels": {n: int(m.shape[0]) for n, m in maps.items()},
             "zero_share": {n: float(np.mean(m <= 0)) for n, m in maps.items()}}

@@ -1,6 +1,6 @@
 """The run folder that tools/gpu_bundle.sh packs for tools/gpu_check.sh.
 
-One fold of a preprocessing folder, written as run_folds writes it (psn.training.prepare_fold:
+One fold of a preprocessing folder, written as run_folds writes it (psn.fold_setup.prepare_fold:
 the same nets, the paper's schedule, GPU mode) and then made portable: the shards copied in,
 every path relative to the folder, since the bundle is unpacked wherever the GPU host puts
 it. Beside it:
@@ -81,7 +81,7 @@ def write_run(data_dir, out_dir, fold=1, model="psn"):
     from google.protobuf import text_format
     from psn import nets
     from psn.config import CROP, RunConfig, T
-    from psn.training import count_clips, prepare_fold
+    from psn.fold_setup import count_clips, prepare_fold
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = RunConfig(data=data_dir, out=tmp, model=model, schedule="paper", gpus=(0,))

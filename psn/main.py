@@ -13,6 +13,8 @@ import sys
 import time
 
 from preprocessing.clips import DATABASES
+from preprocessing.layout import RunFolder, run_name
+from psn.nets import DEMO_WIDTH
 from psn.experiments import EXPERIMENTS, FIG10_LEVELS, FIG7_MODELS, stage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,7 +60,8 @@ def parse_args(argv):
     ap.add_argument("--schedule", help="solver schedule (default: demo on the synthetic data, "
                                        "paper on yours)")
     ap.add_argument("--width", type=float,
-                    help="channel multiplier (default: 0.125 on the synthetic data, 1 on yours)")
+                    help="channel multiplier (default: %g on the synthetic data, 1 on yours)"
+                         % DEMO_WIDTH)
     ap.add_argument("--gpus", help="GPU ids for training, e.g. 0,1,2,3 (default CPU)")
     ap.add_argument("--loso", action="store_true", help="leave-one-subject-out folds")
     ap.add_argument("--seed", type=int, default=0)
@@ -174,7 +177,7 @@ def main(argv=None):
     roots = {n: getattr(args, n) for n in DATABASES if getattr(args, n)}
     synthetic = not roots
     schedule = args.schedule or ("demo" if synthetic else "paper")
-    width = args.width if args.width is not None else (0.125 if synthetic else 1.0)
+    width = args.width if args.width is not None else (DEMO_WIDTH if synthetic else 1.0)
     models = FIG7_MODELS if args.ablation else [m.strip() for m in args.models.split(",")
                                                   if m.strip()]
     # Another protocol labels the clips otherwise: its own data, run and report folders.
@@ -190,7 +193,7 @@ def main(argv=None):
         overrides = parse_overrides(args.net)
         # Every run's settings are checked before the first stage starts.
         configs = [(m, RunConfig(
-            data=data, out=os.path.join(out, "runs", "%s_w%g_%s%s" % (m, width, schedule, suffix)),
+            data=data, out=os.path.join(out, "runs", run_name(m, width, schedule, suffix)),
             model=m, schedule=schedule, width=width, net_overrides=overrides, seed=args.seed,
             gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else (),
             jobs=args.jobs or min(4, os.cpu_count() or 1))) for m in models]
@@ -216,7 +219,7 @@ def main(argv=None):
         if training.run_folds(cfg):
             print("run_psn: training %s had failing folds (see above); the report uses the "
                   "folds that finished" % model, file=sys.stderr)
-        if os.path.exists(os.path.join(cfg.out, "predictions.csv")):
+        if os.path.exists(RunFolder(cfg.out).predictions):
             runs.append((model, cfg.out))
     if not runs:
         print("run_psn: no predictions to report", file=sys.stderr)
@@ -227,7 +230,7 @@ def main(argv=None):
     if args.evaluation.name == "megc2019":
         try:
             report.make_megc_report(
-                [os.path.join(r, "predictions.csv") for _, r in runs], report_dir,
+                [RunFolder(r).predictions for _, r in runs], report_dir,
                 names=[m for m, _ in runs],
                 note=("**Synthetic data** (CASME II, SAMM and SMIC-HS trees drawn by synthetic/): "
                       "our row shows the pipeline works, it is not comparable with the published "
@@ -241,7 +244,7 @@ def main(argv=None):
         print("\nreport: %s  (%.1f min in all)" % (md, (time.time() - t0) / 60))
         return 0
     try:
-        report.make_report([os.path.join(r, "predictions.csv") for _, r in runs], report_dir,
+        report.make_report([RunFolder(r).predictions for _, r in runs], report_dir,
                            names=[m for m, _ in runs], logs=["%s=%s" % (m, r) for m, r in runs])
     except (report.PredictionsError, report.ReportError, OSError) as e:
         return fail("run_psn: error: ", e)

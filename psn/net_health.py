@@ -28,6 +28,7 @@ import numpy as np
 
 from preprocessing.atomic import write_atomic
 from preprocessing.sampling import SAMPLE_INDICES_1BASED
+from psn.nets import DEMO_WIDTH
 
 __all__ = ["HealthError", "load_train_net", "check_weights", "layer_stats", "param_stats",
            "fusion_shares", "clip_tp", "tp_figure", "inspect", "main"]
@@ -43,13 +44,16 @@ class HealthError(Exception):
 
 def check_data(data_dir, fold):
     """(train list path, test list path) of a preprocessing output, or HealthError."""
-    from psn.training import RunError, fold_lists, read_manifest
-    path = os.path.join(data_dir, "folds", "fold%02d" % fold)
+    from preprocessing.errors import InputError
+    from preprocessing.layout import DataFolder
+    from psn.config import RunError
+    folder = DataFolder(data_dir)
     try:
-        read_manifest(data_dir)
-        if not os.path.isdir(path):
+        folder.check()
+        if not os.path.isdir(folder.fold_dir(fold)):
             raise RunError("%s not found: fold %d is not in %s (pick --fold from its folds/ "
-                           "folder, or rerun tools/preprocess.py run)" % (path, fold, data_dir))
+                           "folder, or rerun tools/preprocess.py run)"
+                           % (folder.fold_dir(fold), fold, data_dir))
         # Caffe reads the lists' lines from its working directory: absolute copies, kept
         # until the process ends.
         import atexit
@@ -57,8 +61,8 @@ def check_data(data_dir, fold):
         import tempfile
         tmp = tempfile.mkdtemp(prefix="psn-health-lists-")
         atexit.register(shutil.rmtree, tmp, True)
-        lists = fold_lists(data_dir, fold, resolve_into=tmp)
-    except RunError as e:
+        lists = folder.caffe_lists(fold, tmp)
+    except (RunError, InputError) as e:
         raise HealthError(str(e)) from None
     return lists["train"][0], lists["test"][0]
 
@@ -154,7 +158,7 @@ def check_weights(net, weights):
                                              ", ".join(missing)))
 
 
-def load_train_net(model, data_dir, fold=1, width=0.125, weights=None):
+def load_train_net(model, data_dir, fold=1, width=DEMO_WIDTH, weights=None):
     """(caffe.Net in TRAIN phase, NetParameter, base_lr, weight_decay)."""
     import tempfile
 
@@ -260,10 +264,10 @@ def clip_tp(data_dir, fold, clip=None, first_tp="zero"):
     import h5py
 
     from psn_layers.tpu import temporal_perception
-    from preprocessing.manifest import read_manifest
+    from preprocessing.layout import DataFolder
 
-    rows = read_manifest(os.path.join(data_dir, "manifest.csv"))
     _, test_list = check_data(data_dir, fold)
+    rows = DataFolder(data_dir).manifest_rows()
     with open(test_list) as f:
         shards = [line.strip() for line in f if line.strip()]
     for shard in shards:
@@ -303,7 +307,7 @@ def tp_figure(tp, scale, path, title):
 
 # ------------------------------------------------------------------ report
 
-def inspect(model, data_dir, fold=1, width=0.125, weights=None, clip=None, out=None, seed=0):
+def inspect(model, data_dir, fold=1, width=DEMO_WIDTH, weights=None, clip=None, out=None, seed=0):
     """Run the checks; returns the report dict (and writes OUT/health.json, the tp figure)."""
     import caffe
     caffe.set_mode_cpu()
@@ -388,15 +392,14 @@ def render(report):
 
 def main(argv=None):
     import argparse
-    import sys
     ap = argparse.ArgumentParser(prog="inspect_net.py", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True,
                     help="a model of prototxt/ (psn, psn_temporal, ...) or a train_val.prototxt")
     ap.add_argument("--data", required=True, help="the --out folder of tools/preprocess.py run")
     ap.add_argument("--weights", help="a .caffemodel (default: the initial weights)")
     ap.add_argument("--fold", type=int, default=1)
-    ap.add_argument("--width", type=float, default=0.125,
-                    help="channel multiplier for a model name (default 0.125, the demo's)")
+    ap.add_argument("--width", type=float, default=DEMO_WIDTH,
+                    help="channel multiplier for a model name (default %g, the demo's)" % DEMO_WIDTH)
     ap.add_argument("--clip", help="clip for the tp plot: manifest index or clip name "
                                    "(default: the first of the fold's test shard)")
     ap.add_argument("--out", default="health", help="folder for health.json and the tp figure")

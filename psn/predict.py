@@ -23,14 +23,32 @@ class PredictError(Exception):
     pass
 
 
+def class_names(model, n):
+    """Names of a net's n outputs: those of the run a fold folder belongs to (its run.json),
+    else the paper's four where n is 4, else 'class K'. Returns (names, note or None)."""
+    from preprocessing.layout import RunFolder
+    names = None
+    if os.path.isdir(model):
+        names = RunFolder(os.path.dirname(os.path.abspath(model))).classes()
+    if names is not None and len(names) == n:
+        return names, None
+    fallback = list(CLASSES) if n == len(CLASSES) else ["class %d" % k for k in range(n)]
+    why = ("%s's run records no class names (made before run records carried them)" % model
+           if os.path.isdir(model) and names is None else
+           "the run's %d class names do not match the net's %d outputs" % (len(names), n)
+           if names is not None else "a .caffemodel carries no class names")
+    return fallback, "%s: outputs named %s" % (why, ", ".join(fallback))
+
+
 def resolve_model(model, deploy):
     """(deploy.prototxt, weights) from a fold folder or an explicit caffemodel."""
     if os.path.isdir(model):
-        done = os.path.join(model, "DONE")
+        from preprocessing.layout import RunFolder
+        done = os.path.join(model, RunFolder.DONE)
         if not os.path.exists(done):
             raise PredictError("%s has no DONE file: the fold has not finished training "
                                "(run tools/run_folds.py again to finish it)" % model)
-        from psn.training import done_weights
+        from psn.caffe_train import done_weights
         weights = done_weights(model)
         deploy = deploy or os.path.join(model, "deploy.prototxt")
     else:
@@ -109,8 +127,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from preprocessing.errors import InputError
     try:
-        from preprocessing.pipeline import (ClipExcluded, Options, compute_clip, parse_face_box,
-                                            rpca_choice)
+        from preprocessing.cli import parse_face_box, rpca_choice
+        from preprocessing.clip_chain import ClipExcluded, Options, compute_clip
         deploy, weights = resolve_model(args.model, args.deploy)
         clip = clip_from_folder(args.clip_dir, args.onset, args.offset)
         if len(clip.frames) < MIN_FRAMES:
@@ -145,13 +163,18 @@ def main(argv=None):
     net = caffe.Net(deploy, weights, caffe.TEST)
     prob = predict_arrays(net, raw, sparse)
     k = int(prob.argmax())
+    names, note = class_names(args.model, len(prob))
+    if note:
+        warnings.append(note)
+        print("predict: warning: %s" % note, file=sys.stderr)
     if args.json:
-        print(json.dumps({"clip": args.clip_dir, "class": k, "name": CLASSES[k],
-                          "probabilities": [float(p) for p in prob], "warnings": warnings}))
+        print(json.dumps({"clip": args.clip_dir, "class": k, "name": names[k],
+                          "classes": names, "probabilities": [float(p) for p in prob],
+                          "warnings": warnings}))
     else:
-        print("%s: %d %s" % (args.clip_dir, k, CLASSES[k]))
+        print("%s: %d %s" % (args.clip_dir, k, names[k]))
         for c, p in enumerate(prob):
-            print("  %d %-9s %.4f" % (c, CLASSES[c], p))
+            print("  %d %-9s %.4f" % (c, names[c], p))
     return 0
 
 

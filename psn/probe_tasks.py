@@ -38,6 +38,7 @@ import numpy as np
 
 from preprocessing.atomic import write_atomic
 from preprocessing.sampling import CROP, N_SAMPLED
+from psn.nets import DEMO_WIDTH
 
 __all__ = ["TASKS", "make_clips", "write_task", "train_and_score"]
 
@@ -123,12 +124,14 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
 
     from preprocessing.atomic import atomic_path
     from preprocessing.hdf5_shards import frame_columns
+    from preprocessing.layout import DataFolder
     from preprocessing.manifest import write_manifest
 
     raw, sparse, labels = make_clips(task, n_clips, seed, noise, identities, jitter,
                                      contrast, sigma, frame_jitter)
     out = os.path.abspath(out)
-    os.makedirs(os.path.join(out, "shards"), exist_ok=True)
+    folder = DataFolder(out)
+    os.makedirs(folder.shard_dir, exist_ok=True)
     groups = np.arange(n_clips) // 2 % n_groups + 1     # pairs of classes per group: balanced
     rows, shards = [], {}
     for i in range(n_clips):
@@ -141,7 +144,7 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
                                  frame_jitter)})
     for g in range(1, n_groups + 1):
         idx = np.nonzero(groups == g)[0]
-        path = os.path.join(out, "shards", "group%02d.h5" % g)
+        path = folder.shard(g)
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f["raw"] = raw[idx]
             f["sparse"] = sparse[idx]
@@ -151,15 +154,12 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
         shards[g] = path
     folds = []
     for g in range(1, n_groups + 1):
-        d = os.path.join(out, "folds", "fold%02d" % g)
-        os.makedirs(d, exist_ok=True)
-        write_atomic(os.path.join(d, "train.txt"),
-                     "".join(shards[h] + "\n" for h in sorted(shards) if h != g))
-        write_atomic(os.path.join(d, "test.txt"), shards[g] + "\n")
+        folder.write_fold_list(g, "train", [shards[h] for h in sorted(shards) if h != g])
+        folder.write_fold_list(g, "test", [shards[g]])
         folds.append({"fold": g, "test_group": g,
                       "train_groups": [h for h in sorted(shards) if h != g]})
-    write_manifest(os.path.join(out, "manifest.csv"), rows)
-    write_atomic(os.path.join(out, "folds.json"), json.dumps(
+    write_manifest(folder.manifest, rows)
+    write_atomic(folder.plan, json.dumps(
         {"protocol": "probe task %s" % task, "seed": seed, "n_folds": n_groups,
          "n_clips": n_clips, "folds": folds}, indent=1) + "\n")
     return out
@@ -170,7 +170,7 @@ def _seed_c_rand(seed):
     ctypes.CDLL(None).srand(ctypes.c_uint(int(seed)))
 
 
-def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
+def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=DEMO_WIDTH,
                     solver_overrides=None, fold=1, **net_overrides):
     """Train `model` (a name of psn.nets.MODELS) on one fold in this process; returns
     dict(accuracy=held-out clip accuracy, loss=last training loss)."""
@@ -181,17 +181,16 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
     from psn import nets
     from psn.predictions import clip_probabilities
 
-    os.makedirs(workdir, exist_ok=True)
-    fold_dir = os.path.join(data_dir, "folds", "fold%02d" % fold)
-    tv, dp, solver = nets.build(model, width=width,
-                                train_source=os.path.join(fold_dir, "train.txt"),
-                                test_source=os.path.join(fold_dir, "test.txt"), **net_overrides)
     from dataclasses import replace
+    from preprocessing.layout import DataFolder
     from psn import tp_gain
-    with open(os.path.join(fold_dir, "train.txt")) as f:
-        train_shards = [os.path.join(data_dir, line.strip()) for line in f if line.strip()]
+
+    os.makedirs(workdir, exist_ok=True)
+    lists = DataFolder(data_dir).caffe_lists(fold, workdir)
+    tv, dp, solver = nets.build(model, width=width, train_source=lists["train"][0],
+                                test_source=lists["test"][0], **net_overrides)
     tp_gain.set_from_data(tv, replace(nets.MODELS[model], width=width, **net_overrides),
-                          train_shards)
+                          lists["train"][1])
     for path, msg in (("train_val.prototxt", tv), ("deploy.prototxt", dp)):
         write_atomic(os.path.join(workdir, path), text_format.MessageToString(msg))
     settings = dict(base_lr=0.01, lr_policy="step", gamma=0.1, stepsize=int(iters * 2 / 3),
@@ -221,10 +220,8 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=0.125,
     weights = os.path.join(workdir, "final.caffemodel")
     s.net.save(weights)
     net = caffe.Net(os.path.join(workdir, "deploy.prototxt"), weights, caffe.TEST)
-    with open(os.path.join(fold_dir, "test.txt")) as f:
-        shards = [line.strip() for line in f if line.strip()]
     correct = total = 0
-    for shard in shards:
+    for shard in lists["test"][1]:
         with h5py.File(shard, "r") as h:
             prob = clip_probabilities(net, h["raw"], h["sparse"], h["cont"])
             labels = h["clip_label"][:]
@@ -262,7 +259,7 @@ def cell_name(task, cell, seed):
 TASK_VERSION = {"order": 1, "place": 2}
 
 
-def run_key(task, model, iters, n_clips, net_overrides=None, width=0.125):
+def run_key(task, model, iters, n_clips, net_overrides=None, width=DEMO_WIDTH):
     """What a grid result depends on: the task and its version, the clips, the iterations
     and the model's whole resolved NetConfig (defaults included), as a short hash."""
     import dataclasses

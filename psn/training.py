@@ -10,585 +10,31 @@ with columns database,subject,clip,fold,label,pred,prob_0..prob_3.
 
 Resumable: a fold with a DONE file is skipped; an interrupted fold restarts from its last
 .solverstate. A failing fold does not stop the others: it is reported with its log's tail.
+
+This module schedules the folds (one per GPU or CPU job) and is the command line; each job
+has its own module: psn.fold_setup (a fold's lists, nets and solver), psn.caffe_train (one
+fold's `caffe train`), psn.fold_predict (its predictions.csv), psn.run_record (run.json),
+psn.slurm (the job-array script); the folders are preprocessing.layout's.
 """
 import argparse
-import csv
-import glob
 import json
-import math
 import os
 import queue
-import re
-import shlex
-import subprocess
 import sys
 import threading
 import time
 
-from preprocessing.atomic import remove_temporaries, write_atomic
-from preprocessing.errors import fail, missing_caffe_line
+from preprocessing.atomic import write_atomic
+from preprocessing.errors import InputError, fail, missing_caffe_line
 from preprocessing.folder_lock import FolderBusy, folder_lock
+from preprocessing.layout import DataFolder, RunFolder
+from psn.caffe_train import train_fold
 from psn.config import CLIPS_PER_BATCH, RunConfig, RunError
-from psn.predictions import clip_probabilities, join_predictions, write_predictions
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-# ---------------------------------------------------------------- inputs
-
-def read_manifest(data_dir):
-    path = os.path.join(data_dir, "manifest.csv")
-    if not os.path.exists(path):
-        raise RunError("%s not found: --data must be the --out folder of "
-                       "`tools/preprocess.py run`" % path)
-    with open(path, newline="") as f:
-        return {int(r["index"]): r for r in csv.DictReader(f)}
-
-
-def list_folds(data_dir):
-    folds = sorted(int(m.group(1)) for d in glob.glob(os.path.join(data_dir, "folds", "fold*"))
-                   for m in [re.search(r"fold(\d+)$", d)] if m)
-    if not folds:
-        raise RunError("no folds/foldKK folders in %s: run tools/preprocess.py run first" % data_dir)
-    return folds
-
-
-def fold_lists(data_dir, fold, resolve_into=None):
-    """{'train'|'test': (list file, [absolute shard paths])} of one fold of a data folder.
-
-    The data folder's lists hold shard paths relative to the data folder (older folders:
-    absolute), so a preprocessing folder can be moved or copied. Caffe's HDF5Data reads a
-    list's lines as paths from its own working directory, so with `resolve_into` the lists are
-    rewritten there with absolute paths, and those files are returned."""
-    d = os.path.join(data_dir, "folds", "fold%02d" % fold)
-    lists = {}
-    for split in ("train", "test"):
-        path = os.path.join(d, split + ".txt")
-        with open(path) as f:
-            shards = [os.path.normpath(os.path.join(os.path.abspath(data_dir), line.strip()))
-                      for line in f if line.strip()]
-        missing = [s for s in shards if not os.path.exists(s)]
-        if not shards or missing:
-            raise RunError("%s lists %s: rerun tools/preprocess.py run to rebuild the shards"
-                           % (path, "no shard" if not shards else "missing shards " + ", ".join(missing)))
-        spaced = [s for s in shards if any(ch.isspace() for ch in s)]
-        if resolve_into and spaced:
-            raise RunError("shard path %r contains whitespace, which Caffe's HDF5Data cannot read "
-                           "from a list file: move the data folder to a path without spaces"
-                           % spaced[0])
-        if resolve_into:
-            path = write_atomic(os.path.join(resolve_into, split + ".txt"),
-                                "".join(s + "\n" for s in shards))
-        lists[split] = (path, shards)
-    return lists
-
-
-def count_clips(shards):
-    import h5py
-    n = 0
-    for s in shards:
-        try:
-            with h5py.File(s, "r") as f:
-                n += f["clip_label"].shape[0]
-        except (OSError, KeyError) as e:
-            raise RunError("%s is not a readable shard (%s): rerun tools/preprocess.py run "
-                           "to rebuild it" % (s, e))
-    return n
-
-
-# ---------------------------------------------------------------- single-frame inputs
-
-APEX_DIR = "apex_shards"
-
-
-def reads_apex(cfg):
-    """Whether the run's net is a single-frame net on the apex (psn.nets NetConfig.frame)."""
-    from dataclasses import replace
-    from psn import nets
-    base = nets.MODELS.get(cfg.model)
-    return base is not None and replace(base, **cfg.net_overrides).frame == "apex"
-
-
-def input_shards(cfg, shards):
-    """The shards the run's net reads in place of the data folder's: the same, or for a
-    single-frame net their one-frame copies in RUN/apex_shards/ (write_apex_shards)."""
-    if not reads_apex(cfg):
-        return list(shards)
-    return [os.path.join(cfg.out, APEX_DIR, os.path.basename(s)) for s in shards]
-
-
-def write_apex_shards(cfg, folds, manifest, log):
-    """RUN/apex_shards/: each shard of the folds with only the sampled frame nearest each
-    clip's apex (preprocessing.sampling.apex_sample); rewritten only when it changed."""
-    from preprocessing.hdf5_shards import write_frame_shard
-    from preprocessing.manifest import apex_frame, apex_of
-    import h5py
-    shards = sorted({s for fold in folds for _, paths in fold_lists(cfg.data, fold).values()
-                     for s in paths})
-    no_apex = set()
-    for src in shards:
-        with h5py.File(src, "r") as f:
-            rows = [manifest[int(i)] for i in f["clip_index"][()]]
-        no_apex.update(m["clip"] for m in rows if apex_of(m) is None)
-        write_frame_shard(src, input_shards(cfg, [src])[0], [apex_frame(m) for m in rows])
-    if no_apex:
-        log("%d clip(s) without an apex in the sheet: their middle frame stands in (%s)"
-            % (len(no_apex), ", ".join(sorted(no_apex)[:5]) + (", ..." if len(no_apex) > 5 else "")))
-
-
-# ---------------------------------------------------------------- per-fold files
-
-def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_overrides=None,
-              train_shards=None, log=None):
-    """(train_val, deploy, solver) protos: the checked-in files at width 1 without
-    overrides of the net's configuration, else generated. With train_shards, the TPU's W_m
-    gain is set from them (psn.tp_gain)."""
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    from psn import nets
-    if width == 1.0 and batch == 5 and not net_overrides:
-        protos = []
-        for fname, msg in (("train_val", caffe_pb2.NetParameter()),
-                           ("deploy", caffe_pb2.NetParameter()),
-                           ("solver", caffe_pb2.SolverParameter())):
-            path = os.path.join(ROOT, "prototxt", model, fname + ".prototxt")
-            if not os.path.exists(path):
-                raise RunError("no %s: --model must be one of %s" % (path, sorted(nets.MODELS)))
-            with open(path) as f:
-                try:
-                    text_format.Merge(f.read(), msg)
-                except text_format.ParseError as e:
-                    raise RunError("%s:%s: fix it, or regenerate prototxt/ with "
-                                   "`python -m psn.nets`" % (path, e))
-            protos.append(msg)
-        tv, dp, solver = protos
-    else:
-        if model not in nets.MODELS:
-            raise RunError("--model must be one of %s" % sorted(nets.MODELS))
-        tv, dp, solver = nets.build(model, width=width, batch=batch, **(net_overrides or {}))
-    if train_shards:
-        from dataclasses import replace
-        from psn import tp_gain
-        base = nets.MODELS.get(model)
-        if base is not None:
-            tp_gain.set_from_data(tv, replace(base, width=width, **(net_overrides or {})),
-                                  train_shards, log)
-    for layer in tv.layer:
-        if layer.type == "HDF5Data":
-            phase = layer.include[0].phase
-            layer.hdf5_data_param.source = train_list if phase == caffe_pb2.TRAIN else test_list
-    if tpu_impl == "python":
-        for net in (tv, dp):
-            use_python_tpu(net)
-    return tv, dp, solver
-
-
-def use_python_tpu(net):
-    """Swap the C++ TPU layer for the Python fallback (a Caffe built without layers/)."""
-    for layer in net.layer:
-        if layer.type != "TPU":
-            continue
-        rp, tpp = layer.recurrent_param, layer.tpu_param
-        fill = lambda f: {k: getattr(f, k) for k in ("type", "std", "value", "min", "max", "mean")
-                          if f.HasField(k)}
-        param = {"num_output": rp.num_output, "mode": ["tpu", "tp1", "rnn"][tpp.mode],
-                 "first_tp": ["zero", "one", "next"][tpp.first_tp],
-                 "weight_filler": fill(rp.weight_filler), "bias_filler": fill(rp.bias_filler)}
-        for group in ("input_weight_filler", "hidden_weight_filler", "modulation_weight_filler"):
-            if tpp.HasField(group):
-                param[group] = fill(getattr(tpp, group))
-        layer.type = "Python"
-        layer.ClearField("recurrent_param")
-        layer.ClearField("tpu_param")
-        layer.python_param.module = "psn_layers.tpu"
-        layer.python_param.layer = "TPULayer"
-        layer.python_param.param_str = json.dumps(param)
-
-
-def net_overrides_for_data(cfg):
-    """cfg.net_overrides, plus the class count of the data's protocol where it is not the
-    paper's 4 (MEGC 2019: 3), so that fc_cls has one output per class of the labels."""
-    from preprocessing.protocols import read_protocol
-    from psn import nets
-    overrides = dict(cfg.net_overrides or {})
-    n = len(read_protocol(cfg.data)["classes"])
-    if n != nets.NUM_CLASSES:
-        if overrides.get("num_classes", n) != n:
-            raise RunError("--net num_classes=%d, but %s is labelled with %d classes "
-                           "(protocol.json)" % (overrides["num_classes"], cfg.data, n))
-        overrides["num_classes"] = n
-    return overrides
-
-
-def prepare_fold(cfg, fold, fold_dir, log=None):
-    from google.protobuf import text_format
-    from caffe.proto import caffe_pb2
-    lists = fold_lists(cfg.data, fold, resolve_into=fold_dir)
-    if reads_apex(cfg):
-        lists = {split: (write_atomic(path, "".join(p + "\n" for p in input_shards(cfg, paths))),
-                         input_shards(cfg, paths))
-                 for split, (path, paths) in lists.items()}
-    tv, dp, solver = fold_nets(cfg.model, cfg.width, cfg.batch, lists["train"][0],
-                               lists["test"][0], cfg.tpu_impl, net_overrides_for_data(cfg),
-                               train_shards=lists["train"][1],
-                               log=log and (lambda line: log("fold %02d: %s" % (fold, line))))
-    n_test = count_clips(lists["test"][1])
-    for key, value in cfg.solver.items():
-        field = solver.DESCRIPTOR.fields_by_name.get(key)
-        if field is None:
-            raise RunError("schedule key %r is not a SolverParameter field" % key)
-        if field.label == field.LABEL_REPEATED:
-            del getattr(solver, key)[:]
-            getattr(solver, key).extend(value if isinstance(value, list) else [value])
-        else:
-            setattr(solver, key, value)
-    del solver.test_iter[:]
-    solver.test_iter.append(max(1, math.ceil(n_test / float(cfg.batch))))
-    solver.net = os.path.join(fold_dir, "train_val.prototxt")
-    os.makedirs(os.path.join(fold_dir, "snapshots"), exist_ok=True)
-    solver.snapshot_prefix = os.path.join(fold_dir, "snapshots", cfg.model)
-    solver.solver_mode = caffe_pb2.SolverParameter.GPU if cfg.gpus else caffe_pb2.SolverParameter.CPU
-    solver.random_seed = cfg.seed + fold
-    if not solver.snapshot or solver.snapshot > solver.max_iter:
-        solver.snapshot = solver.max_iter
-    write_atomic(os.path.join(fold_dir, "train_val.prototxt"), text_format.MessageToString(tv))
-    write_atomic(os.path.join(fold_dir, "deploy.prototxt"), text_format.MessageToString(dp))
-    write_atomic(os.path.join(fold_dir, "solver.prototxt"), text_format.MessageToString(solver))
-    return solver
-
-
-def snapshots(fold_dir, ext):
-    """[(iteration, path)] of a fold's snapshots with extension ext, newest first."""
-    found = []
-    for path in glob.glob(os.path.join(fold_dir, "snapshots", "*_iter_*." + ext)):
-        m = re.search(r"_iter_(\d+)\." + ext + "$", path)
-        if m:
-            found.append((int(m.group(1)), path))
-    return sorted(found, reverse=True)
-
-
-def read_snapshot(state_path):
-    """(SolverState, None) when a .solverstate and the .caffemodel it names can be resumed
-    from, else (None, why not).
-
-    A kill or a full disk while Caffe wrote a snapshot (before tools/caffe_patches/0003, or
-    with another Caffe) leaves a short file; Caffe then fails on it at every resume."""
-    from google.protobuf.message import DecodeError
-    from caffe.proto import caffe_pb2
-    state = caffe_pb2.SolverState()
-    try:
-        with open(state_path, "rb") as f:
-            state.ParseFromString(f.read())
-    except (OSError, DecodeError) as e:
-        return None, "unreadable (%s)" % e
-    m = re.search(r"_iter_(\d+)\.solverstate$", state_path)
-    if m and state.iter != int(m.group(1)):
-        return None, "holds iteration %d, not %s (cut short)" % (state.iter, m.group(1))
-    model = os.path.join(os.path.dirname(state_path), os.path.basename(state.learned_net or ""))
-    if not state.learned_net or not os.path.isfile(model):
-        return None, "its weights %s are missing" % (state.learned_net or "(none named)")
-    net = caffe_pb2.NetParameter()
-    try:
-        with open(model, "rb") as f:
-            net.ParseFromString(f.read())
-    except (OSError, DecodeError) as e:
-        return None, "its weights %s are unreadable (%s)" % (os.path.basename(model), e)
-    n_params = sum(len(layer.blobs) for layer in net.layer)
-    if not n_params:
-        return None, "its weights %s hold no parameters (cut short)" % os.path.basename(model)
-    if len(state.history) not in (0, n_params):
-        return None, ("it holds %d of the %d parameter histories (cut short)"
-                      % (len(state.history), n_params))
-    return state, None
-
-
-def resume_point(fold_dir, log, fold):
-    """(iteration, .solverstate) of the newest snapshot that can be resumed from, or (0, None).
-
-    Damaged ones are renamed *.damaged (kept, not resumed again), with a log line saying so.
-    Caffe resumes with the weights the .solverstate names by absolute path, in a moved or
-    copied run folder the original's: the chosen one is made to name the snapshot beside it."""
-    for it, path in snapshots(fold_dir, "solverstate"):
-        state, why = read_snapshot(path)
-        if state is not None:
-            local = os.path.join(os.path.dirname(os.path.abspath(path)),
-                                 os.path.basename(state.learned_net))
-            if state.learned_net != local:
-                state.learned_net = local
-                write_atomic(path, state.SerializeToString())
-            return it, path
-        log("fold %02d: snapshot %s is damaged: %s; set aside as .damaged, trying the one before"
-            % (fold, os.path.basename(path), why))
-        os.replace(path, path + ".damaged")
-    return 0, None
-
-
-# ---------------------------------------------------------------- training
-
-def caffe_binary():
-    home = os.environ.get("PSN_CAFFE_HOME")
-    if home and os.path.exists(os.path.join(home, "bin", "caffe")):
-        return os.path.join(home, "bin", "caffe")
-    from shutil import which
-    found = which("caffe")
-    if not found:
-        raise RunError("no caffe binary: run tools/build_caffe.sh, then "
-                       "eval \"$(tools/build_caffe.sh --print-env)\"")
-    return found
-
-
-def train_fold(cfg, fold, gpu_ids, log):
-    """Run (or resume) `caffe train` for one fold; returns (ok, message)."""
-    fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
-    done = os.path.join(fold_dir, "DONE")
-    if os.path.exists(done):
-        if os.path.exists(done_weights(fold_dir)):
-            return True, "already trained"
-        log("fold %02d: DONE names %s, which is gone: training again"
-            % (fold, done_weights(fold_dir)))
-        os.remove(done)
-    os.makedirs(fold_dir, exist_ok=True)
-    # Left by a kill: this project's atomic writes, and Caffe's (tools/caffe_patches/0003).
-    remove_temporaries(fold_dir)
-    for path in glob.glob(os.path.join(fold_dir, "snapshots", "*.tmp")):
-        os.remove(path)
-    solver = prepare_fold(cfg, fold, fold_dir, log)
-    cmd = [caffe_binary(), "train", "--solver", os.path.join(fold_dir, "solver.prototxt")]
-    it, state = resume_point(fold_dir, log, fold)
-    short = snapshot_space_problem(cfg.out, fold_dir, solver, it)
-    if short:
-        return False, short
-    if state:
-        cmd += ["--snapshot", state]
-        log("fold %02d: resuming from iteration %d (%s)" % (fold, it, os.path.basename(state)))
-    if gpu_ids:
-        cmd += ["--gpu", ",".join(str(g) for g in gpu_ids)]
-    # glog 0.6 (Debian 12) writes I20261128 ...; BVLC's tools/extra/parse_log.py reads only
-    # the classic I1128 ... prefix (psn.caffe_log reads both).
-    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0",
-               GLOG_log_year_in_prefix="false")
-    if not gpu_ids and cfg.jobs > 1:
-        # Several CPU folds at once: one BLAS thread each. At the demo's width Caffe gains
-        # nothing from a second OpenBLAS thread, so two one-thread folds take half the time.
-        env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(ROOT, "layers"), ROOT,
-                                                      env.get("PYTHONPATH")]))
-    log_path = os.path.join(fold_dir, "train.log")
-    with open(log_path, "a") as logf:
-        logf.write("# psn-caffe: %s\n" % " ".join(shlex.quote(c) for c in cmd))
-        logf.flush()
-        start = logf.tell()
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=fold_dir,
-                                preexec_fn=_die_with_parent)
-        diverged = watch_loss(proc, log_path, start)
-        rc = proc.wait()
-    if diverged:
-        return False, ("the training loss became %s at iteration %s: stopped there. Check the "
-                       "data (tools/inspect_net.py) or lower base_lr in the schedule" % diverged)
-    final = os.path.join(fold_dir, "snapshots", "%s_iter_%d.caffemodel" % (cfg.model, solver.max_iter))
-    if rc != 0 or not os.path.exists(final):
-        return False, "caffe train exited with %d; last lines of %s:\n%s" % (
-            rc, log_path, tail(log_path))
-    # Relative to the fold folder: a copied or moved run folder uses its own weights.
-    write_atomic(done, os.path.relpath(final, fold_dir) + "\n")
-    return True, "trained %d iterations" % solver.max_iter
-
-
-def done_weights(fold_dir):
-    """The final weights a fold's DONE file names (relative to the fold folder; a DONE written
-    before that held an absolute path, which is mapped into this fold's snapshots/)."""
-    with open(os.path.join(fold_dir, "DONE")) as f:
-        name = f.read().strip()
-    if os.path.isabs(name):
-        return os.path.join(fold_dir, "snapshots", os.path.basename(name))
-    return os.path.join(fold_dir, name)
-
-
-# ---------------------------------------------------------------- the run's record
-
-RECORD = "run.json"
-# What does not change a fold's result: where things are, how many run at once.
-NOT_RECORDED = ("created", "data_path", "note", "provenance", "command")
-
-
-def data_fingerprint(data_dir):
-    """sha256 of a data folder's manifest, its fold lists (paths relative to the folder) and
-    each listed shard's content key: changes when the clips, labels, folds or shards do,
-    not when the folder moves."""
-    import hashlib
-    from preprocessing.hdf5_shards import stored_key
-    h = hashlib.sha256()
-    with open(os.path.join(data_dir, "manifest.csv"), "rb") as f:
-        h.update(f.read())
-    keys = {}           # a shard is listed by many folds: its key is read once
-    for fold in list_folds(data_dir):
-        for split, (_, shards) in sorted(fold_lists(data_dir, fold).items()):
-            for shard in shards:
-                if shard not in keys:
-                    keys[shard] = stored_key(shard)
-                h.update(("%d %s %s %s\n" % (fold, split, os.path.relpath(shard, data_dir),
-                                             keys[shard])).encode())
-    return h.hexdigest()
-
-
-def run_record(cfg):
-    """What decides a run's results: model and its net, width, batch, schedule, seed, data."""
-    import hashlib
-    from google.protobuf import text_format
-    tv, _, _ = fold_nets(cfg.model, cfg.width, cfg.batch, "TRAIN_LIST", "TEST_LIST",
-                         cfg.tpu_impl, cfg.net_overrides)
-    record = dict(cfg.record(),
-                  net_sha256=hashlib.sha256(text_format.MessageToString(tv).encode()).hexdigest(),
-                  data_sha256=data_fingerprint(cfg.data))
-    # W_m's gain is written per fold from its training clips, after this net text: the rule is
-    # recorded, so that a run made with the fixed gain is not resumed under the data's.
-    from dataclasses import replace
-    from psn import nets, tp_gain
-    base = nets.MODELS.get(cfg.model)
-    if base is not None and tp_gain.applies(replace(base, **(cfg.net_overrides or {}))):
-        record["tpu_wm_gain"] = "median tp of each fold's training clips (psn.tp_gain)"
-    return json.loads(json.dumps(record, sort_keys=True, default=str))
-
-
-def provenance():
-    """How to rebuild what made a run: the project's commit, the Caffe build, package versions
-    (recorded, not compared: another machine may reproduce a run with other versions)."""
-    import platform
-    out = {"python": platform.python_version(),
-           "caffe_home": os.path.basename(os.environ.get("PSN_CAFFE_HOME", "")) or None}
-    try:
-        git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty", "--abbrev=12"],
-                             capture_output=True, text=True, timeout=10)
-        out["commit"] = git.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        out["commit"] = None
-    for module in ("numpy", "scipy", "h5py", "cv2", "google.protobuf", "sklearn"):
-        try:
-            out[module] = __import__(module, fromlist=["__version__"]).__version__
-        except Exception:       # a missing or broken package is recorded as such
-            out[module] = None
-    return out
-
-
-def check_run_record(cfg, log):
-    """Write RUN/run.json on a new run; on a rerun refuse (RunError) when anything that decides
-    the results differs from what the folder was made with."""
-    path = os.path.join(cfg.out, RECORD)
-    new = run_record(cfg)
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                old = json.load(f)
-        except ValueError as e:
-            raise RunError("%s is damaged (%s): delete it only if you know the run's folds were "
-                           "made with these settings" % (path, e))
-        diff = [k for k in sorted(set(old) | set(new))
-                if k not in NOT_RECORDED and old.get(k) != new.get(k)]
-        if diff:
-            show = lambda r, k: json.dumps(r.get(k), sort_keys=True)[:120]  # noqa: E731
-            raise RunError("%s was made with other settings or data; finished folds would be "
-                           "reused silently, so nothing is run. Differences: %s. Use a new "
-                           "--out for these settings, or delete %s to start over."
-                           % (cfg.out, "; ".join("%s: was %s, now %s" % (k, show(old, k), show(new, k))
-                                                   for k in diff), cfg.out))
-        return old
-    if any(re.fullmatch(r"fold\d+", d) for d in os.listdir(cfg.out)):
-        log("%s has folds but no %s (made before run records): recording the current settings; "
-            "its finished folds are assumed to match them" % (cfg.out, RECORD))
-    record = dict(new, created=time.strftime("%Y-%m-%d %H:%M:%S"), data_path=cfg.data,
-                  command=["tools/run_folds.py"] + cfg.flags(),
-                  note="what made this run; run_folds refuses a rerun that differs",
-                  provenance=provenance())
-    write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    return record
-
-
-_LOSS = re.compile(r"Iteration (\d+).*?, loss = (\S+)")
-
-
-def watch_loss(proc, log_path, start, poll=0.5):
-    """Wait for caffe, reading its log as it grows; stop it when the loss turns NaN or
-    infinite (Caffe itself trains on to max_iter and then crashes). Returns
-    (value, iteration) of the loss that stopped it, or None."""
-    pos = start
-    pending = ""
-    while True:
-        done = proc.poll() is not None
-        with open(log_path, errors="replace") as f:
-            f.seek(pos)
-            chunk = f.read()
-            pos = f.tell()
-        lines = (pending + chunk).split("\n")
-        pending = lines.pop()
-        for line in lines:
-            m = _LOSS.search(line)
-            if m and m.group(2).lstrip("-").lower() in ("nan", "inf"):
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                return m.group(2), m.group(1)
-        if done:
-            return None
-        time.sleep(poll)
-
-
-def snapshot_space_problem(run_dir, fold_dir, solver, start_iter):
-    """Why the fold's snapshots will not fit on the disk, or None. The size of one snapshot
-    is that of the largest .caffemodel any fold of the run has written (so the first fold of a
-    run is not checked); a snapshot is that plus its .solverstate, about as large again."""
-    import shutil
-    sizes = [os.path.getsize(p) for p in glob.glob(os.path.join(run_dir, "fold*", "snapshots",
-                                                                 "*.caffemodel"))]
-    if not sizes:
-        return None
-    every = solver.snapshot or solver.max_iter
-    count = max(1, math.ceil((solver.max_iter - start_iter) / float(every)))
-    need = 2 * max(sizes) * count
-    free = shutil.disk_usage(fold_dir).free
-    if need > free:
-        return ("its %d snapshot(s) need about %.1f GiB and %.1f GiB are free in %s: free some "
-                "space, or snapshot less often (schedule key 'snapshot'), and run again"
-                % (count, need / 2.0 ** 30, free / 2.0 ** 30, fold_dir))
-    return None
-
-
-def _prctl():
-    import ctypes
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-# Resolved once in the parent: the function that runs in the child between fork and exec must
-# not import or take locks (run_folds forks from several threads).
-_PRCTL = _prctl()
-_PR_SET_PDEATHSIG, _SIGTERM = 1, 15
-
-
-def _die_with_parent():
-    """In the caffe child, before exec: SIGTERM when run_folds dies, however it dies (Linux
-    prctl PR_SET_PDEATHSIG), so a killed run_folds leaves no training running on."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, _SIGTERM)
-
-
-def tail(path, lines=15):
-    """What a failed caffe run's log says: its cause lines (glog's F and E lines, 'Check
-    failed', 'Error parsing'), which sit above the stack trace, then the last lines."""
-    with open(path, errors="replace") as f:
-        text = f.readlines()
-    start = max((i for i, l in enumerate(text) if l.startswith("# psn-caffe: ")), default=0)
-    text = text[start:]
-    cause = [l for l in text if re.match(r"[FE]\d{4}", l) or "Check failed" in l
-             or "Error parsing" in l or "No space left" in l]
-    last = text[-lines:]
-    if not cause:
-        return "".join(last)
-    return ("cause: " + "".join(cause[-3:]) + "last lines:\n"
-            + "".join(l for l in last if l not in cause[-3:]))
+from psn.fold_predict import predict_fold
+from psn.fold_setup import reads_apex, write_apex_shards
+from psn.predictions import join_predictions
+from psn.run_record import check_run_record
+from psn.slurm import write_slurm
 
 
 def run_training(cfg, folds, log):
@@ -615,10 +61,10 @@ def run_training(cfg, folds, log):
             where = "GPU " + ",".join(map(str, gpu_ids)) if gpu_ids else "CPU"
             log("fold %02d: training on %s" % (fold, where))
             try:
-                fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
+                fold_dir = RunFolder(cfg.out).fold_dir(fold)
                 with folder_lock(fold_dir, "training in", log=log):
                     ok, msg = train_fold(cfg, fold, gpu_ids, log)
-            except (RunError, FolderBusy) as e:
+            except (RunError, InputError, FolderBusy) as e:
                 ok, msg = False, str(e)
             except Exception as e:  # one fold's surprise must not stop the other folds
                 ok, msg = False, "%s: %s" % (type(e).__name__, e)
@@ -633,99 +79,6 @@ def run_training(cfg, folds, log):
         t.join()
     return results
 
-
-# ---------------------------------------------------------------- prediction
-
-def predict_fold(cfg, fold, manifest, log):
-    import caffe
-    import h5py
-    import numpy as np
-
-    fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
-    out_path = os.path.join(fold_dir, "predictions.csv")
-    if os.path.exists(out_path):
-        return out_path
-    weights = done_weights(fold_dir)
-    if not os.path.exists(weights):
-        raise RunError("%s names %s, which does not exist: delete DONE to train fold %d again"
-                       % (os.path.join(fold_dir, "DONE"), weights, fold))
-    net = caffe.Net(os.path.join(fold_dir, "deploy.prototxt"), weights, caffe.TEST)
-    rows = []
-    for shard in input_shards(cfg, fold_lists(cfg.data, fold)["test"][1]):
-        with h5py.File(shard, "r") as f:
-            clip_prob = clip_probabilities(net, f["raw"], f["sparse"], f["cont"])
-            if not np.isfinite(clip_prob).all():
-                raise RunError("fold %d gives non-finite probabilities on %s: its weights (%s) or "
-                               "that shard are damaged" % (fold, shard, weights))
-            for i, p in enumerate(clip_prob):
-                m = manifest[int(f["clip_index"][i])]
-                rows.append([m["database"], m["subject"], m["clip"], fold,
-                             int(f["clip_label"][i]), int(p.argmax())]
-                            + ["%.6f" % v for v in p])
-    write_predictions(out_path, rows)
-    log("fold %02d: predicted %d clips" % (fold, len(rows)))
-    return out_path
-
-
-# ---------------------------------------------------------------- SLURM
-
-SLURM_TEMPLATE = """#!/bin/bash
-# Written by tools/run_folds.py --launcher slurm: one array task per fold.
-# Submit with: sbatch {script}
-# then, when all tasks are done, join the predictions with:
-#   {python} {tool} {common} --predict-only
-# A task that was cancelled or failed is redone by submitting the script again: finished
-# folds are skipped, an interrupted one resumes from its last snapshot.
-#SBATCH --job-name={job_name}
-#SBATCH --array={array}
-{resources}
-#SBATCH --output={output}
-set -euo pipefail
-cd {root}
-eval "$(tools/build_caffe.sh --print-env{cuda})"
-FOLD=$SLURM_ARRAY_TASK_ID
-{python} {tool} {common} --folds "$FOLD"{device} --no-predict
-"""
-
-
-def _sbatch_word(text):
-    """One word of an #SBATCH line: sbatch splits those lines itself, and the escape that every
-    version of it reads is the backslash (older ones know no single quotes)."""
-    return re.sub(r"([^A-Za-z0-9_./%=:,+-])", r"\\\1", text)
-
-
-def write_slurm(cfg, folds):
-    """RUN/slurm_job.sh: a job array, one task per fold; with --gpus each task asks for one
-    GPU (gres) and trains on it, without them each task trains on one CPU.
-
-    Every path in it is quoted (shlex.quote for bash, backslashes for #SBATCH lines), and a
-    path with a newline is refused (RunError): it would end a line, and what follows it
-    would run as a command of its own."""
-    path = os.path.join(cfg.out, "slurm_job.sh")
-    tool = os.path.join(ROOT, "tools", "run_folds.py")
-    for text in [path, ROOT, sys.executable, cfg.model] + cfg.flags():
-        if "\n" in text or "\r" in text:
-            raise RunError("%r holds a newline, which would start a command of its own in the "
-                           "SLURM script. Fix: use a folder (and checkout) whose path has no "
-                           "newline" % text)
-    if cfg.gpus:
-        resources, device, cuda = "#SBATCH --gres=gpu:1\n#SBATCH --cpus-per-task=4", " --gpus 0", " --cuda"
-    else:
-        resources, device, cuda = "#SBATCH --cpus-per-task=1", "", ""
-    text = SLURM_TEMPLATE.format(
-        script=shlex.quote(path), job_name=_sbatch_word("psn-" + cfg.model),
-        array=",".join(str(f) for f in folds),
-        # %A and %a are sbatch's; a % of the path itself is written %%.
-        output=_sbatch_word(cfg.out.replace("%", "%%") + "/slurm-%A_%a.out"),
-        resources=resources, device=device, root=shlex.quote(ROOT), cuda=cuda,
-        python=shlex.quote(sys.executable), tool=shlex.quote(tool),
-        common=" ".join(shlex.quote(c) for c in cfg.flags()))
-    write_atomic(path, text)
-    os.chmod(path, 0o755)
-    return path
-
-
-# ---------------------------------------------------------------- main
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="run_folds.py", description=__doc__.splitlines()[0])
@@ -780,18 +133,18 @@ def run_folds(cfg, log=log_line):
     point of tools/run_folds.py and psn.main."""
     try:
         os.makedirs(cfg.out, exist_ok=True)
-        all_folds = list_folds(cfg.data)
+        all_folds = DataFolder(cfg.data).folds()
         folds = list(cfg.folds) if cfg.folds else all_folds
         unknown = sorted(set(folds) - set(all_folds))
         if unknown:
             raise RunError("folds %s are not in %s/folds" % (unknown, cfg.data))
-        manifest = read_manifest(cfg.data)
-    except (RunError, OSError) as e:
+        manifest = DataFolder(cfg.data).manifest_by_index()
+    except (RunError, InputError, OSError) as e:
         return fail("run_folds: error: ", e)
     if cfg.launcher == "slurm":
         try:
             path = write_slurm(cfg, folds)
-        except (RunError, OSError) as e:
+        except (RunError, InputError, OSError) as e:
             return fail("run_folds: error: ", e)
         log("wrote %s (%d array tasks); submit it with sbatch" % (path, len(folds)))
         return 0
@@ -810,7 +163,7 @@ def run_folds(cfg, log=log_line):
         with folder_lock(cfg.data, "reading", shared=True):
             check_run_record(cfg, log)
             return train_and_predict(cfg, folds, manifest, log)
-    except (FolderBusy, RunError, OSError) as e:
+    except (FolderBusy, RunError, InputError, OSError) as e:
         return fail("run_folds: error: ", e)
 
 
@@ -832,7 +185,7 @@ def check_shards(cfg, folds, log):
         sound = {}
     bad, problems = {}, {}
     for fold in folds:
-        for split, (_, shards) in fold_lists(cfg.data, fold).items():
+        for split, shards in DataFolder(cfg.data).fold_shards(fold).items():
             for shard in shards:
                 st = os.stat(shard)
                 stamp = [st.st_size, st.st_mtime_ns]
@@ -860,24 +213,25 @@ def train_and_predict(cfg, folds, manifest, log):
             write_apex_shards(cfg, [f for f in folds if f not in failed], manifest, log)
         results = run_training(cfg, [f for f in folds if f not in failed], log)
         failed.update({f: msg for f, (ok, msg) in results.items() if not ok})
-    if (not cfg.predict):
+    if not cfg.predict:
         return 1 if failed else 0
     paths = []
+    run = RunFolder(cfg.out)
     for fold in folds:
         if fold in failed:
             continue
-        fold_dir = os.path.join(cfg.out, "fold%02d" % fold)
-        if not os.path.exists(os.path.join(fold_dir, "DONE")):
+        fold_dir = run.fold_dir(fold)
+        if not os.path.exists(run.done(fold)):
             failed.setdefault(fold, "not trained yet")
             continue
         try:
             with folder_lock(fold_dir, "predicting in", log=log):
                 paths.append(predict_fold(cfg, fold, manifest, log))
-        except (FolderBusy, RunError) as e:
+        except (FolderBusy, RunError, InputError) as e:
             failed[fold] = str(e)
     if paths:
-        n = join_predictions(paths, os.path.join(cfg.out, "predictions.csv"))
-        log("wrote %s (%d clips from %d folds)" % (os.path.join(cfg.out, "predictions.csv"),
+        n = join_predictions(paths, run.predictions)
+        log("wrote %s (%d clips from %d folds)" % (run.predictions,
                                                    n, len(paths)))
     for fold, msg in sorted(failed.items()):
         print("run_folds: fold %02d failed: %s" % (fold, msg), file=sys.stderr)

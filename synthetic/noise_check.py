@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from preprocessing.hdf5_shards import CROP
-from preprocessing.pipeline import Options, sparse_part
+from preprocessing.clip_chain import Options, sparse_part
 from preprocessing.sampling import N_FRAMES, sample
 from synthetic.faces import draw_face
 from preprocessing.tim import clip_time_matrix

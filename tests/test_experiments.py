@@ -184,7 +184,7 @@ def test_fig6_and_fig7_are_drawn_with_their_values(psn_run, tmp_path):
     md = writers.write_fig7(setting(tmp_path), runs2, str(tmp_path / "f7"))
     # How and when: a table quoted in the README must carry its pipeline and settings.
     import datetime
-    from preprocessing.pipeline import PIPELINE_VERSION
+    from preprocessing.clip_chain import PIPELINE_VERSION
     text = open(md).read()
     assert ("Made by `tools/run_psn.sh --experiment fig7` on %s: preprocessing pipeline "
             "version %d" % (datetime.date.today().isoformat(), PIPELINE_VERSION)) in text

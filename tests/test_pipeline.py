@@ -23,8 +23,10 @@ from preprocessing.errors import InputError
 from preprocessing.hdf5_shards import read_shard, write_shard
 from preprocessing.loaders import load_databases
 from preprocessing.manifest import MANIFEST_COLUMNS, read_manifest
-from preprocessing.pipeline import (Options, cache_path, clip_stamp, parse_augment,
-                                    parse_face_box, read_cache, run)
+from preprocessing.cli import parse_augment, parse_face_box
+from preprocessing.clip_cache import cache_path, clip_stamp, read_cache
+from preprocessing.clip_chain import Options
+from preprocessing.pipeline import run
 
 # Subject | Filename | onset | apex | offset | AUs | emotion: every class, four subjects.
 CASME2_ROWS = [
@@ -175,7 +177,6 @@ def _clip_like(row):
 
 def test_fold_lists_and_folds_json(first):
     out = first[0]
-    shards = os.path.join(out, "shards")
     plan = json.load(open(os.path.join(out, "folds.json")))
     assert plan["protocol"] == "groups2" and plan["seed"] == 0 and plan["n_folds"] == 2
     assert plan["augment"] == list(AUGMENT) and plan["n_clips"] == 15
@@ -373,7 +374,8 @@ def test_rpca_default_is_a_share_of_non_zeros_and_the_flags_choose_others(capsys
                                                                            tmp_path):
     """Fig. 10's best band is the default (lambda per clip for 25 % non-zeros); --lam L a
     fixed lambda, --lam default the fixed 1/sqrt(12544), --sparsity S another share."""
-    from preprocessing.pipeline import DEFAULT_SPARSITY, rpca_choice
+    from preprocessing.cli import rpca_choice
+    from preprocessing.rpca import DEFAULT_SPARSITY
     assert DEFAULT_SPARSITY == 0.25
     assert Options().sparsity == 0.25 and Options().lam is None
     assert Options(lam=0.02).sparsity is None and Options(sparsity=None).sparsity is None
@@ -469,8 +471,8 @@ def test_shards_are_plain_by_default_and_gzip_on_request(first, tmp_path):
 def test_caffe_hdf5data_reads_the_shards(first, caffe, tmp_path):
     out = first[0]
     proto = tmp_path / "data.prototxt"
-    from psn.training import fold_lists
-    lists = fold_lists(out, 1, resolve_into=str(tmp_path))   # absolute, as run_folds gives Caffe
+    from preprocessing.layout import DataFolder
+    lists = DataFolder(out).caffe_lists(1, str(tmp_path))   # absolute, as run_folds gives Caffe
     for split in ("test", "train"):
         source = lists[split][0]
         proto.write_text('layer { name: "data" type: "HDF5Data" top: "raw" top: "sparse" '
@@ -543,8 +545,8 @@ def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
         assert 0 < np.count_nonzero(e) < e.size and np.abs(e).max() > 0.02
     proto = tmp_path / "data.prototxt"
     # sub01's plain + flip shards, as run_folds hands them to Caffe (absolute paths).
-    from psn.training import fold_lists
-    source = fold_lists(out, 2, resolve_into=str(tmp_path))["train"][0]
+    from preprocessing.layout import DataFolder
+    source = DataFolder(out).caffe_lists(2, str(tmp_path))["train"][0]
     proto.write_text('layer { name: "d" type: "HDF5Data" top: "raw" top: "sparse" top: "label" '
                      f'top: "cont" hdf5_data_param {{ source: "{source}" batch_size: 2 }} }}\n')
     net = caffe.Net(str(proto), caffe.TEST)
@@ -572,7 +574,7 @@ def test_end_frames_of_E_carry_no_more_noise_than_the_rest(method, n_frames):
 
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_a_truncated_frame_is_named_not_decoded_half_gray(tmp_path, ext):
-    from preprocessing.pipeline import ClipExcluded, read_frame
+    from preprocessing.clip_chain import ClipExcluded, read_frame
     img = (np.arange(64 * 48 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
     path = str(tmp_path / ("f" + ext))
     assert cv2.imwrite(path, img)
@@ -657,7 +659,7 @@ def test_shards_that_cannot_fit_are_not_started(first, roots, tmp_path, monkeypa
 
 def test_a_clip_without_any_motion_is_flagged(tmp_path):
     from preprocessing.clips import Clip
-    from preprocessing.pipeline import compute_clip
+    from preprocessing.clip_chain import compute_clip
     paths = []
     for n in range(1, 11):
         path = str(tmp_path / f"img{n}.png")
@@ -712,7 +714,8 @@ def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_
     """run_variants (Fig. 10's sweep): the default-lambda output is byte for byte the one
     `run` made, another lambda's cache holds what process_clip gives alone, and each output
     is a complete folder."""
-    from preprocessing.pipeline import process_clip, run_variants
+    from preprocessing.clip_cache import process_clip
+    from preprocessing.pipeline import run_variants
     other = Options(face_box=(0, 0, 48, 48), tol=0.03, lam=0.02)
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     lines = []
@@ -741,5 +744,5 @@ def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_
     assert again[b]["computed"] == 0
     assert any(": 0 results to compute" in line for line in lines)
     with pytest.raises(ValueError, match="differ in lam and sparsity only"):
-        from preprocessing.pipeline import process_clip_variants
+        from preprocessing.clip_cache import process_clip_variants
         process_clip_variants(clips[0], [(alone, OPTIONS), (alone, Options(tol=0.03))])

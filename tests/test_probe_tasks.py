@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
+from preprocessing.layout import DataFolder
 from psn import probe_tasks
 
 
@@ -111,10 +112,13 @@ def test_write_task_is_a_preprocessing_folder(tmp_path):
     with open(os.path.join(out, "manifest.csv")) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 8 and {r["label"] for r in rows} == {"0", "1"}
+    folder = DataFolder(out)
     for fold in (1, 2):
-        d = os.path.join(out, "folds", "fold%02d" % fold)
-        test = open(os.path.join(d, "test.txt")).read().split()
-        train = open(os.path.join(d, "train.txt")).read().split()
+        # Relative to the folder, as preprocessing writes them (the folder can move).
+        listed = open(folder.fold_list(fold, "test")).read().split()
+        assert listed == [os.path.join("shards", "group%02d.h5" % fold)]
+        lists = folder.fold_shards(fold)
+        test, train = lists["test"], lists["train"]
         assert len(test) == 1 and test[0] not in train
         with h5py.File(test[0]) as h:
             assert sorted(np.bincount(h["clip_label"][:]).tolist()) == [2, 2]  # balanced

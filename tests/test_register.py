@@ -8,7 +8,7 @@ import pytest
 from preprocessing.clips import Clip
 from preprocessing.errors import InputError
 from preprocessing.face import FaceBox, crop_frame
-from preprocessing.pipeline import GRAY_WEIGHTS, Options, clip_crops, compute_clip
+from preprocessing.clip_chain import GRAY_WEIGHTS, Options, clip_crops, compute_clip
 from preprocessing.register import MAX_SHIFT, OnsetRegistration, ecc_warps, warp_size
 from synthetic import draw_face
 

@@ -7,19 +7,24 @@ import sys
 import numpy as np
 import pytest
 
+from preprocessing.layout import DataFolder
+from preprocessing.manifest import write_manifest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(ROOT, "tools", "run_folds.py")
 
 
 def make_data(base, groups=2, per_group=5, seed=0):
-    """A data folder in the layout of `tools/preprocess.py run` (shards, folds, manifest)."""
+    """A data folder in the layout of `tools/preprocess.py run` (shards, folds, manifest),
+    written through preprocessing.layout."""
     import h5py
+    folder = DataFolder(base)
     rng = np.random.RandomState(seed)
-    os.makedirs(os.path.join(base, "shards"))
+    os.makedirs(folder.shard_dir)
     manifest, index = [], 0
     for g in range(1, groups + 1):
         labels = np.arange(per_group) % 4
-        with h5py.File(os.path.join(base, "shards", "group%02d.h5" % g), "w") as f:
+        with h5py.File(folder.shard(g), "w") as f:
             f["raw"] = rng.randint(0, 255, (per_group, 16, 3, 112, 112)).astype(np.uint8)
             f["sparse"] = rng.normal(0, 0.1, (per_group, 16, 1, 112, 112)).astype(np.float32)
             f["label"] = np.repeat(labels[:, None], 16, axis=1).astype(np.float32)
@@ -33,19 +38,11 @@ def make_data(base, groups=2, per_group=5, seed=0):
                                  clip="EP%02d_%02d" % (g, k), label=int(labels[k]), group=g,
                                  included=1))
             index += 1
-    with open(os.path.join(base, "manifest.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(manifest[0]))
-        w.writeheader()
-        w.writerows(manifest)
+    write_manifest(folder.manifest, manifest)
     for fold in range(1, groups + 1):
-        d = os.path.join(base, "folds", "fold%02d" % fold)
-        os.makedirs(d)
-        # Relative to the data folder, as tools/preprocess.py writes them.
-        shard = lambda g: os.path.join("shards", "group%02d.h5" % g)
-        with open(os.path.join(d, "train.txt"), "w") as f:
-            f.write("".join(shard(g) + "\n" for g in range(1, groups + 1) if g != fold))
-        with open(os.path.join(d, "test.txt"), "w") as f:
-            f.write(shard(fold) + "\n")
+        folder.write_fold_list(fold, "train", [folder.shard(g) for g in range(1, groups + 1)
+                                               if g != fold])
+        folder.write_fold_list(fold, "test", [folder.shard(fold)])
     return base
 
 
@@ -262,6 +259,7 @@ def test_predict_tool_on_a_clip_folder(caffe_env, trained, tmp_path):
     assert len(probs) == 4 and abs(sum(probs) - 1) < 1e-4 and min(probs) >= 0
     assert result["class"] == int(np.argmax(probs))
     assert result["name"] == ("positive", "negative", "surprise", "others")[result["class"]]
+    assert result["classes"] == ["positive", "negative", "surprise", "others"]   # run.json's
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"),
                           str(tmp_path), "--model", os.path.join(out, "fold01")],
                          capture_output=True, text=True, env=caffe_env, timeout=600)
@@ -311,6 +309,7 @@ def test_a_rerun_with_other_settings_or_data_is_refused(caffe_env, trained, tmp_
     assert record["model"] == "psn" and record["width"] == 0.125 and record["schedule"]["max_iter"] == 4
     assert record["data_path"] == data and len(record["data_sha256"]) == 64
     assert "psn.tp_gain" in record["tpu_wm_gain"]
+    assert record["classes"] == ["positive", "negative", "surprise", "others"]
     assert record["provenance"]["caffe_home"].startswith("cpu-") and record["provenance"]["numpy"]
     # The command that rebuilds this run's configuration (psn.config.RunConfig.flags).
     cmd = record["command"]
@@ -421,7 +420,7 @@ def test_killing_run_folds_stops_its_caffe(caffe_env, trained, tmp_path):
 
 
 def test_a_caffe_failure_is_reported_by_its_cause_line(tmp_path):
-    from psn.training import tail
+    from psn.caffe_train import tail
     log = tmp_path / "train.log"
     log.write_text("# psn-caffe: caffe train ...\n"
                    "I1128 08:00:00.0 1 solver.cpp:60] Solving\n"
@@ -463,12 +462,13 @@ def test_a_diverging_loss_stops_the_fold_early(caffe_env, tmp_path):
 
 
 def test_a_broken_prototxt_is_named(caffe_env, monkeypatch, tmp_path):
-    import psn.training as T
+    import psn.fold_setup as T
+    from psn import nets
     model = tmp_path / "prototxt" / "mynet"
     model.mkdir(parents=True)
     for name in ("train_val", "deploy", "solver"):
         (model / (name + ".prototxt")).write_text('name: "x"\nlayer { name: "a" type: \n')
-    monkeypatch.setattr(T, "ROOT", str(tmp_path))
+    monkeypatch.setattr(nets, "PROTOTXT_DIR", str(tmp_path / "prototxt"))
     with pytest.raises(T.RunError) as e:
         T.fold_nets("mynet", 1.0, 5, "a.txt", "b.txt", "cpp")
     assert str(e.value).startswith(str(model / "train_val.prototxt") + ":3")
@@ -477,7 +477,7 @@ def test_a_broken_prototxt_is_named(caffe_env, monkeypatch, tmp_path):
 def test_snapshots_that_cannot_fit_are_refused(monkeypatch, trained, tmp_path):
     import collections
     import shutil
-    import psn.training as T
+    import psn.caffe_train as T
     from caffe.proto import caffe_pb2
     _, out, _ = trained
     solver = caffe_pb2.SolverParameter(max_iter=100, snapshot=10)
@@ -505,15 +505,15 @@ def _fake_checkout(base):
 def test_slurm_script_quotes_every_path(tmp_path, monkeypatch):
     """Spaces, $(…), backticks and quotes in the checkout and run paths reach run_folds as
     they are, and nothing in them runs (the checkout path was pasted unquoted after cd)."""
-    from psn import training
+    from psn import slurm
     from psn.config import RunConfig
     root = _fake_checkout(str(tmp_path))
-    monkeypatch.setattr(training, "ROOT", root)
+    monkeypatch.setattr(slurm, "ROOT", root)
     out = str(tmp_path / "run 'x' $(touch PWNED3) #1")
     os.makedirs(out)
     cfg = RunConfig(data=str(tmp_path / "my data"), out=out, schedule="smoke",
                     launcher="slurm")
-    script = training.write_slurm(cfg, [1, 2])
+    script = slurm.write_slurm(cfg, [1, 2])
     called = str(tmp_path / "called.json")
     work = tmp_path / "cwd"
     work.mkdir()
@@ -537,12 +537,12 @@ def test_slurm_script_quotes_every_path(tmp_path, monkeypatch):
 @pytest.mark.parametrize("where", ["out", "data", "root"])
 def test_a_newline_in_a_path_is_refused_for_the_slurm_script(tmp_path, monkeypatch, where, capsys):
     """A newline in --out put a shell line of its own into slurm_job.sh."""
-    from psn import training
+    from psn import slurm, training
     from psn.config import RunConfig
     data = make_data(str(tmp_path / ("da\nta" if where == "data" else "data")), groups=2)
     out = str(tmp_path / ("run\ntouch PWNED" if where == "out" else "run"))
     if where == "root":
-        monkeypatch.setattr(training, "ROOT", str(tmp_path / "check\nout"))
+        monkeypatch.setattr(slurm, "ROOT", str(tmp_path / "check\nout"))
     cfg = RunConfig(data=data, out=out, schedule="smoke", launcher="slurm")
     assert training.run_folds(cfg, log=lambda *a: None) == 2
     err = capsys.readouterr().err

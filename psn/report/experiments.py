@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 
 from preprocessing.atomic import write_atomic
+from preprocessing.layout import DataFolder, RunFolder
 from psn import metrics
 from psn.config import DEFAULT_SPARSITY, FIXED_LAMBDA, variant, variant_suffix
 from psn.metrics import CLASS_SHORT, N_CLASSES
@@ -27,7 +28,7 @@ def _report(runs, out_dir):
     from psn.report.logs import find_logs
     names = {need: _run_name(need) for need in runs}
     report_dir = os.path.join(out_dir, "report")
-    combined = make_report([os.path.join(d, "predictions.csv") for d in runs.values()],
+    combined = make_report([RunFolder(d).predictions for d in runs.values()],
                            report_dir, names=list(names.values()),
                            logs=["%s=%s" % (names[n], d) for n, d in runs.items()
                                  if find_logs(d)])
@@ -58,7 +59,7 @@ def _provenance(setting, name):
     import json
     from dataclasses import replace
 
-    from preprocessing.pipeline import PIPELINE_VERSION, Options
+    from preprocessing.clip_chain import PIPELINE_VERSION, Options
     from psn.nets import MODELS
     cfg = replace(MODELS["psn"], **setting.net_overrides)
     stamp = None
@@ -267,9 +268,8 @@ def write_table9(setting, runs, out_dir, failed=None):
 
 def _share_of(data_dir):
     """Mean and range of E's non-zero share over a data folder's included clips, their count."""
-    from preprocessing.manifest import read_manifest
-    rows = [r for r in read_manifest(os.path.join(data_dir, "manifest.csv"))
-            if str(r["included"]) == "1"]
+    from preprocessing.layout import DataFolder
+    rows = [r for r in DataFolder(data_dir).manifest_rows() if str(r["included"]) == "1"]
     shares = np.array([float(r["rpca_nnz_share"]) for r in rows]) if rows else np.zeros(0)
     if not len(shares):
         return None, None, None, 0
@@ -288,7 +288,7 @@ def fig10_rows(setting, ms, failed=None):
                  "%d-%d %%" % (round(100 * level - 5), round(100 * level + 5)))
         data = setting.data_dir(level)
         why = (failed or {}).get(key)
-        mean, lo, hi, n = (_share_of(data) if os.path.exists(os.path.join(data, "manifest.csv"))
+        mean, lo, hi, n = (_share_of(data) if os.path.exists(DataFolder(data).manifest)
                            else (None, None, None, 0))
         m = ms.get(need) or {}
         rows.append({"level": "lambda" if reference else level, "reference": reference,
@@ -335,8 +335,7 @@ def write_fig10(setting, runs, out_dir, failed=None):
 
 def _default_clips(data_dir, n=4):
     from preprocessing.contact_sheet import choose_clips
-    from preprocessing.manifest import read_manifest
-    rows = read_manifest(os.path.join(data_dir, "manifest.csv"))
+    rows = DataFolder(data_dir).manifest_rows()
     return ["%s/%s" % (r["subject"], r["clip"]) for r in choose_clips(rows, n)]
 
 

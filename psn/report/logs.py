@@ -10,12 +10,14 @@ from psn.report.errors import ReportError
 
 _SKIP_EXT = (".caffemodel", ".solverstate", ".h5", ".hdf5", ".png", ".jpg", ".jpeg", ".npy",
              ".npz", ".csv", ".train", ".test", ".prototxt", ".json", ".md", ".py", ".txt~")
-_LOG_SNIFF = re.compile(r"^[IWEF]\d{4}(?:\d{4})? \d\d:\d\d:\d\d.*\] (?:Solving |Iteration \d+)",
-                        re.MULTILINE)
 
 
 def find_logs(directory):
-    """Caffe training logs under ``directory`` (or the file itself), by content, sorted."""
+    """Caffe training logs under ``directory`` (or the file itself), sorted: a run folder's
+    foldKK/train.log (preprocessing.layout.RunFolder), else any file whose content is one."""
+    from preprocessing.layout import RunFolder
+    if os.path.isdir(directory) and RunFolder(directory).logs():
+        return [path for _, path in sorted(RunFolder(directory).logs().items())]
     if os.path.isfile(directory):
         candidates = [directory]
     elif os.path.isdir(directory):
@@ -34,7 +36,7 @@ def find_logs(directory):
                 head = f.read(1 << 20).decode("utf-8", errors="replace")
         except OSError:
             continue
-        if _LOG_SNIFF.search(head):
+        if caffe_log.is_training_log(head):
             logs.append(path)
     return logs
 
