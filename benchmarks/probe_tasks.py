@@ -18,6 +18,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from psn.nets import DEMO_WIDTH  # noqa: E402
+
 G = 1.0 / 64   # the first measurements: uncentred frames, (gray - 128) / 64
 RAW = dict(temporal_centre=False, temporal_scale=G, temporal_norm="none")
 X8 = dict(temporal_norm="none")   # the previous default: centred, x / 8, W_m gain 2.5
@@ -99,7 +101,7 @@ def main(argv=None):
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--iters", type=int, default=600)
-    ap.add_argument("--width", type=float, default=0.125)
+    ap.add_argument("--width", type=float, default=DEMO_WIDTH)
     ap.add_argument("--clips", type=int, default=80)
     ap.add_argument("--noise", type=float, default=2.0)
     ap.add_argument("--identities", action="store_true",

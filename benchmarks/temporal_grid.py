@@ -112,7 +112,7 @@ def main(argv=None):
         if m not in nets.MODELS:
             ap.error("unknown model %s (known: %s)" % (m, ", ".join(sorted(nets.MODELS))))
         try:     # a bad override fails here, not in a worker after the data is written
-            nets.build(m, width=0.125, **net)
+            nets.build(m, width=nets.DEMO_WIDTH, **net)
         except (ValueError, TypeError, AttributeError) as e:
             ap.error("--net %s: %s" % (" ".join(args.net), e))
     if args.jobs < 1:
@@ -175,8 +175,9 @@ def main(argv=None):
                 "on fold 1; each cell the mean over the seeds run (seeds %s), the worst "
                 "seed in brackets where they differ; %d clips, half held out. Chance is 0.5. "
                 "docs/temporal_stream.md explains the tasks and the normalisation.\n\n"
-                % (cmd.strip(), datetime.date.today().isoformat(), how, args.iters, int(args.iters * 2 / 3), net or "none (shipped defaults)",
-                   os.path.relpath(out, ROOT), ", ".join(map(str, seeds)), args.clips))
+                % (cmd.strip(), datetime.date.today().isoformat(), how, args.iters,
+                   int(args.iters * 2 / 3), net or "none (shipped defaults)", os.path.relpath(out, ROOT),
+                   ", ".join(map(str, seeds)), args.clips))
         write_atomic(args.doc, head + text)
         print("wrote", args.doc)
     return 0

@@ -122,7 +122,7 @@ def caffe_measure(cell, overrides, workdir, clips=20):
         saved = nets.MODELS[model]
         nets.MODELS[model] = replace(saved, **overrides)
         try:
-            net, tv, _, _ = load_train_net(model, d, 1, 0.125, None)
+            net, tv, _, _ = load_train_net(model, d, 1, nets.DEMO_WIDTH, None)
         finally:
             nets.MODELS[model] = saved
         net.forward()
@@ -172,7 +172,7 @@ def main(argv=None):
     from psn.env import ensure_caffe
     ensure_caffe()
     from dataclasses import replace
-    from psn.nets import MODELS, parse_overrides
+    from psn.nets import DEMO_WIDTH, MODELS, parse_overrides
     try:
         overrides = parse_overrides(args.net)
         cells = CELLS if not args.cells else [tuple(float(v) for v in c.split(","))
@@ -181,7 +181,7 @@ def main(argv=None):
         ap.error(str(e))
     if any(len(c) != 3 for c in cells):
         ap.error("--cells: give contrast,sigma,noise triples separated by ';'")
-    cfg = replace(MODELS["psn_temporal"], width=0.125, **overrides)
+    cfg = replace(MODELS["psn_temporal"], width=DEMO_WIDTH, **overrides)
     if cfg.temporal_norm not in ("rms", "none"):
         ap.error("temporal_norm must be rms or none, got %r" % cfg.temporal_norm)
     if args.gains:

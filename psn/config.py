@@ -8,14 +8,13 @@ produces a quantity defines it), and gathered here so that a reader finds them i
     N_FRAMES         150 time-normalised frames per clip (preprocessing.sampling)
     T                16 frames the nets see per clip (preprocessing.sampling)
     CROP             112 x 112 pixels per frame (preprocessing.sampling)
-    CLIPS_PER_BATCH  5 clips per batch, 80 rows of frames (defined here)
+    CLIPS_PER_BATCH  5 clips per batch, 80 rows of frames (psn.nets)
 
 RunConfig holds everything that decides how `caffe train` runs on the folds of one
 preprocessing output. tools/run_folds.py builds it from its flags (RunConfig.from_flags),
 psn.main builds it for the demo, psn.training.run_folds takes it, and the run folder records
 it (run.json: RunConfig.record plus the data's fingerprint and the provenance).
 """
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -31,11 +30,10 @@ __all__ = ["CLASSES", "DATABASES", "N_FRAMES", "T", "CROP", "CLIPS_PER_BATCH", "
            "DEFAULT_SPARSITY", "FIXED_LAMBDA", "variant", "variant_suffix"]
 
 DATABASES = load_protocol("paper").databases
-CLIPS_PER_BATCH = 5     # paper section 4.1: 5 clips of 16 frames, 80 rows per batch
+CLIPS_PER_BATCH = nets.CLIPS_PER_BATCH
 TPU_IMPLS = ("cpp", "python")
 LAUNCHERS = ("local", "slurm")
-SCHEDULE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "prototxt", "schedules")
+SCHEDULE_DIR = nets.SCHEDULE_DIR
 
 
 # Fig. 10's reference preprocessing: RPCA with the fixed lambda 1/sqrt(12544) of the first
@@ -71,8 +69,11 @@ def load_schedule(name_or_path):
     if not os.path.exists(path):
         names = sorted(os.path.splitext(f)[0] for f in os.listdir(SCHEDULE_DIR))
         raise RunError("unknown schedule %r: give a JSON file or one of %s" % (name_or_path, names))
-    with open(path) as f:
-        return json.load(f)
+    try:
+        return nets.read_schedule(path)
+    except ValueError as e:
+        raise RunError("%s is not a JSON schedule (%s): fix it, or give one of %s"
+                       % (path, e, sorted(os.path.splitext(f)[0] for f in os.listdir(SCHEDULE_DIR))))
 
 
 @dataclass(frozen=True)

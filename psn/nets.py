@@ -20,6 +20,7 @@ Data flow of every net (docs/design.md §2):
 """
 import argparse
 import copy
+import json
 import math
 import os
 import sys
@@ -31,6 +32,8 @@ from preprocessing.sampling import CROP, N_SAMPLED
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTOTXT_DIR = os.path.join(ROOT, "prototxt")
 NUM_CLASSES = len(CLASSES)   # the paper's 4; a protocol with other classes sets num_classes
+CLIPS_PER_BATCH = 5          # paper section 4.1: 5 clips of 16 frames, 80 rows per batch
+DEMO_WIDTH = 0.125           # the CPU demo's channel multiplier (the synthetic database's nets)
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,9 @@ class NetConfig:
     frames: int = N_SAMPLED       # T (16)
     frame: str = "all"            # all: the clip's T frames | apex: only the sampled frame
                                   # nearest the apex (T = 1; run_folds derives its shards)
-    batch: int = 5                # N clips per batch
+    batch: int = CLIPS_PER_BATCH  # N clips per batch
     size: int = CROP
-    width: float = 1.0            # channel multiplier (the CPU demo uses 0.125: psn/main.py)
+    width: float = 1.0            # channel multiplier (the CPU demo uses DEMO_WIDTH)
     dropout: float = 0.5
     num_classes: int = NUM_CLASSES   # outputs of fc_cls: the data's protocol decides (MEGC: 3)
     description: str = ""
@@ -93,15 +96,20 @@ for _bb in ("vgg16", "resnet10"):
             backbone=_bb, fusion=_fu,
             description="Table 9: %s spatial backbone, %s fusion" % (_bb.upper(), _fu.upper()))
 
-SOLVER_DEFAULTS = dict(
-    # The paper gives no solver settings; these are AlexNet's, with a shorter
-    # schedule for ~600 training clips (120 iterations of 5 clips per epoch).
-    base_lr=0.001, lr_policy="step", gamma=0.1, stepsize=2000, max_iter=3000,
-    momentum=0.9, weight_decay=0.0005, display=20, average_loss=20,
-    test_iter=13, test_interval=200, test_initialization=False,
-    snapshot=500, snapshot_prefix="snapshots/psn", clip_gradients=10.0,
-    random_seed=1701, solver_mode="GPU",
-)
+SCHEDULE_DIR = os.path.join(PROTOTXT_DIR, "schedules")
+
+
+def read_schedule(path):
+    """A schedule file's SolverParameter fields (keys starting with '_' are its notes)."""
+    with open(path) as f:
+        return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+
+
+# The checked-in solvers: the paper's schedule (prototxt/schedules/paper.json, every training
+# field, with why) plus what a solver file needs to run from the repository root.
+SOLVER_DEFAULTS = dict(read_schedule(os.path.join(SCHEDULE_DIR, "paper.json")),
+                       test_iter=13, snapshot_prefix="snapshots/psn", random_seed=1701,
+                       solver_mode="GPU")
 
 
 def _caffe():

@@ -59,7 +59,7 @@ def _tpu_std(tv):
 
 
 @pytest.mark.parametrize("cell,raised", [((128, 24, 1, 0), True), ((16, 4, 4, 3), False)])
-def test_set_from_data_writes_the_gain_where_it_applies(tmp_path, cell, raised):
+def test_set_from_data_writes_the_gain_where_it_applies(caffe, tmp_path, cell, raised):
     c, s, n, j = cell
     d = probe_tasks.write_task(str(tmp_path / "d"), "order", n_clips=8, contrast=c, sigma=s,
                                noise=n, frame_jitter=j)
