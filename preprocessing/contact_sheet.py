@@ -85,8 +85,8 @@ def render(items):
         row_raw = np.concatenate(list(raw), axis=1)
         row_e = np.concatenate([np.repeat(f[:, :, None], 3, axis=2) for f in e], axis=1)
         width = row_raw.shape[1]
-        blocks += [_title(f"{title}   white: |E| >= {peak:.3g} (99.5th pct), max {float(mag.max()):.3g}", width), row_raw, row_e,
-                   np.zeros((GAP, width, 3), np.uint8)]
+        label = f"{title}   white: |E| >= {peak:.3g} (99.5th pct), max {float(mag.max()):.3g}"
+        blocks += [_title(label, width), row_raw, row_e, np.zeros((GAP, width, 3), np.uint8)]
     return np.concatenate(blocks, axis=0)
 
 

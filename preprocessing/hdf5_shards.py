@@ -17,8 +17,9 @@ byte shuffle, both built into libhdf5, so Caffe reads them) saves 31-40 % of the
 A shard is written to a temporary file beside its final name and renamed into place, so a
 shard path never holds half a file. A shard holds its own data: one that reads any from
 another file (an HDF5 external link, a virtual dataset, raw data stored in an external file)
-is refused by every check here, since that file is never checked and Caffe would follow it. Its `key` attribute fingerprints what went in (clip
-contents, order, labels, augmentation); a rerun with the same key leaves the file alone.
+is refused by every check here, since that file is never checked and Caffe would follow it.
+Its `key` attribute fingerprints what went in (clip contents, order, labels, augmentation); a
+rerun with the same key leaves the file alone.
 """
 from __future__ import annotations
 

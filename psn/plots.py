@@ -1,5 +1,6 @@
 """Figures of the report: confusion heatmaps (Tables 7–8), rates per database (Fig. 6), the
-comparison bar chart (Fig. 7) and training curves (Fig. 9). Matplotlib on the Agg backend; every PNG is written atomically."""
+comparison bar chart (Fig. 7) and training curves (Fig. 9). Matplotlib on the Agg backend;
+every PNG is written atomically."""
 import math
 
 import matplotlib

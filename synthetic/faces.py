@@ -191,7 +191,8 @@ def draw_face(rng):
     hl_y = brow_y - b * rng.uniform(0.30, 0.40)
     dip = rng.uniform(0.1, 0.35) * b
     part = rng.uniform(-0.4, 0.4) * a
-    hairline = hl_y + dip * np.clip(np.abs(xx - cx) / a, 0, 1.3) ** 2 - 0.06 * b * np.exp(-((xx - cx - part) / (0.15 * a)) ** 2)
+    hairline = (hl_y + dip * np.clip(np.abs(xx - cx) / a, 0, 1.3) ** 2
+                - 0.06 * b * np.exp(-((xx - cx - part) / (0.15 * a)) ** 2))
     hmask = hair_top * np.clip((hairline - yy) / 2.0 + 0.5, 0, 1)
     hair_img = hair[None, None] * (shade(a * 1.15, b * 1.1, cx, cy - 0.1 * b)
                                    * (1 + 0.1 * _smooth_noise(rng, 1.5) + 0.06 * _smooth_noise(rng, 6)))[..., None]
@@ -413,7 +414,8 @@ def wrinkle_map(face, code, strength):
             x = np.arange(WIDTH, dtype=np.float32)[None, :]
             m = np.maximum(m, 0.1 * bumps * (0.5 + 0.5 * np.cos(x * 0.9) * np.cos(y * 0.9)))
             lx, ly = P["lip_lower"]
-            m = np.maximum(m, 0.08 * _line_mask([[lx - 0.15 * a, ly + 0.04 * b], [lx + 0.15 * a, ly + 0.04 * b]], 2, 1.5))
+            m = np.maximum(m, 0.08 * _line_mask([[lx - 0.15 * a, ly + 0.04 * b],
+                                                 [lx + 0.15 * a, ly + 0.04 * b]], 2, 1.5))
         elif au == 18:
             lx, ly = P["lip_line"]
             for dx in (-0.12, -0.05, 0.05, 0.12):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from preprocessing import hdf5_shards
-from preprocessing.hdf5_shards import DATASETS, read_shard, shard_problem, stored_key
+from preprocessing.hdf5_shards import read_shard, shard_problem, stored_key
 
 K = 2
 

@@ -236,7 +236,8 @@ def test_casme2sq_naming_rule_gaps_and_folders(tmp_path):
     # a second folder with the same code is ambiguous, not guessed
     os.makedirs(os.path.join(root, "rawpic", "s15", "15_0101copy"))
     _, skipped = load_database("casme2sq", root)
-    assert reasons(skipped)["casme2sq/s15", "disgust1_3"].startswith("2 (15_0101copy, 15_0101disgustingteeth) video folder")
+    assert reasons(skipped)["casme2sq/s15", "disgust1_3"].startswith(
+        "2 (15_0101copy, 15_0101disgustingteeth) video folder")
 
 
 def test_casme2sq_wrong_columns(tmp_path):

@@ -102,7 +102,8 @@ def test_metrics_json_values_by_hand(two_runs):
     assert len(a["logs"]) == 3
 
     b = json.loads((out / "perfect" / "metrics.json").read_text())
-    assert (b["rr_pooled"], b["uf1_pooled"], b["uar_pooled"], b["rr_fold_mean"], b["rr_fold_std"]) == (1.0, 1.0, 1.0, 1.0, 0.0)
+    assert (b["rr_pooled"], b["uf1_pooled"], b["uar_pooled"], b["rr_fold_mean"],
+            b["rr_fold_std"]) == (1.0, 1.0, 1.0, 1.0, 0.0)
 
     top = json.loads((out / "metrics.json").read_text())
     assert top["order"] == ["psn", "perfect"]

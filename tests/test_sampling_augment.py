@@ -34,7 +34,6 @@ def test_the_papers_frame_count_and_crop():
 
 def clip(seed=0, F=16, size=112):
     """Frames with structure that is not symmetric, and E = gray(raw) so streams can be compared."""
-    rng = np.random.default_rng(seed)
     raw = np.empty((F, size, size, 3), np.uint8)
     yy, xx = np.mgrid[0:size, 0:size]
     for i in range(F):

@@ -163,7 +163,7 @@ fetch_debian_source() {
   (cd "$work/dl" && apt-get "${o[@]}" source --download-only "caffe=$(apt-cache "${o[@]}" showsrc caffe | awk '/^Version:/ {print $2; exit}')" >&2) \
     || die "apt-get source caffe failed"
   local orig
-  orig=$(ls "$work"/dl/caffe_*.orig.tar.gz 2>/dev/null | head -n1)
+  orig=$(find "$work/dl" -maxdepth 1 -name 'caffe_*.orig.tar.gz' | sort | head -n1)
   [ -n "$orig" ] || die "no caffe orig tarball downloaded"
   # The pristine upstream snapshot, without Debian's packaging patches: the
   # project applies its own, listed in tools/caffe_patches.
@@ -303,13 +303,14 @@ ln -s . "$INSTALL.tmp/build"
 cat > "$INSTALL.tmp/BUILD_INFO" <<EOF
 source: $SRC_ID
 options: $OPTS
-patches: $(cd "$ROOT/tools/caffe_patches" && ls *.patch | tr '\n' ' ')
+patches: $(cd "$ROOT/tools/caffe_patches" && printf '%s ' ./*.patch | sed 's|\./||g')
 layers: $LAYER_KEY
 built: $(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
 touch "$INSTALL.tmp/.psn-complete"
 rm -rf "$INSTALL"; mv "$INSTALL.tmp" "$INSTALL"
 # Keep the three newest installs of this variant (older layer versions are rarely wanted).
+# shellcheck disable=SC2012  # newest first by mtime; the names are this script's own hashes
 ls -dt "$CACHE/caffe/$VARIANT"-*/ 2>/dev/null | tail -n +4 | while read -r old; do
   [ -f "$old/.psn-complete" ] && rm -rf "$old"
 done

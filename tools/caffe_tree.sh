@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tools/build_caffe.sh and tools/check_cuda_build.sh (sourced, not run): the one
 # Makefile.config template, and the steps that turn a pristine Caffe source into this
 # project's tree (patches, layers copied in-tree). Also the Debian mirror this machine uses,

@@ -105,6 +105,7 @@ MAKEFILE_CONFIG=$(CUDA=1 CUDNN=1 CUDA_ARCH=$CHECK_CUDA_ARCH EXTRA_INCLUDE_DIRS="
 # Paths inside the checkout are hashed relative to it, so every clone has the same key (with
 # absolute paths each clone evicted the others' tree and recompiled everything).
 hash_files() { (cd "$ROOT" && find "${@#"$ROOT"/}" -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
+# shellcheck disable=SC2086  # $HEADER_DIRS below: a list of folders, split on purpose
 KEY_INPUTS=$(cat <<EOF
 source=$SRC_ID
 patches=$(hash_files "$ROOT/tools/caffe_patches" -name '*.patch')
@@ -140,6 +141,7 @@ printf '%s\n' "$MAKEFILE_CONFIG" | write_if_changed "$TREE/Makefile.config"
 # ---------------------------------------------------------------- compile
 cd "$TREE"
 CU_SRCS=$(find src -name '*.cu' | sort)
+# shellcheck disable=SC2046  # Caffe's source names have no spaces
 CPP_SRCS=$( (grep -lE 'cuda[A-Z]|cublas|curand|cudnn|CUDA_CHECK|CUBLAS_CHECK|CURAND_CHECK|USE_CUDNN' \
               $(find src tools -name '*.cpp' ! -path 'src/gtest/*');
             cd "$ROOT/layers" && find src -name '*.cpp') | sort -u)

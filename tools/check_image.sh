@@ -174,12 +174,14 @@ STEPS=()
 step() {  # step NAME CMD...: run, time, record
   local name=$1; shift
   log "in the image: $name"
-  local t=$(date +%s)
+  local t
+  t=$(date +%s)
   in_image "$@" > "$DATA/$name.log" 2>&1 || { tail -n 20 "$DATA/$name.log" >&2; die "step '$name' failed in the image (log: $DATA/$name.log)"; }
   local s=$(( $(date +%s) - t ))
   STEPS+=("$name $s")
   log "  $name: ${s} s"
 }
+# shellcheck disable=SC2016  # expanded by the container's bash, not here
 step whoami bash -c 'test "$(id -u)" = 1000 && touch /data/.written && caffe --version'
 [ -f "$DATA/.written" ] || die "a file written to /data in the image did not reach $DATA: the bind mount is not working"
 step fast_tests python -m pytest /opt/psn-caffe/tests -q -p no:cacheprovider \

@@ -50,6 +50,7 @@ CONF
 export SLURM_CONF="$WORK/slurm.conf"
 
 STARTED_MUNGE=0
+# shellcheck disable=SC2329  # run by the EXIT trap below
 stop() {
   for d in slurmd slurmctld; do
     [ -s "$WORK/$d.pid" ] && kill "$(cat "$WORK/$d.pid")" 2>/dev/null || true

@@ -41,6 +41,7 @@ fetch() {
   echo "[fetch_cuda_headers] downloading $* (keeping $keep)" >&2
   "$PY" -m pip download -q --no-cache-dir --no-deps --only-binary=:all: -d "$tmp/wheels" "$@" >&2
   for w in "$tmp"/wheels/*.whl; do
+    # shellcheck disable=SC2086  # $keep: a list of path prefixes, split on purpose
     "$PY" - "$w" "$tmp" $keep <<'PYEOF'
 import os, sys, zipfile
 wheel, dest, keep = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -64,6 +65,7 @@ PYEOF
 }
 if [ "$WITH_LIBS" = 1 ]; then
   # Keyed by the requirements (a hash: the Makefile.config names these folders).
+  # shellcheck disable=SC2086  # $WHEELS: a list of wheel names, split on purpose
   LIBS_DEST="$CACHE/cuda-libs/$(printf '%s\n' $WHEELS "$CUDNN_WHEEL" | sha256sum | cut -c1-12)"
   # shellcheck disable=SC2086
   fetch "$LIBS_DEST" "include lib" $WHEELS "$CUDNN_WHEEL"

@@ -107,7 +107,7 @@ cp "$ROOT/layers/psn_layers/tpu.py" "$B/python/psn_tpu_fallback.py"
 {
   echo "caffe: $(sed -n 's/^source: //p' "$HOME_CUDA/BUILD_INFO")"
   echo "options: $(sed -n 's/^options: //p' "$HOME_CUDA/BUILD_INFO")"
-  echo "cuda_runtime: $(ls "$B"/lib/libcudart.so.* 2>/dev/null | sed 's/.*libcudart.so.//' | head -n1)"
+  echo "cuda_runtime: $(find "$B/lib" -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | sed 's/.*libcudart.so.//' | head -n1)"
   echo "cuda_major: $("${CUDA_DIR:-/usr/local/cuda}/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"
   echo "host_libraries: $(LD_LIBRARY_PATH="$B/lib:$LD_LIBRARY_PATH" ldd "$B/lib/libcaffe.so.1.0.0" | awk '{print $1}' | grep -E '^lib(cublas|cublasLt|curand|cudnn)\.so' | sort -u | tr '\n' ' ')"
   echo "project: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes')"
@@ -141,6 +141,7 @@ if [ "$VERIFY" = 1 ]; then
   umount_all() { umount "$ROOTFS/opt/cuda-wheels" 2>/dev/null || true; umount "$ROOTFS/proc" 2>/dev/null || true; rm -rf "$ROOTFS"; }
   trap 'umount_all; rm -rf "$STAGE"' EXIT
   # The wheels' libraries where the host's Python keeps them, read-only.
+  # shellcheck disable=SC2086  # $LIB_DIRS: a list of folders, split on purpose
   mount --bind -o ro "$(dirname "$(dirname "$(printf '%s\n' $LIB_DIRS | head -n1)")")" "$ROOTFS/opt/cuda-wheels"
   mount -t proc proc "$ROOTFS/proc"
   log "verifying in $ROOTFS (no build tree, no Python, no CUDA toolkit)"

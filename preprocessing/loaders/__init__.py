@@ -1,4 +1,5 @@
-"""One loader per database, each reading the layout its owners ship (each loader's docstring describes it, quirks included).
+"""One loader per database, each reading the layout its owners ship (each loader's docstring
+describes it, quirks included).
 
 load_database(name, root) -> (clips, skipped); load_databases({name: root}) composes them in
 the order casme, casme2, casme2sq, samm, smic, casme3 (SMIC's cameras come out as databases smic-hs,

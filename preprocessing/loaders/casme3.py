@@ -18,8 +18,9 @@ under the paper's AU rule the AU column is classified as for the other databases
 
 Only v2 is part A's label sheet. The owners' download also holds v1 (`.xls`, with 65 rows
 that v2 dropped as not micro-expressions) and `CAS(ME)3_part_A_wrongly_labeled_me_in_V1.xlsx`
-(a list of v1's wrongly labelled micro-expressions, sheet `Sheet1`); neither is read, and where v2 is missing but they are
-there, the error says so rather than reading one of them as v2.
+(a list of v1's wrongly labelled micro-expressions, sheet `Sheet1`); neither is read, and
+where v2 is missing but they are there, the error says so rather than reading one of them as
+v2.
 
 Part C, database 'casme3-c', read when its sheet is found under the same folder:
 
