@@ -150,7 +150,8 @@ def _run(subparsers):
         if evaluation.folds == "loso" and args.folds is not None:
             p.error(f"protocol {evaluation.name} is leave one subject out: --folds does not apply")
         try:
-            run_pipeline(database_roots(args, p), args.out, n_folds=args.folds or 10,
+            run_pipeline(database_roots(args, p), args.out,
+                         n_folds=10 if args.folds is None else args.folds,
                          loso=args.loso, protocol=args.protocol,
                          seed=args.seed, options=options, augment=parse_augment(args.augment),
                          workers=args.workers, limit=args.limit, rules=rules,

@@ -16,7 +16,7 @@ psn.main builds it for the demo, psn.training.run_folds takes it, and the run fo
 it (run.json: RunConfig.record plus the data's fingerprint and the provenance).
 """
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from preprocessing.protocols import load_protocol
 from preprocessing.labels import CLASSES
@@ -120,8 +120,22 @@ class RunConfig:
                            "jobs %s, batch %s, width %s" % (self.jobs, self.batch, self.width))
         if not (self.train or self.predict):
             raise RunError("a run that neither trains nor predicts does nothing")
+        if self.folds is not None:
+            twice = sorted({f for f in self.folds if self.folds.count(f) > 1})
+            if twice or not self.folds or min(self.folds) < 1:
+                raise RunError("--folds %s: give fold numbers from 1, each once"
+                               % ",".join(map(str, self.folds)))
+        if self.max_iter is not None and int(self.max_iter) < 1:
+            raise RunError("--max-iter must be at least 1, got %s" % self.max_iter)
+        base = nets.MODELS.get(self.model)
+        if base is not None:
+            try:
+                nets.check_config(replace(base, width=self.width, batch=self.batch,
+                                          **self.net_overrides))
+            except (ValueError, TypeError) as e:
+                raise RunError("--net: %s" % e) from None
         solver = load_schedule(self.schedule)
-        if self.max_iter:
+        if self.max_iter is not None:
             solver["max_iter"] = int(self.max_iter)
         set_("solver", solver)
 

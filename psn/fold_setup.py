@@ -137,12 +137,45 @@ def net_overrides_for_data(cfg):
     from psn import nets
     overrides = dict(cfg.net_overrides or {})
     n = len(read_protocol(cfg.data)["classes"])
+    # Any other count trains labels the net has no output for (or outputs no label uses):
+    # Caffe does not check, and the run exits 0.
+    if overrides.get("num_classes", n) != n:
+        raise RunError("--net num_classes=%d, but %s is labelled with %d classes "
+                       "(protocol.json)" % (overrides["num_classes"], cfg.data, n))
     if n != nets.NUM_CLASSES:
-        if overrides.get("num_classes", n) != n:
-            raise RunError("--net num_classes=%d, but %s is labelled with %d classes "
-                           "(protocol.json)" % (overrides["num_classes"], cfg.data, n))
         overrides["num_classes"] = n
     return overrides
+
+
+def check_classes(cfg):
+    """Before any fold trains: RunError unless the run's net has one output per class of its
+    data (an explicit --net num_classes, or an edited checked-in prototxt, that disagrees)."""
+    tv, _, _ = fold_nets(cfg.model, cfg.width, cfg.batch, "TRAIN_LIST", "TEST_LIST",
+                         cfg.tpu_impl, net_overrides_for_data(cfg))
+    check_outputs(tv, cfg.data, net_source(cfg))
+
+
+def net_source(cfg):
+    """Where the run's train net comes from: the checked-in file, or the generator."""
+    from psn import nets
+    if cfg.width == 1.0 and cfg.batch == CLIPS_PER_BATCH and not cfg.net_overrides:
+        return os.path.join(nets.PROTOTXT_DIR, cfg.model, "train_val.prototxt")
+    return "psn.nets' %s net" % cfg.model
+
+
+def check_outputs(tv, data_dir, path):
+    """RunError unless the net's classifier (fc_cls) has one output per class of the data: an
+    edited checked-in prototxt is read as it is, and Caffe trains labels >= outputs silently."""
+    n = len(DataFolder(data_dir).classes())
+    for layer in tv.layer:
+        if layer.name == "fc_cls":
+            have = (layer.inner_product_param.num_output if layer.type == "InnerProduct"
+                    else layer.convolution_param.num_output)
+            if have != n:
+                raise RunError("%s: fc_cls has %d outputs, but %s is labelled with %d classes "
+                               "(%s): fix the prototxt, or regenerate it with `python -m "
+                               "psn.nets`" % (path, have, data_dir, n,
+                                              ", ".join(DataFolder(data_dir).classes())))
 
 
 def prepare_fold(cfg, fold, fold_dir, log=None):
@@ -157,6 +190,7 @@ def prepare_fold(cfg, fold, fold_dir, log=None):
                                lists["test"][0], cfg.tpu_impl, net_overrides_for_data(cfg),
                                train_shards=lists["train"][1],
                                log=log and (lambda line: log("fold %02d: %s" % (fold, line))))
+    check_outputs(tv, cfg.data, net_source(cfg))
     n_test = count_clips(lists["test"][1])
     for key, value in cfg.solver.items():
         field = solver.DESCRIPTOR.fields_by_name.get(key)

@@ -477,19 +477,47 @@ def parse_overrides(items):
     return out
 
 
+# The values each NetConfig field of a fixed set may take (check_config).
+CHOICES = {"backbone": ("alexnet", "vgg16", "resnet10"), "fusion": ("sum", "prod", "concat"),
+           "streams": ("both", "spatial", "temporal"), "recurrent": ("TPU", "RNN"),
+           "tpu_mode": ("TPU", "TP1", "RNN"), "head": ("conv", "fc"),
+           "temporal_norm": ("rms", "none"), "rec_init": ("xavier", "tiny"),
+           "first_tp": ("ZERO", "ONE", "NEXT"), "frame": ("all", "apex")}
+
+
+def check_config(cfg):
+    """ValueError naming the field and what it may be, for a NetConfig no net can be built
+    from (a misspelt choice fell through to another branch; a count below 1 was clamped)."""
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ValueError("%s must be one of %s, got %r" % (key, ", ".join(allowed),
+                                                                getattr(cfg, key)))
+    for key in ("hidden", "batch", "num_classes"):
+        if getattr(cfg, key) < (2 if key == "num_classes" else 1):
+            raise ValueError("%s must be at least %d, got %r" % (
+                key, 2 if key == "num_classes" else 1, getattr(cfg, key)))
+    if not cfg.width > 0:
+        raise ValueError("width must be positive, got %r" % cfg.width)
+    if not 0 <= cfg.dropout < 1:
+        raise ValueError("dropout must be in [0, 1), got %r" % cfg.dropout)
+    if cfg.temporal_norm == "rms" and not cfg.temporal_norm_eps > 0:
+        raise ValueError("temporal_norm_eps must be > 0 (gray levels; a still clip would give "
+                         "0 / 0), got %r" % cfg.temporal_norm_eps)
+    if cfg.frame == "apex" and (cfg.frames != 1 or cfg.streams != "spatial"):
+        raise ValueError("frame=apex is the single-frame spatial net: frames=1, streams=spatial")
+    if cfg.frame == "all" and cfg.frames != N_SAMPLED:
+        raise ValueError("frames must be %d, the frames a shard holds per clip (or 1 with "
+                         "frame=apex), got %r" % (N_SAMPLED, cfg.frames))
+    return cfg
+
+
 def build(model, width=1.0, batch=None, train_source=None, test_source=None, **overrides):
     """(train_val NetParameter, deploy NetParameter, SolverParameter) for a model."""
     cfg = MODELS[model] if isinstance(model, str) else model
     cfg = replace(cfg, width=width, **overrides)
-    if cfg.temporal_norm == "rms" and not cfg.temporal_norm_eps > 0:
-        raise ValueError("temporal_norm_eps must be > 0 (gray levels; a still clip would give "
-                         "0 / 0), got %r" % cfg.temporal_norm_eps)
-    if cfg.frame not in ("all", "apex"):
-        raise ValueError("frame must be all or apex, got %r" % cfg.frame)
-    if cfg.frame == "apex" and (cfg.frames != 1 or cfg.streams != "spatial"):
-        raise ValueError("frame=apex is the single-frame spatial net: frames=1, streams=spatial")
     if batch:
         cfg = replace(cfg, batch=batch)
+    check_config(cfg)
     name = model if isinstance(model, str) else "custom"
     tv = _Builder(cfg).train_val(train_source or "data/psn/folds/fold01/train.txt",
                                  test_source or "data/psn/folds/fold01/test.txt")

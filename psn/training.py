@@ -31,7 +31,7 @@ from preprocessing.layout import DataFolder, RunFolder
 from psn.caffe_train import train_fold
 from psn.config import CLIPS_PER_BATCH, RunConfig, RunError
 from psn.fold_predict import predict_fold
-from psn.fold_setup import reads_apex, write_apex_shards
+from psn.fold_setup import check_classes, reads_apex, write_apex_shards
 from psn.predictions import join_predictions
 from psn.run_record import check_run_record
 from psn.slurm import write_slurm
@@ -152,6 +152,10 @@ def run_folds(cfg, log=log_line):
         import caffe
     except ImportError as e:
         return fail("run_folds: error: ", missing_caffe_line(e))
+    try:
+        check_classes(cfg)
+    except (RunError, InputError) as e:
+        return fail("run_folds: error: ", e)
     if cfg.gpus:
         caffe.set_device(cfg.gpus[0])
         caffe.set_mode_gpu()

@@ -1,5 +1,6 @@
 """The one configuration: the paper's constants and RunConfig, the typed settings of a run."""
 import json
+import re
 
 import pytest
 
@@ -62,3 +63,29 @@ def test_flag_errors_name_the_flag(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--data", "d", "--out", "r", "--net", "bogus=1"])
     assert "--net bogus=1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kw,said", [
+    (dict(folds=(1, 1)), "--folds 1,1: give fold numbers from 1, each once"),
+    (dict(folds=(0,)), "--folds 0: give fold numbers from 1"),
+    (dict(max_iter=0), "--max-iter must be at least 1, got 0"),
+    (dict(max_iter=-3), "--max-iter must be at least 1, got -3"),
+    (dict(net_overrides={"fusion": "max"}), "--net: fusion must be one of sum, prod, concat"),
+    (dict(net_overrides={"hidden": -5}), "--net: hidden must be at least 1"),
+    (dict(net_overrides={"frames": 8}), "--net: frames must be 16"),
+    (dict(net_overrides={"frames": 0}), "--net: frames must be 16"),
+    (dict(net_overrides={"tpu_mode": "foo"}), "--net: tpu_mode must be one of TPU, TP1, RNN"),
+    (dict(batch=0), "batch must be at least 1"),
+])
+def test_settings_no_run_can_use_are_refused_before_it_starts(kw, said):
+    """They used to train anyway: --max-iter 0 was ignored, -3 ended in 'caffe train exited
+    with 0', fusion=<anything else> built PROD, hidden=-5 became 8, --folds 1,1 wrote fold 1's
+    clips twice, frames=8 and tpu_mode=foo were tracebacks."""
+    with pytest.raises(RunError, match=re.escape(said)):
+        RunConfig(data="d", out="r", schedule="smoke", **kw)
+
+
+def test_a_bad_net_setting_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--data", "d", "--out", "r", "--net", "fusion=max"])
+    assert e.value.code == 2 and "fusion must be one of sum, prod, concat" in capsys.readouterr().err

@@ -597,6 +597,10 @@ def test_a_fold_count_the_classes_cannot_give_is_refused_before_computing(roots,
     with pytest.raises(InputError, match="--folds 10: no class has 10 clips"):
         run(roots[0], out, n_folds=10, options=OPTIONS, workers=1, progress=False, log=said.append)
     assert not os.path.exists(os.path.join(out, "cache"))
+    # --folds 0 used to become 10 (`args.folds or 10`): it is refused, before any clip.
+    assert cli_main(["run", "--casme2", roots[0]["casme2"], "--folds", "0", "--out", out,
+                     "--no-progress"]) == 2
+    assert not os.path.exists(os.path.join(out, "cache"))
     from preprocessing.folds import check_fold_count
     check_fold_count([0] * 12 + [1] * 3, 10, said.append)
     assert "negative (3 clips) cannot appear in every one of the 10 fold groups" in said[-1]

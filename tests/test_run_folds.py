@@ -571,3 +571,31 @@ def test_a_shard_with_an_external_link_is_not_trained(tmp_path):
     assert sorted(bad) == [1, 2]
     assert "is an external link to %s" % other in bad[1]
     assert len(said) == 2 and all("not trained" in s for s in said)
+
+
+def test_a_class_count_that_does_not_match_the_data_is_refused(caffe_env, trained, tmp_path,
+                                                               monkeypatch, capsys):
+    """--net num_classes=2 on 4-class data, or a checked-in net edited to 3 outputs, trained
+    labels the net has no output for and exited 0; now refused before any fold starts."""
+    import shutil
+    from psn import nets, training
+    from psn.config import RunConfig
+    data, _, _ = trained
+    out = tmp_path / "r"
+    res = run_tool(caffe_env, "--data", data, "--out", str(out), "--schedule", "smoke",
+                   "--width", "0.125", "--net", "num_classes=2")
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "num_classes=2, but" in res.stderr and "labelled with 4 classes" in res.stderr
+    assert not (out / "fold01").exists()
+    proto = tmp_path / "prototxt"
+    shutil.copytree(os.path.join(nets.PROTOTXT_DIR, "psn"), str(proto / "psn"))
+    tv = proto / "psn" / "train_val.prototxt"
+    text = tv.read_text()
+    at = text.index('name: "fc_cls"')
+    tv.write_text(text[:at] + text[at:].replace("num_output: 4", "num_output: 3", 1))
+    monkeypatch.setattr(nets, "PROTOTXT_DIR", str(proto))
+    cfg = RunConfig(data=data, out=str(tmp_path / "r2"), schedule="smoke")
+    assert training.run_folds(cfg, log=lambda *a: None) == 2
+    err = capsys.readouterr().err
+    assert "%s: fc_cls has 3 outputs" % tv in err and "positive, negative" in err
+    assert not (tmp_path / "r2" / "fold01").exists()
