@@ -1,35 +1,18 @@
 """From the databases' clips to Caffe's HDF5 inputs (`tools/preprocess.py run`): the stages.
 
-Per clip (preprocessing.clip_chain, run by preprocessing.workers in parallel, one process per
-core, one BLAS/OpenCV thread each, results kept by preprocessing.clip_cache):
-  frames (cv2.imread; a missing or unreadable frame excludes the clip, naming the file)
-  -> face on the onset frame (preprocessing.face: dlib's 68 landmarks, or Haar cascades; no
-     face excludes the clip unless the user gives a box) -> every frame cut by that one box to 112x112 RGB
-  -> 150 frames (TIM by default, or linear) at the centres of 150 equal parts of the clip's
-     duration, plus a few frames of context beyond each end (preprocessing.tim.clip_time_matrix)
-     -> gray in [0, 1] -> D (12544 x (150 + context))
-  -> RPCA (default lambda, a given one, or lambda per clip for a target share of non-zeros)
-     -> E of the 150 (a failed solve excludes the clip, as the paper dropped 7 + 3 clips)
-  -> frames 1, 11, ..., 141, 150 of the raw RGB and of E.
-Each result, or the reason for excluding the clip, is cached in
-OUT/cache/<database>/<subject>/<clip>.npz with a stamp of everything that decides it (the
-options, the frame files' names and sizes, PIPELINE_VERSION): a rerun reuses a matching
-cache file and recomputes the rest, so an interrupted run loses at most the clips in flight.
+Per clip, preprocessing.clip_chain (its docstring has the chain: frames, face, registration,
+TIM, RPCA, the 16 sampled frames), run by preprocessing.workers in parallel (one process per
+core, one BLAS/OpenCV thread each), results kept by preprocessing.clip_cache, so an
+interrupted run loses at most the clips in flight.
 
 Then, over the included clips: fold groups (preprocessing.folds), one HDF5 shard per group
 and one augmented shard per group (training only; preprocessing.hdf5_shards), the fold list
-files, folds.json, manifest.csv, skipped.csv and contact_sheet.png. A shard whose content
-fingerprint has not changed is not rewritten. Every file is written to a temporary name and
-renamed, so nothing is ever half-written. Given the same inputs, options and seed, the run
-produces the same shards and manifest, whatever the number of workers.
-
-Layout of OUT (what psn's training tool reads):
-    manifest.csv, skipped.csv, folds.json, contact_sheet.png
-    cache/<database>/<subject>/<clip>.npz
-    shards/group01.h5, shards/group01_aug.h5, ...
-    folds/fold01/train.txt, folds/fold01/test.txt, ...   (shard paths relative to OUT, one a
-                                                         line; so OUT can be moved or copied)
-    .lock (preprocessing.folder_lock: one writer at a time)
+files, folds.json, manifest.csv, skipped.csv and contact_sheet.png, each where
+preprocessing.layout.DataFolder names it. A shard whose content fingerprint has not changed
+is not rewritten. Every file is written to a temporary name and renamed, so nothing is ever
+half-written. Given the same inputs, options and seed, the run produces the same shards and
+manifest, whatever the number of workers. OUT holds a .lock (preprocessing.folder_lock: one
+writer at a time).
 """
 from __future__ import annotations
 

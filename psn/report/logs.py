@@ -16,8 +16,9 @@ def find_logs(directory):
     """Caffe training logs under ``directory`` (or the file itself), sorted: a run folder's
     foldKK/train.log (preprocessing.layout.RunFolder), else any file whose content is one."""
     from preprocessing.layout import RunFolder
-    if os.path.isdir(directory) and RunFolder(directory).logs():
-        return [path for _, path in sorted(RunFolder(directory).logs().items())]
+    run_logs = RunFolder(directory).logs() if os.path.isdir(directory) else {}
+    if run_logs:
+        return [path for _, path in sorted(run_logs.items())]
     if os.path.isfile(directory):
         candidates = [directory]
     elif os.path.isdir(directory):
