@@ -66,8 +66,92 @@ def names():
     return sorted(os.path.splitext(f)[0] for f in os.listdir(PROTOCOL_DIR) if f.endswith(".json"))
 
 
+# What a protocol file may hold, checked by jsonschema when it is read; each "description" is
+# the fix named when a value does not fit. What a schema cannot say (a mapped class that is
+# not in `classes`, a database without an emotion mapping) is checked in load_protocol.
+_NAME = {"type": "string", "minLength": 1, "description": "a non-empty name (a JSON string)"}
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "description": "an object of protocol fields: name, classes, label_by, databases, folds "
+                   "(and title, source, emotions, exclude, expected)",
+    "required": ["name", "classes", "label_by", "databases", "folds"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                 "description": "a short name of letters, digits, '_', '.' and '-' (it names "
+                                "the data, run and report folders)"},
+        "title": {"type": "string", "description": "a one-line title (a JSON string)"},
+        "source": {"type": "string", "description": "where the protocol comes from (a JSON string)"},
+        "classes": {"type": "array", "items": _NAME, "minItems": 2, "uniqueItems": True,
+                    "description": "a list of two or more distinct class names, e.g. "
+                                   "[\"negative\", \"positive\", \"surprise\"]"},
+        "label_by": {"enum": list(LABEL_BY),
+                     "description": "one of " + ", ".join(map(repr, LABEL_BY))},
+        "databases": {"type": "array", "items": _NAME, "minItems": 1, "uniqueItems": True,
+                      "description": "a list of distinct database names, e.g. [\"casme2\", "
+                                     "\"samm\", \"smic-hs\"]"},
+        "folds": {"enum": list(FOLDS), "description": "one of " + ", ".join(map(repr, FOLDS))},
+        "emotions": {
+            "type": "object",
+            "description": "an object {database: {emotion: class or null}}",
+            "additionalProperties": {
+                "type": "object",
+                "description": "an object {emotion: class or null} (null leaves the clip out)",
+                "additionalProperties": {
+                    "type": ["string", "null"],
+                    "description": "a class name (a JSON string), or null to leave the clip out"},
+            },
+        },
+        "exclude": {
+            "type": "array",
+            "description": "a list of {\"subject\": ..., \"clip\": ..., \"why\": ...} objects",
+            "items": {
+                "type": "object",
+                "description": "an object {\"subject\": ..., \"clip\": ..., \"why\": ...}",
+                "required": ["subject", "clip"],
+                "additionalProperties": False,
+                "properties": {"subject": _NAME, "clip": _NAME,
+                               "why": {"type": "string", "description": "the reason (a JSON string)"}},
+            },
+        },
+        "expected": {
+            "type": "object",
+            "description": "an object {database or \"total\": {class or \"subjects\": count}}",
+            "additionalProperties": {
+                "type": "object",
+                "description": "an object {class or \"subjects\": count}",
+                "additionalProperties": {"type": "integer", "minimum": 0,
+                                         "description": "a count (a whole number, 0 or more)"},
+            },
+        },
+    },
+}
+
+
+def _schema_error(path, d):
+    """InputError for the first value of `d` that SCHEMA refuses (None: it fits): the file, the
+    JSON path of the value, what was expected there, and the fix."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+    error = best_match(jsonschema.Draft202012Validator(SCHEMA).iter_errors(d))
+    if error is None:
+        return None
+    if error.validator in ("required", "additionalProperties") and isinstance(error.instance, dict):
+        what = f"{error.json_path}: {error.message}"
+    else:
+        value = json.dumps(error.instance)
+        value = value if len(value) <= 60 else value[:57] + "..."
+        expected = error.schema.get("description", error.message) if isinstance(error.schema, dict) \
+            else error.message
+        what = f"{error.json_path} is {value}, expected {expected}"
+    return InputError(f"{path}: {what}. Fix the file (its format: preprocessing/protocols.py "
+                      f"SCHEMA; preprocessing/data/protocols/megc2019.json is an example)")
+
+
 def load_protocol(name_or_path=None):
-    """A Protocol from a name in preprocessing/data/protocols or a JSON file; checked."""
+    """A Protocol from a name in preprocessing/data/protocols or a JSON file; checked against
+    SCHEMA (jsonschema), then for what a schema cannot say."""
     path = name_or_path or DEFAULT
     if not os.path.isfile(path):
         path = os.path.join(PROTOCOL_DIR, f"{name_or_path or DEFAULT}.json")
@@ -77,24 +161,18 @@ def load_protocol(name_or_path=None):
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
-    except ValueError as e:
+    except ValueError as e:   # UnicodeDecodeError included: a file that is no text
         raise InputError(f"{path}: not valid JSON ({e}). Fix the file") from None
+    error = _schema_error(path, d)
+    if error is not None:
+        raise error
 
     def bad(what):
         raise InputError(f"{path}: {what}. Fix the file (preprocessing/protocols.py says what "
                          f"each field means)")
 
-    for key in ("name", "classes", "label_by", "databases", "folds"):
-        if key not in d:
-            bad(f"no {key!r} field")
     classes = tuple(d["classes"])
-    if len(classes) < 2 or len(set(classes)) != len(classes):
-        bad(f"classes must be two or more distinct names, got {list(classes)}")
-    if d["label_by"] not in LABEL_BY:
-        bad(f"label_by must be one of {', '.join(LABEL_BY)}, got {d['label_by']!r}")
-    if d["folds"] not in FOLDS:
-        bad(f"folds must be one of {', '.join(FOLDS)}, got {d['folds']!r}")
-    emotions = {db: {str(k).strip().lower(): v for k, v in m.items()}
+    emotions = {db: {k.strip().lower(): v for k, v in m.items()}
                 for db, m in d.get("emotions", {}).items()}
     if d["label_by"] == "emotion":
         for db in d["databases"]:
@@ -104,9 +182,6 @@ def load_protocol(name_or_path=None):
             wrong = sorted({v for v in m.values() if v is not None and v not in classes})
             if wrong:
                 bad(f"the {db} mapping names classes {wrong} that are not in {list(classes)}")
-    for x in d.get("exclude", []):
-        if not {"subject", "clip"} <= set(x):
-            bad(f"an exclude entry needs 'subject' and 'clip': {x}")
     return Protocol(name=d["name"], title=d.get("title", d["name"]), classes=classes,
                     label_by=d["label_by"], databases=tuple(d["databases"]), folds=d["folds"],
                     emotions=emotions, exclude=tuple(d.get("exclude", [])),

@@ -66,8 +66,9 @@ def parse_args(argv):
     ap.add_argument("--loso", action="store_true", help="leave-one-subject-out folds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, help="preprocessing processes (default: all cores)")
-    ap.add_argument("--protocol", default="paper", metavar="NAME",
-                    help="evaluation protocol (preprocessing/data/protocols): paper (default), "
+    ap.add_argument("--protocol", default="paper", metavar="NAME|JSON",
+                    help="evaluation protocol (preprocessing/data/protocols, or a JSON file "
+                         "in their format): paper (default), "
                          "megc2019 (SMIC-HS + CASME II + SAMM, 3 classes, leave one subject out; "
                          "without databases: synthetic trees in those three formats), casme3 "
                          "(CAS(ME)^3 part A) or casme3_ac (parts A and C)")
@@ -82,11 +83,12 @@ def parse_args(argv):
                          "--protocol megc2019: casme2,samm,smic")
     args = ap.parse_args(argv)
     from preprocessing import protocols
-    from preprocessing.errors import InputError
+    from preprocessing.errors import InputError, fail
     try:
+        # Before Caffe is looked for and any database made: a bad protocol file is one line.
         args.evaluation = protocols.load_protocol(args.protocol)
     except InputError as e:
-        ap.error(str(e))
+        raise SystemExit(fail("run_psn: error: ", e)) from None
     megc = args.evaluation.name == "megc2019"
     if args.synthetic is None:
         args.synthetic = "casme2,samm,smic" if megc else "casme2"

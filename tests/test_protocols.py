@@ -78,12 +78,16 @@ def test_both_protocols_load():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d.pop("classes"), "no 'classes' field"),
-    (lambda d: d.update(label_by="au"), "label_by must be one of au_rule, emotion"),
-    (lambda d: d.update(folds="kfold"), "folds must be one of stratified, loso"),
+    (lambda d: d.pop("classes"), "$: 'classes' is a required property"),
+    (lambda d: d.update(label_by="au"), "$.label_by is \"au\", expected one of 'au_rule', 'emotion'"),
+    (lambda d: d.update(folds="kfold"), "$.folds is \"kfold\", expected one of 'stratified', 'loso'"),
     (lambda d: d["emotions"]["samm"].update(anger="angry"), "the samm mapping names classes ['angry']"),
     (lambda d: d["emotions"].pop("casme2"), "no emotion mapping for 'casme2'"),
-    (lambda d: d.update(classes=["a", "a"]), "classes must be two or more distinct names"),
+    (lambda d: d.update(classes=["a", "a"]), "$.classes is [\"a\", \"a\"], expected a list of two or "
+                                             "more distinct class names"),
+    (lambda d: d.update(exclued=[]), "$: Additional properties are not allowed ('exclued' was unexpected)"),
+    (lambda d: d["expected"]["samm"].update(surprise="15"), "$.expected.samm.surprise is \"15\", "
+                                                            "expected a count"),
 ])
 def test_a_malformed_protocol_file_is_named_with_the_fault(tmp_path, edit, message):
     with open(os.path.join(protocols.PROTOCOL_DIR, "megc2019.json")) as f:
@@ -94,6 +98,91 @@ def test_a_malformed_protocol_file_is_named_with_the_fault(tmp_path, edit, messa
     with pytest.raises(InputError) as e:
         protocols.load_protocol(str(path))
     assert str(path) in str(e.value) and message in str(e.value)
+
+
+# Item 15 of "Nothing silently wrong": values of the wrong JSON type were tracebacks.
+WRONG_TYPES = {
+    "a number at top level": (lambda d: 5, "$ is 5, expected an object of protocol fields"),
+    "classes a number": (lambda d: {**d, "classes": 3}, "$.classes is 3, expected a list of two"),
+    "classes a string": (lambda d: {**d, "classes": "abc"}, '$.classes is "abc", expected a list'),
+    "emotions a list": (lambda d: {**d, "emotions": ["happiness"]},
+                        '$.emotions is ["happiness"], expected an object {database: '),
+    "an emotion mapped to a list": (
+        lambda d: {**d, "emotions": {**d["emotions"], "samm": {"anger": ["negative"]}}},
+        '$.emotions.samm.anger is ["negative"], expected a class name'),
+    "exclude: [5]": (lambda d: {**d, "exclude": [5]}, "$.exclude[0] is 5, expected an object"),
+}
+
+
+def _wrong_protocol(tmp_path, case):
+    with open(os.path.join(protocols.PROTOCOL_DIR, "megc2019.json")) as f:
+        d = json.load(f)
+    edit, message = WRONG_TYPES[case]
+    path = tmp_path / "wrong.json"
+    path.write_text(json.dumps(edit(d)))
+    return str(path), message
+
+
+def _one_error_line(stderr, path, message):
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert path in lines[0] and message in lines[0] and "Fix the file" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_TYPES))
+def test_a_protocol_of_wrong_types_is_one_line_in_table4(tmp_path, case, megc_roots):
+    path, message = _wrong_protocol(tmp_path, case)
+    res = subprocess.run([sys.executable, os.path.join(REPO, "tools", "preprocess.py"), "table4",
+                          "--protocol", path, "--casme2", megc_roots["casme2"]],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    _one_error_line(res.stderr, path, message)
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_TYPES))
+def test_a_protocol_of_wrong_types_is_one_line_in_run_before_any_work(tmp_path, case, megc_roots,
+                                                                      capsys):
+    from preprocessing import cli
+    path, message = _wrong_protocol(tmp_path, case)
+    out = tmp_path / "prep"
+    assert cli.main(["run", "--protocol", path, "--casme2", megc_roots["casme2"],
+                     "--out", str(out)]) == 2
+    _one_error_line(capsys.readouterr().err, path, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_TYPES))
+def test_a_protocol_of_wrong_types_is_one_line_in_run_psn_before_any_work(tmp_path, case, capsys):
+    """tools/run_psn.sh execs psn.main after building Caffe; the protocol is checked before
+    Caffe is looked for or the synthetic database made."""
+    from psn.main import main
+    path, message = _wrong_protocol(tmp_path, case)
+    with pytest.raises(SystemExit) as exc:
+        main(["--protocol", path, "--out", str(tmp_path / "work")])
+    assert exc.value.code == 2
+    _one_error_line(capsys.readouterr().err, path, message)
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_protocol_of_wrong_types_through_the_commands(tmp_path, megc_roots):
+    """The same, as processes: `preprocess.py run` and `python -m psn.main` (run_psn.sh's)."""
+    path, message = _wrong_protocol(tmp_path, "emotions a list")
+    for cmd in ([os.path.join(REPO, "tools", "preprocess.py"), "run", "--casme2",
+                 megc_roots["casme2"], "--out", str(tmp_path / "prep")], ["-m", "psn.main"]):
+        res = subprocess.run([sys.executable] + cmd + ["--protocol", path], capture_output=True,
+                             text=True, timeout=120, cwd=REPO)
+        assert res.returncode == 2, res.stderr
+        _one_error_line(res.stderr, path, message)
+    assert not (tmp_path / "prep").exists()
+
+
+def test_the_shipped_protocols_fit_the_schema():
+    import jsonschema
+    for name in protocols.names():
+        with open(os.path.join(protocols.PROTOCOL_DIR, name + ".json")) as f:
+            jsonschema.validate(json.load(f), protocols.SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(protocols.SCHEMA)
 
 
 def test_unknown_protocol_lists_the_known_ones():
