@@ -320,16 +320,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if len(args.delimiter) != 1:
         parser.error("--delimiter must be one character, not %r" % args.delimiter)
+    from preprocessing.errors import fail
     try:
         train, test = parse_log(args.logfile_path, year=args.year,
                                 restarts="keep" if args.keep_restarts else "supersede")
     except (LogError, OSError) as exc:
-        from preprocessing.errors import fail
         return fail("error: ", exc)
     if not train and not test:
         print("warning: %s has no 'Train net output' or 'Test net output' lines; "
               "is it a `caffe train` log?" % args.logfile_path, file=sys.stderr)
-    paths = save_csv_files(args.logfile_path, args.output_dir, train, test, args.delimiter)
+    try:
+        paths = save_csv_files(args.logfile_path, args.output_dir, train, test, args.delimiter)
+    except OSError as exc:   # a read-only output_dir, a full disk: one line naming the file
+        return fail("error: ", exc)
     if args.verbose:
         for p in paths:
             print("Wrote %s" % p)

@@ -6,11 +6,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def ensure_caffe(cuda=None):
+def ensure_caffe(cuda=None, prefix="error: "):
     """Put the built pycaffe and caffe binary on the paths of this process and its children.
 
     Does nothing when PSN_CAFFE_HOME is already set (the user ran the --print-env exports).
-    cuda: True/False picks the build; None takes the CUDA build when there is one.
+    cuda: True/False picks the build; None takes the CUDA build when there is one. Without a
+    build: one line (`prefix`, what build_caffe.sh said, how to build), exit 2.
     """
     if not os.environ.get("PSN_CAFFE_HOME"):
         script = os.path.join(ROOT, "tools", "build_caffe.sh")
@@ -21,8 +22,13 @@ def ensure_caffe(cuda=None):
             if out.returncode == 0:
                 break
         if out.returncode != 0:
-            raise SystemExit("Caffe is not built: run tools/build_caffe.sh first (%s)"
-                             % out.stderr.strip())
+            from preprocessing.errors import fail
+            said = [line for line in out.stderr.splitlines() if line.strip()]
+            raise SystemExit(fail(prefix, "Caffe is not built for this checkout (%s): build it "
+                                          "with tools/build_caffe.sh, then eval \"$(tools/"
+                                          "build_caffe.sh --print-env)\""
+                                  % (said[-1].strip() if said else "build_caffe.sh --print-env "
+                                     "failed")))
         for line in out.stdout.splitlines():
             key, _, value = line[len("export "):].partition("=")
             os.environ[key] = os.path.expandvars(value.strip('"'))

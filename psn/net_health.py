@@ -405,11 +405,15 @@ def main(argv=None):
     ap.add_argument("--out", default="health", help="folder for health.json and the tp figure")
     ap.add_argument("--seed", type=int, default=0, help="Caffe's random seed (fillers, dropout)")
     args = ap.parse_args(argv)
+    from preprocessing.errors import fail, missing_caffe_line
+    try:
+        import caffe  # noqa: F401  (checked before any file is read)
+    except ImportError as e:
+        return fail("inspect_net: ", missing_caffe_line(e))
     try:
         report = inspect(args.model, args.data, args.fold, args.width, args.weights, args.clip,
                          args.out, args.seed)
     except (HealthError, OSError) as e:
-        from preprocessing.errors import fail
         return fail("inspect_net: ", e)
     print(render(report))
     print("\nwrote %s" % os.path.join(args.out, "health.json"))

@@ -108,6 +108,9 @@ def read_predictions(path, n_classes=None):
             text = f.read()
     except OSError as exc:
         raise PredictionsError("cannot read predictions file %s: %s" % (path, exc))
+    except UnicodeDecodeError as exc:
+        raise PredictionsError("%s is not text (byte %d: %s): give a predictions.csv that "
+                               "run_folds wrote" % (path, exc.start, exc.reason)) from None
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None:

@@ -43,6 +43,92 @@ def test_report_on_a_binary_file_is_one_line(tmp_path):
     assert len(lines) == 1 and "not text" in lines[0], res.stderr
 
 
+MEGC_PREDICTIONS = ("database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2\n"
+                    "samm,samm/006,a,1,0,0,0.8,0.1,0.1\n"
+                    "samm,samm/007,b,2,1,1,0.1,0.8,0.1\n")
+
+
+def _tool(name, *args, env=None):
+    """(exit code, non-empty stderr lines) of tools/<name>; no traceback allowed."""
+    res = subprocess.run([sys.executable, os.path.join(REPO, "tools", name)] + [str(a) for a in args],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert "Traceback" not in res.stderr, res.stderr
+    return res.returncode, [l for l in res.stderr.splitlines() if l.strip()]
+
+
+def _erofs(path, *a, **k):
+    raise OSError(errno.EROFS, "Read-only file system", path)
+
+
+def test_report_megc2019_on_a_binary_file_is_one_line(tmp_path):
+    bad = tmp_path / "predictions.csv"
+    bad.write_bytes(bytes(range(256)) * 4)
+    rc, lines = _tool("report.py", bad, "--protocol", "megc2019", "--out", tmp_path / "rep")
+    assert rc == 2 and len(lines) == 1, lines
+    assert str(bad) in lines[0] and "is not text" in lines[0] and "run_folds wrote" in lines[0]
+
+
+def test_report_megc2019_into_an_out_it_cannot_write_is_one_line(tmp_path, monkeypatch, capsys):
+    """A --out under a regular file cannot be made (root included), and a read-only file
+    system (EROFS, simulated: root writes into a chmod 555 folder) refuses the first file."""
+    preds = tmp_path / "predictions.csv"
+    preds.write_text(MEGC_PREDICTIONS)
+    (tmp_path / "a_file").write_text("")
+    for protocol in ("megc2019", "paper"):
+        rc, lines = _tool("report.py", preds, "--protocol", protocol, "--out", tmp_path / "a_file" / "rep")
+        assert rc == 2 and len(lines) == 1, lines
+        if protocol == "megc2019":
+            assert lines[0] == ("error: Not a directory: %s (a part of the path is a file, not a "
+                                "folder)" % (tmp_path / "a_file" / "rep"))
+    from psn import report
+    from psn.report import megc
+    monkeypatch.setattr(megc, "write_atomic", _erofs)
+    out = tmp_path / "ro"
+    assert report.main([str(preds), "--protocol", "megc2019", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: Read-only file system: %s (that file system is read-only: choose an "
+                   "output folder you can write)" % (out / "megc2019.md")]
+
+
+def test_parse_log_into_a_folder_it_cannot_write_is_one_line(tmp_path, monkeypatch, capsys):
+    log = tmp_path / "train.log"
+    log.write_text("I1125 07:40:01.123456 1 solver.cpp:1] Solving psn\n"
+                   "I1125 07:40:02.123456 1 solver.cpp:2] Iteration 0, loss = 1.38\n"
+                   "I1125 07:40:02.123456 1 solver.cpp:3]     Train net output #0: loss = 1.38\n")
+    (tmp_path / "a_file").write_text("")
+    rc, lines = _tool("parse_log.py", log, tmp_path / "a_file" / "out")
+    assert rc == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: Not a directory: %s" % (tmp_path / "a_file" / "out"))
+    from psn import caffe_log
+    monkeypatch.setattr(caffe_log, "write_atomic", _erofs)
+    assert caffe_log.main([str(log), str(tmp_path / "ro")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: Read-only file system: %s (that file system is read-only: choose an "
+                   "output folder you can write)" % (tmp_path / "ro" / "train.log.train")]
+
+
+def test_inspect_net_without_pycaffe_is_one_line(tmp_path):
+    """pycaffe not importable (a `caffe` that fails to import stands in for a missing one), or
+    Caffe not built at all (no .venv for build_caffe.sh --print-env): one line naming
+    tools/build_caffe.sh, exit 2, before any file is read."""
+    blocker = tmp_path / "no_pycaffe"
+    blocker.mkdir()
+    (blocker / "caffe.py").write_text("raise ImportError(\"No module named 'caffe'\")\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PSN_CAFFE_HOME")}
+    args = ("--model", "psn", "--data", tmp_path / "no_data", "--out", tmp_path / "o")
+    rc, lines = _tool("inspect_net.py", *args,
+                      env=dict(env, PYTHONPATH=str(blocker), PSN_CAFFE_HOME=str(tmp_path)))
+    assert rc == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("inspect_net: pycaffe cannot be imported (No module named 'caffe')")
+    assert "build it with tools/build_caffe.sh" in lines[0]
+    rc, lines = _tool("inspect_net.py", *args, env=dict(env, PSN_VENV=str(tmp_path / "no_venv")))
+    assert rc == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("inspect_net: Caffe is not built for this checkout ([build_caffe] "
+                               "error: no Python environment at %s" % (tmp_path / "no_venv"))
+    assert "build it with tools/build_caffe.sh" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_slurm_check_without_slurm_is_one_line(tmp_path):
     """tools/check_slurm.sh on a machine without Slurm: one line naming what to install."""
     rc, lines = _run_script("check_slurm.sh", _bin_with(tmp_path, ("bash", "id", "dirname", "python3")))

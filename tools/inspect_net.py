@@ -7,6 +7,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from psn.env import ensure_caffe  # noqa: E402
 
 if __name__ == "__main__":
-    ensure_caffe()
+    ensure_caffe(prefix="inspect_net: ")
     from psn.net_health import main
     sys.exit(main())

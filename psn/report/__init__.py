@@ -130,20 +130,18 @@ def main(argv=None):
                     help="paper (default): the paper's tables and figures; megc2019: UF1 and "
                          "UAR of the composite and per database with the published baselines")
     args = ap.parse_args(argv)
-    if args.protocol == "megc2019":
-        return megc_main(args)
+    from preprocessing.errors import fail
+    # One line naming the file and the fix, exit 2, under either protocol: a malformed or
+    # binary predictions file, bad names or logs, a --out that cannot be written.
     try:
+        if args.protocol == "megc2019":
+            return megc_main(args)
         combined = make_report(args.predictions, args.out, args.names, args.logs)
-    except (PredictionsError, ReportError, caffe_log.LogError) as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 2
-    except UnicodeDecodeError as exc:
-        print("error: a file given to report.py is not text (%s): give predictions.csv files "
-              "written by run_folds" % exc.reason, file=sys.stderr)
-        return 2
-    except OSError as exc:
-        from preprocessing.errors import fail
+    except (PredictionsError, ReportError, caffe_log.LogError, OSError) as exc:
         return fail("error: ", exc)
+    except UnicodeDecodeError as exc:
+        return fail("error: ", "a file given to report.py is not text (%s): give predictions.csv "
+                               "files written by run_folds" % exc.reason)
     for name in combined["order"]:
         m = combined["runs"][name]
         print("%-24s RR %.2f %% (fold mean %.2f +/- %.3f)  UF1 %.4f (fold mean %.4f)  "
@@ -170,11 +168,8 @@ def make_megc_report(pred_paths, out_dir, names=None, note=""):
 
 
 def megc_main(args):
-    try:
-        results = make_megc_report(args.predictions, args.out, args.names)
-    except (PredictionsError, ReportError) as exc:
-        print("error: %s" % exc, file=sys.stderr)
-        return 2
+    """report.py --protocol megc2019; main turns its errors into one line."""
+    results = make_megc_report(args.predictions, args.out, args.names)
     for name, parts in results.items():
         print("%-24s " % name + "  ".join("%s UF1 %.4f UAR %.4f" % (part, v["uf1"], v["uar"])
                                           for part, v in parts.items()))
