@@ -13,6 +13,7 @@ import cv2
 from preprocessing.clip_cache import process_clip, process_clip_variants
 from preprocessing.errors import InputError
 from preprocessing.hdf5_shards import CROP, STORED_FRACTION, write_shard
+from preprocessing.parent_death import die_with_parent
 from preprocessing.sampling import N_SAMPLED
 
 
@@ -21,11 +22,14 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 
-def init_worker():
+def init_worker(parent):
     # Ctrl-C is the parent's to handle (it terminates the pool); a worker's own traceback
     # would only clutter the terminal.
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A killed parent (kill -9, SIGTERM) releases the output folder's lock: a worker that
+    # lived on would write its clip's cache file under the next run's feet.
+    die_with_parent(signal.SIGKILL, parent)
     cv2.setNumThreads(1)
     try:
         from threadpoolctl import threadpool_limits
@@ -93,7 +97,8 @@ class Runner:
             saved = {k: os.environ.get(k) for k in THREAD_VARS}
             os.environ.update({k: "1" for k in THREAD_VARS})
             try:
-                self.pool = mp.get_context("spawn").Pool(self.workers, initializer=init_worker)
+                self.pool = mp.get_context("spawn").Pool(self.workers, initializer=init_worker,
+                                                          initargs=(os.getpid(),))
             finally:
                 for k, v in saved.items():
                     if v is None:

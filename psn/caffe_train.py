@@ -11,6 +11,7 @@ import time
 
 from preprocessing.atomic import remove_temporaries, write_atomic
 from preprocessing.layout import RunFolder
+from preprocessing.parent_death import die_with_parent
 from psn.config import RunError
 from psn.fold_setup import prepare_fold
 
@@ -139,7 +140,7 @@ def train_fold(cfg, fold, gpu_ids, log):
         logf.flush()
         start = logf.tell()
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=fold_dir,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=die_with_parent)
         diverged = watch_loss(proc, log_path, start)
         rc = proc.wait()
     if diverged:
@@ -213,29 +214,6 @@ def snapshot_space_problem(run_dir, fold_dir, solver, start_iter):
                 "space, or snapshot less often (schedule key 'snapshot'), and run again"
                 % (count, need / 2.0 ** 30, free / 2.0 ** 30, fold_dir))
     return None
-
-
-def _prctl():
-    import ctypes
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-# Resolved once in the parent: the function that runs in the child between fork and exec must
-# not import or take locks (run_folds forks from several threads).
-_PRCTL = _prctl()
-
-
-_PR_SET_PDEATHSIG, _SIGTERM = 1, 15
-
-
-def _die_with_parent():
-    """In the caffe child, before exec: SIGTERM when run_folds dies, however it dies (Linux
-    prctl PR_SET_PDEATHSIG), so a killed run_folds leaves no training running on."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, _SIGTERM)
 
 
 def tail(path, lines=15):
