@@ -19,7 +19,10 @@ shard path never holds half a file. A shard holds its own data: one that reads a
 another file (an HDF5 external link, a virtual dataset, raw data stored in an external file)
 is refused by every check here, since that file is never checked and Caffe would follow it.
 Its `key` attribute fingerprints what went in (clip contents, order, labels, augmentation); a
-rerun with the same key leaves the file alone.
+rerun with the same key leaves the file alone. Its `content_sha256` attribute is a checksum of
+every dataset as written (frames, labels, indices), so an edit of any of them is found by
+`shard_problem` (its checksum version 1 covered the frames only: such shards are written
+again, under the same key).
 """
 from __future__ import annotations
 
@@ -34,11 +37,14 @@ from preprocessing.atomic import atomic_path
 from preprocessing.augment import apply_variant
 from preprocessing.sampling import CROP, N_SAMPLED
 
-__all__ = ["LAYOUT_VERSION", "DATASETS", "CROP", "COMPRESSIONS", "DEFAULT_COMPRESSION",
+__all__ = ["LAYOUT_VERSION", "CHECKSUM_VERSION", "DATASETS", "CROP", "COMPRESSIONS", "DEFAULT_COMPRESSION",
            "STORED_FRACTION", "shard_key", "stored_key", "foreign_data", "frame_columns",
            "write_shard", "write_frame_shard", "read_shard", "load_clip_arrays"]
 
 LAYOUT_VERSION = 1
+# What content_sha256 covers: 1 the frames only, 2 every dataset. A version-1 shard is written
+# again by the next preprocessing run under the same key, so runs made on it stay valid.
+CHECKSUM_VERSION = 2
 DATASETS = ("raw", "sparse", "label", "cont", "clip_label", "clip_index")
 # name -> h5py filter keywords of the raw and sparse datasets
 COMPRESSIONS = {"none": {}, "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True}}
@@ -110,8 +116,10 @@ def stored_key(path):
     return key
 
 
-def load_clip_arrays(cache_path):
-    """(raw (16,112,112,3) uint8, sparse (16,112,112) float32) from a clip's cache file."""
+def load_clip_arrays(cache_path, digest=None):
+    """(raw (16,112,112,3) uint8, sparse (16,112,112) float32) from a clip's cache file. With
+    `digest` (the one the run read from the file's info), a file whose arrays no longer have it
+    is refused: another process rewrote it since."""
     try:
         with np.load(cache_path) as z:
             raw, sparse = z["raw"], z["sparse"]
@@ -122,7 +130,13 @@ def load_clip_arrays(cache_path):
     if raw.shape != want + (3,) or raw.dtype != np.uint8 or sparse.shape != want:
         raise RuntimeError(f"cache file {cache_path} holds raw {raw.dtype}{raw.shape} and sparse "
                            f"{sparse.dtype}{sparse.shape}; delete it and rerun")
-    return raw, sparse.astype(np.float32, copy=False)
+    sparse = sparse.astype(np.float32, copy=False)
+    if digest is not None and hashlib.sha256(raw.tobytes() + sparse.tobytes()).hexdigest() != digest:
+        raise RuntimeError(f"cache file {cache_path} changed after this run read it (another "
+                           "process wrote it: a second run on this folder, or a worker of a killed "
+                           "one); nothing of it was used. Run the same command again: the clip is "
+                           "computed anew where its cache no longer matches the options")
+    return raw, sparse
 
 
 def frame_columns(clip_labels, T=N_SAMPLED):
@@ -141,10 +155,24 @@ def _hash_row(h, raw, sparse):
     h.update(np.ascontiguousarray(sparse, dtype=np.float32).tobytes())
 
 
+# The per-row datasets besides the frames, in checksum order, with the dtypes they are stored as.
+_LABEL_DATASETS = (("label", np.float32), ("cont", np.float32), ("clip_label", np.int32),
+                   ("clip_index", np.int32))
+
+
+def _hash_labels(h, columns):
+    """Add the label datasets {name: array} to the content checksum, after the frames: a label
+    edited inside a shard then fails shard_problem like an edited frame."""
+    for name, dtype in _LABEL_DATASETS:
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(columns[name], dtype=dtype).tobytes())
+
+
 def write_shard(path, items, variants=(), key="", group=None, compression=DEFAULT_COMPRESSION):
     """Write one shard from clips' cache files; returns the number of rows.
 
-    items: [(clip_index, label, cache_path)] in shard order. With variants (augmentation
+    items: [(clip_index, label, cache_path[, digest])] in shard order; with a digest, a cache
+    file that no longer holds those arrays is refused (load_clip_arrays). With variants (augmentation
     names of preprocessing.augment), each clip contributes one row per variant, clip-major,
     and never its original; without, one row per clip. Memory: one clip at a time.
     """
@@ -164,8 +192,8 @@ def write_shard(path, items, variants=(), key="", group=None, compression=DEFAUL
         clip_label = np.empty(K, np.int32)
         content = hashlib.sha256()
         row = 0
-        for index, label, cache_path in items:
-            r, s = load_clip_arrays(cache_path)
+        for index, label, cache_path, *digest in items:
+            r, s = load_clip_arrays(cache_path, *digest)
             if not np.isfinite(s).all():
                 # Caffe would train on it: loss -nan from iteration 0, then a crash.
                 raise ValueError(f"clip {index} ({cache_path}) has non-finite values in E: "
@@ -179,13 +207,15 @@ def write_shard(path, items, variants=(), key="", group=None, compression=DEFAUL
                 clip_index[row], clip_label[row] = index, label
                 row += 1
         label_rows, cont = frame_columns(clip_label)
-        f.create_dataset("label", data=label_rows, track_times=False)
-        f.create_dataset("cont", data=cont, track_times=False)
-        f.create_dataset("clip_label", data=clip_label, track_times=False)
-        f.create_dataset("clip_index", data=clip_index, track_times=False)
+        columns = {"label": label_rows, "cont": cont, "clip_label": clip_label,
+                   "clip_index": clip_index}
+        for name, dtype in _LABEL_DATASETS:
+            f.create_dataset(name, data=columns[name].astype(dtype), track_times=False)
+        _hash_labels(content, columns)
         f.attrs["key"] = key
         f.attrs["content_sha256"] = content.hexdigest()
         f.attrs["layout_version"] = LAYOUT_VERSION
+        f.attrs["checksum_version"] = CHECKSUM_VERSION
         f.attrs["variants"] = json.dumps(list(variants))
         if group is not None:
             f.attrs["group"] = int(group)
@@ -220,31 +250,38 @@ def write_frame_shard(src, dst, frames):
                 raw[k], sparse[k] = f["raw"][k, t:t + 1], f["sparse"][k, t:t + 1]
                 _hash_row(content, raw[k], sparse[k])
             label_rows, cont = frame_columns(f["clip_label"][()], T=1)
-            g.create_dataset("label", data=label_rows, track_times=False)
-            g.create_dataset("cont", data=cont, track_times=False)
-            g.create_dataset("clip_label", data=f["clip_label"][()], track_times=False)
-            g.create_dataset("clip_index", data=f["clip_index"][()], track_times=False)
+            columns = {"label": label_rows, "cont": cont, "clip_label": f["clip_label"][()],
+                       "clip_index": f["clip_index"][()]}
+            for name, dtype in _LABEL_DATASETS:
+                g.create_dataset(name, data=columns[name].astype(dtype), track_times=False)
+            _hash_labels(content, columns)
             g.create_dataset("frame", data=frames.astype(np.int32), track_times=False)
             g.attrs["key"] = key
             g.attrs["content_sha256"] = content.hexdigest()
             g.attrs["layout_version"] = LAYOUT_VERSION
+            g.attrs["checksum_version"] = CHECKSUM_VERSION
             g.attrs["source"] = os.path.basename(src)
     return dst
 
 
 def shard_problem(path):
-    """Why a shard's frames cannot be trusted, or None: its raw and sparse rows no longer
-    match the checksum written with them (a bit flip, an edit), or sparse holds NaN or inf.
-    Reads the whole shard, one row at a time. A shard that reads data from another file
-    (foreign_data) is refused before any of it is read."""
+    """Why a shard cannot be trusted, or None: its datasets (frames, labels, indices) no
+    longer match the checksum written with them (a bit flip, an edit), it has no checksum or an
+    older layout's, or sparse holds NaN or inf. Reads the whole shard, one row at a time. A
+    shard that reads data from another file (foreign_data) is refused before any of it is read."""
     try:
         with h5py.File(path, "r") as f:
             foreign = foreign_data(f)
             if foreign:
                 return foreign
+            if f.attrs.get("checksum_version", 1) != CHECKSUM_VERSION:
+                return ("its checksum covers the frames only, not the labels (written by an "
+                        "older version): run `preprocess.py run` on its folder again")
             want = f.attrs.get("content_sha256")
             if isinstance(want, bytes):
                 want = want.decode()
+            if not want:
+                return "it has no checksum (content_sha256): run `preprocess.py run` on its folder again"
             raw, sparse = f["raw"], f["sparse"]
             content = hashlib.sha256()
             for i in range(raw.shape[0]):
@@ -252,10 +289,12 @@ def shard_problem(path):
                 if not np.isfinite(s).all():
                     return f"non-finite values (NaN or inf) in 'sparse', row {i}"
                 _hash_row(content, raw[i], s)
+            _hash_labels(content, {name: f[name][()] for name, _ in _LABEL_DATASETS})
     except (OSError, KeyError, ValueError) as exc:
         return f"unreadable ({exc})"
-    if want and content.hexdigest() != want:
-        return "its frames no longer match the checksum written with them"
+    if content.hexdigest() != want:
+        return ("its datasets (frames, labels or clip indices) no longer match the checksum "
+                "written with them")
     return None
 
 

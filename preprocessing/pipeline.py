@@ -247,8 +247,10 @@ def _shards_stage(out, plan, clips, included, group_of, results, cache_files, va
     plain, aug, shard_tasks, keep = {}, {}, [], set()
     for g in (e["group"] for e in plan["groups"]):
         members = [i for i in included if group_of[i] == g]
-        items = [(i, clips[i].label, cache_files[i]) for i in members]
         fp = [(i, clips[i].label, results[i]["info"]["digest"]) for i in members]
+        # The digest goes with each cache file: the shard is written from the arrays the key
+        # names, never from a file another process rewrote since.
+        items = [(i, label, cache_files[i], digest) for i, label, digest in fp]
         for vs, name, table in (((), folder.shard_name(g), plain),
                                 (variants, folder.shard_name(g, aug=True), aug)):
             if name.endswith("_aug.h5") and not variants:

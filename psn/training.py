@@ -176,7 +176,7 @@ SHARDS_CHECKED = "shards_checked.json"
 
 def check_shards(cfg, folds, log):
     """{fold: why it cannot train} for folds listing a damaged shard (NaN or inf in it, or
-    frames that no longer match their checksum: preprocessing.hdf5_shards.shard_problem).
+    frames or labels that no longer match their checksum: preprocessing.hdf5_shards.shard_problem).
 
     Each shard is read once per version: RUN/shards_checked.json remembers the size, time
     and checksum of those found sound."""

@@ -634,9 +634,21 @@ def test_a_damaged_shard_is_written_again_on_a_rerun(first, roots, tmp_path):
     said = []
     run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
         progress=False, log=said.append)
-    assert any("group01.h5: its frames no longer match" in s and "writing it again" in s
-               for s in said)
+    assert any("group01.h5: its datasets (frames, labels or clip indices) no longer match" in s
+               and "writing it again" in s for s in said)
     assert shard_problem(shard) is None
+    # A label edited inside the shard is found and repaired the same way.
+    with h5py.File(shard, "r") as f:
+        written = f["clip_label"][()]
+    with h5py.File(shard, "r+") as f:
+        f["clip_label"][0] = (written[0] + 1) % 4
+    assert "checksum" in shard_problem(shard)
+    said = []
+    run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+        progress=False, log=said.append)
+    assert any("group01.h5" in s and "writing it again" in s for s in said)
+    with h5py.File(shard, "r") as f:
+        assert (f["clip_label"][()] == written).all()
 
 
 def test_an_unknown_shard_compression_is_refused_before_any_clip(tmp_path, roots):
