@@ -1,9 +1,19 @@
 """The clip cache: each clip's result, or the reason it was excluded, in
 DATA/cache/<database>/<subject>/<clip>.npz with a stamp of everything that decides it (the
-options, the frame files' names and sizes, PIPELINE_VERSION). A rerun reuses a matching file
-and recomputes the rest, so an interrupted run loses at most the clips in flight."""
+options, the frame files' names and sizes, PIPELINE_VERSION) and of the frames' contents. A
+rerun reuses a matching file and recomputes the rest, so an interrupted run loses at most the
+clips in flight.
+
+Frame contents: names and sizes alone missed frames replaced by others of the same size (a
+BMP and its mirror image). Each frame's modification time (ns) and a BLAKE2b hash of its bytes
+are kept beside the stamp; a frame whose time still matches is trusted, one whose time differs
+is hashed again and the clip recomputed only if its bytes changed, so a database copied or
+moved elsewhere (new times, same bytes) is still all cached. The cost is one read of each
+frame when a clip is computed, and on a rerun only for frames whose time changed
+(benchmarks/bench_frame_hash.py measures it)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,24 +48,66 @@ def clip_stamp(clip, opts):
     return json.loads(json.dumps(stamp))
 
 
-def _save_cache(path, stamp, info, raw=None, sparse=None):
+def frame_hash(path):
+    """BLAKE2b (128 bits) of a frame file's bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def frames_seen(paths):
+    """[[mtime_ns, hash]] of each frame file, [-1, ""] for one that cannot be read."""
+    seen = []
+    for p in paths:
+        try:
+            mtime = os.stat(p).st_mtime_ns
+            seen.append([mtime, frame_hash(p)])
+        except OSError:
+            seen.append([-1, ""])
+    return seen
+
+
+def frames_unchanged(paths, seen):
+    """Whether every frame still holds the bytes `seen` recorded: trusted where its time is the
+    recorded one, hashed again where not."""
+    if not isinstance(seen, list) or len(seen) != len(paths):
+        return False
+    for p, (mtime, digest) in zip(paths, seen):
+        try:
+            if os.stat(p).st_mtime_ns == mtime:
+                continue
+            if frame_hash(p) != digest:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _save_cache(path, stamp, info, seen, raw=None, sparse=None):
     arrays = {"stamp": np.array(json.dumps(stamp, sort_keys=True)),
-              "info": np.array(json.dumps(info, sort_keys=True))}
+              "info": np.array(json.dumps(info, sort_keys=True)),
+              "seen": np.array(json.dumps(seen))}
     if raw is not None:
         arrays.update(raw=raw, sparse=sparse)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
 
 
-def read_cache(path, stamp):
-    """The cached result {included, reason, info} if path holds one made with this stamp."""
+def read_cache(path, stamp, frames):
+    """The cached result {included, reason, info} if path holds one made with this stamp from
+    frame files (paths) whose contents have not changed since."""
     try:
         with np.load(path) as z:
             files = set(z.files)
-            if json.loads(str(z["stamp"])) != stamp:
+            if json.loads(str(z["stamp"])) != stamp or "seen" not in files:
                 return None
             info = json.loads(str(z["info"]))
+            seen = json.loads(str(z["seen"]))
     except Exception:  # missing, truncated, not ours: recompute
+        return None
+    if not frames_unchanged(list(frames), seen):
         return None
     if info.get("included") and not {"raw", "sparse"} <= files:
         return None
@@ -87,6 +139,9 @@ def process_clip_variants(clip, jobs):
                                f"{type(exc).__name__}: {exc}") from exc
 
     t0 = time.perf_counter()
+    # Before the frames are read: a frame changed while the clip is computed is then found
+    # changed on the next run.
+    seen = frames_seen(clip.frames)
     try:
         front, excluded = compute(clip_crops, clip, jobs[0][1]), None
     except ClipExcluded as exc:
@@ -102,10 +157,10 @@ def process_clip_variants(clip, jobs):
             raw, sparse, info = compute(clip_arrays, crops, fb, opts, register_notes)
         except ClipExcluded as exc:
             info = {"included": False, "reason": str(exc), "stage": exc.stage}
-            _save_cache(cache_file, stamp, info)
+            _save_cache(cache_file, stamp, info, seen)
             out.append({"included": False, "reason": str(exc), "info": info, "computed": True})
             continue
         info["seconds"] = round(info["seconds"] + t_front, 3)
-        _save_cache(cache_file, stamp, info, raw, sparse)
+        _save_cache(cache_file, stamp, info, seen, raw, sparse)
         out.append({"included": True, "reason": "", "info": info, "computed": True})
     return out

@@ -88,7 +88,7 @@ def run_variants(roots, variants, *, log=print, workers=None, progress=True, rul
         for clip in clips:
             jobs = [(cache_path(DataFolder(out).cache_dir, clip), opts)
                     for out, (_, opts) in zip(outs, variants)]
-            jobs = [(cf, o) for cf, o in jobs if read_cache(cf, clip_stamp(clip, o)) is None]
+            jobs = [(cf, o) for cf, o in jobs if read_cache(cf, clip_stamp(clip, o), clip.frames) is None]
             if jobs:
                 tasks.append((clip, jobs))
         log(f"{len(clips)} clips x {len(variants)} RPCA settings: {sum(len(j) for _, j in tasks)} "
@@ -205,7 +205,7 @@ def _clips_stage(clips, skipped, out, options, runner, workers, progress, log):
     results = [None] * len(clips)
     tasks = []
     for i, (clip, cf) in enumerate(zip(clips, cache_files)):
-        results[i] = read_cache(cf, clip_stamp(clip, options))
+        results[i] = read_cache(cf, clip_stamp(clip, options), clip.frames)
         if results[i] is None:
             tasks.append((i, clip, cf, options))
     log(f"{len(clips)} clips ({len(skipped)} skipped by the loaders); {len(clips) - len(tasks)} "

@@ -276,18 +276,47 @@ def test_rerun_recomputes_only_what_is_missing(first, roots, tmp_path):
     assert again["computed"] == 0 and again["shards_written"] == []
 
 
+def test_frames_replaced_at_the_same_size_are_recomputed_and_a_copied_database_is_not(first, roots, tmp_path):
+    """The cache stamp held each frame's name and size: frames replaced by their mirror images
+    at the same size were "cached". A database copied elsewhere (new times, same bytes, new
+    absolute paths) stays cached and writes no shard."""
+    import cv2
+    dbs = {name: str(tmp_path / "dbs" / name) for name in roots[0]}
+    for name, src in roots[0].items():
+        shutil.copytree(src, dbs[name], copy_function=shutil.copy)      # new modification times
+    out = copy_run(first, tmp_path)
+    again = run(dbs, out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+                progress=False, log=lambda *a: None)
+    assert again["computed"] == 0 and again["shards_written"] == []
+    clips, _ = load_databases(dbs)
+    clip = next(c for c in clips if c.database == "casme2" and (c.subject, c.clip) != CORRUPT[:2])
+    for frame in clip.frames:
+        size = os.path.getsize(frame)
+        mirrored = cv2.flip(cv2.imread(frame), 1)
+        for quality in range(95, 5, -5):
+            data = cv2.imencode(".jpg", mirrored, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+            if len(data) <= size:
+                break
+        with open(frame, "wb") as f:
+            f.write(data + b"\0" * (size - len(data)))       # decoders stop at the JPEG's end
+        assert os.path.getsize(frame) == size
+    changed = run(dbs, out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+                  progress=False, log=lambda *a: None)
+    assert changed["computed"] == 1 and changed["shards_written"]
+
+
 def test_changed_option_invalidates_the_cache(first, roots):
     clips, _ = load_databases(roots[0])
     cf = cache_path(os.path.join(first[0], "cache"), clips[0])
-    assert read_cache(cf, clip_stamp(clips[0], OPTIONS))["included"]
+    assert read_cache(cf, clip_stamp(clips[0], OPTIONS), clips[0].frames)["included"]
     for changed in (Options(face_box=(0, 0, 48, 48), tol=0.03, interp="linear", sparsity=None),
                     Options(face_box=(0, 0, 48, 48), tol=0.03),
                     Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=0.3),
                     Options(face_box=(0, 0, 40, 40), tol=0.03, sparsity=None)):
-        assert read_cache(cf, clip_stamp(clips[0], changed)) is None
+        assert read_cache(cf, clip_stamp(clips[0], changed), clips[0].frames) is None
     # An excluded clip's reason is cached too, so a rerun does not redo it.
     bad = next(c for c in clips if (c.subject, c.clip) == CORRUPT[:2])
-    cached = read_cache(cache_path(os.path.join(first[0], "cache"), bad), clip_stamp(bad, OPTIONS))
+    cached = read_cache(cache_path(os.path.join(first[0], "cache"), bad), clip_stamp(bad, OPTIONS), bad.frames)
     assert cached["included"] is False and cached["reason"].startswith("unreadable frame")
 
 
