@@ -39,7 +39,7 @@ from preprocessing.sampling import CROP, N_SAMPLED
 
 __all__ = ["LAYOUT_VERSION", "CHECKSUM_VERSION", "DATASETS", "CROP", "COMPRESSIONS", "DEFAULT_COMPRESSION",
            "STORED_FRACTION", "shard_key", "stored_key", "foreign_data", "frame_columns",
-           "write_shard", "write_frame_shard", "read_shard", "load_clip_arrays"]
+           "write_shard", "write_array_shard", "write_frame_shard", "read_shard", "load_clip_arrays"]
 
 LAYOUT_VERSION = 1
 # What content_sha256 covers: 1 the frames only, 2 every dataset. A version-1 shard is written
@@ -219,6 +219,35 @@ def write_shard(path, items, variants=(), key="", group=None, compression=DEFAUL
         f.attrs["variants"] = json.dumps(list(variants))
         if group is not None:
             f.attrs["group"] = int(group)
+    return K
+
+
+def write_array_shard(path, raw, sparse, clip_label, clip_index, key=""):
+    """A shard from arrays already in the shard's layout (raw uint8 (K, T, 3, H, W), sparse
+    float32 (K, T, 1, H, W), one class and manifest row per clip), with its checksum, written
+    atomically: for data made without the clip cache (psn.probe_tasks' synthetic tasks).
+    Returns the number of rows."""
+    raw = np.ascontiguousarray(raw, dtype=np.uint8)
+    sparse = np.ascontiguousarray(sparse, dtype=np.float32)
+    K, T = raw.shape[:2]
+    if K == 0:
+        raise ValueError(f"shard {path} would be empty")
+    label_rows, cont = frame_columns(clip_label, T)
+    columns = {"label": label_rows, "cont": cont, "clip_label": np.asarray(clip_label),
+               "clip_index": np.asarray(clip_index)}
+    content = hashlib.sha256()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("raw", data=raw, chunks=(1,) + raw.shape[1:], track_times=False)
+        f.create_dataset("sparse", data=sparse, chunks=(1,) + sparse.shape[1:], track_times=False)
+        for k in range(K):
+            _hash_row(content, raw[k], sparse[k])
+        for name, dtype in _LABEL_DATASETS:
+            f.create_dataset(name, data=columns[name].astype(dtype), track_times=False)
+        _hash_labels(content, columns)
+        f.attrs["key"] = key
+        f.attrs["content_sha256"] = content.hexdigest()
+        f.attrs["layout_version"] = LAYOUT_VERSION
+        f.attrs["checksum_version"] = CHECKSUM_VERSION
     return K
 
 

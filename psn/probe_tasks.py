@@ -120,10 +120,7 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
                jitter=0, contrast=CONTRAST, sigma=SIGMA, frame_jitter=0):
     """A preprocessing-layout folder holding the task (make_clips' options); fold k tests on
     group k."""
-    import h5py
-
-    from preprocessing.atomic import atomic_path
-    from preprocessing.hdf5_shards import frame_columns
+    from preprocessing.hdf5_shards import write_array_shard
     from preprocessing.layout import DataFolder
     from preprocessing.manifest import write_manifest
 
@@ -145,12 +142,7 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
     for g in range(1, n_groups + 1):
         idx = np.nonzero(groups == g)[0]
         path = folder.shard(g)
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f["raw"] = raw[idx]
-            f["sparse"] = sparse[idx]
-            f["label"], f["cont"] = frame_columns(labels[idx], T)
-            f["clip_label"] = labels[idx].astype(np.int32)
-            f["clip_index"] = idx.astype(np.int32)
+        write_array_shard(path, raw[idx], sparse[idx], labels[idx], idx)
         shards[g] = path
     folds = []
     for g in range(1, n_groups + 1):

@@ -23,16 +23,33 @@ RECORD = RunFolder.RECORD
 NOT_RECORDED = ("created", "data_path", "note", "provenance", "command", "classes")
 
 
-def data_fingerprint(data_dir):
+def _manifest_without_location(path):
+    """manifest.csv's text less its `source` column (where the database lies), as CSV."""
+    import csv
+    import io
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [i for i, name in enumerate(rows[0] if rows else []) if name != "source"]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([[r[i] for i in keep if i < len(r)] for r in rows])
+    return out.getvalue().encode()
+
+
+def data_fingerprint(data_dir, location=False):
     """sha256 of a data folder's manifest, its fold lists (paths relative to the folder) and
     each listed shard's content key: changes when the clips, labels, folds or shards do,
-    not when the folder moves."""
+    not when the data folder or the database moves (the manifest's `source` column, the
+    database's absolute path, is left out). location=True: the fingerprint of runs recorded
+    before, which hashed the whole manifest."""
     import hashlib
     from preprocessing.hdf5_shards import stored_key
     folder = DataFolder(data_dir)
     h = hashlib.sha256()
-    with open(folder.manifest, "rb") as f:
-        h.update(f.read())
+    if location:
+        with open(folder.manifest, "rb") as f:
+            h.update(f.read())
+    else:
+        h.update(_manifest_without_location(folder.manifest))
     keys = {}           # a shard is listed by many folds: its key is read once
     for fold in folder.folds():
         for split, shards in sorted(folder.fold_shards(fold).items()):
@@ -95,6 +112,9 @@ def check_run_record(cfg, log):
         except ValueError as e:
             raise RunError("%s is damaged (%s): delete it only if you know the run's folds were "
                            "made with these settings" % (path, e))
+        if old.get("data_sha256") != new["data_sha256"] and \
+                old.get("data_sha256") == data_fingerprint(cfg.data, location=True):
+            new["data_sha256"] = old["data_sha256"]     # recorded before the location was left out
         diff = [k for k in sorted(set(old) | set(new))
                 if k not in NOT_RECORDED and old.get(k) != new.get(k)]
         if diff:
