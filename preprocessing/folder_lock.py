@@ -88,11 +88,12 @@ def _holders(folder, fd):
 
 
 @contextlib.contextmanager
-def folder_lock(folder, what, *, shared=False, log=None):
+def folder_lock(folder, what, *, shared=False, log=None, wait=0.0):
     """Hold FOLDER/.lock (exclusive, or shared for readers) for the block.
 
-    Raises FolderBusy at once, naming the holder, when it is taken; `what` says what this
-    process is doing with the folder ('writing', 'training in', ...)."""
+    Raises FolderBusy, naming the holder, when it is taken, at once or after `wait` seconds
+    of trying (for a lock held only for moments); `what` says what this process is doing with
+    the folder ('writing', 'training in', ...)."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_NAME)
     try:
@@ -107,7 +108,15 @@ def folder_lock(folder, what, *, shared=False, log=None):
                          f"{folder} writable, or use another folder.") from None
     try:
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
         except OSError as exc:
             if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
                 # A file system without locks (some NFS mounts): run unguarded, and say so.

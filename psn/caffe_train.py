@@ -1,12 +1,15 @@
 """One fold's `caffe train`: the process (stopped with its parent, stopped on a NaN loss), its
 log, resuming from the newest sound snapshot, the disk check before it, and the DONE file
 naming the final weights."""
+import contextlib
 import glob
 import os
 import math
 import re
 import shlex
+import signal
 import subprocess
+import threading
 import time
 
 from preprocessing.atomic import remove_temporaries, write_atomic
@@ -139,10 +142,20 @@ def train_fold(cfg, fold, gpu_ids, log):
         logf.write("# psn-caffe: %s\n" % " ".join(shlex.quote(c) for c in cmd))
         logf.flush()
         start = logf.tell()
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=fold_dir,
-                                preexec_fn=die_with_parent)
-        diverged = watch_loss(proc, log_path, start)
-        rc = proc.wait()
+        with _RUNNING_LOCK:
+            if _STOPPING.is_set():
+                return False, "interrupted before it started"
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                    cwd=fold_dir, preexec_fn=die_with_parent)
+            _RUNNING.add(proc)
+        try:
+            diverged = watch_loss(proc, log_path, start)
+            rc = proc.wait()
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
+    if _STOPPING.is_set():
+        return False, "interrupted (Caffe snapshots when it stops: run the same command to resume)"
     if diverged:
         return False, ("the training loss became %s at iteration %s: stopped there. Check the "
                        "data (tools/inspect_net.py) or lower base_lr in the schedule" % diverged)
@@ -214,6 +227,28 @@ def snapshot_space_problem(run_dir, fold_dir, solver, start_iter):
                 "space, or snapshot less often (schedule key 'snapshot'), and run again"
                 % (count, need / 2.0 ** 30, free / 2.0 ** 30, fold_dir))
     return None
+
+
+# The caffe processes training now, for stop_training (run_folds' Ctrl-C).
+_RUNNING = set()
+_RUNNING_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def stop_training(sig=signal.SIGINT):
+    """Stop every caffe this process runs and start no other: SIGINT makes Caffe write a
+    snapshot and exit (its sigint_effect 'stop', snapshot_after_train), so the folds resume
+    from there; a second call sends SIGTERM."""
+    _STOPPING.set()
+    with _RUNNING_LOCK:
+        for proc in _RUNNING:
+            with contextlib.suppress(OSError):
+                proc.send_signal(sig)
+
+
+def reset_stop():
+    """Let training start again after stop_training (a new run in the same process)."""
+    _STOPPING.clear()
 
 
 def tail(path, lines=15):

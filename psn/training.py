@@ -17,9 +17,11 @@ fold's `caffe train`), psn.fold_predict (its predictions.csv), psn.run_record (r
 psn.slurm (the job-array script); the folders are preprocessing.layout's.
 """
 import argparse
+import contextlib
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -28,7 +30,7 @@ from preprocessing.atomic import write_atomic
 from preprocessing.errors import InputError, fail, missing_caffe_line
 from preprocessing.folder_lock import FolderBusy, folder_lock
 from preprocessing.layout import DataFolder, RunFolder
-from psn.caffe_train import train_fold
+from psn.caffe_train import reset_stop, stop_training, train_fold
 from psn.config import CLIPS_PER_BATCH, RunConfig, RunError
 from psn.fold_predict import predict_fold
 from psn.fold_setup import check_classes, reads_apex, write_apex_shards
@@ -50,6 +52,7 @@ def run_training(cfg, folds, log):
     for fold in folds:
         todo.put(fold)
     lock = threading.Lock()
+    reset_stop()
 
     def worker(gpu_ids):
         while True:
@@ -61,9 +64,8 @@ def run_training(cfg, folds, log):
             where = "GPU " + ",".join(map(str, gpu_ids)) if gpu_ids else "CPU"
             log("fold %02d: training on %s" % (fold, where))
             try:
-                fold_dir = RunFolder(cfg.out).fold_dir(fold)
-                with folder_lock(fold_dir, "training in", log=log):
-                    ok, msg = train_fold(cfg, fold, gpu_ids, log)
+                # The fold's folder is held by run_folds (hold_folds) from before the first fold.
+                ok, msg = train_fold(cfg, fold, gpu_ids, log)
             except (RunError, InputError, FolderBusy) as e:
                 ok, msg = False, str(e)
             except Exception as e:  # one fold's surprise must not stop the other folds
@@ -72,9 +74,43 @@ def run_training(cfg, folds, log):
                 results[fold] = (ok, msg)
             log("fold %02d: %s (%.0f s)" % (fold, msg if ok else "FAILED: " + msg, time.time() - t0))
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in slots]
+    running = [len(slots)]
+    all_done = threading.Event()
+
+    def slot(gpu_ids):
+        try:
+            worker(gpu_ids)
+        finally:
+            with lock:
+                running[0] -= 1
+                if not running[0]:
+                    all_done.set()
+
+    threads = [threading.Thread(target=slot, args=(s,)) for s in slots]
     for t in threads:
         t.start()
+    # Waited on through an Event, not Thread.join: a Ctrl-C that interrupts join() can leave
+    # the thread marked as ended while it runs on (CPython's bpo-45274 handling), and the
+    # process would then exit under its caffe.
+    try:
+        while not all_done.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        # Ctrl-C: no fold starts any more; the ones training get SIGINT (Caffe snapshots and
+        # exits), a second Ctrl-C SIGTERM. Then the interruption goes on up to run_folds.
+        while not todo.empty():
+            with contextlib.suppress(queue.Empty):
+                todo.get_nowait()
+        log("interrupted: stopping the folds in training (each writes a snapshot to resume from)")
+        sig = signal.SIGINT
+        while not all_done.is_set():
+            stop_training(sig)
+            try:
+                while not all_done.wait(1.0):
+                    pass
+            except KeyboardInterrupt:
+                sig = signal.SIGTERM
+        raise
     for t in threads:
         t.join()
     return results
@@ -164,11 +200,31 @@ def run_folds(cfg, log=log_line):
     try:
         # Shared: several runs may read one preprocessing folder, but preprocessing cannot
         # rewrite it under them.
-        with folder_lock(cfg.data, "reading", shared=True):
-            check_run_record(cfg, log)
+        with folder_lock(cfg.data, "reading", shared=True), hold_folds(cfg, folds, log):
             return train_and_predict(cfg, folds, manifest, log)
     except (FolderBusy, RunError, InputError, OSError) as e:
         return fail("run_folds: error: ", e)
+    except KeyboardInterrupt:
+        fail("run_folds: ", "interrupted: finished folds, and a snapshot of each fold in training, "
+                            "are kept; run the same command again to resume")
+        return 130
+
+
+@contextlib.contextmanager
+def hold_folds(cfg, folds, log):
+    """Check or write run.json, then hold every fold folder this run will train or predict,
+    for the whole run. RUN/.lock is held (exclusive, waiting up to a minute) while the run
+    record is checked and the folds are taken, so of two runs started together into one
+    folder the second sees the first's run.json (other settings or data: refused) and its
+    folds (the same folds: refused at once, naming the holder). Runs of disjoint folds with
+    the same settings (a SLURM job array) go on side by side."""
+    with contextlib.ExitStack() as held:
+        run = RunFolder(cfg.out)
+        with folder_lock(cfg.out, "starting a run in", wait=60, log=log):
+            check_run_record(cfg, log)
+            for fold in folds:
+                held.enter_context(folder_lock(run.fold_dir(fold), "running in", log=log))
+        yield
 
 
 SHARDS_CHECKED = "shards_checked.json"
@@ -224,13 +280,11 @@ def train_and_predict(cfg, folds, manifest, log):
     for fold in folds:
         if fold in failed:
             continue
-        fold_dir = run.fold_dir(fold)
         if not os.path.exists(run.done(fold)):
             failed.setdefault(fold, "not trained yet")
             continue
         try:
-            with folder_lock(fold_dir, "predicting in", log=log):
-                paths.append(predict_fold(cfg, fold, manifest, log))
+            paths.append(predict_fold(cfg, fold, manifest, log))
         except (FolderBusy, RunError, InputError) as e:
             failed[fold] = str(e)
     if paths:

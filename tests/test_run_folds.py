@@ -1,5 +1,6 @@
 """tools/run_folds.py through real `caffe train` on a tiny data folder, then logs and report."""
 import csv
+import glob
 import os
 import subprocess
 import sys
@@ -17,22 +18,16 @@ TOOL = os.path.join(ROOT, "tools", "run_folds.py")
 def make_data(base, groups=2, per_group=5, seed=0):
     """A data folder in the layout of `tools/preprocess.py run` (shards, folds, manifest),
     written through preprocessing.layout."""
-    import h5py
+    from preprocessing.hdf5_shards import write_array_shard
     folder = DataFolder(base)
     rng = np.random.RandomState(seed)
     os.makedirs(folder.shard_dir)
     manifest, index = [], 0
     for g in range(1, groups + 1):
         labels = np.arange(per_group) % 4
-        with h5py.File(folder.shard(g), "w") as f:
-            f["raw"] = rng.randint(0, 255, (per_group, 16, 3, 112, 112)).astype(np.uint8)
-            f["sparse"] = rng.normal(0, 0.1, (per_group, 16, 1, 112, 112)).astype(np.float32)
-            f["label"] = np.repeat(labels[:, None], 16, axis=1).astype(np.float32)
-            cont = np.ones((per_group, 16), np.float32)
-            cont[:, 0] = 0
-            f["cont"] = cont
-            f["clip_label"] = labels.astype(np.int32)
-            f["clip_index"] = np.arange(index, index + per_group, dtype=np.int32)
+        write_array_shard(folder.shard(g), rng.randint(0, 255, (per_group, 16, 3, 112, 112)),
+                          rng.normal(0, 0.1, (per_group, 16, 1, 112, 112)), labels,
+                          np.arange(index, index + per_group))
         for k in range(per_group):
             manifest.append(dict(index=index, database="casme2", subject="casme2/sub%02d" % g,
                                  clip="EP%02d_%02d" % (g, k), label=int(labels[k]), group=g,
@@ -292,13 +287,81 @@ def test_a_fold_being_trained_by_another_run_is_refused(caffe_env, trained, tmp_
     for name in ("DONE", "predictions.csv"):
         os.remove(os.path.join(run, "fold01", name))
     p = holder(os.path.join(run, "fold01"))
+    before = os.stat(os.path.join(run, "predictions.csv")).st_mtime_ns
     res = run_tool(caffe_env, "--data", data, "--out", run, "--schedule", "smoke",
                    "--width", "0.125")
-    assert res.returncode == 1
-    assert "fold 01 failed" in res.stderr and "pid %d" % p.pid in res.stderr
+    # Refused at once, whole: it used to train and predict the folds not held, and exit 1.
+    assert res.returncode == 2, res.stderr
+    assert "fold01 is in use by the writer pid %d" % p.pid in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     assert not os.path.exists(os.path.join(run, "fold01", "DONE"))
-    with open(os.path.join(run, "predictions.csv")) as f:
-        assert len(f.readlines()) == 6   # fold 2 only
+    assert os.stat(os.path.join(run, "predictions.csv")).st_mtime_ns == before
+    # Another fold of the same run (a SLURM array task) goes on beside it.
+    res = run_tool(caffe_env, "--data", data, "--out", run, "--schedule", "smoke",
+                   "--width", "0.125", "--folds", "2")
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("second", [["--max-iter", "6"], []], ids=["other_settings", "same"])
+def test_two_runs_started_together_into_one_folder(caffe_env, trained, tmp_path, second):
+    """Two run_folds 0.3 s apart into one new folder: with --max-iter 20 and 6, fold01 trained
+    20 iterations and fold02 6, the first exited 0, and run.json said 6; with equal settings
+    both trained the folds the other did not hold and both exited 1. One of them now runs
+    whole, the other is refused with one line."""
+    import json
+    import time
+    data, _, _ = trained
+    run = str(tmp_path / "run")
+    args = [sys.executable, TOOL, "--data", data, "--out", run, "--schedule", "smoke",
+            "--width", "0.125"]
+    first = subprocess.Popen(args + ["--max-iter", "20"], env=caffe_env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    other = subprocess.Popen(args + (second or ["--max-iter", "20"]), env=caffe_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=900) for p in (first, other)]
+    codes = sorted(p.returncode for p in (first, other))
+    assert codes == [0, 2], (codes, [o[1][-2000:] for o in outs])
+    refused = outs[[first.returncode, other.returncode].index(2)][1]
+    assert ("other settings or data" in refused) if second else ("is in use by" in refused), refused
+    assert "Traceback" not in refused and len(refused.strip().splitlines()) == 1
+    with open(os.path.join(run, "run.json")) as f:
+        max_iter = json.load(f)["schedule"]["max_iter"]
+    winner = 20 if first.returncode == 0 else 6
+    assert max_iter == winner
+    for fold in (1, 2):
+        assert os.path.exists(os.path.join(run, "fold%02d" % fold, "snapshots",
+                                           "psn_iter_%d.caffemodel" % winner))
+
+
+def test_ctrl_c_stops_training_with_a_snapshot_and_one_line(caffe_env, trained, tmp_path):
+    """SIGINT of run_folds used to end in a KeyboardInterrupt traceback from threading, with
+    its worker threads going on to the next fold."""
+    import signal
+    import time
+    data, _, _ = trained
+    run = str(tmp_path / "run")
+    p = subprocess.Popen([sys.executable, TOOL, "--data", data, "--out", run, "--schedule",
+                          "smoke", "--width", "0.125", "--max-iter", "100000"],
+                         env=caffe_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    solver = os.path.join(run, "fold01", "solver.prototxt")
+    try:
+        deadline = time.time() + 120
+        while not _caffe_pids(solver) and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert _caffe_pids(solver), "caffe never started"
+        time.sleep(2)                                   # into its iterations
+        p.send_signal(signal.SIGINT)                    # run_folds alone, not its caffe
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 130, err
+        assert "interrupted" in err and "run the same command again to resume" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not _caffe_pids(solver)
+        assert glob.glob(os.path.join(run, "fold01", "snapshots", "*.solverstate"))
+        assert not os.path.exists(os.path.join(run, "fold02", "train.log"))   # no fold started after
+    finally:
+        for pid in _caffe_pids(solver):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_rerun_with_other_settings_or_data_is_refused(caffe_env, trained, tmp_path):
@@ -350,6 +413,43 @@ def test_copied_data_and_run_folders_use_their_own_files(caffe_env, trained, tmp
     with open(os.path.join(run2, "predictions.csv")) as f:
         assert len(f.readlines()) == 11
     # (The originals were moved away: everything read came from the copies.)
+
+
+def test_a_database_moved_and_preprocessed_again_keeps_its_runs(caffe_env, trained, tmp_path):
+    """Preprocessing a database moved elsewhere (all clips cached) rewrites manifest.csv's
+    absolute `source` column; every run on that folder used to be refused as "other data".
+    A run recorded before, with the fingerprint of the whole manifest, is still accepted."""
+    import json
+    import shutil
+    from preprocessing.manifest import read_manifest
+    from psn.run_record import data_fingerprint
+    data, out, _ = trained
+    data2, run2 = str(tmp_path / "data2"), str(tmp_path / "run2")
+    shutil.copytree(data, data2)
+    shutil.copytree(out, run2)
+    rows = read_manifest(os.path.join(data2, "manifest.csv"))
+    for r in rows:
+        r["source"] = "/mnt/elsewhere/CASME2_RAW_selected/%s/%s" % (r["subject"], r["clip"])
+    write_manifest(os.path.join(data2, "manifest.csv"), rows)
+    assert data_fingerprint(data2) == data_fingerprint(data)
+    assert data_fingerprint(data2, location=True) != data_fingerprint(data, location=True)
+    res = run_tool(caffe_env, "--data", data2, "--out", run2, "--schedule", "smoke", "--width", "0.125")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("already trained") == 2
+    # A run.json written with the old, location-bound fingerprint of this very folder.
+    path = os.path.join(run2, "run.json")
+    with open(path) as f:
+        record = json.load(f)
+    record["data_sha256"] = data_fingerprint(data2, location=True)
+    with open(path, "w") as f:
+        json.dump(record, f)
+    res = run_tool(caffe_env, "--data", data2, "--out", run2, "--schedule", "smoke", "--width", "0.125")
+    assert res.returncode == 0, res.stderr[-2000:]
+    # The labels are still in the fingerprint.
+    rows[0]["label"] = (int(rows[0]["label"]) + 1) % 4
+    write_manifest(os.path.join(data2, "manifest.csv"), rows)
+    res = run_tool(caffe_env, "--data", data2, "--out", run2, "--schedule", "smoke", "--width", "0.125")
+    assert res.returncode == 2 and "data_sha256" in res.stderr
 
 
 def test_a_truncated_snapshot_is_set_aside_and_the_one_before_resumed(caffe_env, trained, tmp_path):
