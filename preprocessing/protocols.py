@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from preprocessing.atomic import write_atomic
 from preprocessing.clips import Skipped
 from preprocessing.errors import InputError
+from preprocessing.labels import CLASSES as AU_RULE_CLASSES
 from preprocessing.layout import DataFolder
 from preprocessing.loaders import smic
 
@@ -174,6 +175,13 @@ def load_protocol(name_or_path=None):
     classes = tuple(d["classes"])
     emotions = {db: {k.strip().lower(): v for k, v in m.items()}
                 for db, m in d.get("emotions", {}).items()}
+    if d["label_by"] == "au_rule" and classes != AU_RULE_CLASSES:
+        # The AU rule gives label k to its k-th class: other names, another order or another
+        # count would name its clips wrongly (positive clips called "Negative") or give labels
+        # the net has no output for.
+        bad(f"label_by 'au_rule' labels clips with the AU rule's {len(AU_RULE_CLASSES)} classes "
+            f"{list(AU_RULE_CLASSES)} in that order, but classes is {list(classes)}: give those "
+            f"classes, or label_by 'emotion' with an emotion mapping for your own")
     if d["label_by"] == "emotion":
         for db in d["databases"]:
             if db not in emotions:

@@ -176,6 +176,15 @@ def check_outputs(tv, data_dir, path):
                                "(%s): fix the prototxt, or regenerate it with `python -m "
                                "psn.nets`" % (path, have, data_dir, n,
                                               ", ".join(DataFolder(data_dir).classes())))
+    # Caffe's SoftmaxWithLoss reads a label >= its outputs outside the blob: no error, a
+    # wrong loss. A data folder whose labels outrun its own class list is refused.
+    folder = DataFolder(data_dir)
+    labels = [int(r["label"]) for r in folder.manifest_rows() if r.get("included") == "1"]
+    if labels and not 0 <= min(labels) <= max(labels) < n:
+        raise RunError("%s has labels %d..%d, but %s names %d classes (%s): the folder was "
+                       "written under another protocol than it says; run `tools/preprocess.py "
+                       "run` on it again" % (folder.manifest, min(labels), max(labels),
+                                             folder.protocol_file, n, ", ".join(folder.classes())))
 
 
 def prepare_fold(cfg, fold, fold_dir, log=None):

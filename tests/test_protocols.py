@@ -100,6 +100,26 @@ def test_a_malformed_protocol_file_is_named_with_the_fault(tmp_path, edit, messa
     assert str(path) in str(e.value) and message in str(e.value)
 
 
+@pytest.mark.parametrize("classes", [["positive", "negative", "surprise"],
+                                     ["Negative", "Positive", "Surprise", "Others"],
+                                     ["negative", "positive", "surprise", "others"]],
+                         ids=["three", "renamed", "reordered"])
+def test_an_au_rule_protocol_must_name_the_au_rules_classes(tmp_path, classes):
+    """An AU-rule protocol with three classes wrote every output and then tracebacked (run_folds
+    then trained label 3 on a 3-output net); with its four classes renamed it was accepted and
+    the AU rule's positive clips were called "Negative"."""
+    with open(os.path.join(protocols.PROTOCOL_DIR, "paper.json")) as f:
+        d = json.load(f)
+    assert d["label_by"] == "au_rule"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(dict(d, classes=classes)))
+    with pytest.raises(InputError) as e:
+        protocols.load_protocol(str(path))
+    assert str(path) in str(e.value) and "label_by 'au_rule' labels clips with the AU rule's 4 " \
+        "classes ['positive', 'negative', 'surprise', 'others'] in that order" in str(e.value)
+    assert protocols.load_protocol("paper").classes == ("positive", "negative", "surprise", "others")
+
+
 # Item 15 of "Nothing silently wrong": values of the wrong JSON type were tracebacks.
 WRONG_TYPES = {
     "a number at top level": (lambda d: 5, "$ is 5, expected an object of protocol fields"),

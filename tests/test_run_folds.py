@@ -699,3 +699,15 @@ def test_a_class_count_that_does_not_match_the_data_is_refused(caffe_env, traine
     err = capsys.readouterr().err
     assert "%s: fc_cls has 3 outputs" % tv in err and "positive, negative" in err
     assert not (tmp_path / "r2" / "fold01").exists()
+    # A data folder whose protocol.json names 3 classes over labels 0..3: refused, not trained
+    # with label 3 on a 3-output net.
+    monkeypatch.undo()
+    three = str(tmp_path / "three")
+    shutil.copytree(data, three)
+    with open(os.path.join(three, "protocol.json"), "w") as f:
+        f.write('{"name": "x", "classes": ["negative", "positive", "surprise"], "folds": "loso"}')
+    cfg = RunConfig(data=three, out=str(tmp_path / "r3"), schedule="smoke", width=0.125)
+    assert training.run_folds(cfg, log=lambda *a: None) == 2
+    err = capsys.readouterr().err
+    assert "manifest.csv has labels 0..3, but" in err and "names 3 classes" in err
+    assert not (tmp_path / "r3" / "fold01").exists()
