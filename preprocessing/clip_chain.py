@@ -161,13 +161,30 @@ def sparse_part(gray, opts=Options(), M=None, k=None):
     return E, rp, notes
 
 
+# Fewer frames than this carry no onset-apex-offset: TIM would stretch 1 to 3 frames over 150
+# and the nets would be trained (or asked) on a still picture. The shortest clips of the four
+# databases (CAS(ME)^2 at 30 fps) have more.
+MIN_FRAMES = 4
+
+
+def too_few_frames(clip):
+    """Why the clip has too few frames to be a clip, or None."""
+    n = len(clip.frames)
+    if n >= MIN_FRAMES:
+        return None
+    return (f"{n} frame(s) from onset to offset: a clip needs at least {MIN_FRAMES} (check the "
+            "sheet's onset and offset, and that the frames are all there)")
+
+
 def clip_crops(clip, opts=Options()):
     """(crops (F,112,112,3) uint8 RGB, face box, notes): every frame of the clip cut by the one
     box found on its onset frame, registered on the onset frame's crop (opts.register;
-    preprocessing.register). Raises ClipExcluded (unreadable frames, no face)."""
+    preprocessing.register). Raises ClipExcluded (too few or unreadable frames, no face)."""
     paths = clip.frames
     if not paths:
         raise ClipExcluded("the clip has no frames", "frames")
+    if too_few_frames(clip):
+        raise ClipExcluded(too_few_frames(clip), "frames")
     onset = read_frame(paths[0])
     try:
         fb = clip_face_box(onset, opts.face_box, method=opts.face, where=paths[0])

@@ -29,7 +29,7 @@ import numpy as np
 from preprocessing.atomic import remove_temporaries, write_atomic
 from preprocessing.augment import DEFAULT_VARIANTS
 from preprocessing.clip_cache import cache_path, clip_stamp, read_cache
-from preprocessing.clip_chain import PIPELINE_VERSION, Options
+from preprocessing.clip_chain import PIPELINE_VERSION, Options, too_few_frames
 from preprocessing.contact_sheet import choose_clips, item_title, named_clips, write_contact_sheet
 from preprocessing.folder_lock import folder_lock
 from preprocessing.layout import DataFolder, fold_name
@@ -205,6 +205,12 @@ def _clips_stage(clips, skipped, out, options, runner, workers, progress, log):
     results = [None] * len(clips)
     tasks = []
     for i, (clip, cf) in enumerate(zip(clips, cache_files)):
+        short = too_few_frames(clip) if clip.frames else None
+        if short:
+            # Excluded whatever an older cache file says (1-3 frame clips used to be trained).
+            info = {"included": False, "reason": short, "stage": "frames"}
+            results[i] = {"included": False, "reason": short, "info": info, "computed": False}
+            continue
         results[i] = read_cache(cf, clip_stamp(clip, options), clip.frames)
         if results[i] is None:
             tasks.append((i, clip, cf, options))

@@ -305,6 +305,26 @@ def test_frames_replaced_at_the_same_size_are_recomputed_and_a_copied_database_i
     assert changed["computed"] == 1 and changed["shards_written"]
 
 
+def test_a_clip_of_fewer_than_four_frames_is_excluded_even_when_cached(first, roots, tmp_path):
+    """A clip of 1-3 frames went into training with only a manifest note (tools/predict.py
+    refused it)."""
+    import dataclasses
+    from preprocessing import pipeline
+    from preprocessing.clip_cache import process_clip
+    from preprocessing.workers import Runner
+    clips, _ = load_databases(roots[0])
+    clip = next(c for c in clips if c.database == "casme2" and (c.subject, c.clip) != CORRUPT[:2])
+    short = dataclasses.replace(clip, frames=clip.frames[:3])
+    out = copy_run(first, tmp_path)          # its cache holds this clip, included, under its name
+    res = process_clip(short, str(tmp_path / "short.npz"), OPTIONS)
+    assert not res["included"] and res["reason"].startswith("3 frame(s) from onset to offset")
+    runner = Runner(1)
+    _, results, _ = pipeline._clips_stage([short], [], out, OPTIONS, runner, 1, False, lambda *a: None)
+    assert not results[0]["included"] and "a clip needs at least 4" in results[0]["reason"]
+    four = dataclasses.replace(clip, frames=clip.frames[:4])
+    assert process_clip(four, str(tmp_path / "four.npz"), OPTIONS)["included"]
+
+
 def test_changed_option_invalidates_the_cache(first, roots):
     clips, _ = load_databases(roots[0])
     cf = cache_path(os.path.join(first[0], "cache"), clips[0])
