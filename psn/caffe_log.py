@@ -262,6 +262,10 @@ def parse_log(path, year=None, restarts="supersede"):
             lines = f.readlines()
     except OSError as exc:
         raise LogError("cannot read Caffe log %s: %s" % (path, exc))
+    if lines and not lines[-1].endswith("\n"):
+        # glog ends every line with a newline: a last line without one is being written, or
+        # was cut by a kill or a full disk ("loss = 1." of "loss = 1.52311").
+        lines.pop()
     return parse_lines(lines, path=path, year=year, restarts=restarts)
 
 

@@ -190,3 +190,21 @@ def test_cli_reports_unreadable_log(tmp_path):
                         str(tmp_path / "nope.log"), str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2
     assert "nope.log" in r.stderr
+
+
+def test_a_log_cut_in_its_last_line_drops_that_line(tmp_path):
+    """A log cut mid-line (a kill, a full disk, or Caffe still writing) gave loss 1.0 for
+    `1.52311` cut after `1.`."""
+    with open(os.path.join(DATA, "caffe_train_year.log")) as f:
+        text = f.read()
+    at = text.index("Test net output #1: loss = 0.8 (* 1")
+    cut = text[:at] + "Test net output #1: loss = 1."
+    path = tmp_path / "cut.log"
+    path.write_text(cut)
+    _, test = parse_log(str(path))
+    assert col(test, "NumIters") == [0, 50, 100]
+    assert "loss_net1" not in test[-1] or math.isnan(test[-1]["loss_net1"]), test[-1]
+    # The same text with its newline is a whole line, and is read.
+    path.write_text(cut + "\n")
+    _, test = parse_log(str(path))
+    assert test[-1]["loss_net1"] == 1.0
