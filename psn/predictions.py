@@ -31,6 +31,8 @@ def prediction_columns(n_classes=N_CLASSES):
 PREDICTION_COLUMNS = prediction_columns()
 _CLASS_TEXT = re.compile(r"^\s*(\d+)(?:\.0*)?\s*$")
 _PROB_SUM_TOL = 0.01
+# pred may lose to another class by this much (ties, and probabilities written rounded).
+_PRED_TOL = 1e-5
 
 
 class PredictionsError(ValueError):
@@ -161,6 +163,13 @@ def read_predictions(path, n_classes=None):
             raise PredictionsError(
                 "%s: prob_0..prob_%d sum to %.4f, not 1; write the clip's (frame-averaged) "
                 "softmax, not raw scores" % (where, n_classes - 1, sum(probs)))
+        best = max(range(n_classes), key=lambda k: probs[k])
+        if probs[pred] < probs[best] - _PRED_TOL:
+            # Scored from pred, such a row would count an answer its probabilities do not give.
+            raise PredictionsError(
+                "%s: pred %d is not the most probable class (prob_%d %.6g < prob_%d %.6g): the "
+                "file was edited or mixes two runs; pred must be the argmax of prob_0..prob_%d"
+                % (where, pred, pred, probs[pred], best, probs[best], n_classes - 1))
         key = (rec["database"], rec["subject"], rec["clip"])
         if key in seen:
             raise PredictionsError(
