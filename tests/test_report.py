@@ -222,6 +222,10 @@ def test_bad_class_names_file_and_line(tmp_path):
     ("samm,samm/s1,clip5,2,1,1,0.1,0.7,0.1,0.1", r":8: clip samm/samm/s1/clip5 already "
                                                  r"predicted on line 7"),
     ("samm,,clipX,2,1,1,0.1,0.7,0.1,0.1", r":8: empty subject"),
+    # Scored from pred, a row whose pred is not its most probable class counted an answer the
+    # probabilities do not give.
+    ("samm,samm/s9,clipX,2,1,2,0.1,0.7,0.1,0.1", r":8: pred 2 is not the most probable class "
+                                                 r"\(prob_2 0.1 < prob_1 0.7\)"),
 ])
 def test_malformed_rows(tmp_path, row, message):
     p = write_predictions(tmp_path / "preds.csv", PRED_A, extra_rows=[row])
@@ -282,3 +286,44 @@ def test_rates_per_database_fig6(two_runs):
     assert [float(samm["tnr_" + c]) for c in "PNSO"] == pytest.approx([1.0, 0.5, 1.0, 2 / 3])
     assert_png(str(out / "psn" / "rates_by_database.png"))
     assert "psn/rates_by_database.png" in (out / "report.md").read_text()
+
+
+KILLED_MID_REPORT = """
+import os, sys
+sys.path.insert(0, {root!r})
+import psn.report as report
+# Killed (kill -9) after every run's files are written, before report.md.
+report.markdown = lambda *a, **k: os._exit(9)
+report.make_report([{preds!r}], {out!r}, names=["second"])
+"""
+
+
+def test_a_report_killed_mid_rewrite_leaves_the_one_before_whole(tmp_path):
+    """kill -9 of report.py while it rewrote a folder left the first run's report.md beside
+    the second run's files."""
+    first = write_predictions(tmp_path / "a.csv", PRED_A)
+    second = write_predictions(tmp_path / "b.csv", LABELS)
+    out = tmp_path / "out"
+    make_report([first], str(out), names=["first"])
+    before = sorted(os.listdir(out))
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_MID_REPORT.format(root=ROOT, preds=second, out=str(out)))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert res.returncode == 9, res.stderr
+    assert sorted(os.listdir(out)) == before and not (out / "second").exists()
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".out.new-")]   # the killed one's
+    make_report([second], str(out), names=["second"])
+    assert sorted(os.listdir(out)) == sorted(n.replace("first", "second") for n in before)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".out.")]   # cleaned up
+    with open(out / "metrics.json") as f:
+        assert json.load(f)["order"] == ["second"]
+
+
+def test_a_report_does_not_replace_a_folder_it_did_not_write(tmp_path):
+    preds = write_predictions(tmp_path / "a.csv", PRED_A)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("months of work")
+    with pytest.raises(ReportError, match="mine holds files this tool did not write"):
+        make_report([preds], str(mine))
+    assert os.listdir(mine) == ["thesis.tex"]

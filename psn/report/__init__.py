@@ -23,6 +23,7 @@ Writes into --out:
 Metric definitions (pooled vs fold-averaged, absent classes, std) are in psn/metrics.py.
 """
 import argparse
+import contextlib
 import os
 import sys
 
@@ -76,8 +77,39 @@ def make_report(pred_paths, out_dir, names=None, logs=None):
                               "reports MEGC 2019's 3 classes)"
                               % (path, p.prob.shape[1] - 1, p.prob.shape[1], metrics.N_CLASSES))
     log_files = {name: logs_of(d) for name, d in log_dirs.items()}
-    os.makedirs(out_dir, exist_ok=True)
+    with report_folder(out_dir) as stage:
+        return _write_report(stage, names, preds, log_dirs, log_files)
 
+
+REPORT_MARK = ".psn-report"
+
+
+def _is_report(folder):
+    return any(os.path.exists(os.path.join(folder, n)) for n in (REPORT_MARK, "report.md", "megc2019.md"))
+
+
+@contextlib.contextmanager
+def report_folder(out_dir):
+    """The report is written whole into a staging folder that then replaces out_dir: a report
+    killed while rewritten used to leave a folder mixing two runs' files. ReportError for an
+    out_dir that holds other files than a report's."""
+    from preprocessing.atomic import NotOurs, replaced_folder
+    try:
+        with replaced_folder(out_dir, _is_report) as stage:
+            with open(os.path.join(stage, REPORT_MARK), "w") as f:
+                f.write("written by tools/report.py; replaced whole on each report\n")
+            try:
+                yield stage
+            except OSError as e:
+                # Name the file where the user will look for it, not in the staging folder.
+                if isinstance(e.filename, str) and e.filename.startswith(stage):
+                    e.filename = os.path.abspath(out_dir) + e.filename[len(stage):]
+                raise
+    except NotOurs as e:
+        raise ReportError("--out %s" % e) from None
+
+
+def _write_report(out_dir, names, preds, log_dirs, log_files):
     runs, run_files = [], {}
     for name, p in zip(names, preds):
         run_dir = os.path.join(out_dir, name)
@@ -161,9 +193,10 @@ def make_megc_report(pred_paths, out_dir, names=None, note=""):
     names = _unique(names if names is not None else _default_names(pred_paths))
     preds = [read_predictions(p, n_classes) for p in pred_paths]
     out = {}
-    for name, p in zip(names, preds):
-        target = out_dir if len(preds) == 1 else os.path.join(out_dir, name)
-        out[name] = write_megc(p.label, p.pred, p.database, target, name, n_classes, note)
+    with report_folder(out_dir) as stage:
+        for name, p in zip(names, preds):
+            target = stage if len(preds) == 1 else os.path.join(stage, name)
+            out[name] = write_megc(p.label, p.pred, p.database, target, name, n_classes, note)
     return out
 
 

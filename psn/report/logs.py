@@ -86,6 +86,8 @@ def run_curves(name, log_dir, logs, run_dir):
             "train_loss": [r.get(tr_loss_key, math.nan) for r in train] if tr_loss_key else [],
         })
         last = test[-1] if test else {}
+        # Relative to the run's report folder, which is written elsewhere and then moved.
+        tr_csv, te_csv = (os.path.relpath(c, run_dir) for c in (tr_csv, te_csv))
         entries.append({"log": os.path.abspath(path), "label": rel, "train_csv": tr_csv, "test_csv": te_csv,
                         "train_rows": len(train), "test_rows": len(test),
                         "last_iteration": max([r["NumIters"] for r in train + test], default=None),
