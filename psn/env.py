@@ -1,5 +1,7 @@
 """Find the Caffe that tools/build_caffe.sh built, for tools run without `eval --print-env`."""
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -39,3 +41,42 @@ def ensure_caffe(cuda=None, prefix="error: "):
     for p in (os.path.join(ROOT, "layers"), ROOT):
         if p not in sys.path:
             sys.path.insert(1, p)
+
+
+def cpu_only_caffe():
+    """Why the Caffe in use cannot run on a GPU (it is built CPU_ONLY), or None.
+
+    Not asked of pycaffe: its set_device and set_mode_gpu abort the process on such a build.
+    tools/build_caffe.sh records its options in PSN_CAFFE_HOME/BUILD_INFO (cuda=0 or 1); a
+    Caffe without that record is asked in a child process (`caffe device_query -gpu 0` dies
+    saying 'Cannot use GPU in CPU-only Caffe')."""
+    home = os.environ.get("PSN_CAFFE_HOME")
+    info = os.path.join(home, "BUILD_INFO") if home else None
+    if info and os.path.isfile(info):
+        with open(info, errors="replace") as f:
+            m = re.search(r"^options:.*?\bcuda=(\d)", f.read(), re.M)
+        if m:
+            return "%s says cuda=0" % info if m.group(1) == "0" else None
+    binary = os.path.join(home, "bin", "caffe") if home else None
+    if not (binary and os.path.exists(binary)):
+        binary = shutil.which("caffe")
+    if not binary:
+        return None
+    try:
+        out = subprocess.run([binary, "device_query", "-gpu", "0"], capture_output=True,
+                             text=True, timeout=120, env=dict(os.environ, GLOG_logtostderr="1"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if "CPU-only Caffe" in out.stdout + out.stderr:
+        return "%s device_query says 'Cannot use GPU in CPU-only Caffe'" % binary
+    return None
+
+
+def gpu_refusal(flag):
+    """One line refusing `flag` (--gpus, --gpu) on a CPU_ONLY Caffe, or None where it can run."""
+    why = cpu_only_caffe()
+    if why is None:
+        return None
+    return ("%s: this Caffe is built CPU_ONLY (%s). Fix: drop %s to run on the CPU, or on a "
+            "CUDA host build the GPU Caffe with tools/build_caffe.sh --cuda (see its --help) "
+            "and use it: eval \"$(tools/build_caffe.sh --cuda --print-env)\"" % (flag, why, flag))

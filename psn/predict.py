@@ -126,6 +126,12 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
     from preprocessing.errors import InputError
+    if args.gpu is not None:
+        # Before the clip is preprocessed: pycaffe's set_device aborts on a CPU_ONLY build.
+        from psn.env import gpu_refusal
+        refused = gpu_refusal("--gpu")
+        if refused:
+            return fail("predict: error: ", refused)
     try:
         from preprocessing.cli import parse_face_box, rpca_choice
         from preprocessing.clip_chain import ClipExcluded, Options, compute_clip

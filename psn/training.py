@@ -167,6 +167,12 @@ def run_folds(cfg, log=log_line):
     """Train cfg.model on the folds of cfg.data (or write the SLURM array script), predict,
     join predictions.csv; returns the exit code (1 when a fold failed). The library entry
     point of tools/run_folds.py and psn.main."""
+    if cfg.gpus and cfg.launcher == "local":
+        # Before anything is written: pycaffe's set_device aborts on a CPU_ONLY build.
+        from psn.env import gpu_refusal
+        refused = gpu_refusal("--gpus")
+        if refused:
+            return fail("run_folds: error: ", refused)
     try:
         os.makedirs(cfg.out, exist_ok=True)
         all_folds = DataFolder(cfg.data).folds()

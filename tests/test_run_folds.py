@@ -711,3 +711,55 @@ def test_a_class_count_that_does_not_match_the_data_is_refused(caffe_env, traine
     err = capsys.readouterr().err
     assert "manifest.csv has labels 0..3, but" in err and "names 3 classes" in err
     assert not (tmp_path / "r3" / "fold01").exists()
+
+
+# ----------------------------------------------- what pycaffe would abort on: one line instead
+
+def _one_line(stderr):
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+def _predict_tool(caffe_env, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py")] + list(args),
+                          capture_output=True, text=True, env=caffe_env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    import synthetic
+    db = str(tmp_path_factory.mktemp("clip") / "syn")
+    synthetic.generate(db, n_subjects=1, clips_per_subject=1, seed=3)
+    return [dp for dp, _, fn in os.walk(db) if any(f.endswith(".jpg") for f in fn)][0]
+
+
+def test_gpus_on_a_cpu_only_caffe_are_refused_before_anything_starts(caffe_env, trained, clip_dir,
+                                                                     tmp_path, monkeypatch):
+    """Were SIGABRT (exit 134) with glog's stack trace, from pycaffe's set_device."""
+    from psn import env as psn_env
+    info = os.path.join(caffe_env["PSN_CAFFE_HOME"], "BUILD_INFO")
+    with open(info) as f:
+        if "cuda=1" in f.read():
+            pytest.skip("this Caffe is a CUDA build")
+    data, out, _ = trained
+    run = tmp_path / "run"
+    res = run_tool(caffe_env, "--data", data, "--out", str(run), "--gpus", "0",
+                   "--schedule", "smoke", "--width", "0.125")
+    assert res.returncode == 2, res.stderr[-3000:]
+    line = _one_line(res.stderr)
+    assert line.startswith("run_folds: error: --gpus: this Caffe is built CPU_ONLY (%s says cuda=0)"
+                           % info)
+    assert "drop --gpus" in line and "tools/build_caffe.sh --cuda (see its --help)" in line
+    assert not run.exists()
+    res = _predict_tool(caffe_env, clip_dir, "--model", os.path.join(out, "fold01"), "--gpu", "0")
+    assert res.returncode == 2, res.stderr[-3000:]
+    line = _one_line(res.stderr)
+    assert line.startswith("predict: error: --gpu: this Caffe is built CPU_ONLY") and "drop --gpu" in line
+    # A Caffe without build_caffe.sh's record is asked in a child process.
+    home = tmp_path / "home"
+    home.mkdir()
+    os.symlink(os.path.join(caffe_env["PSN_CAFFE_HOME"], "bin"), str(home / "bin"))
+    monkeypatch.setenv("PSN_CAFFE_HOME", str(home))
+    monkeypatch.setenv("LD_LIBRARY_PATH", caffe_env["LD_LIBRARY_PATH"])
+    assert "device_query says 'Cannot use GPU in CPU-only Caffe'" in psn_env.cpu_only_caffe()
