@@ -127,6 +127,13 @@ class RunConfig:
                                % ",".join(map(str, self.folds)))
         if self.max_iter is not None and int(self.max_iter) < 1:
             raise RunError("--max-iter must be at least 1, got %s" % self.max_iter)
+        checked_in = os.path.join(nets.PROTOTXT_DIR, str(self.model), "train_val.prototxt")
+        if self.model not in nets.MODELS and not os.path.isfile(checked_in):
+            known = sorted(set(nets.MODELS) | {d for d in os.listdir(nets.PROTOTXT_DIR)
+                                              if os.path.isfile(os.path.join(nets.PROTOTXT_DIR, d,
+                                                                             "train_val.prototxt"))})
+            raise RunError("unknown model %r: give one of %s (the nets of psn.nets and "
+                           "prototxt/)" % (self.model, ", ".join(known)))
         base = nets.MODELS.get(self.model)
         if base is not None:
             try:

@@ -1,12 +1,22 @@
 """A trained fold's held-out clips through its deploy net: foldKK/predictions.csv."""
 import os
 
+from preprocessing.atomic import write_atomic
 from preprocessing.layout import DataFolder, RunFolder
 from psn.caffe_train import done_weights
 from psn.config import RunError
-from psn.fold_setup import input_shards
+from psn.fold_setup import fold_nets, input_shards, net_overrides_for_data
+from psn.net_files import check_net
 from psn.predictions import clip_probabilities, write_predictions
 
+
+def write_deploy(cfg, path):
+    """A fold's deploy.prototxt as psn.fold_setup.prepare_fold wrote it (the deploy net does
+    not depend on the fold), for one deleted after training."""
+    from google.protobuf import text_format
+    _, dp, _ = fold_nets(cfg.model, cfg.width, cfg.batch, "TRAIN_LIST", "TEST_LIST",
+                         cfg.tpu_impl, net_overrides_for_data(cfg))
+    write_atomic(path, text_format.MessageToString(dp))
 
 
 def predict_fold(cfg, fold, manifest, log):
@@ -17,13 +27,24 @@ def predict_fold(cfg, fold, manifest, log):
     run = RunFolder(cfg.out)
     fold_dir = run.fold_dir(fold)
     out_path = run.fold_predictions(fold)
+    deploy = os.path.join(fold_dir, "deploy.prototxt")
+    if not os.path.exists(deploy):
+        write_deploy(cfg, deploy)
+        log("fold %02d: wrote %s again from the run's settings" % (fold, deploy))
     if os.path.exists(out_path):
         return out_path
     weights = done_weights(fold_dir)
     if not os.path.exists(weights):
         raise RunError("%s names %s, which does not exist: delete DONE to train fold %d again"
                        % (run.done(fold), weights, fold))
-    net = caffe.Net(os.path.join(fold_dir, "deploy.prototxt"), weights, caffe.TEST)
+    # pycaffe aborts the whole process on a broken net or weights: the other folds would not
+    # be predicted. check_net finds those faults first (psn.net_files).
+    again = "delete it and run the same command: run_folds writes it again from the run's settings"
+    check_net(deploy, weights, deploy_fix="fix it, or " + again,
+              weights_fix="run the same command without --predict-only: run_folds sets the damaged "
+                          "weights aside and trains fold %d again" % fold,
+              mismatch_fix="if its deploy net was edited, " + again)
+    net = caffe.Net(deploy, weights, caffe.TEST)
     rows = []
     for shard in input_shards(cfg, DataFolder(cfg.data).fold_shards(fold)["test"]):
         with h5py.File(shard, "r") as f:

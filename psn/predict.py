@@ -65,6 +65,24 @@ def resolve_model(model, deploy):
     return deploy, weights
 
 
+def check_model(model, deploy, weights):
+    """RunError (one line naming the file and the fix) where pycaffe would abort on loading
+    the weights into the deploy net: a broken prototxt, weights cut short, weights of another
+    width or net (psn.net_files)."""
+    from psn.net_files import check_net
+    fold = os.path.isdir(model)
+    check_net(deploy, weights,
+              deploy_fix=("fix it, or delete it and run the run's command (its run.json) with "
+                          "--predict-only: run_folds writes it again" if fold else "fix it, or give another --deploy"),
+              weights_fix=("run tools/run_folds.py on the fold's run again: it sets damaged "
+                           "weights aside and trains the fold again" if fold else
+                           "give the weights again (a complete copy), or a fold folder of run_folds"),
+              mismatch_fix=("give the deploy.prototxt of the run that trained the weights (its "
+                            "foldKK/deploy.prototxt), or weights trained for this net (--model "
+                            "FOLD_FOLDER takes both from one fold)"),
+              model=model)
+
+
 def clip_from_folder(folder, onset=None, offset=None):
     from preprocessing.clips import Clip, numbered_frames
     if not os.path.isdir(folder):
@@ -126,6 +144,7 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
     from preprocessing.errors import InputError
+    from psn.config import RunError
     if args.gpu is not None:
         # Before the clip is preprocessed: pycaffe's set_device aborts on a CPU_ONLY build.
         from psn.env import gpu_refusal
@@ -136,6 +155,7 @@ def main(argv=None):
         from preprocessing.cli import parse_face_box, rpca_choice
         from preprocessing.clip_chain import ClipExcluded, Options, compute_clip
         deploy, weights = resolve_model(args.model, args.deploy)
+        check_model(args.model, deploy, weights)
         clip = clip_from_folder(args.clip_dir, args.onset, args.offset)
         if len(clip.frames) < MIN_FRAMES:
             raise PredictError("%s: %d frame(s) is no clip; give at least %d (onset to offset)"
@@ -147,8 +167,10 @@ def main(argv=None):
             raw, sparse, info = compute_clip(clip, opts)
         except ClipExcluded as e:
             raise PredictError("cannot preprocess %s: %s" % (args.clip_dir, e))
-    except (PredictError, InputError, ValueError, OSError) as e:
+    except (PredictError, InputError, RunError, ValueError, OSError) as e:
         return fail("predict: error: ", e)
+    except ImportError as e:
+        return fail("predict: error: ", missing_caffe_line(e))
     warnings = []
     if not sparse.any():
         # RPCA found no motion at all (e.g. a face box on a blank region): the spatial stream

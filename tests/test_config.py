@@ -76,6 +76,7 @@ def test_flag_errors_name_the_flag(capsys):
     (dict(net_overrides={"frames": 0}), "--net: frames must be 16"),
     (dict(net_overrides={"tpu_mode": "foo"}), "--net: tpu_mode must be one of TPU, TP1, RNN"),
     (dict(batch=0), "batch must be at least 1"),
+    (dict(model="nope"), "unknown model 'nope': give one of alexnet_rnn, psn,"),
 ])
 def test_settings_no_run_can_use_are_refused_before_it_starts(kw, said):
     """They used to train anyway: --max-iter 0 was ignored, -3 ended in 'caffe train exited
@@ -89,3 +90,15 @@ def test_a_bad_net_setting_is_one_line_and_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         parse_args(["--data", "d", "--out", "r", "--net", "fusion=max"])
     assert e.value.code == 2 and "fusion must be one of sum, prod, concat" in capsys.readouterr().err
+
+
+def test_an_unknown_model_is_refused_before_the_synthetic_database_is_made(tmp_path, capsys,
+                                                                           monkeypatch):
+    """run_psn.sh --models nope made the synthetic database and preprocessed every clip first."""
+    from psn import env
+    from psn.main import main
+    monkeypatch.setattr(env, "ensure_caffe", lambda *a, **k: None)    # the fast tier has no Caffe
+    assert main(["--models", "psn,nope", "--out", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown model 'nope'" in err[0], err
+    assert not (tmp_path / "work").exists()
