@@ -17,6 +17,7 @@ from preprocessing.layout import RunFolder
 from preprocessing.parent_death import die_with_parent
 from psn.config import RunError
 from psn.fold_setup import prepare_fold
+from psn.net_files import read_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,15 +53,10 @@ def read_snapshot(state_path):
     model = os.path.join(os.path.dirname(state_path), os.path.basename(state.learned_net or ""))
     if not state.learned_net or not os.path.isfile(model):
         return None, "its weights %s are missing" % (state.learned_net or "(none named)")
-    net = caffe_pb2.NetParameter()
-    try:
-        with open(model, "rb") as f:
-            net.ParseFromString(f.read())
-    except (OSError, DecodeError) as e:
-        return None, "its weights %s are unreadable (%s)" % (os.path.basename(model), e)
+    net, why = read_weights(model)
+    if net is None:
+        return None, "its weights %s are %s" % (os.path.basename(model), why)
     n_params = sum(len(layer.blobs) for layer in net.layer)
-    if not n_params:
-        return None, "its weights %s hold no parameters (cut short)" % os.path.basename(model)
     if len(state.history) not in (0, n_params):
         return None, ("it holds %d of the %d parameter histories (cut short)"
                       % (len(state.history), n_params))
@@ -106,10 +102,21 @@ def train_fold(cfg, fold, gpu_ids, log):
     fold_dir = run.fold_dir(fold)
     done = run.done(fold)
     if os.path.exists(done):
-        if os.path.exists(done_weights(fold_dir)):
-            return True, "already trained"
-        log("fold %02d: DONE names %s, which is gone: training again"
-            % (fold, done_weights(fold_dir)))
+        weights = done_weights(fold_dir)
+        if not os.path.exists(weights):
+            log("fold %02d: DONE names %s, which is gone: training again" % (fold, weights))
+        else:
+            _, why = read_weights(weights)
+            if why is None:
+                return True, "already trained"
+            # Cut short (a full disk, a copy stopped half way): Caffe would abort on it at
+            # prediction. Kept for a look, and the fold trained again from its last sound
+            # snapshot (resume_point sets aside the snapshot that names these weights).
+            log("fold %02d: final weights %s are damaged: %s; set aside as .damaged, training "
+                "the fold again" % (fold, os.path.basename(weights), why))
+            os.replace(weights, weights + ".damaged")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(run.fold_predictions(fold))     # made from the weights set aside
         os.remove(done)
     os.makedirs(fold_dir, exist_ok=True)
     # Left by a kill: this project's atomic writes, and Caffe's (tools/caffe_patches/0003).

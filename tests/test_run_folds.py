@@ -828,3 +828,38 @@ def test_a_broken_deploy_prototxt_fails_its_fold_and_the_others_predict(caffe_en
         assert "fold 02: wrote %s again" % deploy in res.stdout
         with open(os.path.join(run, "predictions.csv")) as f:
             assert len(f.readlines()) == 11
+
+
+def test_a_truncated_final_caffemodel_is_set_aside_and_the_fold_trained_again(caffe_env, trained,
+                                                                              tmp_path):
+    """A DONE fold whose final weights were cut short (a full disk, a copy stopped half way):
+    --predict-only fails that fold in one line (was SIGABRT); a run that trains sets the
+    weights aside like a damaged snapshot and trains the fold again from the one before."""
+    import shutil
+    data, out, _ = trained
+    run = str(tmp_path / "run")
+    shutil.copytree(out, run)
+    d = os.path.join(run, "fold02")
+    weights = os.path.join(d, "snapshots", "psn_iter_4.caffemodel")
+    with open(weights, "rb") as f:
+        blob = f.read()
+    with open(weights, "wb") as f:
+        f.write(blob[:len(blob) // 2])
+    os.remove(os.path.join(d, "predictions.csv"))
+    args = ["--data", data, "--out", run, "--schedule", "smoke", "--width", "0.125"]
+    res = run_tool(caffe_env, *args, "--predict-only")
+    assert res.returncode == 1, res.stderr[-3000:]
+    line = _one_line(res.stderr)
+    assert line.startswith("run_folds: fold 02 failed: %s is " % weights)
+    assert "run the same command without --predict-only" in line
+    res = run_tool(caffe_env, *args)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert ("fold 02: final weights psn_iter_4.caffemodel are damaged: unreadable"
+            in res.stdout), res.stdout[-3000:]
+    assert "fold 02: resuming from iteration 2" in res.stdout
+    assert "fold 02: predicted 5 clips" in res.stdout
+    assert os.path.exists(weights + ".damaged") and os.path.exists(os.path.join(d, "DONE"))
+    from psn.net_files import read_weights
+    assert read_weights(weights)[1] is None
+    with open(os.path.join(run, "predictions.csv")) as f:
+        assert len(f.readlines()) == 11
