@@ -104,7 +104,7 @@ def _run(subparsers):
                    help="temporal normalisation to 150 frames (default tim)")
     rp = p.add_mutually_exclusive_group()
     rp.add_argument("--lam", metavar="L",
-                    help="a fixed RPCA lambda for every clip; 'default' = 1/sqrt(12544)")
+                    help="a fixed RPCA lambda for every clip; 'standard' = 1/sqrt(12544)")
     rp.add_argument("--sparsity", type=float, metavar="S",
                     help="choose lambda per clip so E has this share of non-zeros (default "
                          "0.25: Fig. 10's best band, 20-30 %%)")
@@ -210,17 +210,23 @@ def main(argv=None):
 
 def rpca_choice(lam=None, sparsity=None):
     """Options' RPCA keywords from the command line's --lam and --sparsity: --lam L a fixed
-    lambda (--lam default: 1/sqrt(12544)); --sparsity S lambda per clip for that share of
-    non-zeros; neither: the default share (DEFAULT_SPARSITY). InputError for a bad value."""
+    lambda (--lam standard: 1/sqrt(12544), the textbook 1/sqrt(max(m, n))); --sparsity S
+    lambda per clip for that share of non-zeros; neither: the default share
+    (DEFAULT_SPARSITY). InputError for a bad value."""
     if lam is not None and sparsity is not None:
         raise InputError("give --lam or --sparsity, not both")
     if lam is not None:
-        if str(lam).strip().lower() == "default":
+        word = str(lam).strip().lower()
+        if word == "standard":
             return {"lam": None, "sparsity": None}
+        if word == "default":
+            # Its old name: it is not the default (that is λ per clip for DEFAULT_SPARSITY).
+            raise InputError("--lam default is now --lam standard (the fixed 1/sqrt(12544)); "
+                             "the default is λ per clip for a share of non-zeros in E (--sparsity)")
         try:
             return {"lam": float(lam), "sparsity": None}
         except ValueError:
-            raise InputError(f"--lam takes a number or 'default' (1/sqrt(12544)), got {lam!r}") from None
+            raise InputError(f"--lam takes a number or 'standard' (1/sqrt(12544)), got {lam!r}") from None
     return {} if sparsity is None else {"sparsity": float(sparsity)}
 
 

@@ -43,7 +43,7 @@ CORRUPT = ("casme2/sub04", "EP06_02", 12)
 # Loose RPCA and a fixed lambda (no search per clip): seconds, not minutes.
 OPTIONS = Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=None)
 AUGMENT = ("flip", "rot+5")
-CLI_ARGS = ["--folds", "2", "--face-box", "0,0,48,48", "--rpca-tol", "0.03", "--lam", "default",
+CLI_ARGS = ["--folds", "2", "--face-box", "0,0,48,48", "--rpca-tol", "0.03", "--lam", "standard",
             "--augment", "flip,rot5", "--workers", "1", "--no-progress"]
 
 
@@ -422,7 +422,7 @@ def test_cli_bad_input_is_a_clear_error(roots, tmp_path, capsys):
 def test_rpca_default_is_a_share_of_non_zeros_and_the_flags_choose_others(capsys, roots,
                                                                            tmp_path):
     """Fig. 10's best band is the default (lambda per clip for 25 % non-zeros); --lam L a
-    fixed lambda, --lam default the fixed 1/sqrt(12544), --sparsity S another share."""
+    fixed lambda, --lam standard the fixed 1/sqrt(12544), --sparsity S another share."""
     from preprocessing.cli import rpca_choice
     from preprocessing.rpca import DEFAULT_SPARSITY
     assert DEFAULT_SPARSITY == 0.25
@@ -433,7 +433,9 @@ def test_rpca_default_is_a_share_of_non_zeros_and_the_flags_choose_others(capsys
         Options(lam=0.02, sparsity=0.25)
     assert Options(**rpca_choice()) == Options()
     assert Options(**rpca_choice("0.02")) == Options(lam=0.02)
-    assert Options(**rpca_choice("default")) == Options(sparsity=None)
+    assert Options(**rpca_choice("standard")) == Options(sparsity=None)
+    with pytest.raises(InputError, match="--lam default is now --lam standard"):
+        rpca_choice("default")            # its old name, which was not the default
     assert Options(**rpca_choice(None, 0.3)) == Options(sparsity=0.3)
     assert Options(sparsity=None).stamp()["sparsity"] is None
     for bad in (("x", None), ("0.1", 0.2)):
@@ -441,7 +443,7 @@ def test_rpca_default_is_a_share_of_non_zeros_and_the_flags_choose_others(capsys
             rpca_choice(*bad)
     base = ["run", "--samm", roots[0]["samm"], "--out", str(tmp_path / "o")]
     assert cli_main(base + ["--lam", "tiny"]) == 2
-    assert "--lam takes a number or 'default'" in capsys.readouterr().err
+    assert "--lam takes a number or 'standard'" in capsys.readouterr().err
 
 
 def test_option_parsers():

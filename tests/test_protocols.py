@@ -346,7 +346,7 @@ def test_megc2019_preprocess_train_predict_report(caffe_env, megc_roots, tmp_pat
     prep = str(tmp_path / "prep")
     args = [sys.executable, os.path.join(REPO, "tools", "preprocess.py"), "run", "--protocol",
             "megc2019", "--out", prep, "--face-box", "0,0,48,48", "--rpca-tol", "0.03",
-            "--lam", "default", "--augment", "none", "--workers", "1", "--no-progress"]
+            "--lam", "standard", "--augment", "none", "--workers", "1", "--no-progress"]
     args += [a for k, v in megc_roots.items() for a in ("--" + k, v)]
     res = subprocess.run(args, capture_output=True, text=True, timeout=600, env=caffe_env)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -187,7 +187,7 @@ step whoami bash -c 'test "$(id -u)" = 1000 && touch /data/.written && caffe --v
 step fast_tests python -m pytest /opt/psn-caffe/tests -q -p no:cacheprovider \
   -m "not caffe and not cuda and not docker"
 step make_synthetic make_synthetic --out /data/synth --subjects 4 --clips-per-subject 6
-step preprocess preprocess run --casme2 /data/synth --out /data/prep --loso --lam default \
+step preprocess preprocess run --casme2 /data/synth --out /data/prep --loso --lam standard \
   --augment flip --no-progress
 step run_folds run_folds --data /data/prep --model psn --schedule smoke --width 0.125 \
   --out /data/run --jobs 2

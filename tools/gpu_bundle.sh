@@ -76,7 +76,7 @@ if [ ! -f "$DATA_DIR/.complete" ]; then
 fi
 log "preprocessing it (~1 min the first time)"
 "$PY" "$ROOT/tools/preprocess.py" run --casme2 "$DATA_DIR/synth" --out "$DATA_DIR/prep" --loso \
-  --lam default --augment none --no-progress >&2
+  --lam standard --augment none --no-progress >&2
 
 # ---------------------------------------------------------------- stage
 STAGE=$(mktemp -d /tmp/psn-gpu-bundle.XXXXXX)
