@@ -132,7 +132,7 @@ def main(argv=None):
     ap.add_argument("--interp", choices=("tim", "linear"), default="tim")
     ap.add_argument("--face", choices=("landmarks", "haar"), default="landmarks",
                     help="face method; use the one the training data was made with")
-    ap.add_argument("--lam", help="a fixed RPCA lambda, or 'default' (1/sqrt(12544)); use "
+    ap.add_argument("--lam", help="a fixed RPCA lambda, or 'standard' (1/sqrt(12544)); use "
                                   "what the training data was made with")
     ap.add_argument("--sparsity", type=float,
                     help="lambda per clip for this share of non-zeros in E (default 0.25)")
