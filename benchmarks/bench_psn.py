@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 
 def stream_of(layer):

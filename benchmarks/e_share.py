@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 from preprocessing.layout import DataFolder  # noqa: E402
 

@@ -15,13 +15,12 @@ docs/preprocessing.md quotes its output.
 """
 import argparse
 import os
-import sys
 
 import cv2
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 
 def crop_quad(fb):

@@ -12,11 +12,10 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 from psn.nets import DEMO_WIDTH  # noqa: E402
 

@@ -16,14 +16,13 @@ docs/preprocessing.md quotes its output.
 """
 import argparse
 import os
-import sys
 import time
 
 import cv2
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 CROP = 112
 
 

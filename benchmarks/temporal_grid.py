@@ -22,7 +22,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 PASS = {"order": {"psn_spatial": (0.0, 0.7)}, "place": {}}
 DEFAULT_PASS = (0.9, 1.0)

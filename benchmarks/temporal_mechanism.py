@@ -33,8 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "layers"))
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 from psn import tp_gain  # noqa: E402
 

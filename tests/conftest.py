@@ -106,3 +106,15 @@ def holder():
         if p.poll() is None:
             p.kill()
         p.wait()
+
+
+def load_benchmark(name):
+    """benchmarks/<name>.py as a module, with its folder on sys.path (its `import _init_paths`)."""
+    import importlib.util
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -39,3 +39,24 @@ def test_shellcheck():
     res = subprocess.run([_tool("shellcheck"), "-x", "-f", "gcc"] + scripts, capture_output=True,
                          text=True, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+
+def test_scripts_find_the_checkout_in_one_place():
+    """tools/ and benchmarks/ scripts put the checkout on sys.path through their folder's
+    _init_paths.py (py-faster-rcnn's way), not with a sys.path line of their own each."""
+    scripts = glob.glob(os.path.join(ROOT, "tools", "*.py")) + glob.glob(os.path.join(ROOT, "benchmarks", "*.py"))
+    own = []
+    for path in scripts:
+        if os.path.basename(path) == "_init_paths.py":
+            continue
+        with open(path) as f:
+            text = f.read()
+        if "sys.path.insert" in text or "sys.path.append" in text:
+            own.append(os.path.relpath(path, ROOT))
+    # mutation_test imports the mutation engine that tests/ holds beside the tests it runs.
+    assert own == ["tools/mutation_test.py"], own
+    for folder in ("tools", "benchmarks"):
+        res = subprocess.run([sys.executable, "-c", "import _init_paths, psn.nets, psn_layers"],
+                             cwd=os.path.join(ROOT, folder), capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=""))
+        assert res.returncode == 0, res.stderr[-2000:]

@@ -184,14 +184,10 @@ def test_the_normalisation_removes_saturation_at_a_strong_large_corner():
     """What the normalisation fixed, at initialisation (deterministic, no training): with the
     previous input (x/8) a large bright blob saturates most of h~ and a faint small one gives
     almost no drive; brought to one rms per clip, both have the same moderate drive."""
-    import importlib.util
     from dataclasses import replace
+    from conftest import load_benchmark
     from psn.nets import MODELS
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "benchmarks", "temporal_mechanism.py")
-    spec = importlib.util.spec_from_file_location("temporal_mechanism", path)
-    mech = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mech)
+    mech = load_benchmark("temporal_mechanism")
     shipped = replace(MODELS["psn_temporal"], width=0.125)
     old = replace(shipped, temporal_norm="none")
     strong, faint = (128, 24, 1), (16, 4, 1)

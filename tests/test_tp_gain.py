@@ -93,11 +93,8 @@ def test_the_gain_keeps_the_state_across_still_frames_on_clean_strong_content():
     """At initialisation (deterministic): on a large bright blob without sensor noise the
     fixed gain of 8 let h fall to tanh(b_m) at every still frame; the data's gain keeps
     several times more of the past."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "temporal_mechanism", os.path.join(ROOT, "benchmarks", "temporal_mechanism.py"))
-    mech = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mech)
+    from conftest import load_benchmark
+    mech = load_benchmark("temporal_mechanism")
     fixed = replace(TPU, tp_ref_from_data=False)
     data = mech.measure((128, 24, 1), TPU, "tpu", clips=6)
     old = mech.measure((128, 24, 1), fixed, "tpu", clips=6)

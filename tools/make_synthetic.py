@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Synthetic CASME II-format database: see `python tools/make_synthetic.py --help`."""
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 from synthetic import main  # noqa: E402
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Caffe log -> LOGFILE.train / LOGFILE.test CSV files (BVLC's columns); see psn/caffe_log.py."""
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 from psn.caffe_log import main  # noqa: E402
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Classify one clip folder with a trained model (psn.predict)."""
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 from psn.env import ensure_caffe  # noqa: E402
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Preprocessing CLI: see `python tools/preprocess.py --help`."""
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 from preprocessing.cli import main  # noqa: E402
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Paper tables and figures from predictions.csv files and Caffe logs; see psn/report/."""
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 from psn.report import main  # noqa: E402
 
