@@ -96,8 +96,10 @@ def _run(subparsers):
     add_database_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (no spaces)")
     proto = p.add_mutually_exclusive_group()
-    proto.add_argument("--folds", type=int, metavar="K",
+    proto.add_argument("--n-folds", type=int, metavar="K",
                        help="K stratified groups, leave one group out (default 10, the paper's)")
+    # The old name: run_folds.py's --folds takes fold numbers, so a count is --n-folds here.
+    p.add_argument("--folds", dest="old_folds", help=argparse.SUPPRESS)
     proto.add_argument("--loso", action="store_true", help="leave one subject out instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the stratified groups (default 0)")
     p.add_argument("--interp", choices=("tim", "linear"), default="tim",
@@ -147,11 +149,13 @@ def _run(subparsers):
                           max_iter=args.rpca_max_iter, **rpca_choice(args.lam, args.sparsity))
         rules = rules_of(args)
         evaluation = protocols.load_protocol(args.protocol)
-        if evaluation.folds == "loso" and args.folds is not None:
-            p.error(f"protocol {evaluation.name} is leave one subject out: --folds does not apply")
+        if args.old_folds is not None:
+            p.error("the fold count is --n-folds K (--folds is run_folds.py's list of fold numbers)")
+        if evaluation.folds == "loso" and args.n_folds is not None:
+            p.error(f"protocol {evaluation.name} is leave one subject out: --n-folds does not apply")
         try:
             run_pipeline(database_roots(args, p), args.out,
-                         n_folds=10 if args.folds is None else args.folds,
+                         n_folds=10 if args.n_folds is None else args.n_folds,
                          loso=args.loso, protocol=args.protocol,
                          seed=args.seed, options=options, augment=parse_augment(args.augment),
                          workers=args.workers, limit=args.limit, rules=rules,

@@ -37,13 +37,13 @@ def check_fold_count(labels, n_groups, log=None, classes=CLASSES):
     every group. Called on the loaders' clips before any clip is computed, and again on the
     included ones. `classes` names the labels (the evaluation protocol's)."""
     if n_groups < 2:
-        raise InputError(f"--folds {n_groups}: need at least 2 groups")
+        raise InputError(f"--n-folds {n_groups}: need at least 2 groups")
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     present = {(classes[c] if c < len(classes) else "class %d" % c): int(n)
                for c, n in enumerate(counts) if n}
     if present and max(present.values()) < n_groups:
-        raise InputError(f"--folds {n_groups}: no class has {n_groups} clips ({present}), so no "
-                         f"stratified split into {n_groups} groups exists. Fix: --folds "
+        raise InputError(f"--n-folds {n_groups}: no class has {n_groups} clips ({present}), so no "
+                         f"stratified split into {n_groups} groups exists. Fix: --n-folds "
                          f"{max(2, max(present.values()))} or fewer, or --loso")
     small = {k: v for k, v in present.items() if v < n_groups}
     if small and log is not None:
@@ -58,7 +58,7 @@ def stratified_groups(labels, n_groups=10, seed=0):
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size < n_groups:
         raise InputError(f"only {labels.size} clips are included; {n_groups} fold groups need at "
-                         f"least {n_groups} (fix: --folds {max(2, labels.size)} or more data)")
+                         f"least {n_groups} (fix: --n-folds {max(2, labels.size)} or more data)")
     check_fold_count(labels, n_groups)
     groups = np.zeros(labels.size, dtype=np.int64)
     skf = StratifiedKFold(n_splits=n_groups, shuffle=True, random_state=seed)

@@ -117,10 +117,10 @@ def test_protocol_names():
 
 
 def test_check_fold_count_refuses_what_no_stratified_split_can_make():
-    with pytest.raises(InputError, match="--folds 1: need at least 2 groups"):
+    with pytest.raises(InputError, match="--n-folds 1: need at least 2 groups"):
         check_fold_count([0, 1, 2, 3], 1)
     # Every class below the group count: refused, with the largest workable count named.
-    with pytest.raises(InputError, match=r"no class has 5 clips .*Fix: --folds 3 or fewer"):
+    with pytest.raises(InputError, match=r"no class has 5 clips .*Fix: --n-folds 3 or fewer"):
         check_fold_count([0, 0, 0, 1, 1, 2], 5)
     notes = []
     check_fold_count([0] * 5 + [1] * 2, 5, log=notes.append)      # largest class == groups

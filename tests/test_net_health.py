@@ -26,7 +26,7 @@ def faces(tmp_path_factory):
     base = tmp_path_factory.mktemp("faces")
     db = generate(str(base / "db"), n_subjects=2, clips_per_subject=3, seed=0)["out_dir"]
     out = str(base / "prep")
-    assert cli.main(["run", "--casme2", db, "--out", out, "--folds", "2", "--augment", "none",
+    assert cli.main(["run", "--casme2", db, "--out", out, "--n-folds", "2", "--augment", "none",
                      "--workers", "1", "--no-progress"]) == 0
     return out
 

@@ -43,7 +43,7 @@ CORRUPT = ("casme2/sub04", "EP06_02", 12)
 # Loose RPCA and a fixed lambda (no search per clip): seconds, not minutes.
 OPTIONS = Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=None)
 AUGMENT = ("flip", "rot+5")
-CLI_ARGS = ["--folds", "2", "--face-box", "0,0,48,48", "--rpca-tol", "0.03", "--lam", "standard",
+CLI_ARGS = ["--n-folds", "2", "--face-box", "0,0,48,48", "--rpca-tol", "0.03", "--lam", "standard",
             "--augment", "flip,rot5", "--workers", "1", "--no-progress"]
 
 
@@ -645,11 +645,11 @@ def test_a_fold_count_the_classes_cannot_give_is_refused_before_computing(roots,
     out = str(tmp_path / "folds")
     said = []
     # 16 clips, no class with 10: sklearn used to fail after every clip was computed.
-    with pytest.raises(InputError, match="--folds 10: no class has 10 clips"):
+    with pytest.raises(InputError, match="--n-folds 10: no class has 10 clips"):
         run(roots[0], out, n_folds=10, options=OPTIONS, workers=1, progress=False, log=said.append)
     assert not os.path.exists(os.path.join(out, "cache"))
-    # --folds 0 used to become 10 (`args.folds or 10`): it is refused, before any clip.
-    assert cli_main(["run", "--casme2", roots[0]["casme2"], "--folds", "0", "--out", out,
+    # --n-folds 0 (then --folds) used to become 10 (`args.folds or 10`): it is refused, before any clip.
+    assert cli_main(["run", "--casme2", roots[0]["casme2"], "--n-folds", "0", "--out", out,
                      "--no-progress"]) == 2
     assert not os.path.exists(os.path.join(out, "cache"))
     from preprocessing.folds import check_fold_count
@@ -813,3 +813,14 @@ def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_
     with pytest.raises(ValueError, match="differ in lam and sparsity only"):
         from preprocessing.clip_cache import process_clip_variants
         process_clip_variants(clips[0], [(alone, OPTIONS), (alone, Options(tol=0.03))])
+
+
+def test_the_fold_count_is_n_folds_and_the_old_flag_says_so(roots, tmp_path, capsys):
+    """preprocess.py's --folds was a count where run_folds.py's --folds is a list of fold
+    numbers: the count is --n-folds, and --folds names it."""
+    out = str(tmp_path / "old")
+    with pytest.raises(SystemExit) as e:
+        cli_main(["run", "--casme2", roots[0]["casme2"], "--folds", "2", "--out", out])
+    assert e.value.code == 2
+    assert "the fold count is --n-folds K" in capsys.readouterr().err
+    assert not os.path.exists(out)
