@@ -327,3 +327,14 @@ def test_a_report_does_not_replace_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(ReportError, match="mine holds files this tool did not write"):
         make_report([preds], str(mine))
     assert os.listdir(mine) == ["thesis.tex"]
+
+
+def test_names_are_a_comma_separated_list_like_every_tool_s(tmp_path):
+    a = write_predictions(tmp_path / "a.csv", PRED_A)
+    b = write_predictions(tmp_path / "b.csv", LABELS)
+    for names in (["first,second"], ["first", "second"]):
+        out = tmp_path / ("out%d" % len(names))
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "report.py"), a, b,
+                            "--names"] + names + ["--out", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert json.loads((out / "metrics.json").read_text())["order"] == ["first", "second"]

@@ -34,7 +34,7 @@ SKIP_DEPS=${PSN_SKIP_DEPS:-0}
 JOBS=${JOBS:-$(nproc)}
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
   cat <<EOF
 
 Options:

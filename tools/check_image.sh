@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
     --base) BASE=$2; shift
             case "$BASE" in auto|pull|debootstrap) ;; *) die "--base must be auto, pull or debootstrap" ;; esac ;;
     --no-cache) NO_CACHE=(--no-cache) ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
   shift

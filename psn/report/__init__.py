@@ -152,7 +152,7 @@ def main(argv=None):
         description="RR, F1/UF1, UAR, TPR/TNR, confusion matrices (Tables 5-9, Fig. 7, 9) "
                     "from predictions.csv files and Caffe logs.")
     ap.add_argument("predictions", nargs="+", help="predictions.csv of each run")
-    ap.add_argument("--names", nargs="+", help="a name per run (default: the folder holding "
+    ap.add_argument("--names", nargs="+", help="a name per run, comma-separated (default: the folder holding "
                                                "predictions.csv, else the file's stem)")
     ap.add_argument("--logs", nargs="+", metavar="DIR",
                     help="Caffe logs per run: one folder (or log file) per run in order, or "
@@ -162,6 +162,8 @@ def main(argv=None):
                     help="paper (default): the paper's tables and figures; megc2019: UF1 and "
                          "UAR of the composite and per database with the published baselines")
     args = ap.parse_args(argv)
+    if args.names:   # a value list is comma-separated in every tool; spaces are kept working
+        args.names = [n for token in args.names for n in token.split(",") if n]
     from preprocessing.errors import fail
     # One line naming the file and the fix, exit 2, under either protocol: a malformed or
     # binary predictions file, bad names or logs, a --out that cannot be written.
