@@ -8,7 +8,7 @@ import re
 import sys
 
 from preprocessing.augment import DEFAULT_VARIANTS, parse_variant
-from preprocessing.clips import DATABASES
+from preprocessing.clips import LOADERS
 from preprocessing.errors import InputError, fail
 from preprocessing.labels import ALTERNATIVES, DEFAULT_ALTERNATIVES, DEFAULT_RULES, load_rules
 from preprocessing import protocols
@@ -31,7 +31,7 @@ def add_database_arguments(parser):
     """--<database> DIR per loader (any subset, at least one); --protocol, --rules, --unknown-aus,
     --alternatives."""
     group = parser.add_argument_group("databases (give at least one)")
-    for name in DATABASES:
+    for name in LOADERS:
         group.add_argument(f"--{name}", metavar="DIR", help=DATABASE_HELP[name])
     parser.add_argument("--protocol", default=protocols.DEFAULT, metavar="NAME|JSON",
                         help="evaluation protocol: paper (default: 4 classes by the AU rule, the "
@@ -61,9 +61,9 @@ def rules_of(args):
 
 
 def database_roots(args, parser):
-    roots = {name: getattr(args, name) for name in DATABASES if getattr(args, name)}
+    roots = {name: getattr(args, name) for name in LOADERS if getattr(args, name)}
     if not roots:
-        parser.error("give at least one of " + ", ".join(f"--{n}" for n in DATABASES))
+        parser.error("give at least one of " + ", ".join(f"--{n}" for n in LOADERS))
     return roots
 
 

@@ -118,15 +118,15 @@ def read_cache(path, stamp, frames):
 def process_clip(clip, cache_file, opts=Options()):
     """Compute one clip and cache the result (or its exclusion); returns {included, reason,
     info, computed: True}. Unexpected errors propagate, naming the clip."""
-    return process_clip_variants(clip, [(cache_file, opts)])[0]
+    return process_clip_rpca_settings(clip, [(cache_file, opts)])[0]
 
 
-def process_clip_variants(clip, jobs):
+def process_clip_rpca_settings(clip, jobs):
     """process_clip for several RPCA settings of one clip, jobs = [(cache file, Options)]
     whose options differ only in lam / sparsity: the frames are read, the face found and the
     crops cut once (Fig. 10's sweep). Each result is what process_clip gives alone."""
     if len({(o.interp, o.face, o.face_box, o.register) for _, o in jobs}) != 1:
-        raise ValueError("process_clip_variants: the options may differ in lam and sparsity only")
+        raise ValueError("process_clip_rpca_settings: the options may differ in lam and sparsity only")
 
     def compute(step, *args):
         try:

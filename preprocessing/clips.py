@@ -9,7 +9,7 @@ from typing import Optional
 from preprocessing.labels import cell_text, classify, parse_aus
 from preprocessing.sheets import read_table, to_int
 
-DATABASES = ("casme", "casme2", "casme2sq", "samm", "smic", "casme3")   # loaders, in this order
+LOADERS = ("casme", "casme2", "casme2sq", "samm", "smic", "casme3")   # loaders, in this order
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 

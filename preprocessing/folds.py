@@ -22,12 +22,14 @@ import numpy as np
 from preprocessing.errors import InputError
 from preprocessing.labels import CLASSES, N_CLASSES
 
-__all__ = ["check_fold_count", "stratified_groups", "subject_groups", "assign_groups", "protocol_name",
+__all__ = ["check_fold_count", "stratified_groups", "subject_groups", "assign_groups", "fold_scheme_name",
            "fold_plan", "list_lines"]
 
 
 
-def protocol_name(n_folds=10, loso=False):
+def fold_scheme_name(n_folds=10, loso=False):
+    """How the folds are made ('groups10', 'loso'): not the evaluation protocol
+    (preprocessing.protocols), which decides classes and labels."""
     return "loso" if loso else f"groups{int(n_folds)}"
 
 
@@ -80,7 +82,7 @@ def subject_groups(subjects):
 
 
 def assign_groups(labels, subjects, n_folds=10, loso=False, seed=0):
-    """Groups of the included clips under the chosen protocol."""
+    """Groups of the included clips under the chosen fold scheme."""
     if loso:
         return subject_groups(subjects)
     return stratified_groups(labels, n_folds, seed)
@@ -90,7 +92,7 @@ def _counts(labels):
     return [int(c) for c in np.bincount(np.asarray(labels, dtype=np.int64), minlength=N_CLASSES)]
 
 
-def fold_plan(groups, labels, subjects, protocol, seed, n_augment=0):
+def fold_plan(groups, labels, subjects, fold_scheme, seed, n_augment=0):
     """The folds.json content (without file paths): per group and per fold, clips and class
     counts. n_augment: augmented copies per training clip (they are counted separately)."""
     groups = np.asarray(groups, dtype=np.int64)
@@ -109,10 +111,10 @@ def fold_plan(groups, labels, subjects, protocol, seed, n_augment=0):
                  "class_counts": {"test": _counts(labels[test]), "train": _counts(labels[~test])},
                  "n_test": int(test.sum()), "n_train": int((~test).sum()),
                  "n_train_augmented": int((~test).sum()) * int(n_augment)}
-        if protocol == "loso":
+        if fold_scheme == "loso":
             (entry["test_subject"],) = per_group[ids.index(g)]["subjects"]  # one per group
         folds.append(entry)
-    return {"protocol": protocol, "seed": int(seed), "n_folds": len(ids), "n_clips": int(groups.size),
+    return {"fold_scheme": fold_scheme, "seed": int(seed), "n_folds": len(ids), "n_clips": int(groups.size),
             "class_counts": _counts(labels), "groups": per_group, "folds": folds}
 
 

@@ -33,7 +33,7 @@ from preprocessing.clip_chain import PIPELINE_VERSION, Options, too_few_frames
 from preprocessing.contact_sheet import choose_clips, item_title, named_clips, write_contact_sheet
 from preprocessing.folder_lock import folder_lock
 from preprocessing.layout import DataFolder, fold_name
-from preprocessing.folds import assign_groups, check_fold_count, fold_plan, list_lines, protocol_name
+from preprocessing.folds import assign_groups, check_fold_count, fold_plan, list_lines, fold_scheme_name
 from preprocessing.labels import CLASSES
 from preprocessing import protocols
 from preprocessing.loaders import load_databases
@@ -41,9 +41,9 @@ from preprocessing.manifest import manifest_row, read_manifest, write_manifest, 
 from preprocessing.errors import InputError
 from preprocessing.hdf5_shards import (COMPRESSIONS, DEFAULT_COMPRESSION, load_clip_arrays,
                                       shard_key, shard_problem, stored_key)
-from preprocessing.workers import Runner, check_free_space, clip_task, progress_bar, shard_task, variants_task
+from preprocessing.workers import Runner, check_free_space, clip_task, progress_bar, shard_task, rpca_settings_task
 
-__all__ = ["run", "run_variants", "summary_lines", "write_fig3"]
+__all__ = ["run", "run_rpca_settings", "summary_lines", "write_fig3"]
 
 
 def run(roots, out, *, log=print, **kw):
@@ -66,16 +66,16 @@ def run(roots, out, *, log=print, **kw):
         return _run(roots, out, log=log, **kw)
 
 
-def run_variants(roots, variants, *, log=print, workers=None, progress=True, rules=None,
-                 loader_options=None, limit=None, **kw):
+def run_rpca_settings(roots, settings, *, log=print, workers=None, progress=True, rules=None,
+                      loader_options=None, limit=None, **kw):
     """Several preprocessing outputs that differ only in RPCA's setting (Fig. 10's sweep):
-    variants = [(out, Options)]. Each clip's frames are read and its face found once for all
-    of them (process_clip_variants), then each out is finished by `run` from its cache.
+    settings = [(out, Options)]. Each clip's frames are read and its face found once for all
+    of them (process_clip_rpca_settings), then each out is finished by `run` from its cache.
     Returns {out: run's summary, or the InputError that stopped that out}."""
     from contextlib import ExitStack
-    outs = [os.path.abspath(o) for o, _ in variants]
+    outs = [os.path.abspath(o) for o, _ in settings]
     if len(set(outs)) != len(outs):
-        raise InputError("run_variants: two variants share one output folder")
+        raise InputError("run_rpca_settings: two RPCA settings share one output folder")
     workers = workers or os.cpu_count() or 1
     clips, _ = protocols.apply(protocols.load_protocol(), *load_databases(roots, rules, loader_options))
     if limit is not None:
@@ -87,22 +87,22 @@ def run_variants(roots, variants, *, log=print, workers=None, progress=True, rul
             remove_temporaries(out)
         for clip in clips:
             jobs = [(cache_path(DataFolder(out).cache_dir, clip), opts)
-                    for out, (_, opts) in zip(outs, variants)]
+                    for out, (_, opts) in zip(outs, settings)]
             jobs = [(cf, o) for cf, o in jobs if read_cache(cf, clip_stamp(clip, o), clip.frames) is None]
             if jobs:
                 tasks.append((clip, jobs))
-        log(f"{len(clips)} clips x {len(variants)} RPCA settings: {sum(len(j) for _, j in tasks)} "
+        log(f"{len(clips)} clips x {len(settings)} RPCA settings: {sum(len(j) for _, j in tasks)} "
             f"results to compute for {len(tasks)} clips with {min(workers, max(len(tasks), 1))} "
             "worker(s)")
         runner = Runner(workers)
         try:
             with progress_bar(len(tasks), "clips", progress) as bar:
-                for _ in runner.map(variants_task, tasks):
+                for _ in runner.map(rpca_settings_task, tasks):
                     bar.update(1)
         finally:
             runner.close()
     results = {}
-    for out, (_, opts) in zip(outs, variants):
+    for out, (_, opts) in zip(outs, settings):
         try:
             results[out] = run(roots, out, log=log, options=opts, workers=workers,
                                progress=progress, rules=rules, loader_options=loader_options,
@@ -140,9 +140,9 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
         cache_files, results, t_clips = _clips_stage(clips, skipped, out, options, runner,
                                                      workers, progress, log)
         included, group_of, rows = _groups_stage(out, clips, results, n_folds, loso, seed)
-        protocol = protocol_name(n_folds, loso)
+        scheme = fold_scheme_name(n_folds, loso)
         plan = fold_plan([group_of[i] for i in included], [clips[i].label for i in included],
-                         [clips[i].subject for i in included], protocol, seed, len(variants))
+                         [clips[i].subject for i in included], scheme, seed, len(variants))
         shards = _shards_stage(out, plan, clips, included, group_of, results, cache_files,
                                variants, shard_compression, runner, progress, log)
     finally:
@@ -167,7 +167,7 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
         "seconds": time.time() - t_start, "seconds_clips": t_clips,
         "seconds_shards": shards["seconds"],
         "mean_clip_seconds": float(np.mean(secs)) if secs else None,
-        "protocol": protocol, "n_folds": plan["n_folds"], "workers": workers,
+        "fold_scheme": scheme, "n_folds": plan["n_folds"], "workers": workers,
     }
     for line in summary_lines(summary):
         log(line)
@@ -385,7 +385,7 @@ def summary_lines(s):
                      + " (reasons in manifest.csv)")
     per = f", {s['mean_clip_seconds']:.2f} s per clip in one worker" if s["mean_clip_seconds"] else ""
     lines.append(f"clips: {s['computed']} computed, {s['cached']} from the cache{per}; shards: "
-                 f"{len(s['shards_written'])} of {s['shards_total']} written; {s['protocol']}, "
+                 f"{len(s['shards_written'])} of {s['shards_total']} written; {s['fold_scheme']}, "
                  f"{s['n_folds']} folds")
     lines.append(f"time: {s['seconds']:.1f} s (clips {s['seconds_clips']:.1f} s, shards "
                  f"{s['seconds_shards']:.1f} s, {s['workers']} worker(s)); output in {s['out']}")

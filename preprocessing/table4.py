@@ -7,7 +7,7 @@ missing onset/offset, duplicates, and the protocol's own), since clips later los
 frames, faces or RPCA are not known without the frames; so these counts can exceed the paper's
 (e.g. CASME II 255 vs 248).
 """
-from preprocessing.clips import DATABASES
+from preprocessing.clips import LOADERS
 from preprocessing.labels import CLASSES
 from preprocessing.loaders import read_sheet
 from preprocessing import protocols
@@ -31,15 +31,15 @@ def table4(roots, rules=None, options=None, protocol=None):
 
 def table4_with_skips(roots, rules=None, options=None, protocol=None):
     """(rows as table4 gives them, the Skipped rows the sheets or the protocol exclude)."""
-    unknown = sorted(set(roots) - set(DATABASES))
+    unknown = sorted(set(roots) - set(LOADERS))
     if unknown:
-        raise ValueError(f"unknown database(s) {unknown}; expected some of {', '.join(DATABASES)}")
+        raise ValueError(f"unknown database(s) {unknown}; expected some of {', '.join(LOADERS)}")
     proto = protocol or protocols.load_protocol()
     protocols.check_roots(proto, roots)
     cols = header(protocol)
     classes = cols[1:cols.index("total")]
     entries, skipped = [], []
-    for name in DATABASES:
+    for name in LOADERS:
         if name not in roots:
             continue
         opts = {**proto.loader_options().get(name, {}), **(options or {}).get(name, {})}

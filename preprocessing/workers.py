@@ -10,7 +10,7 @@ import sys
 
 import cv2
 
-from preprocessing.clip_cache import process_clip, process_clip_variants
+from preprocessing.clip_cache import process_clip, process_clip_rpca_settings
 from preprocessing.errors import InputError
 from preprocessing.hdf5_shards import CROP, STORED_FRACTION, write_shard
 from preprocessing.parent_death import die_with_parent
@@ -43,9 +43,9 @@ def clip_task(task):
     return index, process_clip(clip, cache_file, opts)
 
 
-def variants_task(task):
+def rpca_settings_task(task):
     clip, jobs = task
-    return process_clip_variants(clip, jobs)
+    return process_clip_rpca_settings(clip, jobs)
 
 
 # Bytes of one shard row (16 raw RGB frames, 16 float32 E frames) before compression.

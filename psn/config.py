@@ -4,7 +4,7 @@ The constants are defined once, by the module that owns each (the preprocessing 
 produces a quantity defines it), and gathered here so that a reader finds them in one place:
 
     CLASSES          the 4 classes of Table 3 (preprocessing.labels)
-    DATABASES        the databases of Table 4: the paper protocol's (preprocessing.protocols)
+    PAPER_DATABASES  the databases of Table 4: the paper protocol's (preprocessing.protocols)
     N_FRAMES         150 time-normalised frames per clip (preprocessing.sampling)
     T                16 frames the nets see per clip (preprocessing.sampling)
     CROP             112 x 112 pixels per frame (preprocessing.sampling)
@@ -25,11 +25,11 @@ from preprocessing.sampling import CROP, N_FRAMES
 from preprocessing.sampling import N_SAMPLED as T
 from psn import nets
 
-__all__ = ["CLASSES", "DATABASES", "N_FRAMES", "T", "CROP", "CLIPS_PER_BATCH", "RunConfig",
+__all__ = ["CLASSES", "PAPER_DATABASES", "N_FRAMES", "T", "CROP", "CLIPS_PER_BATCH", "RunConfig",
            "RunError", "load_schedule", "SCHEDULE_DIR", "TPU_IMPLS", "LAUNCHERS",
-           "DEFAULT_SPARSITY", "FIXED_LAMBDA", "variant", "variant_suffix"]
+           "DEFAULT_SPARSITY", "FIXED_LAMBDA", "rpca_setting", "rpca_setting_suffix"]
 
-DATABASES = load_protocol("paper").databases
+PAPER_DATABASES = load_protocol("paper").databases
 CLIPS_PER_BATCH = nets.CLIPS_PER_BATCH
 TPU_IMPLS = ("cpp", "python")
 LAUNCHERS = ("local", "slurm")
@@ -41,17 +41,17 @@ SCHEDULE_DIR = nets.SCHEDULE_DIR
 FIXED_LAMBDA = "lambda"
 
 
-def variant(sparsity):
-    """A preprocessing variant's canonical key: None for the pipeline's default (lambda per
+def rpca_setting(sparsity):
+    """A RPCA setting of the preprocessing's canonical key: None for the pipeline's default (lambda per
     clip for DEFAULT_SPARSITY, which a level of that share is too), FIXED_LAMBDA, or a share."""
     if sparsity is None or sparsity == FIXED_LAMBDA:
         return sparsity
     return None if float(sparsity) == DEFAULT_SPARSITY else float(sparsity)
 
 
-def variant_suffix(key):
+def rpca_setting_suffix(key):
     """'' for the default preprocessing, '_lambda', or '_sparsityNN': the suffix of the data
-    and run folders of a variant."""
+    and run folders of an RPCA setting."""
     if key is None:
         return ""
     return "_lambda" if key == FIXED_LAMBDA else "_sparsity%02d" % round(100 * key)

@@ -4,10 +4,10 @@ preprocessing, and which writer lays out its result beside the paper's values.
     tools/run_psn.sh --experiment table9 [--quick] [--schedule paper --width 1 --gpus 0,1]
     tools/run_psn.sh --list-experiments
 
-An experiment is a plan (a list of Need: a model of psn.nets on a preprocessing variant) and
+An experiment is a plan (a list of Need: a model of psn.nets on a RPCA setting of the preprocessing) and
 a writer (psn.report.experiments). run_experiments preprocesses what the plans need (every
 RPCA setting of Fig. 10 from one reading of each clip's frames and face), trains each Need
-with psn.training.run_folds in a run folder named by model, width, schedule and variant, so
+with psn.training.run_folds in a run folder named by model, width, schedule and RPCA setting, so
 that a run two experiments share is trained once and a rerun finishes only what is missing,
 and writes OUT/experiments/<name>/ (<name>.md, .csv, .png and the full report of its runs).
 """
@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 
 from preprocessing.layout import RunFolder, run_name
-from psn.config import DATABASES
-from psn.config import FIXED_LAMBDA, RunConfig, RunError, variant, variant_suffix
+from psn.config import PAPER_DATABASES
+from psn.config import FIXED_LAMBDA, RunConfig, RunError, rpca_setting, rpca_setting_suffix
 
 __all__ = ["Need", "Experiment", "Setting", "EXPERIMENTS", "FIG7_MODELS", "TABLE9_MODELS",
            "FIG10_LEVELS", "plan", "stage", "check_setting", "run_experiments",
@@ -34,7 +34,6 @@ FIG10_LEVELS = (0.05, 0.15, 0.25, 0.35, 0.45)
 # The single-frame net sees one frame per clip: 16 clips a batch (PSN's 5 clips are 80 rows).
 APEX_BATCH = 16
 # The paper's Table 6 has a row for each of these.
-PAPER_DATABASES = DATABASES
 
 
 def _options(key):
@@ -50,7 +49,7 @@ def _order(key):
 
 @dataclass(frozen=True)
 class Need:
-    """One training run an experiment needs: a model on a preprocessing variant (variant():
+    """One training run an experiment needs: a model on a RPCA setting of the preprocessing (rpca_setting():
     None the default preprocessing, FIXED_LAMBDA, or lambda per clip for a share)."""
     model: str
     sparsity: float | str | None = None
@@ -107,11 +106,11 @@ class Setting:
     partial: bool = False            # table6 / fig6 with fewer databases than the paper's
 
     def data_dir(self, sparsity=None):
-        return os.path.join(self.out, "data" + variant_suffix(variant(sparsity)))
+        return os.path.join(self.out, "data" + rpca_setting_suffix(rpca_setting(sparsity)))
 
     def run_dir(self, need):
         return os.path.join(self.out, "runs", run_name(need.model, self.width, self.schedule,
-                                                       variant_suffix(variant(need.sparsity))))
+                                                       rpca_setting_suffix(rpca_setting(need.sparsity))))
 
     def run_config(self, need):
         kw = {"batch": need.batch} if need.batch else {}
@@ -128,7 +127,7 @@ def plan(name, setting):
     if exp.sweep:
         # The fixed lambda's apex run is the reference beside the levels.
         needs = [Need("spatial_apex", FIXED_LAMBDA, APEX_BATCH)]
-        needs += [Need("spatial_apex", variant(level), APEX_BATCH) for level in setting.levels]
+        needs += [Need("spatial_apex", rpca_setting(level), APEX_BATCH) for level in setting.levels]
     return needs
 
 
@@ -170,16 +169,16 @@ def check_setting(names, setting):
 
 
 def _preprocess(setting, sparsities, log):
-    """Every preprocessing variant the plans need; {variant: InputError} for those that
+    """Every RPCA setting of the preprocessing the plans need; {setting key: InputError} for those that
     produced nothing (a level whose every clip was excluded)."""
-    from preprocessing.pipeline import run, run_variants
+    from preprocessing.pipeline import run, run_rpca_settings
     kw = dict(loso=setting.loso, seed=setting.seed, workers=setting.workers)
     if sparsities == {None}:
         run(setting.roots, setting.data_dir(), **kw)
         return {}
     order = sorted(sparsities, key=_order)
-    variants = [(setting.data_dir(s), _options(s)) for s in order]
-    results = run_variants(setting.roots, variants, log=log, **kw)
+    settings = [(setting.data_dir(s), _options(s)) for s in order]
+    results = run_rpca_settings(setting.roots, settings, log=log, **kw)
     failed = {}
     for s in order:
         res = results[os.path.abspath(setting.data_dir(s))]

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from preprocessing.clips import DATABASES
+from preprocessing.clips import LOADERS
 from preprocessing.layout import RunFolder, run_name
 from psn.nets import DEMO_WIDTH
 from psn.experiments import EXPERIMENTS, FIG10_LEVELS, FIG7_MODELS, stage
@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="run_psn.sh", description=__doc__.splitlines()[0])
     data = ap.add_argument_group("your databases (none given: the synthetic database)")
-    for name in DATABASES:
+    for name in LOADERS:
         data.add_argument("--" + name, metavar="DIR")
     ap.add_argument("--out", default=os.path.join(ROOT, "work"),
                     help="working folder (default: work/ in the checkout)")
@@ -176,7 +176,7 @@ def main(argv=None):
 
     t0 = time.time()
     out = os.path.abspath(args.out)
-    roots = {n: getattr(args, n) for n in DATABASES if getattr(args, n)}
+    roots = {n: getattr(args, n) for n in LOADERS if getattr(args, n)}
     synthetic = not roots
     schedule = args.schedule or ("demo" if synthetic else "paper")
     width = args.width if args.width is not None else (DEMO_WIDTH if synthetic else 1.0)

@@ -152,7 +152,7 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
                       "train_groups": [h for h in sorted(shards) if h != g]})
     write_manifest(folder.manifest, rows)
     write_atomic(folder.plan, json.dumps(
-        {"protocol": "probe task %s" % task, "seed": seed, "n_folds": n_groups,
+        {"fold_scheme": "probe task %s" % task, "seed": seed, "n_folds": n_groups,
          "n_clips": n_clips, "folds": folds}, indent=1) + "\n")
     return out
 

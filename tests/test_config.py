@@ -13,7 +13,7 @@ def test_the_papers_constants():
     # Typed from the paper: Table 3's classes, Table 4's databases, section 3.2's 150 frames,
     # 16 sampled frames and 112-pixel crops, section 4.1's 5 clips per batch.
     assert config.CLASSES == ("positive", "negative", "surprise", "others")
-    assert config.DATABASES == ("casme", "casme2", "casme2sq", "samm")
+    assert config.PAPER_DATABASES == ("casme", "casme2", "casme2sq", "samm")
     assert (config.N_FRAMES, config.T, config.CROP, config.CLIPS_PER_BATCH) == (150, 16, 112, 5)
 
 

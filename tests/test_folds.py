@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from preprocessing.errors import InputError
-from preprocessing.folds import (assign_groups, check_fold_count, fold_plan, list_lines, protocol_name,
+from preprocessing.folds import (assign_groups, check_fold_count, fold_plan, list_lines, fold_scheme_name,
                                  stratified_groups, subject_groups)
 
 # Table 4 of the paper: the 650 clips per class.
@@ -62,8 +62,8 @@ def test_fold_plan_counts_and_train_groups():
     labels = paper_labels()
     subjects = [f"s{i % 30:02d}" for i in range(labels.size)]
     groups = stratified_groups(labels, 10, seed=0)
-    plan = fold_plan(groups, labels, subjects, protocol_name(10), seed=0, n_augment=5)
-    assert plan["protocol"] == "groups10" and plan["n_folds"] == 10 and plan["n_clips"] == 650
+    plan = fold_plan(groups, labels, subjects, fold_scheme_name(10), seed=0, n_augment=5)
+    assert plan["fold_scheme"] == "groups10" and plan["n_folds"] == 10 and plan["n_clips"] == 650
     assert plan["class_counts"] == list(PAPER_COUNTS)
     for fold in plan["folds"]:
         g = fold["test_group"]
@@ -111,9 +111,9 @@ def test_class_counts_always_have_the_four_classes():
     assert all(len(g["class_counts"]) == 4 for g in plan["groups"])
 
 
-def test_protocol_names():
-    assert protocol_name() == "groups10" and protocol_name(5) == "groups5"
-    assert protocol_name(5, loso=True) == "loso"
+def test_fold_scheme_names():
+    assert fold_scheme_name() == "groups10" and fold_scheme_name(5) == "groups5"
+    assert fold_scheme_name(5, loso=True) == "loso"
 
 
 def test_check_fold_count_refuses_what_no_stratified_split_can_make():

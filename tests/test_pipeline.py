@@ -178,7 +178,7 @@ def _clip_like(row):
 def test_fold_lists_and_folds_json(first):
     out = first[0]
     plan = json.load(open(os.path.join(out, "folds.json")))
-    assert plan["protocol"] == "groups2" and plan["seed"] == 0 and plan["n_folds"] == 2
+    assert plan["fold_scheme"] == "groups2" and plan["seed"] == 0 and plan["n_folds"] == 2
     assert plan["augment"] == list(AUGMENT) and plan["n_clips"] == 15
     rows = manifest_of(out)
     for fold in plan["folds"]:
@@ -374,7 +374,7 @@ def test_loso_from_the_cache(first, roots, tmp_path):
     subjects = sorted({r["subject"] for r in rows if r["included"] == "1"})
     assert summary["computed"] == 0 and summary["n_folds"] == len(subjects) == 11
     plan = json.load(open(os.path.join(out, "folds.json")))
-    assert plan["protocol"] == "loso" and plan["augment"] == []
+    assert plan["fold_scheme"] == "loso" and plan["augment"] == []
     for fold in plan["folds"]:
         members = {r["subject"] for r in rows if r["group"] == str(fold["test_group"])}
         assert members == {fold["test_subject"]}
@@ -585,7 +585,7 @@ def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
         if r["database"] == "samm":
             assert r["reason"].startswith("no face found on the onset frame (")
     plan = json.load(open(os.path.join(out, "folds.json")))
-    assert plan["protocol"] == "loso" and [f["test_subject"] for f in plan["folds"]] == \
+    assert plan["fold_scheme"] == "loso" and [f["test_subject"] for f in plan["folds"]] == \
         ["casme2/sub01", "casme2/sub02"]
     s = read_shard(os.path.join(out, "shards", "group01.h5"))
     # A face crop: skin-coloured middle, not the background; E is sparse and moves somewhere.
@@ -778,15 +778,15 @@ def test_frame_shard_holds_each_rows_chosen_frame(first, tmp_path):
 
 
 def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_path):
-    """run_variants (Fig. 10's sweep): the default-lambda output is byte for byte the one
+    """run_rpca_settings (Fig. 10's sweep): the default-lambda output is byte for byte the one
     `run` made, another lambda's cache holds what process_clip gives alone, and each output
     is a complete folder."""
     from preprocessing.clip_cache import process_clip
-    from preprocessing.pipeline import run_variants
+    from preprocessing.pipeline import run_rpca_settings
     other = Options(face_box=(0, 0, 48, 48), tol=0.03, lam=0.02)
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     lines = []
-    res = run_variants(roots[0], [(a, OPTIONS), (b, other)], n_folds=2, seed=0,
+    res = run_rpca_settings(roots[0], [(a, OPTIONS), (b, other)], n_folds=2, seed=0,
                        augment=AUGMENT, workers=1, progress=False, log=lines.append)
     assert res[a]["included"] == first[1]["included"] and res[b]["computed"] == 0
     assert any("2 RPCA settings" in line for line in lines)
@@ -806,13 +806,13 @@ def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_
     assert rows["EP06_02"]["included"] == "0" and "img12.jpg" in rows["EP06_02"]["reason"]
     # Nothing left to compute the second time; options that differ in more than RPCA's
     # setting cannot share the frames.
-    again = run_variants(roots[0], [(a, OPTIONS), (b, other)], n_folds=2, seed=0,
+    again = run_rpca_settings(roots[0], [(a, OPTIONS), (b, other)], n_folds=2, seed=0,
                          augment=AUGMENT, workers=1, progress=False, log=lines.append)
     assert again[b]["computed"] == 0
     assert any(": 0 results to compute" in line for line in lines)
     with pytest.raises(ValueError, match="differ in lam and sparsity only"):
-        from preprocessing.clip_cache import process_clip_variants
-        process_clip_variants(clips[0], [(alone, OPTIONS), (alone, Options(tol=0.03))])
+        from preprocessing.clip_cache import process_clip_rpca_settings
+        process_clip_rpca_settings(clips[0], [(alone, OPTIONS), (alone, Options(tol=0.03))])
 
 
 def test_the_fold_count_is_n_folds_and_the_old_flag_says_so(roots, tmp_path, capsys):

@@ -6,7 +6,7 @@ the order casme, casme2, casme2sq, samm, smic, casme3 (SMIC's cameras come out a
 smic-vis, smic-nir; CAS(ME)^3's part C as casme3-c). read_sheet(...) is the sheet-only half (no frames).
 The user's copy is only read, never written.
 """
-from preprocessing.clips import DATABASES
+from preprocessing.clips import LOADERS
 from preprocessing.loaders import casme, casme2, casme2sq, casme3, samm, smic
 
 MODULES = {"casme": casme, "casme2": casme2, "casme2sq": casme2sq, "samm": samm, "smic": smic,
@@ -16,7 +16,7 @@ FRAME_OPTIONS = {"tree"}  # options that only choose frames; the sheet-only half
 
 def _module(name):
     if name not in MODULES:
-        raise ValueError(f"unknown database {name!r}; expected one of {', '.join(DATABASES)}")
+        raise ValueError(f"unknown database {name!r}; expected one of {', '.join(LOADERS)}")
     return MODULES[name]
 
 
@@ -37,7 +37,7 @@ def load_databases(roots, rules=None, options=None):
     for name in roots:
         _module(name)
     clips, skipped = [], []
-    for name in DATABASES:
+    for name in LOADERS:
         if name in roots:
             c, s = load_database(name, roots[name], rules, **(options or {}).get(name, {}))
             clips += c

@@ -13,7 +13,7 @@ import numpy as np
 from preprocessing.atomic import write_atomic
 from preprocessing.layout import DataFolder, RunFolder
 from psn import metrics
-from psn.config import DEFAULT_SPARSITY, FIXED_LAMBDA, variant, variant_suffix
+from psn.config import DEFAULT_SPARSITY, FIXED_LAMBDA, rpca_setting, rpca_setting_suffix
 from psn.metrics import CLASS_SHORT, N_CLASSES
 from psn.report.files import write_csv
 from psn.report.markdown import f3, f4, md_escape, md_table, pct
@@ -36,7 +36,7 @@ def _report(runs, out_dir):
 
 
 def _run_name(need):
-    return need.model + variant_suffix(variant(need.sparsity))
+    return need.model + rpca_setting_suffix(rpca_setting(need.sparsity))
 
 
 def _header(title, setting, metrics_by_need):
@@ -281,8 +281,8 @@ def fig10_rows(setting, ms, failed=None):
     max), clips, RR pooled, F1 (UF1 fold mean), UF1 pooled, or why a level has no result."""
     rows = []
     for level in [FIXED_LAMBDA] + sorted(setting.levels):
-        key = variant(level)
-        need = next((n for n in ms if variant(n.sparsity) == key), None)
+        key = rpca_setting(level)
+        need = next((n for n in ms if rpca_setting(n.sparsity) == key), None)
         reference = level == FIXED_LAMBDA
         label = ("fixed lambda" if reference else
                  "%d-%d %%" % (round(100 * level - 5), round(100 * level + 5)))
