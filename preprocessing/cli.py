@@ -174,17 +174,24 @@ def _fig3(subparsers):
     p = subparsers.add_parser(
         "fig3", help="the paper's Fig. 3 for clips you name: their 16 face crops and RPCA's E",
         description="Draw the raw frames and E (the sparse part RPCA leaves) of the named clips "
-                    "side by side, from the cache of an earlier `run` into --out.")
-    p.add_argument("--out", required=True, metavar="DIR", help="the --out of `run`")
+                    "side by side, from the cache of an earlier `run` in --data.")
+    p.add_argument("--data", metavar="DIR", help="the --out of `run` (read; required)")
+    # --out names what a tool writes; this folder is read (the picture goes to --png).
+    p.add_argument("--out", dest="old_out", help=argparse.SUPPRESS)
     p.add_argument("--clips", required=True, metavar="NAMES",
                    help="comma-separated clip names, or SUBJECT/CLIP (e.g. casme2/sub01/EP02_01f)")
-    p.add_argument("--png", metavar="PATH", help="where to write it (default OUT/fig3.png)")
+    p.add_argument("--png", metavar="PATH", help="where to write it (default DATA/fig3.png)")
 
     def run(args):
+        if args.old_out is not None:
+            p.error("fig3 reads the folder of `run` from --data (--out is what a tool writes; "
+                    "the picture goes to --png)")
+        if args.data is None:
+            p.error("the following arguments are required: --data")
         # Imported on use, like `run`'s: OpenCV and the pipeline are not needed by `table4`.
         from preprocessing.pipeline import write_fig3
         names = [n.strip() for n in args.clips.split(",") if n.strip()]
-        png = write_fig3(args.out, names, args.png)
+        png = write_fig3(args.data, names, args.png)
         print(f"wrote {png} ({len(names)} clips)")
         return 0
 

@@ -225,7 +225,7 @@ def test_fig3_draws_the_clips_named_in_their_order(first, tmp_path, capsys):
     rows = [r for r in manifest_of(out) if r["included"] == "1"]
     a, b = rows[2], rows[0]
     png = str(tmp_path / "fig3.png")
-    assert cli.main(["fig3", "--out", out, "--png", png,
+    assert cli.main(["fig3", "--data", out, "--png", png,
                      "--clips", "%s,%s/%s" % (a["clip"], b["subject"], b["clip"])]) == 0
     img = cv2.imread(png)
     assert img.shape == (2 * (22 + 112 + 112 + 4), 16 * 112, 3)
@@ -237,8 +237,12 @@ def test_fig3_refuses_names_it_cannot_draw(first, capsys):
     from preprocessing import cli
     from preprocessing.contact_sheet import named_clips
     rows = manifest_of(first[0])
-    assert cli.main(["fig3", "--out", first[0], "--clips", "no_such_clip"]) == 2
+    assert cli.main(["fig3", "--data", first[0], "--clips", "no_such_clip"]) == 2
     assert "no clip named 'no_such_clip'" in capsys.readouterr().err
+    # --out named the folder it reads: that is --data now, and --out says so.
+    with pytest.raises(SystemExit) as e:
+        cli.main(["fig3", "--out", first[0], "--clips", "x"])
+    assert e.value.code == 2 and "fig3 reads the folder of `run` from --data" in capsys.readouterr().err
     excluded = dict(rows[0], included="0", reason="no face found")
     with pytest.raises(InputError, match="was excluded \\(no face found\\)"):
         named_clips([excluded], [excluded["clip"]])
