@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -161,11 +162,8 @@ def test_temporal_input_is_brought_to_one_rms_per_clip(caffe, model):
     net.blobs["raw"].data[...] = raw
     net.blobs["cont"].data[...] = _cont(N)
     net.forward()
-    x = (raw - 128) * cfg.temporal_scale
-    x = (x - x.mean(axis=1, keepdims=True)).transpose(1, 0, 2, 3, 4).reshape(16, N, -1)
-    ms = (x.astype(np.float64) ** 2).mean(axis=(0, 2))
-    eps = cfg.temporal_norm_eps * cfg.temporal_scale
-    want = x * (cfg.temporal_norm_rms / np.sqrt(ms + eps ** 2))[None, :, None]
+    # benchmarks/temporal_mechanism.py's numpy version, which tests/test_tp_gain.py uses too.
+    want = load_benchmark("temporal_mechanism").temporal_input(raw, cfg)
     got = net.blobs["frames_norm"].data
     assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
     rms = np.sqrt((got.astype(np.float64) ** 2).mean(axis=(0, 2)))

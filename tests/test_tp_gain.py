@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "layers"))
@@ -26,10 +27,8 @@ def test_frame_tp_is_the_tpus_own_tp():
     from psn_layers import tpu
     raw = _clips(64, 8, 2, 3)
     g = tp_gain.gray_levels(raw, TPU)
-    x = (g - g.mean(axis=1, keepdims=True)) * TPU.temporal_scale
-    ms = (x ** 2).mean(axis=(1, 2), keepdims=True)
-    eps = TPU.temporal_norm_eps * TPU.temporal_scale
-    x = (x * TPU.temporal_norm_rms / np.sqrt(ms + eps ** 2)).transpose(1, 0, 2)
+    # The net's temporal input as numpy gives it (tests/test_nets.py holds it to Caffe's).
+    x = load_benchmark("temporal_mechanism").temporal_input(raw, TPU)
     T, N, D = x.shape
     H = 4
     rng = np.random.default_rng(0)
@@ -93,7 +92,6 @@ def test_the_gain_keeps_the_state_across_still_frames_on_clean_strong_content():
     """At initialisation (deterministic): on a large bright blob without sensor noise the
     fixed gain of 8 let h fall to tanh(b_m) at every still frame; the data's gain keeps
     several times more of the past."""
-    from conftest import load_benchmark
     mech = load_benchmark("temporal_mechanism")
     fixed = replace(TPU, tp_ref_from_data=False)
     data = mech.measure((128, 24, 1), TPU, "tpu", clips=6)
