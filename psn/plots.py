@@ -72,7 +72,8 @@ def comparison_bars(rows, path, title="Recognition rate and UF1 (cf. Fig. 7)"):
 
 
 def megc_bars(rows, path, title="MEGC 2019 composite: UF1 and UAR (pooled LOSO)"):
-    """rows: dicts with name, uf1, uar (fractions; NaN = not published); the last row is ours."""
+    """rows: dicts with name, uf1, uar (fractions; NaN = not published) and optimistic (the
+    test folds chose the epoch: hatched, and marked in the legend); the last row is ours."""
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
     w = 0.38
@@ -82,13 +83,24 @@ def megc_bars(rows, path, title="MEGC 2019 composite: UF1 and UAR (pooled LOSO)"
         bars = ax.bar(x + off, vals, w, label=key.upper(), color=color)
         bars[-1].set_edgecolor("black")
         bars[-1].set_linewidth(1.5)
+        for bar, r in zip(bars, rows):
+            if r.get("optimistic"):
+                bar.set_hatch("//")
+                bar.set_edgecolor("#333333")
         for xi, v in zip(x + off, vals):
             if not math.isnan(v):
                 ax.text(xi, v, "%.3f" % v, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    if any(r.get("optimistic") for r in rows):
+        from matplotlib.patches import Patch
+        handles, _ = ax.get_legend_handles_labels()
+        handles.append(Patch(facecolor="white", edgecolor="#333333", hatch="//",
+                             label="epoch chosen on the test subject"))
+        ax.legend(handles=handles, fontsize=8)
+    else:
+        ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     return save(fig, path)
 

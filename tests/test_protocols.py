@@ -1,5 +1,6 @@
 """SMIC's loader (the folder tree is its annotation), protocols as data (paper, megc2019), and
 Table 4 under MEGC 2019's protocol, on fake trees and sheets in the owners' formats."""
+import csv
 import json
 import os
 import shutil
@@ -314,7 +315,16 @@ def test_megc_scores_composite_and_per_database_by_hand(tmp_path):
     md = (tmp_path / "megc2019.md").read_text()
     assert "| STSTNet | 0.7353 | 0.7605 | 0.6801 | 0.7013 | 0.8382 | 0.8686 | 0.6588 | 0.6810 |" in md
     assert "| Dual-Inception | 0.7322 | 0.7278 | n/a |" in md
-    assert "| PSN | 0.6556 | 0.7222 | 1.0000 | 1.0000 | n/a | n/a | 0.2222 | 0.3333 | this run |" in md
+    assert ("| PSN | 0.6556 | 0.7222 | 1.0000 | 1.0000 | n/a | n/a | 0.2222 | 0.3333 | the "
+            "schedule's last iteration (leak-free) | 6 | this run |") in md
+    # How each number was chosen, and STSTNet's UAR as its own per-clip log gives it.
+    assert ("| HTNet | 0.8603 | 0.8475 | n/a | n/a | n/a | n/a | n/a | n/a | per test subject, "
+            "the epoch best on its test clips (optimistic) | 442 |") in md
+    assert "| STSTNet (recomputed) | 0.7353 | 0.7186 | 0.6801 | 0.6703 | 0.8382 | 0.8190 | 0.6588 | 0.6415 |" in md
+    assert "| CapsuleNet | 0.6520 | 0.6506 | n/a | n/a | n/a | n/a | n/a | n/a | not stated | 435 |" in md
+    with open(tmp_path / "megc2019.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert rows["CausalNet"]["selected by"] == "test_best_epoch" and rows["PSN"]["selected by"] == "final"
     assert (tmp_path / "megc2019.png").stat().st_size > 1000
     assert ours["composite"]["n"] == 6
 
@@ -323,11 +333,21 @@ def test_megc_baselines_file_names_a_source_for_every_number():
     from psn.report.megc import PARTS, load_baselines
     b = load_baselines()
     names = [m["name"] for m in b["methods"]]
-    assert names == ["LBP-TOP", "Bi-WOOF", "OFF-ApexNet", "STSTNet", "Dual-Inception"]
+    assert names == ["LBP-TOP", "Bi-WOOF", "OFF-ApexNet", "STSTNet", "Dual-Inception",
+                     "CapsuleNet", "RCN", "FeatRef", "EMR", "HTNet", "CausalNet"]
     for m in b["methods"]:
-        assert m["source"] and set(m) - {"name", "source"} <= set(PARTS)
+        assert m["source"] and m["selection"] in b["selections"] and m["n_clips"] in (435, 442)
+        assert set(m) - {"name", "source", "selection", "n_clips", "note", "recomputed"} <= set(PARTS)
         for part in set(m) & set(PARTS):
             assert 0 < m[part]["uf1"] < 1 and 0 < m[part]["uar"] < 1
+    by = {m["name"]: m for m in b["methods"]}
+    assert [n for n in names if by[n]["selection"] == "test_best_epoch"] == ["HTNet", "CausalNet"]
+    # STSTNet's per-clip log: UF1 as published, UAR lower (the published one is mean precision).
+    again = by["STSTNet"]["recomputed"]
+    for part in PARTS:
+        assert again[part]["uf1"] == by["STSTNet"][part]["uf1"]
+        assert again[part]["uar"] < by["STSTNet"][part]["uar"]
+    assert by["CapsuleNet"]["n_clips"] == 435 and "s18_sur_03" in by["CapsuleNet"]["note"]
 
 
 def test_scores_take_the_class_count():
