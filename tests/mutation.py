@@ -53,7 +53,7 @@ TARGETS = {
     "preprocessing/labels.py": ["tests/test_labels.py", "tests/test_table4.py",
                                 "tests/test_loaders.py"],
     "preprocessing/folds.py": ["tests/test_folds.py"],
-    "preprocessing/sampling.py": ["tests/test_sampling_augment.py"],
+    "preprocessing/sampling.py": ["tests/test_sampling.py"],
     "preprocessing/tim.py": ["tests/test_tim.py"],
     "preprocessing/rpca.py": ["tests/test_rpca.py"],
     "layers/psn_layers/tpu.py": ["tests/test_tpu_layer.py"],
