@@ -4,7 +4,7 @@ A clip of F frames of one still synthetic face (synthetic.draw_face, cut to
 112x112 gray) with independent Gaussian sensor noise in every frame holds no motion at all,
 so whatever RPCA puts into E is noise. `e_profile` runs the pipeline's time normalisation and
 RPCA on such a clip and returns the mean |E| of the 16 sampled frames; the first and last
-should look like the rest (tests/test_pipeline.py, benchmarks/end_frames.py).
+should look like the rest (tests/test_clip_chain.py, benchmarks/end_frames.py).
 """
 from __future__ import annotations
 

@@ -108,6 +108,37 @@ def holder():
         p.wait()
 
 
+
+# ------------------------------------------- the preprocessing run that several files read
+
+@pytest.fixture(scope="session")
+def roots(tmp_path_factory):
+    """({'casme2': folder, 'samm': folder}, the corrupt frame): tests/pipeline_helpers.py's
+    fake databases, made once per session; nothing writes into them (copy them first)."""
+    from fake_databases import make_casme2, make_samm
+    from pipeline_helpers import CASME2_ROWS, CORRUPT
+    base = tmp_path_factory.mktemp("databases")
+    casme2 = make_casme2(base, rows=CASME2_ROWS, tree="selected")
+    samm = make_samm(base)
+    bad = os.path.join(casme2, "CASME2_RAW_selected", "sub04", "EP06_02", f"img{CORRUPT[2]}.jpg")
+    with open(bad, "wb") as f:
+        f.write(b"this is not a JPEG")
+    return {"casme2": casme2, "samm": samm}, bad
+
+
+@pytest.fixture(scope="session")
+def first(roots, tmp_path_factory):
+    """(out, summary, log lines) of one preprocessing run of `roots`, made once per session;
+    tests that write into `out` work on a copy (pipeline_helpers.copy_run)."""
+    from pipeline_helpers import AUGMENT, OPTIONS
+    from preprocessing.pipeline import run
+    out = str(tmp_path_factory.mktemp("run") / "out")
+    lines = []
+    summary = run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+                  progress=False, log=lines.append)
+    return out, summary, lines
+
+
 def load_benchmark(name):
     """benchmarks/<name>.py as a module, with its folder on sys.path (its `import _init_paths`)."""
     import importlib.util

@@ -1,11 +1,15 @@
 """preprocessing.clip_cache: a frame whose bytes changed is noticed whatever its size and
-name; one whose time changed but not its bytes (a copied database) is not recomputed."""
+name; one whose time changed but not its bytes (a copied database) is not recomputed; a
+cached clip is read back only under the options it was computed with."""
 import os
 
 import pytest
 
+from pipeline_helpers import CORRUPT, OPTIONS
 from preprocessing import clip_cache
-from preprocessing.clip_cache import frames_seen, frames_unchanged
+from preprocessing.clip_cache import cache_path, clip_stamp, frames_seen, frames_unchanged, read_cache
+from preprocessing.clip_chain import Options
+from preprocessing.loaders import load_databases
 
 
 @pytest.fixture
@@ -68,3 +72,18 @@ def test_frame_hash_reads_the_whole_file(tmp_path):
     b.write_bytes(b"x" * (3 << 20) + b"2")
     assert clip_cache.frame_hash(str(a)) != clip_cache.frame_hash(str(b))
     assert len(clip_cache.frame_hash(str(a))) == 32
+
+
+def test_changed_option_invalidates_the_cache(first, roots):
+    clips, _ = load_databases(roots[0])
+    cf = cache_path(os.path.join(first[0], "cache"), clips[0])
+    assert read_cache(cf, clip_stamp(clips[0], OPTIONS), clips[0].frames)["included"]
+    for changed in (Options(face_box=(0, 0, 48, 48), tol=0.03, interp="linear", sparsity=None),
+                    Options(face_box=(0, 0, 48, 48), tol=0.03),
+                    Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=0.3),
+                    Options(face_box=(0, 0, 40, 40), tol=0.03, sparsity=None)):
+        assert read_cache(cf, clip_stamp(clips[0], changed), clips[0].frames) is None
+    # An excluded clip's reason is cached too, so a rerun does not redo it.
+    bad = next(c for c in clips if (c.subject, c.clip) == CORRUPT[:2])
+    cached = read_cache(cache_path(os.path.join(first[0], "cache"), bad), clip_stamp(bad, OPTIONS), bad.frames)
+    assert cached["included"] is False and cached["reason"].startswith("unreadable frame")

@@ -1,80 +1,32 @@
-"""The pipeline from clips to Caffe's HDF5 inputs (preprocessing/pipeline.py and its parts).
+"""The pipeline from clips to Caffe's HDF5 inputs (preprocessing/pipeline.py's run and its
+stages, end to end).
 
-Fake CASME II and SAMM copies (64x48 frames without faces, so a user face box is given; one
-CASME II frame is corrupt) run through the whole pipeline once with a loose RPCA tolerance;
-the tests then read the outputs, rerun on copies (resume, CLI, LOSO), run again with two
-worker processes (determinism), and read a shard back through Caffe's own HDF5Data layer.
+The fake databases and the run of them that conftest.py's session fixtures `roots` and
+`first` make (tests/pipeline_helpers.py); the tests then read the outputs, rerun on copies
+(resume, LOSO), run again with two worker processes (determinism), and read a shard back
+through Caffe's own HDF5Data layer. The tests of one part alone are in that part's own file
+(test_clip_chain.py, test_clip_cache.py, test_manifest.py, test_contact_sheet.py, test_cli.py).
 """
 import filecmp
 import json
 import os
 import shutil
 
-import cv2
 import h5py
 import numpy as np
 import pytest
 
-from fake_databases import make_casme2, make_samm
+from pipeline_helpers import AUGMENT, CORRUPT, OPTIONS, copy_run, manifest_of
 from preprocessing import hdf5_shards
 from preprocessing.augment import apply_variant
 from preprocessing.cli import main as cli_main
 from preprocessing.errors import InputError
 from preprocessing.hdf5_shards import read_shard, write_shard
 from preprocessing.loaders import load_databases
-from preprocessing.manifest import MANIFEST_COLUMNS, read_manifest
-from preprocessing.cli import parse_augment, parse_face_box
-from preprocessing.clip_cache import cache_path, clip_stamp, read_cache
+from preprocessing.manifest import read_manifest
+from preprocessing.clip_cache import cache_path
 from preprocessing.clip_chain import Options
 from preprocessing.pipeline import run
-
-# Subject | Filename | onset | apex | offset | AUs | emotion: every class, four subjects.
-CASME2_ROWS = [
-    (1, "EP02_01f", 10, 14, 22, 12, "happiness"),
-    (1, "EP03_02", 5, 9, 16, "4+7", "disgust"),
-    (2, "EP09_01", 5, 10, 18, "1+2", "surprise"),
-    (2, "EP10_02", 8, 12, 20, 14, "others"),
-    (3, "EP01_01", 3, 6, 12, 4, "repression"),
-    (3, "EP04_03", 20, 25, 33, "6+12", "happiness"),
-    (4, "EP05_01", 2, 5, 11, 25, "surprise"),
-    (4, "EP06_02", 7, 10, 15, "?", "others"),      # one of its frames is corrupt
-]
-CORRUPT = ("casme2/sub04", "EP06_02", 12)
-# Loose RPCA and a fixed lambda (no search per clip): seconds, not minutes.
-OPTIONS = Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=None)
-AUGMENT = ("flip", "rot+5")
-CLI_ARGS = ["--n-folds", "2", "--face-box", "0,0,48,48", "--rpca-tol", "0.03", "--lam", "standard",
-            "--augment", "flip,rot5", "--workers", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def roots(tmp_path_factory):
-    base = tmp_path_factory.mktemp("databases")
-    casme2 = make_casme2(base, rows=CASME2_ROWS, tree="selected")
-    samm = make_samm(base)
-    bad = os.path.join(casme2, "CASME2_RAW_selected", "sub04", "EP06_02", f"img{CORRUPT[2]}.jpg")
-    with open(bad, "wb") as f:
-        f.write(b"this is not a JPEG")
-    return {"casme2": casme2, "samm": samm}, bad
-
-
-@pytest.fixture(scope="module")
-def first(roots, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("run") / "out")
-    lines = []
-    summary = run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
-                  progress=False, log=lines.append)
-    return out, summary, lines
-
-
-def copy_run(first, tmp_path, name="copy"):
-    dst = str(tmp_path / name)
-    shutil.copytree(first[0], dst)
-    return dst
-
-
-def manifest_of(out):
-    return read_manifest(os.path.join(out, "manifest.csv"))
 
 
 def all_files(out):
@@ -100,34 +52,6 @@ def test_layout_and_summary(first):
     text = "\n".join(lines)
     assert "casme2            7        1" in text and "samm              8        0" in text
     assert "included per class: positive" in text and "time:" in text
-
-
-def test_manifest_rows_and_exclusion_reason(first, roots):
-    out = first[0]
-    rows = manifest_of(out)
-    clips, _ = load_databases(roots[0])
-    assert tuple(rows[0].keys()) == MANIFEST_COLUMNS
-    assert len(rows) == len(clips) == 16
-    for i, (row, clip) in enumerate(zip(rows, clips)):
-        assert int(row["index"]) == i
-        assert (row["database"], row["subject"], row["clip"]) == (clip.database, clip.subject, clip.clip)
-        assert int(row["label"]) == clip.label and int(row["n_frames"]) == len(clip.frames)
-        assert row["au_set"] == "+".join(map(str, sorted(clip.au_set)))
-        if (clip.subject, clip.clip) == CORRUPT[:2]:
-            assert row["included"] == "0" and row["group"] == "" and row["rpca_iterations"] == ""
-            assert row["face"] == ""
-            assert row["reason"].startswith(f"unreadable frame {roots[1]}")
-        else:
-            assert row["included"] == "1" and row["group"] in ("1", "2") and row["reason"] == ""
-            assert int(row["rpca_iterations"]) > 0 and int(row["rpca_rank"]) >= 1
-            assert 0 < float(row["rpca_nnz_share"]) < 1
-            assert float(row["rpca_lambda"]) == pytest.approx(1 / np.sqrt(112 * 112), rel=1e-5)
-            assert "box given by the user" in row["notes"] and row["face"] == "user"
-    # The sheet's own warnings reach the manifest (SAMM 028_4_1: apex after offset).
-    samm = {r["clip"]: r for r in rows}
-    assert "clamped" in samm["028_4_1"]["notes"]
-    skipped = open(os.path.join(out, "skipped.csv")).read().splitlines()
-    assert skipped == ["database,subject,clip,reason,source"]
 
 
 def test_shards_layout_values_and_augmentation(first):
@@ -200,57 +124,6 @@ def test_fold_lists_and_folds_json(first):
     assert sorted(sizes) == [7, 8]     # stratified halves of 15
 
 
-def test_contact_sheet_is_a_png_of_crops_and_E(first):
-    out = first[0]
-    img = cv2.imread(os.path.join(out, "contact_sheet.png"))
-    assert img is not None
-    # 4 clips (one per class first), each: title bar 22 + raw 112 + E 112 + gap 4.
-    assert img.shape == (4 * (22 + 112 + 112 + 4), 16 * 112, 3)
-
-
-def test_contact_sheet_titles_name_the_face_method(first):
-    from preprocessing.contact_sheet import choose_clips, item_title
-    rows = choose_clips(manifest_of(first[0]), 4)
-    assert rows and all("face: user" in item_title(r) for r in rows)
-    row = dict(rows[0], face="landmarks")
-    assert "face: landmarks" in item_title(row)
-
-
-def test_fig3_draws_the_clips_named_in_their_order(first, tmp_path, capsys):
-    """Fig. 3 for chosen clips: a title bar, the 16 raw crops and E per clip, in the order
-    given (by clip name or SUBJECT/CLIP)."""
-    from preprocessing import cli
-    from preprocessing.contact_sheet import named_clips
-    out = first[0]
-    rows = [r for r in manifest_of(out) if r["included"] == "1"]
-    a, b = rows[2], rows[0]
-    png = str(tmp_path / "fig3.png")
-    assert cli.main(["fig3", "--data", out, "--png", png,
-                     "--clips", "%s,%s/%s" % (a["clip"], b["subject"], b["clip"])]) == 0
-    img = cv2.imread(png)
-    assert img.shape == (2 * (22 + 112 + 112 + 4), 16 * 112, 3)
-    assert [r["clip"] for r in named_clips(rows, [a["clip"], b["clip"]])] == [a["clip"], b["clip"]]
-    assert "wrote %s (2 clips)" % png in capsys.readouterr().out
-
-
-def test_fig3_refuses_names_it_cannot_draw(first, capsys):
-    from preprocessing import cli
-    from preprocessing.contact_sheet import named_clips
-    rows = manifest_of(first[0])
-    assert cli.main(["fig3", "--data", first[0], "--clips", "no_such_clip"]) == 2
-    assert "no clip named 'no_such_clip'" in capsys.readouterr().err
-    # --out named the folder it reads: that is --data now, and --out says so.
-    with pytest.raises(SystemExit) as e:
-        cli.main(["fig3", "--out", first[0], "--clips", "x"])
-    assert e.value.code == 2 and "fig3 reads the folder of `run` from --data" in capsys.readouterr().err
-    excluded = dict(rows[0], included="0", reason="no face found")
-    with pytest.raises(InputError, match="was excluded \\(no face found\\)"):
-        named_clips([excluded], [excluded["clip"]])
-    twin = dict(rows[0], subject="other/s9")
-    with pytest.raises(InputError, match="names 2 clips"):
-        named_clips([rows[0], twin], [rows[0]["clip"]])
-
-
 # ------------------------------------------------------------------------------ reruns
 
 def test_rerun_recomputes_only_what_is_missing(first, roots, tmp_path):
@@ -309,41 +182,6 @@ def test_frames_replaced_at_the_same_size_are_recomputed_and_a_copied_database_i
     assert changed["computed"] == 1 and changed["shards_written"]
 
 
-def test_a_clip_of_fewer_than_four_frames_is_excluded_even_when_cached(first, roots, tmp_path):
-    """A clip of 1-3 frames went into training with only a manifest note (tools/predict.py
-    refused it)."""
-    import dataclasses
-    from preprocessing import pipeline
-    from preprocessing.clip_cache import process_clip
-    from preprocessing.workers import Runner
-    clips, _ = load_databases(roots[0])
-    clip = next(c for c in clips if c.database == "casme2" and (c.subject, c.clip) != CORRUPT[:2])
-    short = dataclasses.replace(clip, frames=clip.frames[:3])
-    out = copy_run(first, tmp_path)          # its cache holds this clip, included, under its name
-    res = process_clip(short, str(tmp_path / "short.npz"), OPTIONS)
-    assert not res["included"] and res["reason"].startswith("3 frame(s) from onset to offset")
-    runner = Runner(1)
-    _, results, _ = pipeline._clips_stage([short], [], out, OPTIONS, runner, 1, False, lambda *a: None)
-    assert not results[0]["included"] and "a clip needs at least 4" in results[0]["reason"]
-    four = dataclasses.replace(clip, frames=clip.frames[:4])
-    assert process_clip(four, str(tmp_path / "four.npz"), OPTIONS)["included"]
-
-
-def test_changed_option_invalidates_the_cache(first, roots):
-    clips, _ = load_databases(roots[0])
-    cf = cache_path(os.path.join(first[0], "cache"), clips[0])
-    assert read_cache(cf, clip_stamp(clips[0], OPTIONS), clips[0].frames)["included"]
-    for changed in (Options(face_box=(0, 0, 48, 48), tol=0.03, interp="linear", sparsity=None),
-                    Options(face_box=(0, 0, 48, 48), tol=0.03),
-                    Options(face_box=(0, 0, 48, 48), tol=0.03, sparsity=0.3),
-                    Options(face_box=(0, 0, 40, 40), tol=0.03, sparsity=None)):
-        assert read_cache(cf, clip_stamp(clips[0], changed), clips[0].frames) is None
-    # An excluded clip's reason is cached too, so a rerun does not redo it.
-    bad = next(c for c in clips if (c.subject, c.clip) == CORRUPT[:2])
-    cached = read_cache(cache_path(os.path.join(first[0], "cache"), bad), clip_stamp(bad, OPTIONS), bad.frames)
-    assert cached["included"] is False and cached["reason"].startswith("unreadable frame")
-
-
 def test_same_inputs_two_workers_give_identical_shards_and_manifest(first, roots, tmp_path):
     out = str(tmp_path / "parallel")
     summary = run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=2,
@@ -357,17 +195,6 @@ def test_same_inputs_two_workers_give_identical_shards_and_manifest(first, roots
     pa = json.load(open(os.path.join(out, "folds.json")))
     pb = json.load(open(os.path.join(first[0], "folds.json")))
     assert [g["class_counts"] for g in pa["groups"]] == [g["class_counts"] for g in pb["groups"]]
-
-
-def test_cli_run_matches_the_api_and_prints_the_summary(first, roots, tmp_path, capsys):
-    out = copy_run(first, tmp_path)
-    rc = cli_main(["run", "--casme2", roots[0]["casme2"], "--samm", roots[0]["samm"],
-                   "--out", out] + CLI_ARGS)
-    assert rc == 0
-    text = capsys.readouterr().out
-    # Same options through the CLI: every clip and shard comes from the first run.
-    assert "0 computed, 16 from the cache" in text and "shards: 0 of 4 written" in text
-    assert "casme2            7        1" in text
 
 
 def test_loso_from_the_cache(first, roots, tmp_path):
@@ -403,62 +230,6 @@ def test_no_face_excludes_every_clip_with_its_reason(roots, tmp_path):
         assert row["included"] == "0" and row["group"] == ""
         assert row["reason"].startswith(f"no face found on the onset frame ({clip.frames[0]})")
     assert not os.path.exists(os.path.join(out, "shards"))
-
-
-def test_cli_bad_input_is_a_clear_error(roots, tmp_path, capsys):
-    out = str(tmp_path / "o")
-    missing = str(tmp_path / "nowhere")
-    assert cli_main(["run", "--casme2", missing, "--out", out]) == 2
-    assert missing in capsys.readouterr().err
-    base = ["run", "--samm", roots[0]["samm"], "--out", out]
-    assert cli_main(base + ["--augment", "flip,spin"]) == 2
-    assert "unknown augmentation 'spin'" in capsys.readouterr().err
-    assert cli_main(base + ["--face-box", "1,2,3"]) == 2
-    assert "--face-box '1,2,3'" in capsys.readouterr().err
-    assert cli_main(base + ["--sparsity", "1.5"]) == 2
-    assert cli_main(["run", "--samm", roots[0]["samm"], "--out", str(tmp_path / "my out")]) == 2
-    assert "whitespace" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli_main(base + ["--lam", "0.01", "--sparsity", "0.25"])
-    assert not os.path.exists(out) or not os.listdir(out) or "manifest.csv" not in os.listdir(out)
-
-
-def test_rpca_default_is_a_share_of_non_zeros_and_the_flags_choose_others(capsys, roots,
-                                                                           tmp_path):
-    """Fig. 10's best band is the default (lambda per clip for 25 % non-zeros); --lam L a
-    fixed lambda, --lam standard the fixed 1/sqrt(12544), --sparsity S another share."""
-    from preprocessing.cli import rpca_choice
-    from preprocessing.rpca import DEFAULT_SPARSITY
-    assert DEFAULT_SPARSITY == 0.25
-    assert Options().sparsity == 0.25 and Options().lam is None
-    assert Options(lam=0.02).sparsity is None and Options(sparsity=None).sparsity is None
-    assert Options(sparsity=0.1).sparsity == 0.1
-    with pytest.raises(InputError, match="not both"):
-        Options(lam=0.02, sparsity=0.25)
-    assert Options(**rpca_choice()) == Options()
-    assert Options(**rpca_choice("0.02")) == Options(lam=0.02)
-    assert Options(**rpca_choice("standard")) == Options(sparsity=None)
-    with pytest.raises(InputError, match="--lam default is now --lam standard"):
-        rpca_choice("default")            # its old name, which was not the default
-    assert Options(**rpca_choice(None, 0.3)) == Options(sparsity=0.3)
-    assert Options(sparsity=None).stamp()["sparsity"] is None
-    for bad in (("x", None), ("0.1", 0.2)):
-        with pytest.raises(InputError):
-            rpca_choice(*bad)
-    base = ["run", "--samm", roots[0]["samm"], "--out", str(tmp_path / "o")]
-    assert cli_main(base + ["--lam", "tiny"]) == 2
-    assert "--lam takes a number or 'standard'" in capsys.readouterr().err
-
-
-def test_option_parsers():
-    assert parse_augment(None) == ("flip", "rot-10", "rot-5", "rot+5", "rot+10")
-    assert parse_augment("none") == ()
-    assert parse_augment("flip,rot5,rot-5,flip_rot+10") == ("flip", "rot+5", "rot-5", "flip_rot+10")
-    with pytest.raises(InputError, match="twice"):
-        parse_augment("flip,flip")
-    assert parse_face_box("10,20,30,40") == (10, 20, 30, 40)
-    with pytest.raises(InputError):
-        parse_face_box("10,20,0,40")
 
 
 def test_a_failed_shard_write_leaves_nothing(first, tmp_path, monkeypatch):
@@ -612,37 +383,8 @@ def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
 
 # ------------------------------------------------------------- sensor noise at the clip's ends
 
-@pytest.mark.parametrize("method", ["tim", "linear"])
-@pytest.mark.parametrize("n_frames", [30, 60, 100])
-def test_end_frames_of_E_carry_no_more_noise_than_the_rest(method, n_frames):
-    """A still face with sensor noise: E's first and last sampled frames within 1.5x of the
-    interior median (both ways); the first-to-last grid without context fails this."""
-    from synthetic.noise_check import e_profile, end_ratio, noisy_still_clip
-    gray = noisy_still_clip(n_frames, sigma=2.0)
-    for r in end_ratio(e_profile(gray, method)):
-        assert 1 / 1.5 <= r <= 1.5, (method, n_frames, r)
-    old = end_ratio(e_profile(gray, method, cells=False, context=0))
-    assert min(old) > 1.3, old
-
 
 # ------------------------------------------------------------------- damaged frames
-
-@pytest.mark.parametrize("ext", [".jpg", ".png"])
-def test_a_truncated_frame_is_named_not_decoded_half_gray(tmp_path, ext):
-    from preprocessing.clip_chain import ClipExcluded, read_frame
-    img = (np.arange(64 * 48 * 3) % 251).astype(np.uint8).reshape(48, 64, 3)
-    path = str(tmp_path / ("f" + ext))
-    assert cv2.imwrite(path, img)
-    assert read_frame(path).shape == (48, 64, 3)
-    data = open(path, "rb").read()
-    with open(path, "wb") as f:                 # padding after the end marker is fine
-        f.write(data + b"\0" * 300)
-    assert read_frame(path).shape == (48, 64, 3)
-    with open(path, "wb") as f:
-        f.write(data[:len(data) * 2 // 3])
-    # OpenCV alone would return an image here (gray where the data ends).
-    with pytest.raises(ClipExcluded, match="truncated frame .*f" + ext.replace(".", r"\.")):
-        read_frame(path)
 
 
 def test_a_fold_count_the_classes_cannot_give_is_refused_before_computing(roots, tmp_path):
@@ -728,28 +470,6 @@ def test_shards_that_cannot_fit_are_not_started(first, roots, tmp_path, monkeypa
     assert os.listdir(os.path.join(out, "shards")) == []
 
 
-def test_a_clip_without_any_motion_is_flagged(tmp_path):
-    from preprocessing.clips import Clip
-    from preprocessing.clip_chain import compute_clip
-    paths = []
-    for n in range(1, 11):
-        path = str(tmp_path / f"img{n}.png")
-        cv2.imwrite(path, np.full((60, 80, 3), 120, np.uint8))
-        paths.append(path)
-    clip = Clip("user", "user/s", "blank", 1, None, 10, "", frozenset(), 3, "", "test",
-                frames=tuple(paths))
-    raw, sparse, info = compute_clip(clip, Options(face_box=(0, 0, 40, 40)))
-    assert not sparse.any()
-    assert any(n.startswith("E is zero in every sampled frame") for n in info["notes"])
-    # The temporal stream's input (frames minus their mean, over their rms) is zero too: the
-    # manifest says so (the net sees zeros, not 0 / 0: tests/test_nets.py).
-    assert (raw == raw[0]).all()
-    assert any(n.startswith("the 16 sampled frames are identical") for n in info["notes"])
-    cv2.imwrite(paths[4], np.full((60, 80, 3), 121, np.uint8))
-    _, _, info = compute_clip(clip, Options(face_box=(0, 0, 40, 40)))
-    assert not any(n.startswith("the 16 sampled frames are identical") for n in info["notes"])
-
-
 # ------------------------------------------------------------------------------ Fig. 10's inputs
 
 def test_frame_shard_holds_each_rows_chosen_frame(first, tmp_path):
@@ -819,12 +539,3 @@ def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_
         process_clip_rpca_settings(clips[0], [(alone, OPTIONS), (alone, Options(tol=0.03))])
 
 
-def test_the_fold_count_is_n_folds_and_the_old_flag_says_so(roots, tmp_path, capsys):
-    """preprocess.py's --folds was a count where run_folds.py's --folds is a list of fold
-    numbers: the count is --n-folds, and --folds names it."""
-    out = str(tmp_path / "old")
-    with pytest.raises(SystemExit) as e:
-        cli_main(["run", "--casme2", roots[0]["casme2"], "--folds", "2", "--out", out])
-    assert e.value.code == 2
-    assert "the fold count is --n-folds K" in capsys.readouterr().err
-    assert not os.path.exists(out)
