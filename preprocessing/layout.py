@@ -213,12 +213,31 @@ class RunFolder:
     DONE = "DONE"
     LOG = "train.log"
     SNAPSHOTS = "snapshots"
+    BY_ITERATION = "by_iteration"
+    CLIP_LOG = "per_clip.txt"
 
     def __init__(self, root):
         self.root = root
 
     def __repr__(self):
         return "RunFolder(%r)" % self.root
+
+    def selected_predictions(self, mode):
+        """predictions.csv for the final weights, predictions_<mode>.csv for another way of
+        choosing them (psn.weight_selection)."""
+        return self.predictions if mode == "final" else self.path("predictions_%s.csv" % mode)
+
+    def clip_log(self, mode="final"):
+        """The per-clip log of a way of choosing the weights (psn.clip_log)."""
+        return self.path(self.CLIP_LOG if mode == "final" else "per_clip_%s.txt" % mode)
+
+    def selection_record(self, mode):
+        """Which iteration each fold's weights came from, and why (psn.weight_selection)."""
+        return self.path("selection_%s.json" % mode)
+
+    def iteration_predictions(self, fold, iteration):
+        """A fold's test clips through its weights of one snapshot iteration (cached)."""
+        return self.fold_file(fold, os.path.join(self.BY_ITERATION, "iter_%07d.csv" % iteration))
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)

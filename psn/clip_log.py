@@ -16,10 +16,11 @@ from __future__ import annotations
 import re
 
 from preprocessing.atomic import write_atomic
+from preprocessing.layout import RunFolder
 
 __all__ = ["LOG_NAME", "COLUMNS", "LogError", "write_clip_log", "read_clip_log", "score_log"]
 
-LOG_NAME = "per_clip.txt"
+LOG_NAME = RunFolder.CLIP_LOG
 COLUMNS = ("clip", "database", "subject", "truth", "prediction")
 
 

@@ -98,6 +98,9 @@ class RunConfig:
     launcher: str = "local"
     train: bool = True
     predict: bool = True
+    # Ways of choosing the scored weights besides the final ones (psn.weight_selection); they
+    # change no training, so the run record does not hold them.
+    select: tuple = ("final",)
     solver: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -118,6 +121,12 @@ class RunConfig:
         if self.jobs < 1 or self.batch < 1 or not self.width > 0:
             raise RunError("jobs and batch must be at least 1 and width positive, got "
                            "jobs %s, batch %s, width %s" % (self.jobs, self.batch, self.width))
+        set_("select", tuple(self.select))
+        from psn.weight_selection import MODES
+        unknown = [m for m in self.select if m not in MODES]
+        if unknown or not self.select:
+            raise RunError("--select %s: choose from %s (comma-separated)"
+                           % (",".join(self.select), ", ".join(MODES)))
         if not (self.train or self.predict):
             raise RunError("a run that neither trains nor predicts does nothing")
         if self.folds is not None:
@@ -157,7 +166,8 @@ class RunConfig:
                    multi_gpu=args.multi_gpu, jobs=args.jobs,
                    folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
                    launcher=args.launcher, train=not args.predict_only,
-                   predict=not args.no_predict)
+                   predict=not args.no_predict,
+                   select=tuple(m.strip() for m in args.select.split(",") if m.strip()))
 
     def flags(self):
         """tools/run_folds.py flags that rebuild this configuration, without the ones a SLURM

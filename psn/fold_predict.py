@@ -19,24 +19,21 @@ def write_deploy(cfg, path):
     write_atomic(path, text_format.MessageToString(dp))
 
 
-def predict_fold(cfg, fold, manifest, log):
+def _deploy(cfg, fold, log):
+    """The fold's deploy.prototxt, written again from the run's settings when deleted."""
+    deploy = os.path.join(RunFolder(cfg.out).fold_dir(fold), "deploy.prototxt")
+    if not os.path.exists(deploy):
+        write_deploy(cfg, deploy)
+        log("fold %02d: wrote %s again from the run's settings" % (fold, deploy))
+    return deploy
+
+
+def predict_weights(cfg, fold, deploy, weights, manifest):
+    """Prediction rows (predictions.csv's columns) of the fold's test clips through weights."""
     import caffe
     import h5py
     import numpy as np
 
-    run = RunFolder(cfg.out)
-    fold_dir = run.fold_dir(fold)
-    out_path = run.fold_predictions(fold)
-    deploy = os.path.join(fold_dir, "deploy.prototxt")
-    if not os.path.exists(deploy):
-        write_deploy(cfg, deploy)
-        log("fold %02d: wrote %s again from the run's settings" % (fold, deploy))
-    if os.path.exists(out_path):
-        return out_path
-    weights = done_weights(fold_dir)
-    if not os.path.exists(weights):
-        raise RunError("%s names %s, which does not exist: delete DONE to train fold %d again"
-                       % (run.done(fold), weights, fold))
     # pycaffe aborts the whole process on a broken net or weights: the other folds would not
     # be predicted. check_net finds those faults first (psn.net_files).
     again = "delete it and run the same command: run_folds writes it again from the run's settings"
@@ -57,6 +54,41 @@ def predict_fold(cfg, fold, manifest, log):
                 rows.append([m["database"], m["subject"], m["clip"], fold,
                              int(f["clip_label"][i]), int(p.argmax())]
                             + ["%.6f" % v for v in p])
+    return rows
+
+
+def predict_fold(cfg, fold, manifest, log):
+    """foldKK/predictions.csv from the weights DONE names (kept when already there)."""
+    run = RunFolder(cfg.out)
+    fold_dir = run.fold_dir(fold)
+    out_path = run.fold_predictions(fold)
+    deploy = _deploy(cfg, fold, log)
+    if os.path.exists(out_path):
+        return out_path
+    weights = done_weights(fold_dir)
+    if not os.path.exists(weights):
+        raise RunError("%s names %s, which does not exist: delete DONE to train fold %d again"
+                       % (run.done(fold), weights, fold))
+    rows = predict_weights(cfg, fold, deploy, weights, manifest)
     write_predictions(out_path, rows)
     log("fold %02d: predicted %d clips" % (fold, len(rows)))
     return out_path
+
+
+def predict_iterations(cfg, fold, manifest, log):
+    """{iteration: predictions csv} of the fold's test clips through every snapshot's weights,
+    each written once into foldKK/by_iteration/ (a snapshot written again after it is
+    predicted again)."""
+    from psn.caffe_train import snapshots
+    run = RunFolder(cfg.out)
+    deploy = _deploy(cfg, fold, log)
+    out, new = {}, 0
+    for iteration, weights in sorted(snapshots(run.fold_dir(fold), "caffemodel")):
+        path = run.iteration_predictions(fold, iteration)
+        if not (os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(weights)):
+            write_predictions(path, predict_weights(cfg, fold, deploy, weights, manifest))
+            new += 1
+        out[iteration] = path
+    if new:
+        log("fold %02d: predicted the test clips at %d snapshot iteration(s)" % (fold, new))
+    return out

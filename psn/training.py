@@ -37,6 +37,7 @@ from psn.fold_setup import check_classes, reads_apex, write_apex_shards
 from psn.predictions import join_predictions
 from psn.run_record import check_run_record
 from psn.slurm import write_slurm
+from psn.weight_selection import select_run
 
 
 def run_training(cfg, folds, log):
@@ -144,6 +145,11 @@ def parse_args(argv):
     ap.add_argument("--launcher", choices=("local", "slurm"), default="local")
     ap.add_argument("--no-predict", action="store_true", help="train only")
     ap.add_argument("--predict-only", action="store_true", help="predict with finished folds only")
+    ap.add_argument("--select", default="final", metavar="MODES",
+                    help="which weights are scored, comma-separated: final (default: the last "
+                         "iteration), oracle (per fold the snapshot best on its own test clips: "
+                         "optimistic, as the composite's top results report); each writes "
+                         "predictions_<mode>.csv (psn/weight_selection.py)")
     args = ap.parse_args(argv)
     if args.no_predict and args.predict_only:
         ap.error("--no-predict and --predict-only exclude each other")
@@ -298,6 +304,15 @@ def train_and_predict(cfg, folds, manifest, log):
         log("wrote %s (%d clips from %d folds)" % (run.predictions,
                                                    n, len(paths)))
         write_run_clip_log(cfg, run, log)
+    for mode in cfg.select:
+        if mode == "final":
+            continue
+        done = [f for f in folds if f not in failed and os.path.exists(run.done(f))]
+        try:
+            select_run(cfg, done, mode, manifest, log)
+        except (RunError, InputError, OSError) as e:
+            print("run_folds: --select %s failed: %s" % (mode, e), file=sys.stderr)
+            return 1
     for fold, msg in sorted(failed.items()):
         print("run_folds: fold %02d failed: %s" % (fold, msg), file=sys.stderr)
     return 1 if failed else 0
@@ -309,7 +324,7 @@ def write_run_clip_log(cfg, run, log):
     from psn.clip_log import LOG_NAME, LogError, write_clip_log
     from psn.predictions import read_predictions
     classes = DataFolder(cfg.data).classes()
-    path = os.path.join(cfg.out, LOG_NAME)
+    path = run.clip_log()
     try:
         write_clip_log(read_predictions(run.predictions, len(classes)), path, classes)
     except LogError as e:
