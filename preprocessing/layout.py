@@ -235,9 +235,11 @@ class RunFolder:
         """Which iteration each fold's weights came from, and why (psn.weight_selection)."""
         return self.path("selection_%s.json" % mode)
 
-    def iteration_predictions(self, fold, iteration):
-        """A fold's test clips through its weights of one snapshot iteration (cached)."""
-        return self.fold_file(fold, os.path.join(self.BY_ITERATION, "iter_%07d.csv" % iteration))
+    def iteration_predictions(self, fold, iteration, split="test"):
+        """A fold's test (or validation) clips through its weights of one snapshot iteration
+        (cached)."""
+        name = ("iter_%07d.csv" if split == "test" else split + "_iter_%07d.csv") % iteration
+        return self.fold_file(fold, os.path.join(self.BY_ITERATION, name))
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)

@@ -101,6 +101,8 @@ class RunConfig:
     # Ways of choosing the scored weights besides the final ones (psn.weight_selection); they
     # change no training, so the run record does not hold them.
     select: tuple = ("final",)
+    # Training groups of each fold held out to choose its weights on (psn.validation).
+    val_groups: int = 0
     solver: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -127,6 +129,11 @@ class RunConfig:
         if unknown or not self.select:
             raise RunError("--select %s: choose from %s (comma-separated)"
                            % (",".join(self.select), ", ".join(MODES)))
+        if int(self.val_groups) < 0:
+            raise RunError("--val-groups must be 0 or more, got %s" % self.val_groups)
+        if "val" in self.select and not self.val_groups:
+            raise RunError("--select val needs training groups held out to choose on: give "
+                           "--val-groups 1 (or more)")
         if not (self.train or self.predict):
             raise RunError("a run that neither trains nor predicts does nothing")
         if self.folds is not None:
@@ -167,7 +174,8 @@ class RunConfig:
                    folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
                    launcher=args.launcher, train=not args.predict_only,
                    predict=not args.no_predict,
-                   select=tuple(m.strip() for m in args.select.split(",") if m.strip()))
+                   select=tuple(m.strip() for m in args.select.split(",") if m.strip()),
+                   val_groups=args.val_groups)
 
     def flags(self):
         """tools/run_folds.py flags that rebuild this configuration, without the ones a SLURM
@@ -179,10 +187,14 @@ class RunConfig:
             out += ["--max-iter", str(self.max_iter)]
         for key, value in sorted(self.net_overrides.items()):
             out += ["--net", "%s=%s" % (key, value)]
+        if self.val_groups:
+            out += ["--val-groups", str(self.val_groups)]
         return out
 
     def record(self):
         """The settings that decide a run's results (run.json compares them on a rerun)."""
         return {"model": self.model, "width": self.width, "batch": self.batch,
                 "schedule": self.solver, "net_overrides": dict(self.net_overrides),
-                "tpu_impl": self.tpu_impl, "seed": self.seed}
+                "tpu_impl": self.tpu_impl, "seed": self.seed,
+                # only when set: runs recorded before it existed held out nothing
+                **({"val_groups": int(self.val_groups)} if self.val_groups else {})}

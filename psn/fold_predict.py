@@ -28,8 +28,9 @@ def _deploy(cfg, fold, log):
     return deploy
 
 
-def predict_weights(cfg, fold, deploy, weights, manifest):
-    """Prediction rows (predictions.csv's columns) of the fold's test clips through weights."""
+def predict_weights(cfg, fold, deploy, weights, manifest, shards=None):
+    """Prediction rows (predictions.csv's columns) of the fold's test clips (or of `shards`, the
+    data folder's) through weights."""
     import caffe
     import h5py
     import numpy as np
@@ -43,7 +44,9 @@ def predict_weights(cfg, fold, deploy, weights, manifest):
               mismatch_fix="if its deploy net was edited, " + again)
     net = caffe.Net(deploy, weights, caffe.TEST)
     rows = []
-    for shard in input_shards(cfg, DataFolder(cfg.data).fold_shards(fold)["test"]):
+    if shards is None:
+        shards = DataFolder(cfg.data).fold_shards(fold)["test"]
+    for shard in input_shards(cfg, shards):
         with h5py.File(shard, "r") as f:
             clip_prob = clip_probabilities(net, f["raw"], f["sparse"], f["cont"])
             if not np.isfinite(clip_prob).all():
@@ -75,20 +78,24 @@ def predict_fold(cfg, fold, manifest, log):
     return out_path
 
 
-def predict_iterations(cfg, fold, manifest, log):
-    """{iteration: predictions csv} of the fold's test clips through every snapshot's weights,
-    each written once into foldKK/by_iteration/ (a snapshot written again after it is
-    predicted again)."""
+def predict_iterations(cfg, fold, manifest, log, split="test"):
+    """{iteration: predictions csv} of the fold's test clips (split 'val': its validation
+    groups', psn.validation) through every snapshot's weights, each written once into
+    foldKK/by_iteration/ (a snapshot written again after it is predicted again)."""
     from psn.caffe_train import snapshots
     run = RunFolder(cfg.out)
     deploy = _deploy(cfg, fold, log)
+    shards = None
+    if split == "val":
+        from psn.validation import split_train
+        shards = split_train(cfg.data, fold, cfg.val_groups, [])[1]
     out, new = {}, 0
     for iteration, weights in sorted(snapshots(run.fold_dir(fold), "caffemodel")):
-        path = run.iteration_predictions(fold, iteration)
+        path = run.iteration_predictions(fold, iteration, split)
         if not (os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(weights)):
-            write_predictions(path, predict_weights(cfg, fold, deploy, weights, manifest))
+            write_predictions(path, predict_weights(cfg, fold, deploy, weights, manifest, shards))
             new += 1
         out[iteration] = path
     if new:
-        log("fold %02d: predicted the test clips at %d snapshot iteration(s)" % (fold, new))
+        log("fold %02d: predicted the %s clips at %d snapshot iteration(s)" % (fold, split, new))
     return out

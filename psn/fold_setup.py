@@ -191,6 +191,12 @@ def prepare_fold(cfg, fold, fold_dir, log=None):
     from google.protobuf import text_format
     from caffe.proto import caffe_pb2
     lists = DataFolder(cfg.data).caffe_lists(fold, fold_dir)
+    if cfg.val_groups:
+        # psn.validation: the fold trains without its validation groups, which val.txt lists.
+        from psn.validation import split_train
+        train, val = split_train(cfg.data, fold, cfg.val_groups, lists["train"][1])
+        lists["train"] = (write_atomic(lists["train"][0], "".join(p + "\n" for p in train)), train)
+        write_atomic(os.path.join(fold_dir, "val.txt"), "".join(p + "\n" for p in val))
     if reads_apex(cfg):
         lists = {split: (write_atomic(path, "".join(p + "\n" for p in input_shards(cfg, paths))),
                          input_shards(cfg, paths))

@@ -150,10 +150,15 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
         folder.write_fold_list(g, "test", [shards[g]])
         folds.append({"fold": g, "test_group": g,
                       "train_groups": [h for h in sorted(shards) if h != g]})
+    n_classes = int(labels.max()) + 1
+    group_entries = [{"group": g, "shard": folder.relative(shards[g]), "aug_shard": None,
+                      "n_clips": int((groups == g).sum()),
+                      "class_counts": np.bincount(labels[groups == g], minlength=n_classes).tolist()}
+                     for g in range(1, n_groups + 1)]
     write_manifest(folder.manifest, rows)
     write_atomic(folder.plan, json.dumps(
         {"fold_scheme": "probe task %s" % task, "seed": seed, "n_folds": n_groups,
-         "n_clips": n_clips, "folds": folds}, indent=1) + "\n")
+         "n_clips": n_clips, "groups": group_entries, "folds": folds}, indent=1) + "\n")
     return out
 
 

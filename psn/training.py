@@ -37,6 +37,7 @@ from psn.fold_setup import check_classes, reads_apex, write_apex_shards
 from psn.predictions import join_predictions
 from psn.run_record import check_run_record
 from psn.slurm import write_slurm
+from psn.validation import check_val_groups
 from psn.weight_selection import select_run
 
 
@@ -147,9 +148,13 @@ def parse_args(argv):
     ap.add_argument("--predict-only", action="store_true", help="predict with finished folds only")
     ap.add_argument("--select", default="final", metavar="MODES",
                     help="which weights are scored, comma-separated: final (default: the last "
-                         "iteration), oracle (per fold the snapshot best on its own test clips: "
-                         "optimistic, as the composite's top results report); each writes "
+                         "iteration), val (per fold the snapshot best on its --val-groups), "
+                         "oracle (per fold the snapshot best on its own test clips: optimistic, "
+                         "as the composite's top results report); each writes "
                          "predictions_<mode>.csv (psn/weight_selection.py)")
+    ap.add_argument("--val-groups", type=int, default=0, metavar="N",
+                    help="training groups of each fold held out of its training for --select "
+                         "val (default 0; changes what every fold trains on: psn/validation.py)")
     args = ap.parse_args(argv)
     if args.no_predict and args.predict_only:
         ap.error("--no-predict and --predict-only exclude each other")
@@ -202,6 +207,8 @@ def run_folds(cfg, log=log_line):
         return fail("run_folds: error: ", missing_caffe_line(e))
     try:
         check_classes(cfg)
+        if cfg.val_groups:
+            check_val_groups(cfg.data, folds, cfg.val_groups, DataFolder(cfg.data).classes())
     except (RunError, InputError) as e:
         return fail("run_folds: error: ", e)
     if cfg.gpus:

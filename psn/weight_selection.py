@@ -2,6 +2,9 @@
 
     final    the schedule's last iteration (run_folds' predictions.csv). Nothing about the
              test fold chooses the model: a held-out score.
+    val      for each fold, the snapshot iteration with the best accuracy on its validation
+             groups (training groups held out of its training, --val-groups; psn.validation),
+             scored on the test fold: leak-free model selection.
     oracle   for each fold, the snapshot iteration with the best accuracy on that fold's own
              test clips (the earliest of equals): what the MEGC 2019 composite's top results
              report (HTNet, CausalNet keep the best test epoch per left-out subject). The test
@@ -21,7 +24,7 @@ from psn.config import RunError
 
 __all__ = ["MODES", "DEFAULT_MODE", "choose_iteration", "select_run"]
 
-MODES = ("final", "oracle")
+MODES = ("final", "val", "oracle")
 DEFAULT_MODE = "final"
 
 
@@ -31,7 +34,7 @@ def choose_iteration(accuracy, mode):
         raise RunError("no snapshot to choose from")
     if mode == "final":
         return max(accuracy)
-    if mode == "oracle":
+    if mode in ("oracle", "val"):
         best = max(accuracy.values())
         return min(i for i, a in accuracy.items() if a == best)
     raise RunError("--select %r: choose from %s" % (mode, ", ".join(MODES)))
@@ -46,20 +49,29 @@ def select_run(cfg, folds, mode, manifest, log):
     run = RunFolder(cfg.out)
     classes = DataFolder(cfg.data).classes()
     chosen, record = [], {"mode": mode, "folds": {}}
-    for fold in folds:
-        paths = predict_iterations(cfg, fold, manifest, log)
-        accuracy = {}
+    def accuracy_of(paths):
+        out = {}
         for iteration, path in paths.items():
             p = read_predictions(path, len(classes))
-            accuracy[iteration] = float((p.label == p.pred).mean())
+            out[iteration] = float((p.label == p.pred).mean())
+        return out
+
+    for fold in folds:
+        paths = predict_iterations(cfg, fold, manifest, log)
+        accuracy = accuracy_of(paths)
         if not accuracy:
             raise RunError("fold %d has no snapshots in %s to choose from"
                            % (fold, run.snapshot_dir(fold)))
-        iteration = choose_iteration(accuracy, mode)
+        entry = {"test_accuracy_by_iteration": {str(i): a for i, a in sorted(accuracy.items())}}
+        if mode == "val":
+            val = accuracy_of(predict_iterations(cfg, fold, manifest, log, split="val"))
+            iteration = choose_iteration(val, mode)
+            entry["val_accuracy_by_iteration"] = {str(i): a for i, a in sorted(val.items())}
+        else:
+            iteration = choose_iteration(accuracy, mode)
         chosen.append(paths[iteration])
-        record["folds"]["%02d" % fold] = {"iteration": iteration, "test_accuracy": accuracy[iteration],
-                                          "test_accuracy_by_iteration": {str(i): a for i, a in
-                                                                         sorted(accuracy.items())}}
+        entry.update(iteration=iteration, test_accuracy=accuracy[iteration])
+        record["folds"]["%02d" % fold] = entry
     out = run.selected_predictions(mode)
     n = join_predictions(chosen, out)
     write_clip_log(read_predictions(out, len(classes)), run.clip_log(mode), classes)
