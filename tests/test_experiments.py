@@ -139,6 +139,7 @@ def test_table5_beside_the_paper(psn_run, tmp_path):
     assert float(rows[2]["f1 (= uf1 fold mean)"]) == 0.5211
     text = open(md).read()
     assert "| PSN (this run) | 8 | 75.00 | 75.00 |" in text and "64.92" in text
+    assert "ours are each fold's final iteration" in text and "the paper does not say" in text
     assert os.path.exists(str(tmp_path / "report" / "report.md"))
 
 

@@ -107,6 +107,11 @@ def _only(runs, model="psn"):
 
 # ------------------------------------------------------------------ Tables 5, 6, 7
 
+# What each side of the comparison scored (psn.weight_selection).
+SELECTION_NOTE = ("How the weights were chosen: ours are each fold's final iteration (nothing "
+                  "about the test fold chooses them); the paper does not say whether it chose "
+                  "iterations on its test folds, so its rows are as it reports them.")
+
 def write_table5(setting, runs, out_dir, failed=None):
     ms, combined, _ = _report(runs, out_dir)
     m = ms[_only(runs)]
@@ -127,6 +132,7 @@ def write_table5(setting, runs, out_dir, failed=None):
                              f4(r[6])] for r in rows]))
     lines.append("The paper's F1 is UF1 averaged over folds (its Table 5 F1 equals Table 6's "
                  "UF1); its RR pools exactly from its Table 7. Full report: `report/report.md`.")
+    lines.append(SELECTION_NOTE)
     return _write(out_dir, "table5", lines)
 
 
@@ -261,6 +267,7 @@ def write_table9(setting, runs, out_dir, failed=None):
                             "F1", "paper RR_mean %", "paper RR_std", "paper F1"], md_rows))
     lines.append("RR_mean and RR_std over folds (population std, as a fraction like the "
                  "paper's: 0.084 = 8.4 points); F1 = UF1 averaged over folds, the paper's F1.")
+    lines.append(SELECTION_NOTE)
     return _write(out_dir, "table9", lines)
 
 
