@@ -139,6 +139,31 @@ def first(roots, tmp_path_factory):
     return out, summary, lines
 
 
+# ------------------------------------------- the smoke training that several files read
+
+@pytest.fixture(scope="session")
+def trained(caffe_env, tmp_path_factory):
+    """(data, out, the CompletedProcess) of one smoke training by tools/run_folds.py on
+    run_folds_helpers.make_data's folder, made once per session; tests that write into
+    `data` or `out` copy them first (one moves them away and back)."""
+    from run_folds_helpers import make_data, run_tool
+    base = tmp_path_factory.mktemp("folds")
+    data = make_data(str(base / "data"))
+    out = str(base / "run")
+    res = run_tool(caffe_env, "--data", data, "--out", out, "--model", "psn",
+                   "--schedule", "smoke", "--width", "0.125")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return data, out, res
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    """A folder of one synthetic clip's frames, for tools/predict.py."""
+    import synthetic
+    db = str(tmp_path_factory.mktemp("clip") / "syn")
+    synthetic.generate(db, n_subjects=1, clips_per_subject=1, seed=3)
+    return [dp for dp, _, fn in os.walk(db) if any(f.endswith(".jpg") for f in fn)][0]
+
 def load_benchmark(name):
     """benchmarks/<name>.py as a module, with its folder on sys.path (its `import _init_paths`)."""
     import importlib.util

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from test_run_folds import ROOT, make_data
+from run_folds_helpers import ROOT, make_data
 
 pytestmark = pytest.mark.caffe
 

@@ -1,9 +1,11 @@
-"""run_folds --launcher slurm on a real Slurm cluster: the job array trains every fold, the
-predictions and the report follow, and a cancelled task is redone by submitting again while
-the finished folds are left alone.
+"""psn.slurm: the job array script that run_folds --launcher slurm writes (every path quoted,
+a newline in one refused), and that script on a real Slurm cluster: the job array trains
+every fold, the predictions and the report follow, and a cancelled task is redone by
+submitting again while the finished folds are left alone.
 
-Opt-in: `tools/run_tests.sh --slurm` (tools/check_slurm.sh) starts a one-node cluster on
-this machine and runs this file with SLURM_CONF pointing at it; elsewhere it skips.
+The cluster tests are opt-in: `tools/run_tests.sh --slurm` (tools/check_slurm.sh) starts a
+one-node cluster on this machine and runs this file with SLURM_CONF pointing at it;
+elsewhere they skip. The script tests run everywhere.
 """
 import glob
 import os
@@ -14,12 +16,105 @@ import time
 
 import pytest
 
-from test_run_folds import ROOT, make_data, run_tool
+from run_folds_helpers import ROOT, make_data, run_tool
 
-pytestmark = pytest.mark.skipif(
+# The tests on a Slurm cluster: opt-in.
+cluster = pytest.mark.skipif(
     not os.environ.get("PSN_SLURM_CHECK"),
     reason="opt-in: tools/run_tests.sh --slurm starts a one-node Slurm cluster for it")
 
+
+# ------------------------------------------------------------------------ the script
+
+def test_slurm_launcher_writes_a_job_array(caffe_env, tmp_path):
+    data = make_data(str(tmp_path / "data"))
+    out = str(tmp_path / "run")
+    res = run_tool(caffe_env, "--data", data, "--out", out, "--launcher", "slurm",
+                   "--schedule", "paper", "--gpus", "0")
+    assert res.returncode == 0, res.stderr
+    with open(os.path.join(out, "slurm_job.sh")) as f:
+        script = f.read()
+    assert "#SBATCH --array=1,2" in script and "#SBATCH --gres=gpu:1" in script
+    assert '--folds "$FOLD" --gpus 0 --no-predict' in script
+    assert "--data %s" % data in script and "--schedule paper" in script
+    assert "--launcher" not in script.split("#SBATCH --output")[1]
+    assert "build_caffe.sh --print-env --cuda" in script
+    subprocess.run(["bash", "-n", os.path.join(out, "slurm_job.sh")], check=True)
+    # Without --gpus: CPU tasks, no GPU asked for, the CPU build.
+    cpu = str(tmp_path / "cpu")
+    res = run_tool(caffe_env, "--data", data, "--out", cpu, "--launcher", "slurm",
+                   "--schedule", "smoke")
+    assert res.returncode == 0, res.stderr
+    with open(os.path.join(cpu, "slurm_job.sh")) as f:
+        script = f.read()
+    assert "gres" not in script and "#SBATCH --cpus-per-task=1" in script
+    assert '--folds "$FOLD" --no-predict' in script and "--cuda" not in script
+
+
+def _fake_checkout(base):
+    """A checkout whose tools/ only record how the SLURM task called them."""
+    root = os.path.join(base, "check out $(touch PWNED) `touch PWNED2`")
+    os.makedirs(os.path.join(root, "tools"))
+    with open(os.path.join(root, "tools", "build_caffe.sh"), "w") as f:
+        f.write("#!/bin/bash\necho true\n")
+    os.chmod(os.path.join(root, "tools", "build_caffe.sh"), 0o755)
+    with open(os.path.join(root, "tools", "run_folds.py"), "w") as f:
+        f.write("import json, os, sys\n"
+                "json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd()}, "
+                "open(os.environ['CALLED'], 'w'))\n")
+    return root
+
+
+def test_slurm_script_quotes_every_path(tmp_path, monkeypatch):
+    """Spaces, $(…), backticks and quotes in the checkout and run paths reach run_folds as
+    they are, and nothing in them runs (the checkout path was pasted unquoted after cd)."""
+    from psn import slurm
+    from psn.config import RunConfig
+    root = _fake_checkout(str(tmp_path))
+    monkeypatch.setattr(slurm, "ROOT", root)
+    out = str(tmp_path / "run 'x' $(touch PWNED3) #1")
+    os.makedirs(out)
+    cfg = RunConfig(data=str(tmp_path / "my data"), out=out, schedule="smoke",
+                    launcher="slurm")
+    script = slurm.write_slurm(cfg, [1, 2])
+    called = str(tmp_path / "called.json")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    res = subprocess.run(["bash", script], cwd=str(work), capture_output=True, text=True,
+                         env=dict(os.environ, SLURM_ARRAY_TASK_ID="2", CALLED=called))
+    assert res.returncode == 0, res.stderr
+    import json
+    with open(called) as f:
+        got = json.load(f)
+    assert got["cwd"] == root
+    assert got["argv"] == cfg.flags() + ["--folds", "2", "--no-predict"]
+    assert not [p for p in (work, tmp_path) for n in os.listdir(p) if n.startswith("PWNED")]
+    with open(script) as f:
+        text = f.read()
+    # sbatch reads #SBATCH lines itself: backslash escapes are the quoting every version knows.
+    assert "#SBATCH --output=%s/slurm-%%A_%%a.out\n" % out.replace(" ", "\\ ").replace(
+        "'", "\\'").replace("$", "\\$").replace("(", "\\(").replace(")", "\\)").replace(
+        "#", "\\#") in text
+
+
+@pytest.mark.parametrize("where", ["out", "data", "root"])
+def test_a_newline_in_a_path_is_refused_for_the_slurm_script(tmp_path, monkeypatch, where, capsys):
+    """A newline in --out put a shell line of its own into slurm_job.sh."""
+    from psn import slurm, training
+    from psn.config import RunConfig
+    data = make_data(str(tmp_path / ("da\nta" if where == "data" else "data")), groups=2)
+    out = str(tmp_path / ("run\ntouch PWNED" if where == "out" else "run"))
+    if where == "root":
+        monkeypatch.setattr(slurm, "ROOT", str(tmp_path / "check\nout"))
+    cfg = RunConfig(data=data, out=out, schedule="smoke", launcher="slurm")
+    assert training.run_folds(cfg, log=lambda *a: None) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "newline" in err and "Fix:" in err
+    assert not os.path.exists(os.path.join(out, "slurm_job.sh"))
+
+
+# ------------------------------------------------------------- on a Slurm cluster (opt-in)
 
 def sbatch(script, *args):
     res = subprocess.run(["sbatch", "--parsable", *args, script], capture_output=True,
@@ -57,6 +152,7 @@ def job_array(caffe_env, tmp_path):
     return data, out, os.path.join(out, "slurm_job.sh")
 
 
+@cluster
 def test_job_array_trains_predicts_and_reports(caffe_env, tmp_path):
     data, out, script = job_array(caffe_env, tmp_path)
     job = sbatch(script, "--wait")
@@ -75,6 +171,7 @@ def test_job_array_trains_predicts_and_reports(caffe_env, tmp_path):
     assert os.path.exists(str(tmp_path / "report" / "report.md"))
 
 
+@cluster
 def test_a_cancelled_task_is_redone_by_submitting_again(caffe_env, tmp_path):
     _, out, script = job_array(caffe_env, tmp_path)
     job = sbatch(script)
