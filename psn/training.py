@@ -315,9 +315,13 @@ def train_and_predict(cfg, folds, manifest, log):
         if mode == "final":
             continue
         done = [f for f in folds if f not in failed and os.path.exists(run.done(f))]
+        if not done:
+            print("run_folds: --select %s: no fold is trained to choose weights for" % mode,
+                  file=sys.stderr)
+            return 1
         try:
             select_run(cfg, done, mode, manifest, log)
-        except (RunError, InputError, OSError) as e:
+        except (RunError, InputError, OSError, ValueError) as e:   # PredictionsError, LogError
             print("run_folds: --select %s failed: %s" % (mode, e), file=sys.stderr)
             return 1
     for fold, msg in sorted(failed.items()):

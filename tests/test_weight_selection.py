@@ -120,3 +120,19 @@ def test_val_trains_without_its_groups_and_chooses_on_them(caffe_env, tmp_path):
         assert json.load(f)["val_groups"] == 1
     for mode in ("val", "oracle"):
         assert os.path.isfile(os.path.join(run, "predictions_%s.csv" % mode))
+
+
+@pytest.mark.caffe
+def test_select_with_no_trained_fold_is_one_line(caffe_env, tmp_path):
+    """A run whose folds all failed (here: none trained, --predict-only) used to end --select's
+    step in a traceback over an empty predictions file."""
+    import subprocess
+    import sys
+    from test_run_folds import TOOL, make_data
+    data = make_data(str(tmp_path / "data"))
+    res = subprocess.run([sys.executable, TOOL, "--data", data, "--out", str(tmp_path / "run"),
+                          "--schedule", "smoke", "--width", "0.125", "--predict-only",
+                          "--select", "final,oracle"], capture_output=True, text=True,
+                         env=caffe_env, timeout=300)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "--select oracle: no fold is trained to choose weights for" in res.stderr
