@@ -38,7 +38,7 @@ def test_run_folds_scores_the_oracle_beside_the_final_weights(caffe_env, tmp_pat
     by_iteration/, oracle picks the best on the fold's test clips, final is predictions.csv."""
     import subprocess
     import sys
-    from test_run_folds import TOOL, make_data
+    from run_folds_helpers import TOOL, make_data
     from psn.predictions import read_predictions
     data = make_data(str(tmp_path / "data"))
     run = str(tmp_path / "run")
@@ -98,7 +98,7 @@ def test_val_trains_without_its_groups_and_chooses_on_them(caffe_env, tmp_path):
     import subprocess
     import sys
     from psn import probe_tasks
-    from test_run_folds import TOOL
+    from run_folds_helpers import TOOL
     data = probe_tasks.write_task(str(tmp_path / "d"), "order", n_clips=24, n_groups=3)
     run = str(tmp_path / "run")
     args = [sys.executable, TOOL, "--data", data, "--out", run, "--schedule", "smoke",
@@ -128,7 +128,7 @@ def test_select_with_no_trained_fold_is_one_line(caffe_env, tmp_path):
     step in a traceback over an empty predictions file."""
     import subprocess
     import sys
-    from test_run_folds import TOOL, make_data
+    from run_folds_helpers import TOOL, make_data
     data = make_data(str(tmp_path / "data"))
     res = subprocess.run([sys.executable, TOOL, "--data", data, "--out", str(tmp_path / "run"),
                           "--schedule", "smoke", "--width", "0.125", "--predict-only",
