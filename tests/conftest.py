@@ -25,7 +25,7 @@ def _caffe_env():
     return env, ""
 
 
-# Test tiers (tools/run_tests.sh --fast runs only the unmarked ones).
+# Test tiers (tools/run_tests.sh --fast runs only the unmarked ones, two at a time).
 TIER_FILES = {"test_cuda_build.py": "cuda", "test_cuda_compile.py": "cuda",
               "test_docker.py": "docker"}
 
@@ -34,6 +34,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "caffe: needs the Caffe that tools/build_caffe.sh builds")
     config.addinivalue_line("markers", "cuda: compiles Caffe's CUDA sources with nvcc (minutes)")
     config.addinivalue_line("markers", "docker: checks the Dockerfiles")
+    config.addinivalue_line("markers", "slow: pure Python but 5 s or more; every tier but --fast "
+                                       "runs it")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -64,6 +64,7 @@ def test_scores_count_equivalent_mutants_out():
     assert s["score"] == pytest.approx(2 / 3)
 
 
+@pytest.mark.slow
 def test_the_equivalent_list_names_existing_mutants_with_reasons():
     listed = mutation.load_equivalent()
     keys = {m.key for path in mutation.TARGETS for m, _ in mutation.mutants_of(path)}

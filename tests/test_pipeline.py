@@ -182,6 +182,7 @@ def test_frames_replaced_at_the_same_size_are_recomputed_and_a_copied_database_i
     assert changed["computed"] == 1 and changed["shards_written"]
 
 
+@pytest.mark.slow
 def test_same_inputs_two_workers_give_identical_shards_and_manifest(first, roots, tmp_path):
     out = str(tmp_path / "parallel")
     summary = run(roots[0], out, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=2,
@@ -501,6 +502,7 @@ def test_frame_shard_holds_each_rows_chosen_frame(first, tmp_path):
     assert not os.path.exists(str(tmp_path / "bad.h5"))
 
 
+@pytest.mark.slow
 def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_path):
     """run_rpca_settings (Fig. 10's sweep): the default-lambda output is byte for byte the one
     `run` made, another lambda's cache holds what process_clip gives alone, and each output
@@ -511,7 +513,7 @@ def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     lines = []
     res = run_rpca_settings(roots[0], [(a, OPTIONS), (b, other)], n_folds=2, seed=0,
-                       augment=AUGMENT, workers=1, progress=False, log=lines.append)
+                            augment=AUGMENT, workers=1, progress=False, log=lines.append)
     assert res[a]["included"] == first[1]["included"] and res[b]["computed"] == 0
     assert any("2 RPCA settings" in line for line in lines)
     for name in ("manifest.csv", "folds.json", "shards/group01.h5", "shards/group02_aug.h5"):
@@ -531,7 +533,7 @@ def test_variants_read_each_clip_once_and_match_separate_runs(first, roots, tmp_
     # Nothing left to compute the second time; options that differ in more than RPCA's
     # setting cannot share the frames.
     again = run_rpca_settings(roots[0], [(a, OPTIONS), (b, other)], n_folds=2, seed=0,
-                         augment=AUGMENT, workers=1, progress=False, log=lines.append)
+                              augment=AUGMENT, workers=1, progress=False, log=lines.append)
     assert again[b]["computed"] == 0
     assert any(": 0 results to compute" in line for line in lines)
     with pytest.raises(ValueError, match="differ in lam and sparsity only"):

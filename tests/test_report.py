@@ -332,9 +332,8 @@ def test_a_report_does_not_replace_a_folder_it_did_not_write(tmp_path):
 def test_names_are_a_comma_separated_list_like_every_tool_s(tmp_path):
     a = write_predictions(tmp_path / "a.csv", PRED_A)
     b = write_predictions(tmp_path / "b.csv", LABELS)
+    from psn.report import main
     for names in (["first,second"], ["first", "second"]):
         out = tmp_path / ("out%d" % len(names))
-        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "report.py"), a, b,
-                            "--names"] + names + ["--out", str(out)], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        assert main([a, b, "--names"] + names + ["--out", str(out)]) == 0
         assert json.loads((out / "metrics.json").read_text())["order"] == ["first", "second"]

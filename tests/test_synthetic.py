@@ -152,6 +152,7 @@ def test_blink_profile():
             assert shut[0] - np.flatnonzero(p > 0)[0] < np.flatnonzero(p > 0)[-1] - shut[-1] + 2
 
 
+@pytest.mark.slow
 def test_nuisances_carry_no_class_and_move_what_they_say(tmp_path):
     """A blink changes the eyes and little else; drift moves the whole face by pixels, not
     the AU region alone; the same seed gives the same bytes; the stamp records the sizes, and
@@ -367,6 +368,7 @@ def test_run_psn_synthetic_formats_option():
             parse_args(bad)
 
 
+@pytest.mark.slow
 def test_nuisance_table_says_which_written_clips_blink_and_drift(tmp_path):
     """nuisance_table recomputes, from the stamp alone, what each written clip holds: on a
     database whose only nuisance is the blink, a clip's frames on disk are those of the same

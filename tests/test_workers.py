@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent("""
 
     def slow_write(path):
         print("worker", os.getpid(), flush=True)
-        time.sleep(4)
+        time.sleep(2)
         open(path, "w").write("written after the parent died")
         return path
 
@@ -57,5 +57,5 @@ def test_workers_of_a_killed_run_write_nothing(tmp_path, sig):
     while any(_alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids), "pool workers outlived their killed parent"
-    time.sleep(4.5)                                # when they would have written
+    time.sleep(2.5)                                # when they would have written
     assert os.listdir(out) == []

@@ -3,8 +3,9 @@
 #
 #   tools/run_tests.sh [pytest args...]     every tier (what CI runs)
 #   tools/run_tests.sh --fast [pytest args...]
-#       the fast tier only: no Caffe build, no CUDA compile check, no Dockerfile check
-#       (pure Python: loaders, labels, face, TIM, RPCA, folds, metrics, report, locks)
+#       the fast tier only, two tests at a time: no Caffe build, no CUDA compile check, no
+#       Dockerfile check, no `slow` test (pure Python: loaders, labels, face, TIM, RPCA,
+#       folds, metrics, report, locks)
 #   tools/run_tests.sh --slurm [pytest args...]
 #       opt-in: run_folds' SLURM job array on a one-node cluster started on this machine
 #       (tools/check_slurm.sh; needs root and Debian's slurmctld, slurmd, munge)
@@ -60,7 +61,9 @@ fi
 export GLOG_minloglevel=${GLOG_minloglevel:-2}
 export MPLBACKEND=Agg
 if [ "$FAST" = 1 ]; then
-  exec "$VENV/bin/python" -m pytest tests -q -rs -m "not caffe and not cuda and not docker" "$@"
+  # Two tests at a time (pytest-xdist): the tier is for quick feedback; `slow` tests run in
+  # the full tier only.
+  exec "$VENV/bin/python" -m pytest tests -q -rs -n 2 -m "not caffe and not cuda and not docker and not slow" "$@"
 fi
 if [ "$SLURM" = 1 ]; then
   exec bash tools/check_slurm.sh "$@"
