@@ -168,6 +168,26 @@ def _hash_labels(h, columns):
         h.update(np.ascontiguousarray(columns[name], dtype=dtype).tobytes())
 
 
+def _write_columns(f, content, clip_label, clip_index, T):
+    """Write the per-row label datasets of a shard (each clip's class on every one of its T
+    frames, Caffe's sequence indicator, the clip's class and manifest row) and add them to the
+    content checksum after the frames."""
+    label_rows, cont = frame_columns(clip_label, T)
+    columns = {"label": label_rows, "cont": cont, "clip_label": np.asarray(clip_label),
+               "clip_index": np.asarray(clip_index)}
+    for name, dtype in _LABEL_DATASETS:
+        f.create_dataset(name, data=columns[name].astype(dtype), track_times=False)
+    _hash_labels(content, columns)
+
+
+def _stamp(f, content, key):
+    """The attributes every shard carries: its key, checksum and the versions they follow."""
+    f.attrs["key"] = key
+    f.attrs["content_sha256"] = content.hexdigest()
+    f.attrs["layout_version"] = LAYOUT_VERSION
+    f.attrs["checksum_version"] = CHECKSUM_VERSION
+
+
 def write_shard(path, items, variants=(), key="", group=None, compression=DEFAULT_COMPRESSION):
     """Write one shard from clips' cache files; returns the number of rows.
 
@@ -206,16 +226,8 @@ def write_shard(path, items, variants=(), key="", group=None, compression=DEFAUL
                 _hash_row(content, rows_raw, rows_sparse)
                 clip_index[row], clip_label[row] = index, label
                 row += 1
-        label_rows, cont = frame_columns(clip_label)
-        columns = {"label": label_rows, "cont": cont, "clip_label": clip_label,
-                   "clip_index": clip_index}
-        for name, dtype in _LABEL_DATASETS:
-            f.create_dataset(name, data=columns[name].astype(dtype), track_times=False)
-        _hash_labels(content, columns)
-        f.attrs["key"] = key
-        f.attrs["content_sha256"] = content.hexdigest()
-        f.attrs["layout_version"] = LAYOUT_VERSION
-        f.attrs["checksum_version"] = CHECKSUM_VERSION
+        _write_columns(f, content, clip_label, clip_index, T)
+        _stamp(f, content, key)
         f.attrs["variants"] = json.dumps(list(variants))
         if group is not None:
             f.attrs["group"] = int(group)
@@ -232,22 +244,14 @@ def write_array_shard(path, raw, sparse, clip_label, clip_index, key=""):
     K, T = raw.shape[:2]
     if K == 0:
         raise ValueError(f"shard {path} would be empty")
-    label_rows, cont = frame_columns(clip_label, T)
-    columns = {"label": label_rows, "cont": cont, "clip_label": np.asarray(clip_label),
-               "clip_index": np.asarray(clip_index)}
     content = hashlib.sha256()
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("raw", data=raw, chunks=(1,) + raw.shape[1:], track_times=False)
         f.create_dataset("sparse", data=sparse, chunks=(1,) + sparse.shape[1:], track_times=False)
         for k in range(K):
             _hash_row(content, raw[k], sparse[k])
-        for name, dtype in _LABEL_DATASETS:
-            f.create_dataset(name, data=columns[name].astype(dtype), track_times=False)
-        _hash_labels(content, columns)
-        f.attrs["key"] = key
-        f.attrs["content_sha256"] = content.hexdigest()
-        f.attrs["layout_version"] = LAYOUT_VERSION
-        f.attrs["checksum_version"] = CHECKSUM_VERSION
+        _write_columns(f, content, clip_label, clip_index, T)
+        _stamp(f, content, key)
     return K
 
 
@@ -278,17 +282,9 @@ def write_frame_shard(src, dst, frames):
             for k, t in enumerate(frames):
                 raw[k], sparse[k] = f["raw"][k, t:t + 1], f["sparse"][k, t:t + 1]
                 _hash_row(content, raw[k], sparse[k])
-            label_rows, cont = frame_columns(f["clip_label"][()], T=1)
-            columns = {"label": label_rows, "cont": cont, "clip_label": f["clip_label"][()],
-                       "clip_index": f["clip_index"][()]}
-            for name, dtype in _LABEL_DATASETS:
-                g.create_dataset(name, data=columns[name].astype(dtype), track_times=False)
-            _hash_labels(content, columns)
+            _write_columns(g, content, f["clip_label"][()], f["clip_index"][()], 1)
             g.create_dataset("frame", data=frames.astype(np.int32), track_times=False)
-            g.attrs["key"] = key
-            g.attrs["content_sha256"] = content.hexdigest()
-            g.attrs["layout_version"] = LAYOUT_VERSION
-            g.attrs["checksum_version"] = CHECKSUM_VERSION
+            _stamp(g, content, key)
             g.attrs["source"] = os.path.basename(src)
     return dst
 
