@@ -28,21 +28,41 @@ def _deploy(cfg, fold, log):
     return deploy
 
 
-def predict_weights(cfg, fold, deploy, weights, manifest, shards=None):
+class FoldNet:
+    """A fold's deploy net, read and built once, into which weights are loaded one file after
+    another (every snapshot of a fold shares it)."""
+
+    _AGAIN = "delete it and run the same command: run_folds writes it again from the run's settings"
+
+    def __init__(self, cfg, fold, deploy):
+        from psn.net_files import deploy_shapes
+        self.cfg, self.fold, self.deploy = cfg, fold, deploy
+        self.shapes = deploy_shapes(deploy, "fix it, or " + self._AGAIN)
+        self.net = None
+
+    def load(self, weights):
+        """The net with `weights` in it. pycaffe aborts the whole process on a broken net or
+        weights (the other folds would not be predicted): check_net finds those faults first."""
+        import caffe
+        check_net(self.deploy, weights, deploy_fix="fix it, or " + self._AGAIN,
+                  weights_fix="run the same command without --predict-only: run_folds sets the "
+                              "damaged weights aside and trains fold %d again" % self.fold,
+                  mismatch_fix="if its deploy net was edited, " + self._AGAIN,
+                  net_shapes=self.shapes)
+        if self.net is None:
+            self.net = caffe.Net(self.deploy, weights, caffe.TEST)
+        else:
+            self.net.copy_from(weights)
+        return self.net
+
+
+def predict_weights(cfg, fold, fold_net, weights, manifest, shards=None):
     """Prediction rows (predictions.csv's columns) of the fold's test clips (or of `shards`, the
-    data folder's) through weights."""
-    import caffe
+    data folder's) through weights, loaded into fold_net (a FoldNet)."""
     import h5py
     import numpy as np
 
-    # pycaffe aborts the whole process on a broken net or weights: the other folds would not
-    # be predicted. check_net finds those faults first (psn.net_files).
-    again = "delete it and run the same command: run_folds writes it again from the run's settings"
-    check_net(deploy, weights, deploy_fix="fix it, or " + again,
-              weights_fix="run the same command without --predict-only: run_folds sets the damaged "
-                          "weights aside and trains fold %d again" % fold,
-              mismatch_fix="if its deploy net was edited, " + again)
-    net = caffe.Net(deploy, weights, caffe.TEST)
+    net = fold_net.load(weights)
     rows = []
     if shards is None:
         shards = DataFolder(cfg.data).fold_shards(fold)["test"]
@@ -72,7 +92,7 @@ def predict_fold(cfg, fold, manifest, log):
     if not os.path.exists(weights):
         raise RunError("%s names %s, which does not exist: delete DONE to train fold %d again"
                        % (run.done(fold), weights, fold))
-    rows = predict_weights(cfg, fold, deploy, weights, manifest)
+    rows = predict_weights(cfg, fold, FoldNet(cfg, fold, deploy), weights, manifest)
     write_predictions(out_path, rows)
     log("fold %02d: predicted %d clips" % (fold, len(rows)))
     return out_path
@@ -89,11 +109,12 @@ def predict_iterations(cfg, fold, manifest, log, split="test"):
     if split == "val":
         from psn.validation import split_train
         shards = split_train(cfg.data, fold, cfg.val_groups, [])[1]
-    out, new = {}, 0
+    out, new, fold_net = {}, 0, None
     for iteration, weights in sorted(snapshots(run.fold_dir(fold), "caffemodel")):
         path = run.iteration_predictions(fold, iteration, split)
         if not (os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(weights)):
-            write_predictions(path, predict_weights(cfg, fold, deploy, weights, manifest, shards))
+            fold_net = fold_net or FoldNet(cfg, fold, deploy)
+            write_predictions(path, predict_weights(cfg, fold, fold_net, weights, manifest, shards))
             new += 1
         out[iteration] = path
     if new:

@@ -157,17 +157,18 @@ def _legacy_equal(have, want):
     return len(want) <= 4 and [1] * (4 - len(want)) + list(want) == list(have)
 
 
-def check_net(deploy, weights, deploy_fix, weights_fix, mismatch_fix, model=None):
+def check_net(deploy, weights, deploy_fix, weights_fix, mismatch_fix, model=None, net_shapes=None):
     """RunError unless pycaffe can load `weights` into the net `deploy` describes (without
     aborting the process, and with every parameter of the net taken from the weights).
     The fixes are what the message tells the user to do about each kind of fault; model
-    (a fold folder) helps to find the run that trained the weights."""
+    (a fold folder) helps to find the run that trained the weights. net_shapes: deploy's
+    deploy_shapes, when the caller checks many weights against one net."""
     if not os.path.exists(weights):
         raise RunError("%s does not exist: %s" % (weights, weights_fix))
     have, why = weight_shapes(weights)
     if have is None:
         raise RunError("%s is %s: %s" % (weights, why, weights_fix))
-    net = deploy_shapes(deploy, deploy_fix)
+    net = net_shapes if net_shapes is not None else deploy_shapes(deploy, deploy_fix)
     problems = []
     for layer, shapes in net.items():
         if layer not in have:
