@@ -186,6 +186,21 @@ class DataFolder:
             out[split] = (path, shards)
         return out
 
+    def read_plan(self):
+        """folds.json: the fold plan ({'groups': [...], 'folds': [...], ...}); InputError for a
+        folder without a readable one."""
+        import json
+        try:
+            with open(self.plan) as f:
+                plan = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InputError("%s cannot be read (%s): run tools/preprocess.py run on %s again"
+                             % (self.plan, e, self.root)) from None
+        if not isinstance(plan, dict) or "groups" not in plan or "folds" not in plan:
+            raise InputError("%s has no groups or folds: run tools/preprocess.py run on %s again"
+                             % (self.plan, self.root))
+        return plan
+
     def protocol(self):
         """The protocol the folder was labelled under: {'name', 'classes', ...}."""
         from preprocessing.protocols import read_protocol
@@ -204,6 +219,12 @@ class DataFolder:
         lines = [self.relative(p) for p in shards]
         write_atomic(self.fold_list(fold, split), "".join(p + "\n" for p in lines))
         return lines
+
+    def write_plan(self, plan):
+        """Write folds.json atomically."""
+        import json
+        from preprocessing.atomic import write_atomic
+        write_atomic(self.plan, json.dumps(plan, indent=1, sort_keys=True) + "\n")
 
 
 class RunFolder:

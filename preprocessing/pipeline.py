@@ -16,7 +16,6 @@ writer at a time).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from preprocessing.atomic import remove_temporaries, write_atomic
+from preprocessing.atomic import remove_temporaries
 from preprocessing.augment import DEFAULT_VARIANTS
 from preprocessing.clip_cache import cache_path, clip_stamp, read_cache
 from preprocessing.clip_chain import PIPELINE_VERSION, Options, too_few_frames
@@ -305,7 +304,7 @@ def _folds_stage(out, plan, shards, variants, options, roots):
         entry["aug_shard"] = folder.relative(aug[entry["group"]]) if entry["group"] in aug else None
     plan.update(augment=list(variants), options=options.stamp(), pipeline_version=PIPELINE_VERSION,
                 databases=sorted(roots), manifest=folder.MANIFEST)
-    write_atomic(folder.plan, json.dumps(plan, indent=1, sort_keys=True) + "\n")
+    folder.write_plan(plan)
 
 
 def _contact_sheet_stage(out, rows, cache_files, classes):

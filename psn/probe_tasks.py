@@ -156,9 +156,8 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
                       "class_counts": np.bincount(labels[groups == g], minlength=n_classes).tolist()}
                      for g in range(1, n_groups + 1)]
     write_manifest(folder.manifest, rows)
-    write_atomic(folder.plan, json.dumps(
-        {"fold_scheme": "probe task %s" % task, "seed": seed, "n_folds": n_groups,
-         "n_clips": n_clips, "groups": group_entries, "folds": folds}, indent=1) + "\n")
+    folder.write_plan({"fold_scheme": "probe task %s" % task, "seed": seed, "n_folds": n_groups,
+                       "n_clips": n_clips, "groups": group_entries, "folds": folds})
     return out
 
 

@@ -9,27 +9,12 @@ class, else the run is refused before training, naming the fold and the fix. The
 groups' augmented shards are left out of training too. N is recorded in run.json: it changes
 what every fold trains on.
 """
-import json
 import os
 
 from preprocessing.layout import DataFolder
 from psn.config import RunError
 
 __all__ = ["val_groups", "check_val_groups", "split_train"]
-
-
-def _plan(data):
-    folder = DataFolder(data)
-    try:
-        with open(folder.plan) as f:
-            plan = json.load(f)
-    except (OSError, ValueError) as e:
-        raise RunError("%s cannot be read (%s): validation groups need the fold plan that "
-                       "tools/preprocess.py run writes" % (folder.plan, e)) from None
-    if "groups" not in plan or "folds" not in plan:
-        raise RunError("%s has no groups: run tools/preprocess.py run on %s again"
-                       % (folder.plan, data))
-    return plan
 
 
 def val_groups(plan, fold, n):
@@ -51,7 +36,7 @@ def val_groups(plan, fold, n):
 def check_val_groups(data, folds, n, classes):
     """RunError, before any fold trains, for a fold whose validation groups miss a class its
     training groups hold."""
-    plan = _plan(data)
+    plan = DataFolder(data).read_plan()
     counts = {int(g["group"]): g["class_counts"] for g in plan["groups"]}
     for fold in folds:
         chosen = val_groups(plan, fold, n)
@@ -73,7 +58,7 @@ def check_val_groups(data, folds, n, classes):
 def split_train(data, fold, n, train_shards):
     """(training shards less the validation groups' plain and augmented shards, the validation
     groups' plain shards), from the fold's training shards."""
-    plan = _plan(data)
+    plan = DataFolder(data).read_plan()
     chosen = set(val_groups(plan, fold, n))
     root = os.path.abspath(data)
     held, val = set(), []

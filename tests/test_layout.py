@@ -100,3 +100,22 @@ def test_run_folders_are_named_once():
     # A schedule file gives its name, not a nested folder (the main job and --experiment
     # agree on it).
     assert run_name("psn", 1, "/home/me/my.json", "_megc2019") == "psn_w1_my_megc2019"
+
+
+def test_the_fold_plan_is_read_and_written_here(tmp_path):
+    d = DataFolder(str(tmp_path / "data"))
+    with pytest.raises(InputError, match="folds.json cannot be read.*preprocess.py run"):
+        d.read_plan()
+    os.makedirs(d.root)
+    plan = {"folds": [{"fold": 1, "test_group": 1, "train_groups": [2]}],
+            "groups": [{"group": 1}, {"group": 2}]}
+    d.write_plan(plan)
+    assert d.read_plan() == plan
+    assert json.load(open(d.plan)) == plan
+    d.write_plan({"folds": []})
+    with pytest.raises(InputError, match="has no groups or folds"):
+        d.read_plan()
+    with open(d.plan, "w") as f:
+        f.write("{")
+    with pytest.raises(InputError, match="cannot be read"):
+        d.read_plan()

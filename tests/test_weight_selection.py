@@ -71,9 +71,10 @@ def test_run_folds_scores_the_oracle_beside_the_final_weights(caffe_env, tmp_pat
 
 def test_validation_groups_follow_the_test_group_and_must_hold_every_class(tmp_path):
     from psn import probe_tasks
-    from psn.validation import _plan, check_val_groups, split_train, val_groups
+    from preprocessing.layout import DataFolder
+    from psn.validation import check_val_groups, split_train, val_groups
     data = probe_tasks.write_task(str(tmp_path / "d"), "order", n_clips=24, n_groups=4)
-    plan = _plan(data)
+    plan = DataFolder(data).read_plan()
     assert [val_groups(plan, f, 1) for f in (1, 2, 3, 4)] == [[2], [3], [4], [1]]
     assert val_groups(plan, 4, 2) == [1, 2]
     with pytest.raises(RunError, match="--val-groups 3: fold 1 has 3 training groups.*give --val-groups 2"):
