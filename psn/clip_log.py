@@ -13,12 +13,14 @@ starting with '#' are comments.
 """
 from __future__ import annotations
 
+import os
 import re
 
 from preprocessing.atomic import write_atomic
 from preprocessing.layout import RunFolder
 
-__all__ = ["LOG_NAME", "COLUMNS", "LogError", "write_clip_log", "read_clip_log", "score_log"]
+__all__ = ["LOG_NAME", "COLUMNS", "LogError", "write_clip_log", "log_predictions", "read_clip_log",
+           "score_log"]
 
 LOG_NAME = RunFolder.CLIP_LOG
 COLUMNS = ("clip", "database", "subject", "truth", "prediction")
@@ -40,6 +42,21 @@ def write_clip_log(predictions, out_path, classes):
                            "in the plain per-clip format" % (out_path, fields[0]))
         lines.append(" ".join(str(f) for f in fields) + "\n")
     write_atomic(out_path, "".join(lines))
+    return out_path
+
+
+def log_predictions(predictions_csv, out_path, classes, log):
+    """out_path: the per-clip log of a run's predictions csv (psn.predictions), classes as the
+    data's protocol names them; returns out_path, or None (said through log) where a clip
+    cannot be written in the plain format: the run's scores stand without it."""
+    from psn.predictions import read_predictions
+    try:
+        write_clip_log(read_predictions(predictions_csv, len(classes)), out_path, classes)
+    except LogError as e:
+        log("no %s: %s" % (os.path.basename(out_path), e))
+        return None
+    log("wrote %s (clip database subject truth prediction; tools/score.py recomputes the "
+        "scores from it)" % out_path)
     return out_path
 
 

@@ -31,6 +31,7 @@ from preprocessing.errors import InputError, fail, missing_caffe_line
 from preprocessing.folder_lock import FolderBusy, folder_lock
 from preprocessing.layout import DataFolder, RunFolder
 from psn.caffe_train import reset_stop, stop_training, train_fold
+from psn.clip_log import log_predictions
 from psn.config import CLIPS_PER_BATCH, RunConfig, RunError
 from psn.fold_predict import predict_fold
 from psn.fold_setup import check_classes, reads_apex, write_apex_shards
@@ -310,7 +311,7 @@ def train_and_predict(cfg, folds, manifest, log):
         n = join_predictions(paths, run.predictions)
         log("wrote %s (%d clips from %d folds)" % (run.predictions,
                                                    n, len(paths)))
-        write_run_clip_log(cfg, run, log)
+        log_predictions(run.predictions, run.clip_log(), DataFolder(cfg.data).classes(), log)
     for mode in cfg.select:
         if mode == "final":
             continue
@@ -327,23 +328,6 @@ def train_and_predict(cfg, folds, manifest, log):
     for fold, msg in sorted(failed.items()):
         print("run_folds: fold %02d failed: %s" % (fold, msg), file=sys.stderr)
     return 1 if failed else 0
-
-
-def write_run_clip_log(cfg, run, log):
-    """RUN/per_clip.txt: the run's predictions in the field's plain per-clip format
-    (psn.clip_log), classes named as the data's protocol names them."""
-    from psn.clip_log import LOG_NAME, LogError, write_clip_log
-    from psn.predictions import read_predictions
-    classes = DataFolder(cfg.data).classes()
-    path = run.clip_log()
-    try:
-        write_clip_log(read_predictions(run.predictions, len(classes)), path, classes)
-    except LogError as e:
-        log("no %s: %s" % (LOG_NAME, e))
-        return None
-    log("wrote %s (clip database subject truth prediction; tools/score.py recomputes the "
-        "scores from it)" % path)
-    return path
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def choose_iteration(accuracy, mode):
 def select_run(cfg, folds, mode, manifest, log):
     """RUN/predictions_<mode>.csv, per_clip_<mode>.txt and selection_<mode>.json over the
     folds; returns the predictions path."""
-    from psn.clip_log import write_clip_log
+    from psn.clip_log import log_predictions
     from psn.fold_predict import predict_iterations
     from psn.predictions import join_predictions, read_predictions
     run = RunFolder(cfg.out)
@@ -74,7 +74,7 @@ def select_run(cfg, folds, mode, manifest, log):
         record["folds"]["%02d" % fold] = entry
     out = run.selected_predictions(mode)
     n = join_predictions(chosen, out)
-    write_clip_log(read_predictions(out, len(classes)), run.clip_log(mode), classes)
+    log_predictions(out, run.clip_log(mode), classes, log)
     write_atomic(run.selection_record(mode), json.dumps(record, indent=1, sort_keys=True) + "\n")
     log("wrote %s (%d clips; weights chosen %s: iterations %s)"
         % (out, n, mode, ", ".join("%s:%d" % (k, v["iteration"]) for k, v in record["folds"].items())))

@@ -78,7 +78,8 @@ def test_run_folds_writes_the_runs_log_that_scores_as_its_predictions(tmp_path):
     """RUN/per_clip.txt from RUN/predictions.csv, classes named by the data's protocol.json."""
     import json
     from preprocessing.layout import DataFolder, RunFolder
-    from psn import metrics, training
+    from psn import metrics
+    from psn.clip_log import log_predictions
     from psn.predictions import read_predictions, write_predictions
     data, out = tmp_path / "data", tmp_path / "run"
     data.mkdir()
@@ -92,8 +93,8 @@ def test_run_folds_writes_the_runs_log_that_scores_as_its_predictions(tmp_path):
         preds.append([d, s, c, str(i % 2 + 1), MEGC.index(t), MEGC.index(p)] + probs)
     write_predictions(RunFolder(str(out)).predictions, preds, 3)
     said = []
-    cfg = SimpleNamespace(data=str(data), out=str(out))
-    path = training.write_run_clip_log(cfg, RunFolder(str(out)), said.append)
+    path = log_predictions(RunFolder(str(out)).predictions, RunFolder(str(out)).clip_log(),
+                           DataFolder(str(data)).classes(), said.append)
     assert path == str(out / "per_clip.txt") and "tools/score.py" in said[-1]
     assert DataFolder(str(data)).classes() == MEGC
     p = read_predictions(RunFolder(str(out)).predictions, 3)
