@@ -6,9 +6,12 @@ training of make_data's folder, made once for the session; tests that write into
 work on copies (shutil.copytree). Used by test_run_folds.py, test_caffe_train.py,
 test_fold_setup.py, test_run_record.py, test_net_files.py, test_slurm.py and test_gpu_bundle.py.
 """
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -48,6 +51,44 @@ def make_data(base, groups=2, per_group=5, seed=0):
 def run_tool(caffe_env, *args, timeout=900):
     return subprocess.run([sys.executable, TOOL] + list(args), capture_output=True, text=True,
                           env=caffe_env, timeout=timeout)
+
+
+def caffe_pids(solver):
+    """The pids of the `caffe train` processes training with this solver.prototxt."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if solver.encode() in cmd and any(c.endswith(b"caffe") for c in cmd[:1]):
+                pids.append(int(d))
+    return pids
+
+
+@contextlib.contextmanager
+def training(caffe_env, *args, stderr=subprocess.PIPE):
+    """run_folds started with args (fold 1 first) and seen to have started fold 1's caffe:
+    yields (the run_folds process, fold 1's solver.prototxt); any caffe of it still running
+    afterwards is killed, so that a failing test leaves no process behind."""
+    run = args[args.index("--out") + 1]
+    p = subprocess.Popen([sys.executable, TOOL] + list(args), env=caffe_env,
+                         stdout=subprocess.PIPE, stderr=stderr, text=True)
+    solver = os.path.join(run, "fold01", "solver.prototxt")
+    try:
+        deadline = time.time() + 120
+        while not caffe_pids(solver) and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert caffe_pids(solver), "caffe never started"
+        yield p, solver
+    finally:
+        for pid in caffe_pids(solver):
+            os.kill(pid, signal.SIGKILL)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def _one_line(stderr):

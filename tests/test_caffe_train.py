@@ -5,9 +5,8 @@ where a test writes)."""
 import glob
 import os
 import subprocess
-import sys
 
-from run_folds_helpers import TOOL, _one_line, make_data, run_tool
+from run_folds_helpers import _one_line, caffe_pids, make_data, run_tool, training
 
 
 def test_interrupted_fold_resumes_from_its_solverstate(caffe_env, trained, tmp_path):
@@ -36,27 +35,17 @@ def test_ctrl_c_stops_training_with_a_snapshot_and_one_line(caffe_env, trained, 
     import time
     data, _, _ = trained
     run = str(tmp_path / "run")
-    p = subprocess.Popen([sys.executable, TOOL, "--data", data, "--out", run, "--schedule",
-                          "smoke", "--width", "0.125", "--max-iter", "100000"],
-                         env=caffe_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    solver = os.path.join(run, "fold01", "solver.prototxt")
-    try:
-        deadline = time.time() + 120
-        while not _caffe_pids(solver) and time.time() < deadline and p.poll() is None:
-            time.sleep(0.2)
-        assert _caffe_pids(solver), "caffe never started"
+    with training(caffe_env, "--data", data, "--out", run, "--schedule", "smoke", "--width",
+                  "0.125", "--max-iter", "100000") as (p, solver):
         time.sleep(2)                                   # into its iterations
         p.send_signal(signal.SIGINT)                    # run_folds alone, not its caffe
         out, err = p.communicate(timeout=120)
         assert p.returncode == 130, err
         assert "interrupted" in err and "run the same command again to resume" in err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-        assert not _caffe_pids(solver)
+        assert not caffe_pids(solver)
         assert glob.glob(os.path.join(run, "fold01", "snapshots", "*.solverstate"))
         assert not os.path.exists(os.path.join(run, "fold02", "train.log"))   # no fold started after
-    finally:
-        for pid in _caffe_pids(solver):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_truncated_snapshot_is_set_aside_and_the_one_before_resumed(caffe_env, trained, tmp_path):
@@ -87,43 +76,20 @@ def test_a_truncated_snapshot_is_set_aside_and_the_one_before_resumed(caffe_env,
     assert s.learned_net == os.path.join(d, "snapshots", "psn_iter_2.caffemodel")
 
 
-def _caffe_pids(solver):
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % d, "rb") as f:
-                    cmd = f.read().split(b"\0")
-            except OSError:
-                continue
-            if solver.encode() in cmd and any(c.endswith(b"caffe") for c in cmd[:1]):
-                pids.append(int(d))
-    return pids
-
-
 def test_killing_run_folds_stops_its_caffe(caffe_env, trained, tmp_path):
     import signal
     import time
     data, _, _ = trained
     run = str(tmp_path / "run")
-    p = subprocess.Popen([sys.executable, TOOL, "--data", data, "--out", run, "--folds", "1",
-                          "--schedule", "smoke", "--width", "0.125", "--max-iter", "100000"],
-                         env=caffe_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    solver = os.path.join(run, "fold01", "solver.prototxt")
-    try:
-        deadline = time.time() + 120
-        while not _caffe_pids(solver) and time.time() < deadline and p.poll() is None:
-            time.sleep(0.2)
-        assert _caffe_pids(solver), "caffe never started"
+    with training(caffe_env, "--data", data, "--out", run, "--folds", "1", "--schedule",
+                  "smoke", "--width", "0.125", "--max-iter", "100000",
+                  stderr=subprocess.STDOUT) as (p, solver):
         p.send_signal(signal.SIGKILL)
         p.wait()
         deadline = time.time() + 20
-        while _caffe_pids(solver) and time.time() < deadline:
+        while caffe_pids(solver) and time.time() < deadline:
             time.sleep(0.2)
-        assert not _caffe_pids(solver), "caffe trains on after run_folds was killed"
-    finally:
-        for pid in _caffe_pids(solver):
-            os.kill(pid, signal.SIGKILL)
+        assert not caffe_pids(solver), "caffe trains on after run_folds was killed"
 
 
 def test_a_caffe_failure_is_reported_by_its_cause_line(tmp_path):
