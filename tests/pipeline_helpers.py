@@ -11,6 +11,7 @@ import os
 import shutil
 
 from preprocessing.clip_chain import Options
+from preprocessing.layout import DataFolder
 from preprocessing.manifest import read_manifest
 
 # Subject | Filename | onset | apex | offset | AUs | emotion: every class, four subjects.
@@ -40,3 +41,12 @@ def copy_run(first, tmp_path, name="copy"):
 
 def manifest_of(out):
     return read_manifest(os.path.join(out, "manifest.csv"))
+
+
+def cache_file_of(out, row):
+    """The clip cache file of a manifest row of the data folder `out`."""
+    from preprocessing.clip_cache import cache_path
+
+    class Clip:     # enough of a Clip for cache_path
+        database, subject, clip = row["database"], row["subject"], row["clip"]
+    return cache_path(DataFolder(out).cache_dir, Clip)

@@ -208,3 +208,42 @@ def test_a_log_cut_in_its_last_line_drops_that_line(tmp_path):
     path.write_text(cut + "\n")
     _, test = parse_log(str(path))
     assert test[-1]["loss_net1"] == 1.0
+
+
+def test_parse_log_reads_the_logs_caffe_wrote(trained):
+    from psn.caffe_log import parse_log
+    _, out, _ = trained
+    train, test = parse_log(os.path.join(out, "fold01", "train.log"))
+    assert [r["NumIters"] for r in test] == [2, 4]
+    assert {"accuracy", "loss"} <= set(test[0])
+    assert all(0 <= r["accuracy"] <= 1 for r in test)
+    # display: 1; Caffe prints no train output after the last iteration, only the test.
+    assert [r["NumIters"] for r in train] == [0, 1, 2, 3]
+    assert "loss" in train[0] and "LearningRate" in train[0]
+
+
+def test_bvlc_parse_log_reads_the_logs_run_folds_writes(caffe_env, trained, tmp_path):
+    """run_folds launches Caffe without glog's year prefix, so BVLC's own
+    tools/extra/parse_log.py (Python 3 by tools/caffe_patches/0004) reads its logs, to the
+    same numbers as tools/parse_log.py."""
+    import re
+    from psn.caffe_log import parse_log
+    _, out, _ = trained
+    log = os.path.join(out, "fold01", "train.log")
+    with open(log) as f:
+        prefixes = re.findall(r"^([IWEF]\d+) \d\d:\d\d:\d\d", f.read(), re.M)
+    assert prefixes and all(len(p) == 5 for p in prefixes), prefixes[:3]   # I1128, not I20261128
+    tool = os.path.join(caffe_env["PSN_CAFFE_HOME"], "tools", "extra", "parse_log.py")
+    res = subprocess.run([sys.executable, "-B", tool, log, str(tmp_path)], capture_output=True,
+                         text=True, cwd=os.path.dirname(tool))
+    assert res.returncode == 0, res.stderr[-2000:]
+    ours_train, ours_test = parse_log(log)
+    for suffix, ours in ((".train", ours_train), (".test", ours_test)):
+        with open(os.path.join(str(tmp_path), "train.log" + suffix), newline="") as f:
+            theirs = list(csv.DictReader(f))
+        assert [int(float(r["NumIters"])) for r in theirs] == [r["NumIters"] for r in ours]
+        for a, b in zip(theirs, ours):
+            for key in ("loss", "accuracy", "LearningRate"):
+                if key in a and key in b:
+                    assert float(a[key]) == pytest.approx(b[key], rel=1e-6), (suffix, key)
+            assert float(a["Seconds"]) == pytest.approx(b["Seconds"], abs=1e-3)

@@ -3,9 +3,10 @@ stages, end to end).
 
 The fake databases and the run of them that conftest.py's session fixtures `roots` and
 `first` make (tests/pipeline_helpers.py); the tests then read the outputs, rerun on copies
-(resume, LOSO), run again with two worker processes (determinism), and read a shard back
-through Caffe's own HDF5Data layer. The tests of one part alone are in that part's own file
-(test_clip_chain.py, test_clip_cache.py, test_manifest.py, test_contact_sheet.py, test_cli.py).
+(resume, LOSO) and run again with two worker processes (determinism). The tests of one part
+alone are in that part's own file (test_clip_chain.py, test_clip_cache.py, test_manifest.py,
+test_contact_sheet.py, test_cli.py, test_hdf5_shards.py: the shard writers and Caffe's HDF5Data
+reading their shards).
 """
 import filecmp
 import json
@@ -16,12 +17,12 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline_helpers import AUGMENT, CORRUPT, OPTIONS, copy_run, manifest_of
+from pipeline_helpers import AUGMENT, CORRUPT, OPTIONS, cache_file_of, copy_run, manifest_of
 from preprocessing import hdf5_shards
 from preprocessing.augment import apply_variant
 from preprocessing.cli import main as cli_main
 from preprocessing.errors import InputError
-from preprocessing.hdf5_shards import read_shard, write_shard
+from preprocessing.hdf5_shards import read_shard
 from preprocessing.loaders import load_databases
 from preprocessing.manifest import read_manifest
 from preprocessing.clip_cache import cache_path
@@ -71,7 +72,7 @@ def test_shards_layout_values_and_augmentation(first):
         for k, idx in enumerate(s["clip_index"]):
             row = rows[idx]
             assert row["group"] == str(g) and int(row["label"]) == s["clip_label"][k]
-            with np.load(cache_path(os.path.join(out, "cache"), _clip_like(row))) as z:
+            with np.load(cache_file_of(out, row)) as z:
                 raw, sparse = z["raw"], z["sparse"]
             assert np.array_equal(s["raw"][k], raw.transpose(0, 3, 1, 2))
             assert np.array_equal(s["sparse"][k, :, 0], sparse)
@@ -90,13 +91,6 @@ def test_shards_layout_values_and_augmentation(first):
             assert np.array_equal(a["raw"][v], r.transpose(0, 3, 1, 2))
             assert np.array_equal(a["sparse"][v, :, 0], e)
     assert sorted(seen) == [int(r["index"]) for r in rows if r["included"] == "1"]
-
-
-def _clip_like(row):
-    """Enough of a Clip for cache_path."""
-    class C:
-        database, subject, clip = row["database"], row["subject"], row["clip"]
-    return C
 
 
 def test_fold_lists_and_folds_json(first):
@@ -130,7 +124,7 @@ def test_rerun_recomputes_only_what_is_missing(first, roots, tmp_path):
     out = copy_run(first, tmp_path)
     rows = manifest_of(out)
     victim = next(r for r in rows if r["included"] == "1" and r["group"] == "1")
-    os.remove(cache_path(os.path.join(out, "cache"), _clip_like(victim)))
+    os.remove(cache_file_of(out, victim))
     os.remove(os.path.join(out, "shards", "group02.h5"))
     kept = os.path.join(out, "shards", "group01.h5")
     stat = os.stat(kept)
@@ -233,110 +227,7 @@ def test_no_face_excludes_every_clip_with_its_reason(roots, tmp_path):
     assert not os.path.exists(os.path.join(out, "shards"))
 
 
-def test_a_failed_shard_write_leaves_nothing(first, tmp_path, monkeypatch):
-    out = first[0]
-    rows = manifest_of(out)
-    items = [(int(r["index"]), int(r["label"]), cache_path(os.path.join(out, "cache"), _clip_like(r)))
-             for r in rows if r["included"] == "1"][:3]
-    calls = []
-    real = hdf5_shards.load_clip_arrays
-
-    def failing(path):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt   # an interrupted run
-        return real(path)
-
-    monkeypatch.setattr(hdf5_shards, "load_clip_arrays", failing)
-    path = str(tmp_path / "group09.h5")
-    with pytest.raises(KeyboardInterrupt):
-        write_shard(path, items, key="k")
-    assert os.listdir(tmp_path) == []
-    monkeypatch.setattr(hdf5_shards, "load_clip_arrays", real)
-    assert write_shard(path, items, ("flip",), key="k2") == 3
-    assert hdf5_shards.stored_key(path) == "k2"
-    with h5py.File(path, "r") as f:
-        assert f["raw"].shape == (3, 16, 3, 112, 112)
-
-
-def test_shards_are_plain_by_default_and_gzip_on_request(first, tmp_path):
-    """Plain shards by default (Caffe's HDF5Data gunzips a whole shard on the training thread:
-    3x slower GPU iterations, measured); gzip keeps the same rows in less space, under another
-    key, so switching rewrites the shards; the single-frame shard follows its source."""
-    from preprocessing.hdf5_shards import shard_key, write_frame_shard
-    out = first[0]
-    rows = manifest_of(out)
-    items = [(int(r["index"]), int(r["label"]), cache_path(os.path.join(out, "cache"), _clip_like(r)))
-             for r in rows if r["included"] == "1"][:3]
-    plain, packed = str(tmp_path / "plain.h5"), str(tmp_path / "gzip.h5")
-    write_shard(plain, items, key="a")
-    write_shard(packed, items, key="b", compression="gzip")
-    a, b = read_shard(plain), read_shard(packed)
-    for name in ("raw", "sparse", "label", "cont", "clip_label", "clip_index"):
-        assert np.array_equal(a[name], b[name]), name
-    with h5py.File(plain, "r") as f, h5py.File(packed, "r") as g:
-        assert f["raw"].compression is None and f["sparse"].compression is None
-        assert g["raw"].compression == "gzip" and g["sparse"].compression == "gzip"
-    assert os.path.getsize(packed) < 0.9 * os.path.getsize(plain)
-    fp = [(0, 1, "d")]
-    assert shard_key(fp) == shard_key(fp, compression="none") != shard_key(fp, compression="gzip")
-    # The key gzip shards had before the option existed: folders written then are kept as
-    # they are under --shard-compression gzip.
-    assert shard_key(fp, ("flip",), 3, compression="gzip") == \
-        "5b7a7ee7a939b55391e53ee82a078400e5c85ba149b0e48945b53ca61e69d5f8"
-    with pytest.raises(ValueError, match="expected one of none, gzip"):
-        write_shard(str(tmp_path / "x.h5"), items, key="c", compression="lzf")
-    for src in (plain, packed):
-        dst = write_frame_shard(src, src[:-3] + "_frame.h5", [3, 4, 5])
-        with h5py.File(src, "r") as f, h5py.File(dst, "r") as g:
-            assert g["raw"].compression == f["raw"].compression
-            assert np.array_equal(g["sparse"][1, 0], f["sparse"][1, 4])
-
-
 # ------------------------------------------------------------------------------ Caffe
-
-def test_caffe_hdf5data_reads_the_shards(first, caffe, tmp_path):
-    out = first[0]
-    proto = tmp_path / "data.prototxt"
-    from preprocessing.layout import DataFolder
-    lists = DataFolder(out).caffe_lists(1, str(tmp_path))   # absolute, as run_folds gives Caffe
-    for split in ("test", "train"):
-        source = lists[split][0]
-        proto.write_text('layer { name: "data" type: "HDF5Data" top: "raw" top: "sparse" '
-                         'top: "label" top: "cont" '
-                         f'hdf5_data_param {{ source: "{source}" batch_size: 2 }} }}\n')
-        net = caffe.Net(str(proto), caffe.TEST)
-        first_shard = open(source).read().split()[0]
-        s = read_shard(first_shard)
-        for b in range(2):
-            net.forward()
-            rows = slice(2 * b, 2 * b + 2)
-            assert net.blobs["raw"].data.shape == (2, 16, 3, 112, 112)
-            assert net.blobs["sparse"].data.shape == (2, 16, 1, 112, 112)
-            assert net.blobs["label"].data.shape == (2, 16)
-            assert np.array_equal(net.blobs["raw"].data, s["raw"][rows].astype(np.float32))
-            assert np.array_equal(net.blobs["sparse"].data, s["sparse"][rows])
-            assert np.array_equal(net.blobs["label"].data, s["label"][rows])
-            assert np.array_equal(net.blobs["cont"].data, s["cont"][rows])
-
-
-def test_caffe_hdf5data_reads_gzip_shards(first, caffe, tmp_path):
-    """--shard-compression gzip: libhdf5's own filters, so the stock layer reads them."""
-    out = first[0]
-    items = [(int(r["index"]), int(r["label"]), cache_path(os.path.join(out, "cache"), _clip_like(r)))
-             for r in manifest_of(out) if r["included"] == "1"][:2]
-    shard = str(tmp_path / "gzip.h5")
-    write_shard(shard, items, key="g", compression="gzip")
-    listing = tmp_path / "list.txt"
-    listing.write_text(shard + "\n")
-    proto = tmp_path / "data.prototxt"
-    proto.write_text('layer { name: "data" type: "HDF5Data" top: "raw" top: "sparse" '
-                     f'hdf5_data_param {{ source: "{listing}" batch_size: 2 }} }}\n')
-    net = caffe.Net(str(proto), caffe.TEST)
-    net.forward()
-    s = read_shard(shard)
-    assert np.array_equal(net.blobs["raw"].data, s["raw"].astype(np.float32))
-    assert np.array_equal(net.blobs["sparse"].data, s["sparse"])
 
 
 # ------------------------------------------------------------------------------ real faces
@@ -418,7 +309,6 @@ def test_temporary_files_of_a_killed_run_are_removed(first, roots, tmp_path):
 
 
 def test_a_damaged_shard_is_written_again_on_a_rerun(first, roots, tmp_path):
-    import h5py
     from preprocessing.hdf5_shards import shard_problem
     out = copy_run(first, tmp_path, "damaged")
     shard = os.path.join(out, "shards", "group01.h5")
@@ -472,34 +362,6 @@ def test_shards_that_cannot_fit_are_not_started(first, roots, tmp_path, monkeypa
 
 
 # ------------------------------------------------------------------------------ Fig. 10's inputs
-
-def test_frame_shard_holds_each_rows_chosen_frame(first, tmp_path):
-    """write_frame_shard: the single-frame net's shard (T = 1), a sound shard of its own,
-    kept when unchanged, rewritten when the frames change, refused for bad indices."""
-    from preprocessing.hdf5_shards import shard_problem, write_frame_shard
-    src = os.path.join(first[0], "shards", "group01_aug.h5")
-    s = read_shard(src)
-    K = len(s["clip_label"])
-    frames = np.arange(K) % 16
-    dst = str(tmp_path / "apex.h5")
-    write_frame_shard(src, dst, frames)
-    d = read_shard(dst)
-    for k, t in enumerate(frames):
-        assert (d["raw"][k, 0] == s["raw"][k, t]).all()
-        assert (d["sparse"][k, 0] == s["sparse"][k, t]).all()
-    assert d["raw"].shape == (K, 1, 3, 112, 112) and d["label"].shape == (K, 1)
-    assert (d["cont"] == 0).all() and (d["clip_label"] == s["clip_label"]).all()
-    assert (d["clip_index"] == s["clip_index"]).all() and (d["label"][:, 0] == s["clip_label"]).all()
-    assert shard_problem(dst) is None
-    mtime = os.stat(dst).st_mtime_ns
-    write_frame_shard(src, dst, frames)
-    assert os.stat(dst).st_mtime_ns == mtime
-    write_frame_shard(src, dst, (frames + 1) % 16)
-    assert (read_shard(dst)["sparse"][0, 0] == s["sparse"][0, 1]).all()
-    for bad in (frames[:-1], frames + 16, frames - 17):
-        with pytest.raises(ValueError, match="frame indices"):
-            write_frame_shard(src, str(tmp_path / "bad.h5"), bad)
-    assert not os.path.exists(str(tmp_path / "bad.h5"))
 
 
 @pytest.mark.slow

@@ -1,5 +1,15 @@
-"""psn.predict: naming a fold's outputs with its run's classes."""
+"""psn.predict and tools/predict.py: a fold's forward equal to what run_folds predicted, the
+tool on a folder of frames, a fold's outputs named with its run's classes (conftest.py's
+`trained` run)."""
+import csv
 import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from run_folds_helpers import ROOT
 
 from psn.predict import class_names
 
@@ -26,3 +36,52 @@ def test_without_the_runs_classes_the_fallback_is_said(tmp_path):
     assert names == ["class 0", "class 1", "class 2"] and "do not match" in note
     names, note = class_names(str(tmp_path / "w.caffemodel"), 4)
     assert "carries no class names" in note
+
+
+def test_predict_matches_run_folds_on_the_same_clip(caffe, trained):
+    """psn.predict's forward equals the prediction run_folds wrote for that clip."""
+    import h5py
+    from psn.predict import predict_arrays, resolve_model
+    data, out, _ = trained
+    deploy, weights = resolve_model(os.path.join(out, "fold01"), None)
+    net = caffe.Net(deploy, weights, caffe.TEST)
+    with h5py.File(os.path.join(data, "shards", "group01.h5"), "r") as f:
+        raw = f["raw"][3].transpose(0, 2, 3, 1)        # (16,112,112,3)
+        sparse = f["sparse"][3][:, 0]
+    prob = predict_arrays(net, raw, sparse)
+    with open(os.path.join(out, "predictions.csv"), newline="") as f:
+        row = [r for r in csv.DictReader(f) if r["clip"] == "EP01_03"][0]
+    np.testing.assert_allclose(prob, [float(row["prob_%d" % c]) for c in range(4)], atol=1e-5)
+
+
+def test_predict_tool_on_a_clip_folder(caffe_env, trained, tmp_path):
+    """tools/predict.py runs the preprocessing on a folder of frames and prints the class."""
+    import json
+    import synthetic
+    _, out, _ = trained
+    db = str(tmp_path / "syn")
+    synthetic.generate(db, n_subjects=1, clips_per_subject=1, seed=3)
+    clip_dirs = [os.path.join(dp) for dp, dn, fn in os.walk(db) if any(f.endswith(".jpg") for f in fn)]
+    assert len(clip_dirs) == 1
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"), clip_dirs[0],
+                          "--model", os.path.join(out, "fold01"), "--json", "--lam", "0.01"],
+                         capture_output=True, text=True, env=caffe_env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout)
+    probs = result["probabilities"]
+    assert len(probs) == 4 and abs(sum(probs) - 1) < 1e-4 and min(probs) >= 0
+    assert result["class"] == int(np.argmax(probs))
+    assert result["name"] == ("positive", "negative", "surprise", "others")[result["class"]]
+    assert result["classes"] == ["positive", "negative", "surprise", "others"]   # run.json's
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"),
+                          str(tmp_path), "--model", os.path.join(out, "fold01")],
+                         capture_output=True, text=True, env=caffe_env, timeout=600)
+    assert bad.returncode == 2 and "no numbered image files" in bad.stderr
+    assert result["warnings"] == []
+    frames = sorted(os.listdir(clip_dirs[0]), key=lambda n: int(''.join(filter(str.isdigit, n))))
+    first = int("".join(filter(str.isdigit, frames[0])))
+    short = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"), clip_dirs[0],
+                            "--model", os.path.join(out, "fold01"), "--onset", str(first),
+                            "--offset", str(first + 2)],
+                           capture_output=True, text=True, env=caffe_env, timeout=600)
+    assert short.returncode == 2 and "3 frame(s) is no clip; give at least 4" in short.stderr

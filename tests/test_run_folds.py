@@ -1,13 +1,14 @@
 """tools/run_folds.py (psn/training.py) through real `caffe train` on a tiny data folder:
 the folds scheduled, trained and predicted, finished ones skipped, a failing one not stopping
-the others, folders in use refused, shards checked before Caffe reads them; then the logs,
-the report and tools/predict.py on what it trained.
+the others, folders in use refused, shards checked before Caffe reads them; then the report on what it
+trained.
 
 The training is conftest.py's session fixture `trained` (tests/run_folds_helpers.py). The
 tests of one part alone are in that part's own file: test_caffe_train.py (snapshots, resume,
 damaged weights, a diverging loss, killing, Ctrl-C), test_fold_setup.py (class counts,
 prototxt), test_run_record.py (other settings or data, moved data), test_net_files.py
-(broken deploy, weights of another width), test_slurm.py (the SLURM script).
+(broken deploy, weights of another width), test_slurm.py (the SLURM script), test_caffe_log.py
+(its logs read by ours and BVLC's parse_log), test_predict.py (tools/predict.py on its weights).
 """
 import csv
 import os
@@ -84,45 +85,6 @@ def test_missing_data_folder_is_a_clear_error(caffe_env, tmp_path):
     assert "manifest.csv not found" in res.stderr or "no folds" in res.stderr
 
 
-def test_parse_log_reads_the_logs_caffe_wrote(trained):
-    from psn.caffe_log import parse_log
-    _, out, _ = trained
-    train, test = parse_log(os.path.join(out, "fold01", "train.log"))
-    assert [r["NumIters"] for r in test] == [2, 4]
-    assert {"accuracy", "loss"} <= set(test[0])
-    assert all(0 <= r["accuracy"] <= 1 for r in test)
-    # display: 1; Caffe prints no train output after the last iteration, only the test.
-    assert [r["NumIters"] for r in train] == [0, 1, 2, 3]
-    assert "loss" in train[0] and "LearningRate" in train[0]
-
-
-def test_bvlc_parse_log_reads_the_logs_run_folds_writes(caffe_env, trained, tmp_path):
-    """run_folds launches Caffe without glog's year prefix, so BVLC's own
-    tools/extra/parse_log.py (Python 3 by tools/caffe_patches/0004) reads its logs, to the
-    same numbers as tools/parse_log.py."""
-    import re
-    from psn.caffe_log import parse_log
-    _, out, _ = trained
-    log = os.path.join(out, "fold01", "train.log")
-    with open(log) as f:
-        prefixes = re.findall(r"^([IWEF]\d+) \d\d:\d\d:\d\d", f.read(), re.M)
-    assert prefixes and all(len(p) == 5 for p in prefixes), prefixes[:3]   # I1128, not I20261128
-    tool = os.path.join(caffe_env["PSN_CAFFE_HOME"], "tools", "extra", "parse_log.py")
-    res = subprocess.run([sys.executable, "-B", tool, log, str(tmp_path)], capture_output=True,
-                         text=True, cwd=os.path.dirname(tool))
-    assert res.returncode == 0, res.stderr[-2000:]
-    ours_train, ours_test = parse_log(log)
-    for suffix, ours in ((".train", ours_train), (".test", ours_test)):
-        with open(os.path.join(str(tmp_path), "train.log" + suffix), newline="") as f:
-            theirs = list(csv.DictReader(f))
-        assert [int(float(r["NumIters"])) for r in theirs] == [r["NumIters"] for r in ours]
-        for a, b in zip(theirs, ours):
-            for key in ("loss", "accuracy", "LearningRate"):
-                if key in a and key in b:
-                    assert float(a[key]) == pytest.approx(b[key], rel=1e-6), (suffix, key)
-            assert float(a["Seconds"]) == pytest.approx(b["Seconds"], abs=1e-3)
-
-
 def test_report_on_the_predictions(trained, tmp_path):
     import json
     _, out, _ = trained
@@ -137,55 +99,6 @@ def test_report_on_the_predictions(trained, tmp_path):
     rr = np.mean([r["label"] == r["pred"] for r in rows])
     assert metrics["rr_pooled"] == pytest.approx(rr)
     assert (tmp_path / "report" / "report.md").exists()
-
-
-def test_predict_matches_run_folds_on_the_same_clip(caffe, trained):
-    """psn.predict's forward equals the prediction run_folds wrote for that clip."""
-    import h5py
-    from psn.predict import predict_arrays, resolve_model
-    data, out, _ = trained
-    deploy, weights = resolve_model(os.path.join(out, "fold01"), None)
-    net = caffe.Net(deploy, weights, caffe.TEST)
-    with h5py.File(os.path.join(data, "shards", "group01.h5"), "r") as f:
-        raw = f["raw"][3].transpose(0, 2, 3, 1)        # (16,112,112,3)
-        sparse = f["sparse"][3][:, 0]
-    prob = predict_arrays(net, raw, sparse)
-    with open(os.path.join(out, "predictions.csv"), newline="") as f:
-        row = [r for r in csv.DictReader(f) if r["clip"] == "EP01_03"][0]
-    np.testing.assert_allclose(prob, [float(row["prob_%d" % c]) for c in range(4)], atol=1e-5)
-
-
-def test_predict_tool_on_a_clip_folder(caffe_env, trained, tmp_path):
-    """tools/predict.py runs the preprocessing on a folder of frames and prints the class."""
-    import json
-    import synthetic
-    _, out, _ = trained
-    db = str(tmp_path / "syn")
-    synthetic.generate(db, n_subjects=1, clips_per_subject=1, seed=3)
-    clip_dirs = [os.path.join(dp) for dp, dn, fn in os.walk(db) if any(f.endswith(".jpg") for f in fn)]
-    assert len(clip_dirs) == 1
-    res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"), clip_dirs[0],
-                          "--model", os.path.join(out, "fold01"), "--json", "--lam", "0.01"],
-                         capture_output=True, text=True, env=caffe_env, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    result = json.loads(res.stdout)
-    probs = result["probabilities"]
-    assert len(probs) == 4 and abs(sum(probs) - 1) < 1e-4 and min(probs) >= 0
-    assert result["class"] == int(np.argmax(probs))
-    assert result["name"] == ("positive", "negative", "surprise", "others")[result["class"]]
-    assert result["classes"] == ["positive", "negative", "surprise", "others"]   # run.json's
-    bad = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"),
-                          str(tmp_path), "--model", os.path.join(out, "fold01")],
-                         capture_output=True, text=True, env=caffe_env, timeout=600)
-    assert bad.returncode == 2 and "no numbered image files" in bad.stderr
-    assert result["warnings"] == []
-    frames = sorted(os.listdir(clip_dirs[0]), key=lambda n: int(''.join(filter(str.isdigit, n))))
-    first = int("".join(filter(str.isdigit, frames[0])))
-    short = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "predict.py"), clip_dirs[0],
-                            "--model", os.path.join(out, "fold01"), "--onset", str(first),
-                            "--offset", str(first + 2)],
-                           capture_output=True, text=True, env=caffe_env, timeout=600)
-    assert short.returncode == 2 and "3 frame(s) is no clip; give at least 4" in short.stderr
 
 
 def test_a_data_folder_being_written_is_refused(caffe_env, trained, tmp_path, holder):
