@@ -14,7 +14,7 @@
 #       tier and a smoke pipeline inside it (tools/check_image.sh; ~25 min the first time)
 #   tools/run_tests.sh --mutation [module ...]
 #       opt-in: mutation testing of the modules that decide the paper's results
-#       (tools/mutation_test.py; about 25 min on 2 cores; exits 1 under 90 % killed)
+#       (tests/mutation.py; about 25 min on 2 cores; exits 1 under 90 % killed)
 #
 # Tiers are pytest markers set in tests/conftest.py: caffe (needs the built Caffe), cuda (the
 # CUDA compile-all check), docker (the Dockerfile checks); `-m "not cuda"` etc. pick them.
@@ -69,6 +69,6 @@ if [ "$SLURM" = 1 ]; then
   exec bash tools/check_slurm.sh "$@"
 fi
 if [ "$MUTATION" = 1 ]; then
-  exec "$VENV/bin/python" tools/mutation_test.py "$@"
+  exec "$VENV/bin/python" tests/mutation.py "$@"
 fi
 exec "$VENV/bin/python" -m pytest tests -q -rs "$@"
