@@ -147,11 +147,19 @@ def net_overrides_for_data(cfg):
     return overrides
 
 
-def check_classes(cfg):
-    """Before any fold trains: RunError unless the run's net has one output per class of its
-    data (an explicit --net num_classes, or an edited checked-in prototxt, that disagrees)."""
+def run_train_net(cfg):
+    """The run's train net as every fold starts from it: one output per class of the data's
+    protocol, list placeholders for the fold's lists, W_m's gain not yet set from a fold's
+    clips. Built once per run: the run record hashes it and check_classes reads it."""
     tv, _, _ = fold_nets(cfg.model, cfg.width, cfg.batch, "TRAIN_LIST", "TEST_LIST",
                          cfg.tpu_impl, net_overrides_for_data(cfg))
+    return tv
+
+
+def check_classes(cfg, tv):
+    """Before any fold trains: RunError unless the run's net `tv` (run_train_net) has one
+    output per class of its data (an explicit --net num_classes, or an edited checked-in
+    prototxt, that disagrees)."""
     check_outputs(tv, cfg.data, net_source(cfg))
 
 

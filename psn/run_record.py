@@ -61,15 +61,24 @@ def data_fingerprint(data_dir, location=False):
     return h.hexdigest()
 
 
-def run_record(cfg):
-    """What decides a run's results: model and its net, width, batch, schedule, seed, data."""
+def _net_sha256(tv):
     import hashlib
     from google.protobuf import text_format
+    return hashlib.sha256(text_format.MessageToString(tv).encode()).hexdigest()
+
+
+def _legacy_net_sha256(cfg):
+    """The net hash records written before the record hashed the data's class count held: of
+    the net with the run's own --net overrides only (the same net under the paper's 4 classes)."""
     tv, _, _ = fold_nets(cfg.model, cfg.width, cfg.batch, "TRAIN_LIST", "TEST_LIST",
                          cfg.tpu_impl, cfg.net_overrides)
-    record = dict(cfg.record(),
-                  net_sha256=hashlib.sha256(text_format.MessageToString(tv).encode()).hexdigest(),
-                  data_sha256=data_fingerprint(cfg.data))
+    return _net_sha256(tv)
+
+
+def run_record(cfg, tv):
+    """What decides a run's results: model and its net `tv` (fold_setup.run_train_net), width,
+    batch, schedule, seed, data."""
+    record = dict(cfg.record(), net_sha256=_net_sha256(tv), data_sha256=data_fingerprint(cfg.data))
     # W_m's gain is written per fold from its training clips, after this net text: the rule is
     # recorded, so that a run made with the fixed gain is not resumed under the data's.
     from dataclasses import replace
@@ -100,11 +109,12 @@ def provenance():
     return out
 
 
-def check_run_record(cfg, log):
+def check_run_record(cfg, log, tv):
     """Write RUN/run.json on a new run; on a rerun refuse (RunError) when anything that decides
-    the results differs from what the folder was made with."""
+    the results differs from what the folder was made with. tv: the run's train net
+    (fold_setup.run_train_net)."""
     path = RunFolder(cfg.out).record
-    new = run_record(cfg)
+    new = run_record(cfg, tv)
     if os.path.exists(path):
         try:
             with open(path) as f:
@@ -115,6 +125,9 @@ def check_run_record(cfg, log):
         if old.get("data_sha256") != new["data_sha256"] and \
                 old.get("data_sha256") == data_fingerprint(cfg.data, location=True):
             new["data_sha256"] = old["data_sha256"]     # recorded before the location was left out
+        if old.get("net_sha256") != new["net_sha256"] and \
+                old.get("net_sha256") == _legacy_net_sha256(cfg):
+            new["net_sha256"] = old["net_sha256"]       # recorded before the class count was
         diff = [k for k in sorted(set(old) | set(new))
                 if k not in NOT_RECORDED and old.get(k) != new.get(k)]
         if diff:

@@ -34,7 +34,7 @@ from psn.caffe_train import reset_stop, stop_training, train_fold
 from psn.clip_log import log_predictions
 from psn.config import CLIPS_PER_BATCH, RunConfig, RunError
 from psn.fold_predict import predict_fold
-from psn.fold_setup import check_classes, reads_apex, write_apex_shards
+from psn.fold_setup import check_classes, reads_apex, run_train_net, write_apex_shards
 from psn.predictions import join_predictions
 from psn.run_record import check_run_record
 from psn.slurm import write_slurm
@@ -207,7 +207,8 @@ def run_folds(cfg, log=log_line):
     except ImportError as e:
         return fail("run_folds: error: ", missing_caffe_line(e))
     try:
-        check_classes(cfg)
+        train_net = run_train_net(cfg)
+        check_classes(cfg, train_net)
         if cfg.val_groups:
             check_val_groups(cfg.data, folds, cfg.val_groups, DataFolder(cfg.data).classes())
     except (RunError, InputError) as e:
@@ -220,7 +221,7 @@ def run_folds(cfg, log=log_line):
     try:
         # Shared: several runs may read one preprocessing folder, but preprocessing cannot
         # rewrite it under them.
-        with folder_lock(cfg.data, "reading", shared=True), hold_folds(cfg, folds, log):
+        with folder_lock(cfg.data, "reading", shared=True), hold_folds(cfg, folds, log, train_net):
             return train_and_predict(cfg, folds, manifest, log)
     except (FolderBusy, RunError, InputError, OSError) as e:
         return fail("run_folds: error: ", e)
@@ -231,7 +232,7 @@ def run_folds(cfg, log=log_line):
 
 
 @contextlib.contextmanager
-def hold_folds(cfg, folds, log):
+def hold_folds(cfg, folds, log, train_net):
     """Check or write run.json, then hold every fold folder this run will train or predict,
     for the whole run. RUN/.lock is held (exclusive, waiting up to a minute) while the run
     record is checked and the folds are taken, so of two runs started together into one
@@ -241,7 +242,7 @@ def hold_folds(cfg, folds, log):
     with contextlib.ExitStack() as held:
         run = RunFolder(cfg.out)
         with folder_lock(cfg.out, "starting a run in", wait=60, log=log):
-            check_run_record(cfg, log)
+            check_run_record(cfg, log, train_net)
             for fold in folds:
                 held.enter_context(folder_lock(run.fold_dir(fold), "running in", log=log))
         yield

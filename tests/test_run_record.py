@@ -91,3 +91,37 @@ def test_a_database_moved_and_preprocessed_again_keeps_its_runs(caffe_env, train
     write_manifest(os.path.join(data2, "manifest.csv"), rows)
     res = run_tool(caffe_env, "--data", data2, "--out", run2, "--schedule", "smoke", "--width", "0.125")
     assert res.returncode == 2 and "data_sha256" in res.stderr
+
+
+def test_a_record_made_before_the_class_count_was_hashed_is_the_same_run(tmp_path):
+    """run.json hashes the net every fold trains (fold_setup.run_train_net: under MEGC 2019
+    three outputs); records written when it hashed the net without the data's class count
+    still match, and any other net is refused."""
+    import json
+
+    import pytest
+    from psn.config import RunConfig, RunError
+    from psn.fold_setup import run_train_net
+    from psn.run_record import _legacy_net_sha256, _net_sha256, check_run_record
+    data = make_data(str(tmp_path / "data"))
+    with open(os.path.join(data, "protocol.json"), "w") as f:
+        json.dump({"name": "megc2019", "classes": ["negative", "positive", "surprise"],
+                   "folds": "loso"}, f)
+    cfg = RunConfig(data=data, out=str(tmp_path / "run"), schedule="smoke", width=0.125)
+    tv = run_train_net(cfg)
+    assert _net_sha256(tv) != _legacy_net_sha256(cfg)
+    said = []
+    check_run_record(cfg, said.append, tv)
+    path = os.path.join(cfg.out, "run.json")
+    with open(path) as f:
+        record = json.load(f)
+    assert record["net_sha256"] == _net_sha256(tv)
+    record["net_sha256"] = _legacy_net_sha256(cfg)
+    with open(path, "w") as f:
+        json.dump(record, f)
+    assert check_run_record(cfg, said.append, tv)["net_sha256"] == _legacy_net_sha256(cfg)
+    record["net_sha256"] = "0" * 64
+    with open(path, "w") as f:
+        json.dump(record, f)
+    with pytest.raises(RunError, match="net_sha256"):
+        check_run_record(cfg, said.append, tv)
