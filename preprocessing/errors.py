@@ -1,7 +1,7 @@
 """One line for an operating-system error, naming the file and the fix (every tool's main).
 
-A full disk, a read-only folder or a missing file used to end in a Python traceback; the
-tools now print this line and exit with 2. Work already finished is never lost on the way:
+A full disk, a read-only folder or a missing file ends in this line and exit status 2, not
+in a Python traceback. Work already finished is never lost on the way:
 every file is written to a temporary name and renamed (preprocessing.atomic).
 """
 import errno

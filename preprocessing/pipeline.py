@@ -206,7 +206,8 @@ def _clips_stage(clips, skipped, out, options, runner, workers, progress, log):
     for i, (clip, cf) in enumerate(zip(clips, cache_files)):
         short = too_few_frames(clip) if clip.frames else None
         if short:
-            # Excluded whatever an older cache file says (1-3 frame clips used to be trained).
+            # Excluded whatever the clip's cache file says: a file cached before this rule
+            # existed holds the clip as included.
             info = {"included": False, "reason": short, "stage": "frames"}
             results[i] = {"included": False, "reason": short, "info": info, "computed": False}
             continue

@@ -29,8 +29,8 @@ def test_interrupted_fold_resumes_from_its_solverstate(caffe_env, trained, tmp_p
 
 
 def test_ctrl_c_stops_training_with_a_snapshot_and_one_line(caffe_env, trained, tmp_path):
-    """SIGINT of run_folds used to end in a KeyboardInterrupt traceback from threading, with
-    its worker threads going on to the next fold."""
+    """SIGINT of run_folds stops its caffe with a snapshot and ends in one line and exit 130,
+    not in a KeyboardInterrupt traceback from threading with worker threads going on."""
     import signal
     import time
     data, _, _ = trained

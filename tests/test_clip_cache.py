@@ -29,8 +29,8 @@ def test_unchanged_frames_are_trusted_by_their_time_without_reading(frames, monk
 
 
 def test_same_size_other_bytes_is_a_change(frames):
-    """BMP frames replaced by their mirror images (same name, same size) used to be taken as
-    cached: the stamp held names and sizes only."""
+    """BMP frames replaced by their mirror images (same name, same size) are not taken as
+    cached: the stamp holds each frame's hash, not only its name and size."""
     seen = frames_seen(frames)
     with open(frames[1], "r+b") as f:
         f.seek(500)

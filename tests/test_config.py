@@ -79,9 +79,10 @@ def test_flag_errors_name_the_flag(capsys):
     (dict(model="nope"), "unknown model 'nope': give one of alexnet_rnn, psn,"),
 ])
 def test_settings_no_run_can_use_are_refused_before_it_starts(kw, said):
-    """They used to train anyway: --max-iter 0 was ignored, -3 ended in 'caffe train exited
-    with 0', fusion=<anything else> built PROD, hidden=-5 became 8, --folds 1,1 wrote fold 1's
-    clips twice, frames=8 and tpu_mode=foo were tracebacks."""
+    """Each is refused with one line before anything trains. Unchecked, --max-iter 0 would be
+    ignored, -3 would end in 'caffe train exited with 0', fusion=<anything else> would build
+    PROD, hidden=-5 would become 8, --folds 1,1 would write fold 1's clips twice, frames=8 and
+    tpu_mode=foo would be tracebacks."""
     with pytest.raises(RunError, match=re.escape(said)):
         RunConfig(data="d", out="r", schedule="smoke", **kw)
 

@@ -102,8 +102,9 @@ def test_a_shard_reading_another_file_is_refused(tmp_path, kind, words):
 @pytest.mark.parametrize("name,row", [("clip_label", 1), ("label", (0, 5)), ("clip_index", 0),
                                       ("cont", (1, 0))])
 def test_an_edited_label_fails_the_checksum(tmp_path, name, row):
-    """A label changed inside a shard used to train without notice (the checksum covered the
-    frames only); predictions.csv then disagreed with manifest.csv."""
+    """A label changed inside a shard fails the checksum, which covers the labels as well as
+    the frames: otherwise it would train without notice, and predictions.csv would disagree
+    with manifest.csv."""
     path = _shard(str(tmp_path / "group01.h5"), _arrays())
     with h5py.File(path, "r+") as f:
         f[name][row] = 3

@@ -282,11 +282,11 @@ def test_synthetic_faces_end_to_end_with_loso(roots, tmp_path, caffe):
 def test_a_fold_count_the_classes_cannot_give_is_refused_before_computing(roots, tmp_path):
     out = str(tmp_path / "folds")
     said = []
-    # 16 clips, no class with 10: sklearn used to fail after every clip was computed.
+    # 16 clips, no class with 10: refused before any clip is computed, not by sklearn after.
     with pytest.raises(InputError, match="--n-folds 10: no class has 10 clips"):
         run(roots[0], out, n_folds=10, options=OPTIONS, workers=1, progress=False, log=said.append)
     assert not os.path.exists(os.path.join(out, "cache"))
-    # --n-folds 0 (then --folds) used to become 10 (`args.folds or 10`): it is refused, before any clip.
+    # --n-folds 0 is refused before any clip, not taken as the default 10.
     assert cli_main(["run", "--casme2", roots[0]["casme2"], "--n-folds", "0", "--out", out,
                      "--no-progress"]) == 2
     assert not os.path.exists(os.path.join(out, "cache"))

@@ -122,7 +122,7 @@ def test_a_fold_being_trained_by_another_run_is_refused(caffe_env, trained, tmp_
     before = os.stat(os.path.join(run, "predictions.csv")).st_mtime_ns
     res = run_tool(caffe_env, "--data", data, "--out", run, "--schedule", "smoke",
                    "--width", "0.125")
-    # Refused at once, whole: it used to train and predict the folds not held, and exit 1.
+    # Refused at once, whole: no fold of it is trained or predicted.
     assert res.returncode == 2, res.stderr
     assert "fold01 is in use by the writer pid %d" % p.pid in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1

@@ -58,8 +58,8 @@ def test_copied_data_and_run_folders_use_their_own_files(caffe_env, trained, tmp
 
 def test_a_database_moved_and_preprocessed_again_keeps_its_runs(caffe_env, trained, tmp_path):
     """Preprocessing a database moved elsewhere (all clips cached) rewrites manifest.csv's
-    absolute `source` column; every run on that folder used to be refused as "other data".
-    A run recorded before, with the fingerprint of the whole manifest, is still accepted."""
+    absolute `source` column; the runs on that folder are still the same data (the fingerprint
+    leaves `source` out). A run recorded, with the fingerprint of the whole manifest, is still accepted."""
     import json
     import shutil
     from preprocessing.manifest import read_manifest

@@ -125,8 +125,8 @@ def test_val_trains_without_its_groups_and_chooses_on_them(caffe_env, tmp_path):
 
 @pytest.mark.caffe
 def test_select_with_no_trained_fold_is_one_line(caffe_env, tmp_path):
-    """A run whose folds all failed (here: none trained, --predict-only) used to end --select's
-    step in a traceback over an empty predictions file."""
+    """A run whose folds all failed (here: none trained, --predict-only) ends --select's step
+    in one line, not in a traceback over an empty predictions file."""
     import subprocess
     import sys
     from run_folds_helpers import TOOL, make_data

@@ -90,8 +90,8 @@ def _is_report(folder):
 
 @contextlib.contextmanager
 def report_folder(out_dir):
-    """The report is written whole into a staging folder that then replaces out_dir: a report
-    killed while rewritten used to leave a folder mixing two runs' files. ReportError for an
+    """The report is written whole into a staging folder that then replaces out_dir, so that a report
+    killed while rewritten never leaves a folder mixing two runs' files. ReportError for an
     out_dir that holds other files than a report's."""
     from preprocessing.atomic import NotOurs, replaced_folder
     try:
