@@ -8,7 +8,8 @@ tests of one part alone are in that part's own file: test_caffe_train.py (snapsh
 damaged weights, a diverging loss, killing, Ctrl-C), test_fold_setup.py (class counts,
 prototxt), test_run_record.py (other settings or data, moved data), test_net_files.py
 (broken deploy, weights of another width), test_slurm.py (the SLURM script), test_caffe_log.py
-(its logs read by ours and BVLC's parse_log), test_predict.py (tools/predict.py on its weights).
+(its logs read by ours and BVLC's parse_log), test_predict.py (tools/predict.py on its weights),
+test_training.py (run_folds' flags, scheduling, fold locks and shard checks without Caffe).
 """
 import csv
 import os
@@ -182,28 +183,6 @@ def test_nan_in_a_shard_stops_the_folds_that_use_it(caffe_env, tmp_path):
             data, "shards", "group01.h5")) in res.stderr
     assert "non-finite values (NaN or inf) in 'sparse', row 2" in res.stderr
     assert not os.path.exists(str(tmp_path / "run" / "fold01" / "train.log"))
-
-
-def test_a_shard_with_an_external_link_is_not_trained(tmp_path):
-    """run_folds checks the shards before Caffe reads them: one whose datasets are external
-    links into another file (never checked) keeps its folds from training."""
-    import h5py
-    from psn.config import RunConfig
-    from psn.training import check_shards
-    data = make_data(str(tmp_path / "data"), groups=2)
-    shard = os.path.join(data, "shards", "group01.h5")
-    other = str(tmp_path / "elsewhere.h5")
-    os.rename(shard, other)
-    with h5py.File(shard, "w") as f:
-        for name in ("raw", "sparse", "label", "cont", "clip_label", "clip_index"):
-            f[name] = h5py.ExternalLink(other, "/" + name)
-    said = []
-    cfg = RunConfig(data=data, out=str(tmp_path / "run"), schedule="smoke")
-    os.makedirs(cfg.out)
-    bad = check_shards(cfg, [1, 2], said.append)
-    assert sorted(bad) == [1, 2]
-    assert "is an external link to %s" % other in bad[1]
-    assert len(said) == 2 and all("not trained" in s for s in said)
 
 
 # ----------------------------------------------- what pycaffe would abort on: one line instead
