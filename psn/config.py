@@ -76,6 +76,15 @@ def load_schedule(name_or_path):
                        % (path, e, sorted(os.path.splitext(f)[0] for f in os.listdir(SCHEDULE_DIR))))
 
 
+def _int_list(flag, text):
+    """A comma-separated list of integers given to `flag`; RunError naming the flag."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise RunError("%s %s: give comma-separated whole numbers, e.g. %s 1,2,3"
+                       % (flag, text, flag)) from None
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """How one run trains and predicts. Paths are made absolute; `schedule` is a name in
@@ -169,9 +178,9 @@ class RunConfig:
                    max_iter=args.max_iter, width=args.width, batch=args.batch,
                    net_overrides=nets.parse_overrides(args.net), tpu_impl=args.tpu_impl,
                    seed=args.seed,
-                   gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else (),
+                   gpus=_int_list("--gpus", args.gpus) if args.gpus else (),
                    multi_gpu=args.multi_gpu, jobs=args.jobs,
-                   folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
+                   folds=_int_list("--folds", args.folds) if args.folds else None,
                    launcher=args.launcher, train=not args.predict_only,
                    predict=not args.no_predict,
                    select=tuple(m.strip() for m in args.select.split(",") if m.strip()),

@@ -212,7 +212,7 @@ def join_predictions(paths, out_path):
     """Concatenates the folds' predictions.csv files; returns the number of clips."""
     rows, n_classes = [], None
     for p in paths:
-        with open(p, newline="") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             k = n_prob_columns(reader.fieldnames or [])
             if n_classes not in (None, k):

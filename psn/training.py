@@ -107,8 +107,8 @@ def run_training(cfg, folds, log):
         log("interrupted: stopping the folds in training (each writes a snapshot to resume from)")
         sig = signal.SIGINT
         while not all_done.is_set():
-            stop_training(sig)
-            try:
+            try:     # a Ctrl-C while the signal is sent, too, escalates and is sent again
+                stop_training(sig)
                 while not all_done.wait(1.0):
                     pass
             except KeyboardInterrupt:
