@@ -93,7 +93,7 @@ def test_a_database_moved_and_preprocessed_again_keeps_its_runs(caffe_env, train
     assert res.returncode == 2 and "data_sha256" in res.stderr
 
 
-def test_a_record_made_before_the_class_count_was_hashed_is_the_same_run(tmp_path):
+def test_a_record_made_before_the_class_count_was_hashed_is_the_same_run(caffe, tmp_path):
     """run.json hashes the net every fold trains (fold_setup.run_train_net: under MEGC 2019
     three outputs); records written when it hashed the net without the data's class count
     still match, and any other net is refused."""
