@@ -17,6 +17,8 @@ in OUT (an interrupted run resumes).
 import argparse
 import datetime
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 import os
 import sys
 import time
@@ -126,8 +128,18 @@ def main(argv=None):
             ap.error("--report-only writes the document: give --doc FILE")
         results = []
     else:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            results = [r for rs in pool.imap(_job, jobs, chunksize=1) for r in rs]
+        # An executor, not a Pool: Caffe aborts its process on a fatal error, and a Pool then
+        # waits for the lost cell for ever; the executor raises BrokenProcessPool instead.
+        results = []
+        try:
+            with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+                for rs in pool.map(_job, jobs):
+                    results.extend(rs)
+        except BrokenProcessPool:
+            print("temporal_grid: a worker died while training a cell (Caffe aborts on a fatal "
+                  "error: its line is above); the cells finished are kept in %s: run the same "
+                  "command again to go on from them" % out, file=sys.stderr)
+            return 1
     minutes = (time.time() - t0) / 60
     if args.doc:
         # The document holds every cell trained into OUT with these settings, earlier
