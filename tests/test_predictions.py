@@ -7,29 +7,10 @@ import h5py
 import numpy as np
 import pytest
 
+from prediction_files import HEADER, PRED_A, write_csv
 from psn.predictions import (PREDICTION_COLUMNS, PredictionsError, clip_probabilities,
                              join_predictions, n_prob_columns, prediction_columns,
                              read_predictions, write_predictions)
-
-HEADER = ",".join(PREDICTION_COLUMNS)
-# True 0,0,1,1,1,2 / predicted 0,1,1,1,3,3 over folds 1,1,1,2,2,2 (tests/test_report.py's run A).
-LABELS = [0, 0, 1, 1, 1, 2]
-PRED_A = [0, 1, 1, 1, 3, 3]
-FOLDS = [1, 1, 1, 2, 2, 2]
-DBS = ["casme", "samm", "casme2", "samm", "casme", "samm"]
-
-
-def write_csv(path, preds, labels=LABELS, folds=FOLDS, dbs=DBS, extra_rows=()):
-    """Six rows (lines 2..7) whose pred is their most probable class, then extra_rows."""
-    lines = [HEADER]
-    for i, (y, p, f, d) in enumerate(zip(labels, preds, folds, dbs)):
-        probs = [0.1] * 4
-        probs[p] = 0.7
-        lines.append("%s,%s/s%d,clip%d,%s,%d,%d,%s" % (d, d, i % 2, i, f, y, p,
-                                                     ",".join("%.2f" % v for v in probs)))
-    lines.extend(extra_rows)
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 def rows_of(n_classes, n=3, fold="1"):

@@ -9,30 +9,11 @@ import numpy as np
 import matplotlib.image
 import pytest
 
+from prediction_files import LABELS, PRED_A, write_csv
 from psn.report import PredictionsError, ReportError, make_report, read_predictions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")
-HEADER = "database,subject,clip,fold,label,pred,prob_0,prob_1,prob_2,prob_3"
-
-# Run A: true 0,0,1,1,1,2 / predicted 0,1,1,1,3,3, folds 1,1,1,2,2,2 (tests/test_metrics.py
-# works the numbers out by hand). Run B: the same clips, all predicted right.
-LABELS = [0, 0, 1, 1, 1, 2]
-PRED_A = [0, 1, 1, 1, 3, 3]
-FOLDS = [1, 1, 1, 2, 2, 2]
-DBS = ["casme", "samm", "casme2", "samm", "casme", "samm"]
-
-
-def write_predictions(path, preds, labels=LABELS, folds=FOLDS, dbs=DBS, extra_rows=()):
-    lines = [HEADER]
-    for i, (y, p, f, d) in enumerate(zip(labels, preds, folds, dbs)):
-        probs = [0.1] * 4
-        probs[p] = 0.7
-        lines.append("%s,%s/s%d,clip%d,%s,%d,%d,%s" % (d, d, i % 2, i, f, y, p,
-                                                     ",".join("%.2f" % v for v in probs)))
-    lines.extend(extra_rows)
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 def assert_png(path):
@@ -46,8 +27,8 @@ def assert_png(path):
 def two_runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
     (d / "psn").mkdir()
-    a = write_predictions(d / "psn" / "predictions.csv", PRED_A)
-    b = write_predictions(d / "perfect.csv", LABELS)
+    a = write_csv(d / "psn" / "predictions.csv", PRED_A)
+    b = write_csv(d / "perfect.csv", LABELS)
     out = d / "out"
     combined = make_report([a, b], str(out), logs=["psn=" + DATA])
     return out, combined
@@ -156,7 +137,7 @@ def test_report_markdown_mentions_tables(two_runs):
 
 
 def test_single_run_cli_has_headline_keys_at_top(tmp_path):
-    p = write_predictions(tmp_path / "run.csv", PRED_A)
+    p = write_csv(tmp_path / "run.csv", PRED_A)
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "report.py"), p,
                         "--names", "mine", "--out", str(tmp_path / "out")],
                        capture_output=True, text=True)
@@ -183,7 +164,7 @@ def test_the_papers_report_refuses_a_three_class_file(tmp_path):
 
 
 def test_bad_class_names_file_and_line(tmp_path):
-    p = write_predictions(tmp_path / "preds.csv", PRED_A,
+    p = write_csv(tmp_path / "preds.csv", PRED_A,
                           extra_rows=["samm,samm/s9,clipX,2,Negative,1,0.1,0.7,0.1,0.1"])
     with pytest.raises(PredictionsError, match=r"preds\.csv:8: label 'Negative' is not a class"):
         read_predictions(p)
@@ -193,7 +174,7 @@ def test_bad_class_names_file_and_line(tmp_path):
 
 
 def test_argument_errors(tmp_path):
-    p = write_predictions(tmp_path / "a.csv", PRED_A)
+    p = write_csv(tmp_path / "a.csv", PRED_A)
     with pytest.raises(ReportError, match="--names: 2 name"):
         make_report([p], str(tmp_path / "out"), names=["x", "y"])
     empty = tmp_path / "nologs"
@@ -244,8 +225,8 @@ report.make_report([{preds!r}], {out!r}, names=["second"])
 def test_a_report_killed_mid_rewrite_leaves_the_one_before_whole(tmp_path):
     """kill -9 of report.py while it rewrote a folder left the first run's report.md beside
     the second run's files."""
-    first = write_predictions(tmp_path / "a.csv", PRED_A)
-    second = write_predictions(tmp_path / "b.csv", LABELS)
+    first = write_csv(tmp_path / "a.csv", PRED_A)
+    second = write_csv(tmp_path / "b.csv", LABELS)
     out = tmp_path / "out"
     make_report([first], str(out), names=["first"])
     before = sorted(os.listdir(out))
@@ -263,7 +244,7 @@ def test_a_report_killed_mid_rewrite_leaves_the_one_before_whole(tmp_path):
 
 
 def test_a_report_does_not_replace_a_folder_it_did_not_write(tmp_path):
-    preds = write_predictions(tmp_path / "a.csv", PRED_A)
+    preds = write_csv(tmp_path / "a.csv", PRED_A)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("months of work")
@@ -273,8 +254,8 @@ def test_a_report_does_not_replace_a_folder_it_did_not_write(tmp_path):
 
 
 def test_names_are_a_comma_separated_list_like_every_tool_s(tmp_path):
-    a = write_predictions(tmp_path / "a.csv", PRED_A)
-    b = write_predictions(tmp_path / "b.csv", LABELS)
+    a = write_csv(tmp_path / "a.csv", PRED_A)
+    b = write_csv(tmp_path / "b.csv", LABELS)
     from psn.report import main
     for names in (["first,second"], ["first", "second"]):
         out = tmp_path / ("out%d" % len(names))

@@ -150,18 +150,25 @@ def test_a_failing_fold_does_not_stop_the_others(fake_train):
     assert any(s.startswith("fold 02: FAILED: ValueError: boom (") for s in said)
 
 
+def _ctrl_c_while_training(release, started=None):
+    """A stand-in for train_fold: Ctrl-C half a second into the fold (run_training is waiting
+    on its folds by then), then training on until `release` is set, as a caffe stopping does."""
+    def train_fold(cfg, fold, gpu_ids, log):
+        if started is not None:
+            started.append(fold)
+        time.sleep(0.5)
+        _thread.interrupt_main()
+        release.wait(20)
+        return True, "stopped"
+    return train_fold
+
+
 def test_ctrl_c_starts_no_other_fold_and_stops_the_ones_training(monkeypatch):
     """The first Ctrl-C: no fold starts any more, the training ones get SIGINT (Caffe
     snapshots and exits); a second one while they stop: SIGTERM. Then the interruption goes
     on up to run_folds."""
     started, signals, release = [], [], threading.Event()
-
-    def train_fold(cfg, fold, gpu_ids, log):
-        started.append(fold)
-        time.sleep(0.5)             # run_training is waiting on its folds by then
-        _thread.interrupt_main()
-        release.wait(20)
-        return True, "stopped"
+    train_fold = _ctrl_c_while_training(release, started)
 
     def stop_training(sig):
         signals.append(sig)
@@ -188,12 +195,7 @@ def test_a_ctrl_c_while_the_folds_are_signalled_still_waits_for_them(monkeypatch
     """A second Ctrl-C landing inside stop_training itself escalates to SIGTERM, and
     run_training still waits for the folds in training before the interruption goes up."""
     signals, release = [], threading.Event()
-
-    def train_fold(cfg, fold, gpu_ids, log):
-        time.sleep(0.5)
-        _thread.interrupt_main()
-        release.wait(20)
-        return True, "stopped"
+    train_fold = _ctrl_c_while_training(release)
 
     def stop_training(sig):
         signals.append(sig)
