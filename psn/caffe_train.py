@@ -40,7 +40,7 @@ def read_snapshot(state_path):
     A kill or a full disk while Caffe wrote a snapshot (before tools/caffe_patches/0003, or
     with another Caffe) leaves a short file; Caffe then fails on it at every resume."""
     from google.protobuf.message import DecodeError
-    from caffe.proto import caffe_pb2
+    from psn.caffe_proto import caffe_pb2
     state = caffe_pb2.SolverState()
     try:
         with open(state_path, "rb") as f:

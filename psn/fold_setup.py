@@ -68,7 +68,7 @@ def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_override
     """(train_val, deploy, solver) protos: the checked-in files at width 1 without
     overrides of the net's configuration, else generated. With train_shards, the TPU's W_m
     gain is set from them (psn.tp_gain)."""
-    from caffe.proto import caffe_pb2
+    from psn.caffe_proto import caffe_pb2
     from google.protobuf import text_format
     from psn import nets
     if width == 1.0 and batch == CLIPS_PER_BATCH and not net_overrides:
@@ -197,7 +197,7 @@ def check_outputs(tv, data_dir, path):
 
 def prepare_fold(cfg, fold, fold_dir, log=None):
     from google.protobuf import text_format
-    from caffe.proto import caffe_pb2
+    from psn.caffe_proto import caffe_pb2
     lists = DataFolder(cfg.data).caffe_lists(fold, fold_dir)
     if cfg.val_groups:
         # psn.validation: the fold trains without its validation groups, which val.txt lists.

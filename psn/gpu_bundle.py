@@ -77,7 +77,7 @@ def caffe_engines(net):
 
 def write_run(data_dir, out_dir, fold=1, model="psn"):
     """Write the portable run folder OUT for one fold of DATA (see the module doc)."""
-    from caffe.proto import caffe_pb2
+    from psn.caffe_proto import caffe_pb2
     from google.protobuf import text_format
     from psn import nets
     from psn.config import CROP, RunConfig, T

@@ -37,7 +37,7 @@ def read_weights(path):
     """(NetParameter, None) for a binary .caffemodel whose every blob is whole, else
     (None, why not): 'unreadable (...)', 'empty: ...' or 'cut short: ...'."""
     from google.protobuf.message import DecodeError
-    from caffe.proto import caffe_pb2
+    from psn.caffe_proto import caffe_pb2
     net = caffe_pb2.NetParameter()
     try:
         with open(path, "rb") as f:
@@ -103,7 +103,7 @@ def deploy_shapes(deploy, fix):
     """{layer: [shape, ...]} of the parameter blobs of the net deploy.prototxt describes, or
     RunError (naming the file, why, and `fix`) when Caffe cannot read or build it."""
     from google.protobuf import text_format
-    from caffe.proto import caffe_pb2
+    from psn.caffe_proto import caffe_pb2
     try:
         with open(deploy) as f:
             text_format.Merge(f.read(), caffe_pb2.NetParameter())

@@ -72,7 +72,7 @@ def _net_param(model, width, train_list, test_list):
     from google.protobuf import text_format
     from google.protobuf.text_format import ParseError
 
-    from caffe.proto import caffe_pb2
+    from psn.caffe_proto import caffe_pb2
     from psn import nets
 
     if model in nets.MODELS:
@@ -116,7 +116,7 @@ def _net_param(model, width, train_list, test_list):
 
 def check_weights(net, weights):
     """HealthError unless every layer of the .caffemodel that the net has fits it."""
-    from caffe.proto import caffe_pb2
+    from psn.caffe_proto import caffe_pb2
     if not os.path.isfile(weights):
         raise HealthError("weights %s not found: give a .caffemodel a run wrote (foldKK/"
                           "snapshots/*.caffemodel)" % weights)

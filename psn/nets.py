@@ -113,10 +113,10 @@ SOLVER_DEFAULTS = dict(read_schedule(os.path.join(SCHEDULE_DIR, "paper.json")),
 
 
 def _caffe():
-    import caffe  # noqa: F401  (pycaffe must be on sys.path: tools/build_caffe.sh --print-env)
-    from caffe import layers as L, params as P
-    from caffe.proto import caffe_pb2
-    return L, P, caffe_pb2
+    # NetSpec and caffe_pb2 only: pycaffe's compiled module is not needed (psn.caffe_proto).
+    from psn.caffe_proto import caffe_pb2, net_spec
+    spec = net_spec()
+    return spec.layers, spec.params, caffe_pb2, spec.NetSpec
 
 
 def _w(cfg, channels):
@@ -131,9 +131,8 @@ def _feat_dim(cfg):
 class _Builder:
     def __init__(self, cfg):
         self.cfg = cfg
-        self.L, self.P, self.pb = _caffe()
-        from caffe import NetSpec
-        self.n = NetSpec()
+        self.L, self.P, self.pb, net_spec = _caffe()
+        self.n = net_spec()
 
     # -------------------------------------------------------------- helpers
     def weights(self):
@@ -524,7 +523,7 @@ def build(model, width=1.0, batch=None, train_source=None, test_source=None, **o
     tv.name = name
     dp = _Builder(cfg).deploy()
     dp.name = name
-    _, _, pb = _caffe()
+    pb = _caffe()[2]
     solver = pb.SolverParameter()
     for key, value in SOLVER_DEFAULTS.items():
         if key == "solver_mode":
