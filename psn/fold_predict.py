@@ -30,30 +30,57 @@ def _deploy(cfg, fold, log):
 
 class FoldNet:
     """A fold's deploy net, read and built once, into which weights are loaded one file after
-    another (every snapshot of a fold shares it)."""
+    another (every snapshot of a fold shares it). Where pycaffe does not import (a host with
+    the caffe binary but no Boost.Python), each weights file is exported to ONNX in memory and
+    run in onnxruntime instead (psn.onnx_export: the same probabilities within 1e-6)."""
 
     _AGAIN = "delete it and run the same command: run_folds writes it again from the run's settings"
 
     def __init__(self, cfg, fold, deploy):
+        from psn.caffe_proto import pycaffe
         from psn.net_files import deploy_shapes
         self.cfg, self.fold, self.deploy = cfg, fold, deploy
-        self.shapes = deploy_shapes(deploy, "fix it, or " + self._AGAIN)
+        self.caffe = pycaffe()
+        self.shapes = (deploy_shapes(deploy, "fix it, or " + self._AGAIN)
+                       if self.caffe is not None else None)
         self.net = None
 
+    def _weights_fix(self):
+        return ("run the same command without --predict-only: run_folds sets the damaged "
+                "weights aside and trains fold %d again" % self.fold)
+
     def load(self, weights):
-        """The net with `weights` in it. pycaffe aborts the whole process on a broken net or
-        weights (the other folds would not be predicted): check_net finds those faults first."""
-        import caffe
+        """Something with clip_probabilities(raw, sparse, cont) for the net with `weights` in
+        it. pycaffe aborts the whole process on a broken net or weights (the other folds would
+        not be predicted): check_net finds those faults first."""
+        if self.caffe is None:
+            return self._onnx(weights)
         check_net(self.deploy, weights, deploy_fix="fix it, or " + self._AGAIN,
-                  weights_fix="run the same command without --predict-only: run_folds sets the "
-                              "damaged weights aside and trains fold %d again" % self.fold,
+                  weights_fix=self._weights_fix(),
                   mismatch_fix="if its deploy net was edited, " + self._AGAIN,
                   net_shapes=self.shapes)
         if self.net is None:
-            self.net = caffe.Net(self.deploy, weights, caffe.TEST)
+            self.net = self.caffe.Net(self.deploy, weights, self.caffe.TEST)
         else:
             self.net.copy_from(weights)
-        return self.net
+        return _CaffeNet(self.net)
+
+    def _onnx(self, weights):
+        from psn.onnx_export import ExportError, export_net
+        from psn.onnx_run import OnnxModel, OnnxModelError
+        try:
+            return OnnxModel(export_net(self.deploy, weights).SerializeToString(), name=weights)
+        except (ExportError, OnnxModelError) as e:
+            raise RunError("%s (fold %d, predicting without pycaffe through onnxruntime); if the "
+                           "weights are damaged: %s" % (e, self.fold, self._weights_fix()))
+
+
+class _CaffeNet:
+    def __init__(self, net):
+        self.net = net
+
+    def clip_probabilities(self, raw, sparse, cont):
+        return clip_probabilities(self.net, raw, sparse, cont)
 
 
 def predict_weights(cfg, fold, fold_net, weights, manifest, shards=None):
@@ -68,7 +95,7 @@ def predict_weights(cfg, fold, fold_net, weights, manifest, shards=None):
         shards = DataFolder(cfg.data).fold_shards(fold)["test"]
     for shard in input_shards(cfg, shards):
         with h5py.File(shard, "r") as f:
-            clip_prob = clip_probabilities(net, f["raw"], f["sparse"], f["cont"])
+            clip_prob = net.clip_probabilities(f["raw"], f["sparse"], f["cont"])
             if not np.isfinite(clip_prob).all():
                 raise RunError("fold %d gives non-finite probabilities on %s: its weights (%s) or "
                                "that shard are damaged" % (fold, shard, weights))

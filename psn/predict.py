@@ -2,6 +2,7 @@
 
     tools/predict.py CLIP_DIR --model runs/psn/fold01            # a fold folder of run_folds
     tools/predict.py CLIP_DIR --model W.caffemodel --deploy deploy.prototxt [--onset 46 --offset 86]
+    tools/predict.py CLIP_DIR --onnx model.onnx                    # tools/export_onnx.py's; no Caffe
 
 CLIP_DIR holds the clip's frames (img46.jpg ... or any names ending in the frame number);
 --onset/--offset pick a range of a longer video. Prints the class and the four probabilities.
@@ -102,6 +103,48 @@ def clip_from_folder(folder, onset=None, offset=None):
         aus="", au_set=frozenset(), label=3, emotion="", source=os.path.abspath(folder))
 
 
+# The flags' defaults where a model records no preprocessing (a Caffe model, or an ONNX file
+# exported without its data folder).
+FLAG_DEFAULTS = {"interp": "tim", "face": "landmarks", "register": "ecc"}
+
+
+def clip_options(args, recorded=None, model="the model"):
+    """preprocessing Options for the clip: the flags given, on top of what the model's training
+    clips were made with (`recorded`: folds.json's options and pipeline version, as the ONNX
+    export stores them). PredictError where a flag, or this checkout's pipeline, would make the
+    clip otherwise than the training clips."""
+    from preprocessing.cli import parse_face_box, rpca_choice
+    from preprocessing.clip_chain import PIPELINE_VERSION, Options
+    flags = {k: getattr(args, k) for k in FLAG_DEFAULTS if getattr(args, k) is not None}
+    if args.lam is not None or args.sparsity is not None:
+        flags.update(rpca_choice(args.lam, args.sparsity))
+    if args.face_box:
+        flags["face_box"] = parse_face_box(args.face_box)
+    if not recorded or not recorded.get("options"):
+        return Options(**dict(FLAG_DEFAULTS, **flags))
+    base = dict(recorded["options"])
+    base["face_box"] = tuple(base["face_box"]) if base.get("face_box") else None
+    base.setdefault("register", "none")     # a stamp leaves out register none
+    version = recorded.get("pipeline_version")
+    if version != PIPELINE_VERSION:
+        raise PredictError("%s was trained on clips of preprocessing pipeline version %s; this "
+                           "checkout's is %d and would make this clip otherwise: predict with the "
+                           "checkout that made its data, or preprocess, train and export again"
+                           % (model, version, PIPELINE_VERSION))
+    want = Options(**base)
+    opts = Options(**dict(base, **flags))
+    # face_box is only the fallback for a frame without a face, not a setting of the data.
+    have, need = opts.stamp(), want.stamp()
+    differ = ["%s=%s (the model's clips: %s)" % (k, have.get(k), need.get(k))
+              for k in sorted(set(have) | set(need))
+              if k != "face_box" and have.get(k) != need.get(k)]
+    if differ:
+        raise PredictError("%s was trained on clips preprocessed otherwise than these flags ask: "
+                           "%s; leave those flags out (the model's settings are used)"
+                           % (model, "; ".join(differ)))
+    return opts
+
+
 def predict_arrays(net, raw, sparse):
     """raw (16,112,112,3) uint8 RGB, sparse (16,112,112) -> clip probabilities (4,)."""
     import numpy as np
@@ -119,30 +162,39 @@ def predict_arrays(net, raw, sparse):
 
 
 def main(argv=None):
-    from psn.env import ensure_caffe
-    ensure_caffe()  # console scripts start without the --print-env exports
     ap = argparse.ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
     ap.add_argument("clip_dir")
-    ap.add_argument("--model", required=True,
-                    help="a fold folder of run_folds (uses its DONE weights and deploy.prototxt) "
-                         "or a .caffemodel")
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model",
+                       help="a fold folder of run_folds (uses its DONE weights and deploy.prototxt) "
+                            "or a .caffemodel")
+    which.add_argument("--onnx", help="a model tools/export_onnx.py wrote: runs in onnxruntime "
+                                      "(no Caffe needed), preprocessing as its training clips were")
     ap.add_argument("--deploy", help="deploy.prototxt (default: the fold's)")
     ap.add_argument("--onset", type=int)
     ap.add_argument("--offset", type=int)
-    ap.add_argument("--interp", choices=("tim", "linear"), default="tim")
-    ap.add_argument("--face", choices=("landmarks", "haar"), default="landmarks",
-                    help="face method; use the one the training data was made with")
+    ap.add_argument("--interp", choices=("tim", "linear"), help="default tim (--onnx: the model's)")
+    ap.add_argument("--face", choices=("landmarks", "haar"),
+                    help="face method; use the one the training data was made with (default "
+                         "landmarks; --onnx: the model's)")
     ap.add_argument("--lam", help="a fixed RPCA lambda, or 'standard' (1/sqrt(12544)); use "
                                   "what the training data was made with")
     ap.add_argument("--sparsity", type=float,
                     help="lambda per clip for this share of non-zeros in E (default 0.25)")
     ap.add_argument("--face-box", help="x,y,w,h when no face is found")
-    ap.add_argument("--register", choices=("ecc", "none"), default="ecc",
-                    help="frames registered on the onset frame (default ecc); use what the "
-                         "training data was made with")
+    ap.add_argument("--register", choices=("ecc", "none"),
+                    help="frames registered on the onset frame (default ecc; --onnx: the "
+                         "model's); use what the training data was made with")
     ap.add_argument("--gpu", type=int)
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
+    if args.onnx:
+        if args.gpu is not None or args.deploy:
+            return fail("predict: error: ", "--onnx runs on the CPU through onnxruntime and "
+                                            "needs no deploy.prototxt: leave out --gpu/--deploy")
+        return predict_onnx(args)
+    from psn.env import ensure_caffe
+    ensure_caffe()  # console scripts start without the --print-env exports
     from preprocessing.errors import InputError
     from psn.config import RunError
     if args.gpu is not None:
@@ -152,33 +204,14 @@ def main(argv=None):
         if refused:
             return fail("predict: error: ", refused)
     try:
-        from preprocessing.cli import parse_face_box, rpca_choice
-        from preprocessing.clip_chain import ClipExcluded, Options, compute_clip
         deploy, weights = resolve_model(args.model, args.deploy)
         check_model(args.model, deploy, weights)
-        clip = clip_from_folder(args.clip_dir, args.onset, args.offset)
-        if len(clip.frames) < MIN_FRAMES:
-            raise PredictError("%s: %d frame(s) is no clip; give at least %d (onset to offset)"
-                               % (args.clip_dir, len(clip.frames), MIN_FRAMES))
-        opts = Options(interp=args.interp, face=args.face, register=args.register,
-                       face_box=parse_face_box(args.face_box),
-                       **rpca_choice(args.lam, args.sparsity))
-        try:
-            raw, sparse, info = compute_clip(clip, opts)
-        except ClipExcluded as e:
-            raise PredictError("cannot preprocess %s: %s" % (args.clip_dir, e))
+        raw, sparse = preprocess(args, clip_options(args))
     except (PredictError, InputError, RunError, ValueError, OSError) as e:
         return fail("predict: error: ", e)
     except ImportError as e:
         return fail("predict: error: ", missing_caffe_line(e))
-    warnings = []
-    if not sparse.any():
-        # RPCA found no motion at all (e.g. a face box on a blank region): the spatial stream
-        # sees nothing, and the answer rests on the raw frames alone.
-        warnings.append("E is zero in every frame: no motion was found in the face box, so "
-                        "this answer rests on the raw frames alone")
-    for w in warnings:
-        print("predict: warning: %s" % w, file=sys.stderr)
+    warnings = zero_motion_warnings(sparse)
     try:
         import caffe
     except ImportError as e:
@@ -190,11 +223,73 @@ def main(argv=None):
         caffe.set_mode_cpu()
     net = caffe.Net(deploy, weights, caffe.TEST)
     prob = predict_arrays(net, raw, sparse)
-    k = int(prob.argmax())
     names, note = class_names(args.model, len(prob))
     if note:
         warnings.append(note)
         print("predict: warning: %s" % note, file=sys.stderr)
+    return report(args, prob, names, warnings)
+
+
+def preprocess(args, opts):
+    """The clip folder through the training clips' preprocessing: (raw, sparse)."""
+    from preprocessing.clip_chain import ClipExcluded, compute_clip
+    clip = clip_from_folder(args.clip_dir, args.onset, args.offset)
+    if len(clip.frames) < MIN_FRAMES:
+        raise PredictError("%s: %d frame(s) is no clip; give at least %d (onset to offset)"
+                           % (args.clip_dir, len(clip.frames), MIN_FRAMES))
+    try:
+        raw, sparse, _ = compute_clip(clip, opts)
+    except ClipExcluded as e:
+        raise PredictError("cannot preprocess %s: %s" % (args.clip_dir, e))
+    return raw, sparse
+
+
+def zero_motion_warnings(sparse):
+    warnings = []
+    if not sparse.any():
+        # RPCA found no motion at all (e.g. a face box on a blank region): the spatial stream
+        # sees nothing, and the answer rests on the raw frames alone.
+        warnings.append("E is zero in every frame: no motion was found in the face box, so "
+                        "this answer rests on the raw frames alone")
+    for w in warnings:
+        print("predict: warning: %s" % w, file=sys.stderr)
+    return warnings
+
+
+def predict_onnx(args):
+    """--onnx: the clip through the exported model in onnxruntime; Caffe is not imported."""
+    import numpy as np
+
+    from preprocessing.errors import InputError
+    from psn.onnx_run import OnnxModel, OnnxModelError
+    try:
+        model = OnnxModel(args.onnx)
+        if model.preprocessing is None:
+            print("predict: warning: %s records no preprocessing settings (exported without "
+                  "its run's data folder): the clip is made with the flags given, unchecked"
+                  % args.onnx, file=sys.stderr)
+        raw, sparse = preprocess(args, clip_options(args, model.preprocessing, args.onnx))
+    except (PredictError, OnnxModelError, InputError, ValueError, OSError) as e:
+        return fail("predict: error: ", e)
+    warnings = zero_motion_warnings(sparse)
+    T = raw.shape[0]
+    cont = np.ones((1, T), np.float32)
+    cont[0, 0] = 0                        # the clip's first frame starts its sequence
+    prob = model.clip_probabilities(raw.transpose(0, 3, 1, 2)[None].astype(np.float32),
+                                    sparse[None, :, None].astype(np.float32), cont)[0]
+    names = model.classes
+    if not names or len(names) != len(prob):
+        names = list(CLASSES) if len(prob) == len(CLASSES) else ["class %d" % k
+                                                                  for k in range(len(prob))]
+        note = "%s records no class names for its %d outputs: outputs named %s" % (
+            args.onnx, len(prob), ", ".join(names))
+        warnings.append(note)
+        print("predict: warning: %s" % note, file=sys.stderr)
+    return report(args, prob, names, warnings)
+
+
+def report(args, prob, names, warnings):
+    k = int(prob.argmax())
     if args.json:
         print(json.dumps({"clip": args.clip_dir, "class": k, "name": names[k],
                           "classes": names, "probabilities": [float(p) for p in prob],

@@ -202,10 +202,15 @@ def run_folds(cfg, log=log_line):
             return fail("run_folds: error: ", e)
         log("wrote %s (%d array tasks); submit it with sbatch" % (path, len(folds)))
         return 0
+    from psn.caffe_proto import pycaffe
+    caffe = pycaffe()
     try:
-        import caffe
+        from psn.caffe_proto import caffe_pb2  # noqa: F401  (the nets are written with it)
     except ImportError as e:
         return fail("run_folds: error: ", missing_caffe_line(e))
+    if caffe is None:
+        log("pycaffe does not import here: the folds train with the caffe binary and predict "
+            "through onnxruntime (each weights file exported to ONNX in memory)")
     try:
         train_net = run_train_net(cfg)
         check_classes(cfg, train_net)
@@ -213,10 +218,10 @@ def run_folds(cfg, log=log_line):
             check_val_groups(cfg.data, folds, cfg.val_groups, DataFolder(cfg.data).classes())
     except (RunError, InputError) as e:
         return fail("run_folds: error: ", e)
-    if cfg.gpus:
+    if caffe is not None and cfg.gpus:
         caffe.set_device(cfg.gpus[0])
         caffe.set_mode_gpu()
-    else:
+    elif caffe is not None:
         caffe.set_mode_cpu()
     try:
         # Shared: several runs may read one preprocessing folder, but preprocessing cannot

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from run_folds_helpers import ROOT
 
@@ -85,3 +86,52 @@ def test_predict_tool_on_a_clip_folder(caffe_env, trained, tmp_path):
                             "--offset", str(first + 2)],
                            capture_output=True, text=True, env=caffe_env, timeout=600)
     assert short.returncode == 2 and "3 frame(s) is no clip; give at least 4" in short.stderr
+
+
+# ------------------------------------------------------- the preprocessing an ONNX model records
+
+def _flags(**given):
+    import argparse
+    base = dict(interp=None, face=None, register=None, lam=None, sparsity=None, face_box=None)
+    base.update(given)
+    return argparse.Namespace(**base)
+
+
+RECORDED = {"options": {"face": "landmarks", "face_box": None, "interp": "tim", "lam": None,
+                        "max_iter": 1000, "register": "ecc", "sparsity": 0.25, "tol": 1e-07},
+            "pipeline_version": 2}
+
+
+def test_a_clip_is_made_as_the_models_training_clips_were():
+    from psn.predict import clip_options
+    recorded = json.loads(json.dumps(RECORDED))
+    recorded["options"].update(interp="linear", register="none", sparsity=0.3)
+    opts = clip_options(_flags(), recorded)
+    assert (opts.interp, opts.register, opts.sparsity) == ("linear", "none", 0.3)
+    # The flags that agree with the model, and the no-face fallback box, are taken.
+    opts = clip_options(_flags(interp="linear", face_box="10,10,200,200"), recorded)
+    assert opts.face_box == (10, 10, 200, 200)
+    # No record: the flags' defaults, as for a Caffe model.
+    opts = clip_options(_flags(), None)
+    assert (opts.interp, opts.face, opts.register) == ("tim", "landmarks", "ecc")
+
+
+@pytest.mark.parametrize("flags, named", [
+    (dict(interp="linear"), "interp=linear (the model's clips: tim)"),
+    (dict(lam="standard"), "sparsity=None (the model's clips: 0.25)"),
+    (dict(sparsity=0.1), "sparsity=0.1 (the model's clips: 0.25)"),
+    (dict(register="none"), "register=None (the model's clips: ecc)"),
+    (dict(face="haar"), "face=haar (the model's clips: landmarks)"),
+])
+def test_a_flag_that_would_make_the_clip_otherwise_is_refused(flags, named):
+    from psn.predict import PredictError, clip_options
+    with pytest.raises(PredictError) as e:
+        clip_options(_flags(**flags), RECORDED, "m.onnx")
+    assert str(e.value).startswith("m.onnx was trained on clips preprocessed otherwise")
+    assert named in str(e.value)
+
+
+def test_a_model_of_another_pipeline_version_is_refused():
+    from psn.predict import PredictError, clip_options
+    with pytest.raises(PredictError, match="pipeline version 1; this checkout's is 2"):
+        clip_options(_flags(), dict(RECORDED, pipeline_version=1), "m.onnx")

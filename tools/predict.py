@@ -3,9 +3,8 @@
 import sys
 
 import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
-from psn.env import ensure_caffe  # noqa: E402
 
 if __name__ == "__main__":
-    ensure_caffe()
+    # psn.predict finds Caffe itself, and not at all for --onnx (onnxruntime only).
     from psn.predict import main
     sys.exit(main())
