@@ -13,8 +13,8 @@ clip (psn.predictions.clip_probabilities), which is what a prediction reads.
 The recurrent layers are unrolled over the T = 16 steps rather than written as a Loop or Scan:
 T is fixed by the net, an unrolled graph is plain MatMul/Tanh that every runtime and converter
 runs (OpenCV's importer and TensorRT handle Loop/Scan partially or not at all), and it costs
-16 copies of small nodes. The TPU's temporal perception (Eq. 7) is computed in float64, as the
-C++, CUDA and Python layers accumulate it.
+16 copies of small nodes. The TPU's temporal perception (Eq. 7) is computed in float32 (the
+differences centred before they are squared): TensorRT and OpenCV have no float64.
 
 Opset 13: the newest that OpenCV 4.x's importer, TensorRT 8, onnxruntime >= 1.6 and
 onnx2torch all read; it has every operator used here.
@@ -27,7 +27,7 @@ import numpy as np
 
 
 OPSET = 13
-T_AXIS_NAME = "N"     # the symbolic batch dimension of the inputs and outputs
+BATCH_NAME = "N"      # the symbolic batch dimension of the inputs and outputs
 METADATA_PREFIX = "psn."
 
 
@@ -104,6 +104,11 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
+    def scalar(self, hint, value):
+        """A float constant of shape (1,): broadcasts as a scalar does, and OpenCV's importer
+        reads it (a rank-0 initialiser comes out empty there)."""
+        return self.const(hint, np.full((1,), value, np.float32))
+
     def ints(self, hint, values):
         return self.const(hint, np.asarray(values, np.int64))
 
@@ -158,13 +163,13 @@ def _power(c):
     p = c.layer.power_param
     x = c.bottoms[0]
     if p.scale != 1:
-        x = c.g.op("Mul", [x, c.g.const(c.name + "_scale", np.float32(p.scale))], c.name + "_mul")
+        x = c.g.op("Mul", [x, c.g.scalar(c.name + "_scale", p.scale)], c.name + "_mul")
     if p.shift != 0:
-        x = c.g.op("Add", [x, c.g.const(c.name + "_shift", np.float32(p.shift))], c.name + "_add")
+        x = c.g.op("Add", [x, c.g.scalar(c.name + "_shift", p.shift)], c.name + "_add")
     if p.power == 2:
         x = c.g.op("Mul", [x, x], c.name + "_sq")
     elif p.power != 1:
-        x = c.g.op("Pow", [x, c.g.const(c.name + "_power", np.float32(p.power))], c.name + "_pow")
+        x = c.g.op("Pow", [x, c.g.scalar(c.name + "_power", p.power)], c.name + "_pow")
     if x == c.bottoms[0]:
         x = c.g.op("Identity", [x], c.name)
     return [(x, c.shapes[0])]
@@ -305,8 +310,18 @@ def _inner_product(c, weights_path):
     expected = [(k, p.num_output) if p.transpose else (p.num_output, k)] + (
         [(p.num_output,)] if p.bias_term else [])
     blobs = c.need_blobs(expected, weights_path)
-    w = blobs[0] if p.transpose else blobs[0].T
     x = c.bottoms[0]
+    if axis == 1:
+        # Flatten and Gemm: the form every importer maps to its fully connected layer
+        # (OpenCV's cannot follow a Reshape to [0, -1] into a MatMul).
+        if len(shape) > 2:
+            x = c.g.op("Flatten", [x], c.name + "_in", axis=1)
+        inputs = [x, c.g.const(c.name + "_W", blobs[0])]
+        if p.bias_term:
+            inputs.append(c.g.const(c.name + "_b", blobs[1]))
+        return [(c.g.op("Gemm", inputs, c.name, transB=0 if p.transpose else 1),
+                 [shape[0], p.num_output])]
+    w = blobs[0] if p.transpose else blobs[0].T
     if len(shape) != axis + 1:
         x = c.g.op("Reshape", [x, c.g.ints(c.name + "_rows", [0] * axis + [-1])], c.name + "_in")
     y = c.g.op("MatMul", [x, c.g.const(c.name + "_W", np.ascontiguousarray(w))], c.name + "_mm")
@@ -319,8 +334,7 @@ def _eltwise(c):
     p = c.layer.eltwise_param
     if p.operation == p.SUM:
         coeffs = list(p.coeff) or [1.0] * len(c.bottoms)
-        terms = [b if w == 1 else c.g.op("Mul", [b, c.g.const(c.name + "_coeff",
-                                                             np.float32(w))], c.name + "_term")
+        terms = [b if w == 1 else c.g.op("Mul", [b, c.g.scalar(c.name + "_coeff", w)], c.name + "_term")
                  for b, w in zip(c.bottoms, coeffs)]
         op = "Add"
     else:
@@ -401,7 +415,7 @@ def _reduction(c):
     else:
         y = c.g.op(op, c.bottoms, c.name + "_r", axes=axes, keepdims=0)
     if p.coeff != 1:
-        y = c.g.op("Mul", [y, c.g.const(c.name + "_coeff", np.float32(p.coeff))], c.name)
+        y = c.g.op("Mul", [y, c.g.scalar(c.name + "_coeff", p.coeff)], c.name)
     return [(y, shape[:axis])]
 
 
@@ -412,15 +426,19 @@ def _softmax(c):
 
 # ------------------------------------------------------------------ the recurrent layers
 
-def _temporal_perception(g, name, xd, cont, T, first_tp):
-    """tp (T, N) float32 from x (T, N, D) float64 and cont (T, N), as
-    psn_layers.tpu.temporal_perception: the population std over D of x_t - x_{t-1}; at a
-    clip's first frame (t = 0 or cont 0) the first_tp rule."""
+def _temporal_perception(g, name, x, cont, T, first_tp):
+    """tp (T, N) from x (T, N, D) and cont (T, N), as psn_layers.tpu.temporal_perception: the
+    population std over D of x_t - x_{t-1} (centred before squaring, in float32: TensorRT and
+    OpenCV have no float64); at a clip's first frame (t = 0 or cont 0) the first_tp rule.
+
+    Written with arithmetic on the 0/1 cont instead of boolean masks, which OpenCV's importer
+    does not read: c = cont * [t > 0] is 1 where the frame continues its clip, so
+    tp = c * tp_raw + (1 - c) * first_value."""
     ax0 = g.ints(name + "_ax0", [0])
     if T > 1:
-        cur = g.op("Slice", [xd, g.ints(name + "_s1", [1]), g.ints(name + "_eT", [T]), ax0],
+        cur = g.op("Slice", [x, g.ints(name + "_s1", [1]), g.ints(name + "_eT", [T]), ax0],
                    name + "_cur")
-        prev = g.op("Slice", [xd, g.ints(name + "_s0", [0]), g.ints(name + "_eT1", [T - 1]), ax0],
+        prev = g.op("Slice", [x, g.ints(name + "_s0", [0]), g.ints(name + "_eT1", [T - 1]), ax0],
                     name + "_prev")
         d = g.op("Sub", [cur, prev], name + "_diff")
         dc = g.op("Sub", [d, g.op("ReduceMean", [d], name + "_dmean", axes=[2], keepdims=1)],
@@ -432,31 +450,28 @@ def _temporal_perception(g, name, xd, cont, T, first_tp):
                     name + "_row0")
         raw = g.op("Concat", [row0, s], name + "_raw", axis=0)
     else:
-        raw = g.op("ReduceMean", [g.op("Mul", [xd, g.const(name + "_nil", np.float64(0))],
-                                        name + "_zeros")], name + "_raw", axes=[2], keepdims=0)
-    zero = g.const(name + "_zero", np.float64(0)) if first_tp == "zero" else None
-    one = g.const(name + "_one", np.float64(1)) if first_tp != "zero" else None
-    is_t0 = g.const(name + "_t0", (np.arange(T) == 0)[:, None])
-    first = g.op("Or", [g.op("Equal", [cont, g.const(name + "_c0", np.float32(0))],
-                             name + "_stop"), is_t0], name + "_first")
+        raw = g.op("Mul", [cont, g.scalar(name + "_nil", 0)], name + "_raw")
+    later = g.const(name + "_later", (np.arange(T) > 0).astype(np.float32)[:, None])
+    c = g.op("Mul", [cont, later], name + "_continues")
+    kept = g.op("Mul", [c, raw], name + "_kept")
     if first_tp == "zero":
-        tp = g.op("Where", [first, zero, raw], name + "_tp64")
-    elif first_tp == "one":
-        tp = g.op("Where", [first, one, raw], name + "_tp64")
+        return g.op("Identity", [kept], name + "_tp")
+    one = g.scalar(name + "_one", 1)
+    starts = g.op("Sub", [one, c], name + "_starts")
+    if first_tp == "one":
+        first_value = starts
     else:   # next: the following frame's tp where that frame continues the clip, else 1
         pads = g.ints(name + "_pads", [0, 0, 1, 0])
-        later = g.op("Slice", [raw, g.ints(name + "_n1", [1]), g.ints(name + "_nT", [T]), ax0],
-                     name + "_later")
-        nxt = g.op("Pad", [later, pads, one], name + "_next")
-        cont_later = g.op("Slice", [cont, g.ints(name + "_m1", [1]), g.ints(name + "_mT", [T]),
-                                    ax0], name + "_cont_later")
-        cont_next = g.op("Pad", [cont_later, pads, g.const(name + "_f0", np.float32(0))],
-                         name + "_cont_next")
-        has_next = g.op("Not", [g.op("Equal", [cont_next, g.const(name + "_g0", np.float32(0))],
-                                     name + "_no_next")], name + "_has_next")
-        tp = g.op("Where", [first, g.op("Where", [has_next, nxt, one], name + "_first_val"),
-                            raw], name + "_tp64")
-    return g.op("Cast", [tp], name + "_tp", to=1)   # 1: FLOAT
+        zero = g.const(name + "_zero", np.float32(0))
+        nxt = g.op("Pad", [g.op("Slice", [raw, g.ints(name + "_n1", [1]), g.ints(name + "_nT", [T]),
+                                          ax0], name + "_raw_later"), pads, zero], name + "_next")
+        has_next = g.op("Pad", [g.op("Slice", [cont, g.ints(name + "_m1", [1]),
+                                               g.ints(name + "_mT", [T]), ax0],
+                                     name + "_cont_later"), pads, zero], name + "_has_next")
+        value = g.op("Add", [g.op("Mul", [has_next, nxt], name + "_next_kept"),
+                             g.op("Sub", [one, has_next], name + "_no_next")], name + "_first_val")
+        first_value = g.op("Mul", [starts, value], name + "_first_part")
+    return g.op("Add", [kept, first_value], name + "_tp")
 
 
 def _recurrent(c, weights_path, mode, first_tp):
@@ -482,34 +497,39 @@ def _recurrent(c, weights_path, mode, first_tp):
         W_m, b_m = c.blobs[5].reshape(H, H), c.blobs[6].reshape(H)
         W_mt, bm = g.const(name + "_Wmt", np.ascontiguousarray(W_m.T)), g.const(name + "_bm", b_m)
         if mode == "tpu":
-            tp = _temporal_perception(g, name, g.op("Cast", [x], name + "_x64", to=11), cont, T,
-                                      first_tp)
+            tp = _temporal_perception(g, name, x, cont, T, first_tp)
     W_Ht = g.const(name + "_WHt", np.ascontiguousarray(W_H.T))
-    one_axis = g.ints(name + "_ax1", [1])
-    zero_axis = g.ints(name + "_ax0u", [0])
+
+    def per_step(tensor, hint, unsqueeze=False):
+        """The T steps of a (T, N[, H]) tensor as (1, N, H or 1) pieces: Split, not Gather
+        with a scalar index, which OpenCV's importer does not read."""
+        if unsqueeze:
+            tensor = g.op("Unsqueeze", [tensor, g.ints(hint + "_ax2", [2])], hint + "_u")
+        if T == 1:
+            return [tensor]
+        return g.op("Split", [tensor, g.ints(hint + "_ones", [1] * T)], hint, n_out=T, axis=0)
+
+    a_steps = per_step(a, name + "_a_t")
+    cont_steps = per_step(cont, name + "_cont_t", unsqueeze=True)
+    tp_steps = per_step(tp, name + "_tp_t", unsqueeze=True) if tp is not None else None
     steps, h = [], None
     for t in range(T):
-        idx = g.const("%s_i%02d" % (name, t), np.int64(t))
-        a_t = g.op("Gather", [a, idx], "%s_a%02d" % (name, t), axis=0)
+        a_t = a_steps[t]
         if t > 0:
-            c_t = g.op("Unsqueeze", [g.op("Gather", [cont, idx], "%s_c%02d" % (name, t), axis=0),
-                                     one_axis], "%s_cu%02d" % (name, t))
-            kept = g.op("Mul", [c_t, h], "%s_kept%02d" % (name, t))
+            kept = g.op("Mul", [cont_steps[t], h], "%s_kept%02d" % (name, t))
             a_t = g.op("Add", [a_t, g.op("MatMul", [kept, W_Ht], "%s_hw%02d" % (name, t))],
                        "%s_pre%02d" % (name, t))
         ht = g.op("Tanh", [a_t], "%s_htilde%02d" % (name, t))
         if mode == "rnn":
             h = ht
         else:
-            if tp is not None:
-                tp_t = g.op("Unsqueeze", [g.op("Gather", [tp, idx], "%s_tp%02d" % (name, t),
-                                               axis=0), one_axis], "%s_tpu%02d" % (name, t))
-                ht = g.op("Mul", [tp_t, ht], "%s_scaled%02d" % (name, t))
+            if tp_steps is not None:
+                ht = g.op("Mul", [tp_steps[t], ht], "%s_scaled%02d" % (name, t))
             h = g.op("Tanh", [g.op("Add", [g.op("MatMul", [ht, W_mt], "%s_mw%02d" % (name, t)),
                                            bm], "%s_mpre%02d" % (name, t))],
                      "%s_h%02d" % (name, t))
-        steps.append(g.op("Unsqueeze", [h, zero_axis], "%s_hu%02d" % (name, t)))
-    hs = g.op("Concat", steps, name + "_hidden", axis=0)
+        steps.append(h)
+    hs = g.op("Concat", steps, name + "_hidden", axis=0) if T > 1 else steps[0]
     y = g.op("Tanh", [g.op("Add", [g.op("MatMul", [hs, g.const(name + "_WOt",
                                                                np.ascontiguousarray(W_O.T))],
                                         name + "_ow"), g.const(name + "_bO", b_O)],
@@ -555,10 +575,12 @@ _WITH_WEIGHTS = {"Convolution", "InnerProduct", "Scale", "BatchNorm", "TPU", "RN
 
 # ------------------------------------------------------------------ the whole net
 
-def export_net(deploy_path, weights_path, metadata=None, outputs=None):
+def export_net(deploy_path, weights_path, metadata=None, outputs=None, batch=None):
     """The deploy net with the weights as an onnx.ModelProto (checked by onnx.checker).
 
-    outputs: Caffe blob names to output instead of prob and clip_prob (tests read one layer)."""
+    outputs: Caffe blob names to output instead of prob and clip_prob (tests read one layer);
+    batch: a fixed number of clips per run instead of the free N (OpenCV's importer needs
+    one: it cannot follow a free batch through the time-major reshapes)."""
     from onnx import TensorProto, helper
     net = read_deploy(deploy_path)
     weights = read_weights(weights_path)
@@ -575,7 +597,7 @@ def export_net(deploy_path, weights_path, metadata=None, outputs=None):
                 dims = list(shapes[k if len(shapes) > 1 else 0].dim)
                 g.fresh(top)
                 inputs.append(helper.make_tensor_value_info(top, TensorProto.FLOAT,
-                                                            [T_AXIS_NAME] + dims[1:]))
+                                                            [batch or BATCH_NAME] + dims[1:]))
                 blobs[top] = (top, dims)
             continue
         if layer.type == "Silence":
@@ -607,8 +629,9 @@ def export_net(deploy_path, weights_path, metadata=None, outputs=None):
     by_frame = g.op("Reshape", [prob, g.ints("clip_shape", [T, -1, C])], "prob_tnc")
     g.nodes.append(helper.make_node("ReduceMean", [by_frame], ["clip_prob"], name="n_clip_prob",
                                     axes=[0], keepdims=0))
-    outs = [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["rows", C]),
-            helper.make_tensor_value_info("clip_prob", TensorProto.FLOAT, [T_AXIS_NAME, C])]
+    outs = [helper.make_tensor_value_info("prob", TensorProto.FLOAT,
+                                          [T * batch if batch else "rows", C]),
+            helper.make_tensor_value_info("clip_prob", TensorProto.FLOAT, [batch or BATCH_NAME, C])]
     return _model(g, net, inputs, outs, deploy_path, weights_path, metadata)
 
 
@@ -625,6 +648,10 @@ def _output(g, blobs, name):
 def _model(g, net, inputs, outputs, deploy_path, weights_path, metadata):
     import onnx
     from onnx import helper
+    # An input no node reads (PSN_spatial's raw and cont) is left out: some importers
+    # (OpenCV's) fail on a dangling input, and a runtime need not be fed it.
+    read = {name for node in g.nodes for name in node.input}
+    inputs = [i for i in inputs if i.name in read]
     graph = helper.make_graph(g.nodes, net.name or "psn", inputs, outputs, g.inits)
     model = helper.make_model(graph, producer_name="psn-caffe",
                               opset_imports=[helper.make_opsetid("", OPSET)])
@@ -705,12 +732,12 @@ def fold_files(fold_dir, weights=None):
     return deploy, weights
 
 
-def export_fold(fold_dir, out, weights=None):
+def export_fold(fold_dir, out, weights=None, batch=None):
     """Write fold_dir's net with its weights (default: those DONE names) to `out` as ONNX,
-    atomically, with fold_metadata; returns the model."""
+    atomically, with fold_metadata; returns the model. batch: as export_net's."""
     from preprocessing.atomic import write_atomic
     deploy, weights = fold_files(fold_dir, weights)
-    model = export_net(deploy, weights, fold_metadata(fold_dir, weights))
+    model = export_net(deploy, weights, fold_metadata(fold_dir, weights), batch=batch)
     write_atomic(out, model.SerializeToString())
     return model
 
@@ -725,10 +752,15 @@ def main(argv=None):
     ap.add_argument("--weights", help="a .caffemodel of this fold (default: the weights its DONE "
                                       "file names, those run_folds predicts with)")
     ap.add_argument("--out", required=True, help="the .onnx file to write")
+    ap.add_argument("--batch", type=int, help="a fixed number of clips per run (OpenCV's ONNX "
+                                              "importer needs one); default: any (N)")
     args = ap.parse_args(argv)
+    if args.batch is not None and args.batch < 1:
+        return fail("export_onnx: error: ", "--batch takes a number of clips >= 1, got %d"
+                    % args.batch)
     start = time.time()
     try:
-        model = export_fold(args.fold, args.out, args.weights)
+        model = export_fold(args.fold, args.out, args.weights, args.batch)
     except (ExportError, ImportError, OSError, ValueError) as e:
         return fail("export_onnx: error: ", e)
     meta = {p.key: p.value for p in model.metadata_props}

@@ -45,6 +45,8 @@ class OnnxModel:
                     self.metadata[key[len(METADATA_PREFIX):]] = value
         shape = self.session.get_inputs()[0].shape
         self.frames = shape[1] if len(shape) > 1 and isinstance(shape[1], int) else None
+        # A model exported with --batch takes exactly that many clips a run.
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
 
     @property
     def classes(self):
@@ -56,13 +58,19 @@ class OnnxModel:
 
     def clip_probabilities(self, raw, sparse, cont, batch=5):
         """(K, C) clip probabilities of K clips: raw (K, T, 3, H, W), sparse (K, T, 1, H, W),
-        cont (K, T), arrays or h5py datasets (read `batch` clips at a time)."""
+        cont (K, T), arrays or h5py datasets (read `batch` clips at a time, or the model's
+        fixed batch)."""
         K = raw.shape[0]
+        batch = self.fixed_batch or batch
         out = []
         for start in range(0, K, batch):
+            n = min(K, start + batch) - start
             feed = {}
             for name, source in (("raw", raw), ("sparse", sparse), ("cont", cont)):
                 if name in self.inputs:
-                    feed[name] = np.asarray(source[start:start + batch], np.float32)
-            out.append(self.session.run(["clip_prob"], feed)[0])
+                    data = np.asarray(source[start:start + n], np.float32)
+                    if n < batch and self.fixed_batch:    # padded as Caffe's last batch is
+                        data = np.concatenate([data] + [data[:1]] * (batch - n))
+                    feed[name] = data
+            out.append(self.session.run(["clip_prob"], feed)[0][:n])
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -172,7 +172,10 @@ def test_onnxruntime_gives_caffes_probabilities(caffe, smoke_folds, preprocessed
 
 def test_every_model_of_psn_nets_exports(caffe, tmp_path):
     """Every model name, the VGG16 ones included, exports and runs with Caffe's numbers
-    (weights from Caffe's fillers, BatchNorm statistics set to non-trivial values)."""
+    (weights from Caffe's fillers, BatchNorm statistics set to non-trivial values), in
+    onnxruntime with a free batch and in OpenCV's ONNX importer (the project's OpenCV 4.x)
+    with a fixed one."""
+    import cv2
     from google.protobuf import text_format
 
     from psn import nets
@@ -202,6 +205,18 @@ def test_every_model_of_psn_nets_exports(caffe, tmp_path):
         got = OnnxModel(export_net(deploy, weights).SerializeToString(), name=model) \
             .clip_probabilities(raw, sparse, cont, batch=6)
         assert np.abs(got - want).max() < TOL, model
+        fixed = export_net(deploy, weights, batch=6)
+        path = str(tmp_path / (model + ".onnx"))
+        with open(path, "wb") as f:
+            f.write(fixed.SerializeToString())
+        cv_net = cv2.dnn.readNetFromONNX(path)
+        for i in fixed.graph.input:
+            cv_net.setInput({"raw": raw, "sparse": sparse, "cont": cont}[i.name], i.name)
+        assert np.abs(cv_net.forward("clip_prob") - want).max() < TOL, model
+        # The fixed batch in onnxruntime: 4 clips padded to 6, as Caffe pads its last batch.
+        np.testing.assert_allclose(OnnxModel(path).clip_probabilities(raw[:4], sparse[:4],
+                                                                      cont[:4]), want[:4],
+                                   atol=TOL)
 
 
 # ------------------------------------------------------------------ bad input
