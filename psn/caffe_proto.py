@@ -24,7 +24,7 @@ def pycaffe():
     try:
         import caffe
         caffe.Net  # noqa: B018  (a namespace package of the same name has no Net)
-    except (ImportError, AttributeError):
+    except Exception:  # ImportError, or protobuf's TypeError when caffe.proto is loaded already
         return None
     return caffe
 
@@ -48,12 +48,20 @@ def _standalone(name):
         package = types.ModuleType(_PACKAGE)
         package.__path__ = [folder]
         sys.modules[_PACKAGE] = package
+        # protobuf registers caffe.proto once per process: where a pycaffe import that failed
+        # part-way left caffe_pb2 loaded, that module is the one the package must use.
+        loaded = sys.modules.get("caffe.proto.caffe_pb2")
+        if loaded is not None:
+            importlib.import_module(_PACKAGE + ".proto")
+            sys.modules[_PACKAGE + ".proto.caffe_pb2"] = loaded
+            sys.modules[_PACKAGE + ".proto"].caffe_pb2 = loaded
     return importlib.import_module("%s.%s" % (_PACKAGE, name))
 
 
 def _caffe_pb2():
-    if "caffe.proto.caffe_pb2" in sys.modules:
-        return sys.modules["caffe.proto.caffe_pb2"]
+    for name in ("caffe.proto.caffe_pb2", _PACKAGE + ".proto.caffe_pb2"):
+        if name in sys.modules:
+            return sys.modules[name]
     if pycaffe() is not None:
         from caffe.proto import caffe_pb2 as module
         return module

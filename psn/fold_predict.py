@@ -68,9 +68,13 @@ class FoldNet:
     def _onnx(self, weights):
         from psn.onnx_export import ExportError, export_net
         from psn.onnx_run import OnnxModel, OnnxModelError
+        from onnx.checker import ValidationError
         try:
             return OnnxModel(export_net(self.deploy, weights).SerializeToString(), name=weights)
-        except (ExportError, OnnxModelError) as e:
+        except ValidationError as e:
+            raise RunError("%s: its ONNX export does not check (%s); predict with pycaffe, or "
+                           "report it with the deploy.prototxt" % (weights, e))
+        except (ExportError, OnnxModelError, ValueError) as e:
             raise RunError("%s (fold %d, predicting without pycaffe through onnxruntime); if the "
                            "weights are damaged: %s" % (e, self.fold, self._weights_fix()))
 

@@ -55,10 +55,11 @@ def read_deploy(path):
 
 
 def _blob_array(blob):
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:   # the legacy 4-d fields of old caffemodels
-        shape = tuple(d for d in (blob.num, blob.channels, blob.height, blob.width))
+    legacy = (blob.num, blob.channels, blob.height, blob.width)
+    if not blob.HasField("shape") and any(legacy):   # old caffemodels, as Blob::FromProto
+        shape = tuple(legacy)
+    else:
+        shape = tuple(blob.shape.dim)     # () for a scalar
     data = np.asarray(blob.double_data if len(blob.double_data) else blob.data, np.float32)
     if data.size != int(np.prod(shape)):
         raise ValueError("blob holds %d values for shape %s" % (data.size, shape))
@@ -241,7 +242,8 @@ def _flatten(c):
     out = shape[:axis] + [int(np.prod(shape[axis:end + 1]))] + shape[end + 1:]
     if axis == 1 and end == len(shape) - 1:
         return [(c.g.op("Flatten", c.bottoms, c.name, axis=1), out)]
-    dims = [0] * axis + [-1] + [0] * (len(shape) - end - 1)
+    # ONNX's 0 copies the dimension at the same index, so the trailing ones are written out.
+    dims = [0] * axis + [-1] + list(shape[end + 1:])
     return [(c.g.op("Reshape", [c.bottoms[0], c.g.ints(c.name + "_shape", dims)], c.name), out)]
 
 
@@ -289,11 +291,13 @@ def _pooling(c):
         e = max(0, (n - 1) * s[i] + k[i] - size - pad[i])
         if (size + pad[i] + e - k[i]) // s[i] + 1 != n:
             raise ExportError("layer %r: no ONNX padding gives Caffe's %d outputs" % (c.name, n))
-        if kind == "Average" and pad[i] and e > pad[i]:
-            raise ExportError("layer %r: average pooling whose windows pass the padding is not "
-                              "exported (Caffe's divisor differs from ONNX's)" % c.name)
         out.append(n)
         end.append(e)
+    if kind == "Average" and any(pad) and any(e > p_ for e, p_ in zip(end, pad)):
+        # count_include_pad holds for both axes: a window past the padding on either would be
+        # divided by cells Caffe does not count.
+        raise ExportError("layer %r: average pooling whose windows pass the padding is not "
+                          "exported (Caffe's divisor differs from ONNX's)" % c.name)
     attrs = dict(kernel_shape=k, strides=s, pads=pad + end)
     if kind == "Average":
         # Caffe divides by the window clipped to the padded image: with padding, the pad cells
@@ -391,6 +395,9 @@ def _scale(c, weights_path):
 
 def _batch_norm(c, weights_path):
     p = c.layer.batch_norm_param
+    if p.HasField("use_global_stats") and not p.use_global_stats:
+        raise ExportError("layer %r: BatchNorm with use_global_stats false normalises with each "
+                          "batch's own statistics, which an exported net cannot" % c.name)
     channels = c.shapes[0][1]
     mean, var, factor = c.need_blobs([(channels,), (channels,), (1,)], weights_path)
     # Caffe keeps running sums and their weight; the statistics are their quotient.
@@ -556,11 +563,13 @@ def _python(c, weights_path):
     if pp.layer != "TPULayer":
         raise ExportError("deploy.prototxt: Python layer %r (%s.%s) has no ONNX export; only "
                           "psn_layers.tpu.TPULayer does" % (c.name, pp.module, pp.layer))
-    params = json.loads(pp.param_str or "{}")
-    if "num_output" in params:
-        c.layer.recurrent_param.num_output = int(params["num_output"])
-    return _recurrent(c, weights_path, str(params.get("mode", "tpu")).lower(),
-                      str(params.get("first_tp", "zero")).lower())
+    from psn_layers.tpu import parse_param_str
+    try:
+        params = parse_param_str(pp.param_str)
+    except ValueError as e:
+        raise ExportError("layer %r: %s" % (c.name, e))
+    c.layer.recurrent_param.num_output = int(params["num_output"])
+    return _recurrent(c, weights_path, params["mode"], params["first_tp"])
 
 
 CONVERTERS = {
@@ -623,7 +632,8 @@ def export_net(deploy_path, weights_path, metadata=None, outputs=None, batch=Non
         raise ExportError("%s has no 'prob' output (a Softmax): not a deploy net of psn.nets"
                           % deploy_path)
     prob, prob_shape = blobs["prob"]
-    T = blobs["cont"][1][1] if "cont" in blobs else 1
+    frames = [blobs[k][1][1] for k in ("raw", "sparse", "cont") if k in blobs]
+    T = frames[0] if frames else 1
     C = prob_shape[-1]
     g.nodes.append(helper.make_node("Identity", [prob], ["prob"], name="n_prob_out"))
     by_frame = g.op("Reshape", [prob, g.ints("clip_shape", [T, -1, C])], "prob_tnc")
@@ -698,7 +708,7 @@ def fold_metadata(fold_dir, weights):
             record = json.load(f)
         meta["model"] = {k: record.get(k) for k in ("model", "width", "net_overrides", "schedule")}
     data = record.get("data_path")
-    found = data and os.path.exists(DataFolder(data).plan)
+    found = data and os.path.exists(DataFolder(data).plan) and _same_data(record, data)
     # A run recorded before run.json named its classes takes its data folder's.
     classes = run.classes() or (DataFolder(data).classes() if found else None)
     if classes:
@@ -708,6 +718,17 @@ def fold_metadata(fold_dir, weights):
         meta["preprocessing"] = {"options": plan.get("options"),
                                  "pipeline_version": plan.get("pipeline_version")}
     return meta
+
+
+def _same_data(record, data):
+    """Whether the data folder holds what the run trained on (its run.json's fingerprint): one
+    preprocessed again since must not lend the model its new settings."""
+    from psn.run_record import data_fingerprint
+    want = record.get("data_sha256")
+    try:
+        return want in (data_fingerprint(data), data_fingerprint(data, location=True))
+    except (OSError, ValueError):
+        return False
 
 
 def fold_files(fold_dir, weights=None):
@@ -763,10 +784,14 @@ def main(argv=None):
         model = export_fold(args.fold, args.out, args.weights, args.batch)
     except (ExportError, ImportError, OSError, ValueError) as e:
         return fail("export_onnx: error: ", e)
+    except Exception as e:  # onnx.checker.ValidationError: a graph this exporter got wrong
+        return fail("export_onnx: error: ", "the exported graph does not check (%s: %s): "
+                    "please report it with the fold's deploy.prototxt" % (type(e).__name__, e))
     meta = {p.key: p.value for p in model.metadata_props}
     print("export_onnx: wrote %s (%s, opset %d, %.1f MB, %.1f s)%s" % (
         args.out, model.graph.name, OPSET, os.path.getsize(args.out) / 1e6, time.time() - start,
         "" if METADATA_PREFIX + "preprocessing" in meta else
-        "; the run's data folder was not found, so the model records no preprocessing settings "
-        "and tools/predict.py cannot check a clip against them"))
+        "; the run's data folder was not found or was preprocessed again since the run, so the "
+        "model records no preprocessing settings and tools/predict.py cannot check a clip "
+        "against them"))
     return 0

@@ -72,5 +72,9 @@ class OnnxModel:
                     if n < batch and self.fixed_batch:    # padded as Caffe's last batch is
                         data = np.concatenate([data] + [data[:1]] * (batch - n))
                     feed[name] = data
-            out.append(self.session.run(["clip_prob"], feed)[0][:n])
+            try:
+                out.append(self.session.run(["clip_prob"], feed)[0][:n])
+            except Exception as e:  # onnxruntime's InvalidArgument and kin: inputs of other shapes
+                raise OnnxModelError("%s cannot run on these clips (%s)" % (
+                    self.path, str(e).splitlines()[0]))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

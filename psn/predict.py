@@ -117,7 +117,8 @@ def clip_options(args, recorded=None, model="the model"):
     from preprocessing.clip_chain import PIPELINE_VERSION, Options
     flags = {k: getattr(args, k) for k in FLAG_DEFAULTS if getattr(args, k) is not None}
     if args.lam is not None or args.sparsity is not None:
-        flags.update(rpca_choice(args.lam, args.sparsity))
+        # Both keys: --sparsity replaces a model's fixed lambda, --lam its share.
+        flags.update(dict({"lam": None, "sparsity": None}, **rpca_choice(args.lam, args.sparsity)))
     if args.face_box:
         flags["face_box"] = parse_face_box(args.face_box)
     if not recorded or not recorded.get("options"):
@@ -134,7 +135,8 @@ def clip_options(args, recorded=None, model="the model"):
     want = Options(**base)
     opts = Options(**dict(base, **flags))
     # face_box is only the fallback for a frame without a face, not a setting of the data.
-    have, need = opts.stamp(), want.stamp()
+    have = dict({"register": "none"}, **opts.stamp())     # a stamp leaves out register none
+    need = dict({"register": "none"}, **want.stamp())
     differ = ["%s=%s (the model's clips: %s)" % (k, have.get(k), need.get(k))
               for k in sorted(set(have) | set(need))
               if k != "face_box" and have.get(k) != need.get(k)]
@@ -264,6 +266,10 @@ def predict_onnx(args):
     from psn.onnx_run import OnnxModel, OnnxModelError
     try:
         model = OnnxModel(args.onnx)
+        if model.frames not in (None, 16):
+            raise PredictError("%s takes %d frame(s) a clip (a single-frame model); tools/"
+                               "predict.py gives the 16 sampled frames of a clip: predict with "
+                               "a fold of a 16-frame model" % (args.onnx, model.frames))
         if model.preprocessing is None:
             print("predict: warning: %s records no preprocessing settings (exported without "
                   "its run's data folder): the clip is made with the flags given, unchecked"
@@ -271,12 +277,18 @@ def predict_onnx(args):
         raw, sparse = preprocess(args, clip_options(args, model.preprocessing, args.onnx))
     except (PredictError, OnnxModelError, InputError, ValueError, OSError) as e:
         return fail("predict: error: ", e)
+    except ImportError as e:
+        return fail("predict: error: ", "--onnx needs onnxruntime (%s): pip install -r "
+                                        "requirements.txt" % e)
     warnings = zero_motion_warnings(sparse)
     T = raw.shape[0]
     cont = np.ones((1, T), np.float32)
     cont[0, 0] = 0                        # the clip's first frame starts its sequence
-    prob = model.clip_probabilities(raw.transpose(0, 3, 1, 2)[None].astype(np.float32),
-                                    sparse[None, :, None].astype(np.float32), cont)[0]
+    try:
+        prob = model.clip_probabilities(raw.transpose(0, 3, 1, 2)[None].astype(np.float32),
+                                        sparse[None, :, None].astype(np.float32), cont)[0]
+    except OnnxModelError as e:
+        return fail("predict: error: ", e)
     names = model.classes
     if not names or len(names) != len(prob):
         names = list(CLASSES) if len(prob) == len(CLASSES) else ["class %d" % k

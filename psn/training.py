@@ -208,7 +208,15 @@ def run_folds(cfg, log=log_line):
         from psn.caffe_proto import caffe_pb2  # noqa: F401  (the nets are written with it)
     except ImportError as e:
         return fail("run_folds: error: ", missing_caffe_line(e))
-    if caffe is None:
+    if caffe is None and cfg.predict:
+        try:    # found out now, not after the folds have trained
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            return fail("run_folds: error: ", "neither pycaffe nor onnx and onnxruntime (%s) "
+                        "import here, so the folds could not be predicted: install onnx and "
+                        "onnxruntime (requirements.txt), build pycaffe (tools/build_caffe.sh), "
+                        "or pass --no-predict" % e)
         log("pycaffe does not import here: the folds train with the caffe binary and predict "
             "through onnxruntime (each weights file exported to ONNX in memory)")
     try:

@@ -221,6 +221,72 @@ def test_every_model_of_psn_nets_exports(caffe, tmp_path):
 
 # ------------------------------------------------------------------ bad input
 
+def _write_net(folder, text, shape):
+    """deploy.prototxt: one Input x of `shape`, then `text`; an empty .caffemodel."""
+    from psn.caffe_proto import caffe_pb2
+    deploy = os.path.join(folder, "deploy.prototxt")
+    with open(deploy, "w") as f:
+        f.write('layer { name: "x" type: "Input" top: "x" input_param { shape { %s } } }\n'
+                % " ".join("dim: %d" % d for d in shape) + text)
+    weights = os.path.join(folder, "w.caffemodel")
+    with open(weights, "wb") as f:
+        f.write(caffe_pb2.NetParameter().SerializeToString())
+    return deploy, weights
+
+
+def test_flatten_of_middle_axes_keeps_the_trailing_ones(caffe_env, tmp_path):
+    import onnxruntime as ort
+
+    from psn.onnx_export import export_net
+    deploy, weights = _write_net(str(tmp_path), 'layer { name: "f" type: "Flatten" bottom: "x" '
+                                 'top: "f" flatten_param { axis: 1 end_axis: 2 } }', (2, 3, 4, 5))
+    x = np.arange(120, dtype=np.float32).reshape(2, 3, 4, 5)
+    got = ort.InferenceSession(export_net(deploy, weights, outputs=["f"]).SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert got.shape == (2, 12, 5) and (got == x.reshape(2, 12, 5)).all()
+
+
+@pytest.mark.parametrize("text, said", [
+    ('layer { name: "p" type: "Pooling" bottom: "x" top: "p" pooling_param { pool: AVE '
+     'kernel_size: 3 stride: 2 pad_h: 1 pad_w: 0 } }', "average pooling whose windows pass"),
+    ('layer { name: "bn" type: "BatchNorm" bottom: "x" top: "bn" batch_norm_param { '
+     'use_global_stats: false } }', "use_global_stats false"),
+    ('layer { name: "t" type: "Python" bottom: "x" bottom: "x" top: "t" python_param { '
+     'module: "psn_layers.tpu" layer: "TPULayer" param_str: \'{"num_output": 4, "mode": "gru"}\' '
+     '} }', "mode must be one of"),
+])
+def test_what_an_onnx_graph_cannot_say_as_caffe_does_is_refused(caffe_env, tmp_path, text, said):
+    """Average pooling padded on one axis only (ONNX's count_include_pad is for both), batch
+    statistics, a Python TPU of an unknown mode: refused naming the layer, not exported wrong."""
+    from psn.onnx_export import ExportError, export_net
+    deploy, weights = _write_net(str(tmp_path), text, (2, 3, 7, 8))
+    with pytest.raises(ExportError, match=said):
+        export_net(deploy, weights, outputs=["p" if "Pool" in text else "bn" if "Batch" in text
+                                             else "t"])
+
+
+def test_caffe_pb2_left_by_a_pycaffe_import_that_failed_part_way_is_shared(caffe_env):
+    """caffe/__init__ loaded caffe.proto, then failed: the nets are still written (protobuf
+    registers caffe.proto once per process; a second copy would raise TypeError)."""
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "caffe.classifier":
+                    raise ImportError("blocked")
+        sys.meta_path.insert(0, Block())
+        sys.path[:0] = [%r, %r]
+        from psn.caffe_proto import pycaffe, caffe_pb2
+        assert pycaffe() is None and "caffe.proto.caffe_pb2" in sys.modules
+        from psn import nets
+        tv, dp, _ = nets.build("psn", width=0.125)
+        assert isinstance(dp, caffe_pb2.NetParameter)
+        print("ok")
+    """) % (ROOT, os.path.join(ROOT, "layers"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=caffe_env, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
 def test_a_fold_without_weights_is_refused(caffe_env, trained, tmp_path):
     _, out, _ = trained
     fold = str(tmp_path / "fold01")

@@ -120,7 +120,7 @@ def test_a_clip_is_made_as_the_models_training_clips_were():
     (dict(interp="linear"), "interp=linear (the model's clips: tim)"),
     (dict(lam="standard"), "sparsity=None (the model's clips: 0.25)"),
     (dict(sparsity=0.1), "sparsity=0.1 (the model's clips: 0.25)"),
-    (dict(register="none"), "register=None (the model's clips: ecc)"),
+    (dict(register="none"), "register=none (the model's clips: ecc)"),
     (dict(face="haar"), "face=haar (the model's clips: landmarks)"),
 ])
 def test_a_flag_that_would_make_the_clip_otherwise_is_refused(flags, named):
@@ -129,6 +129,19 @@ def test_a_flag_that_would_make_the_clip_otherwise_is_refused(flags, named):
         clip_options(_flags(**flags), RECORDED, "m.onnx")
     assert str(e.value).startswith("m.onnx was trained on clips preprocessed otherwise")
     assert named in str(e.value)
+
+
+def test_a_share_against_a_fixed_lambda_model_names_the_setting():
+    """--sparsity given for a model trained with a fixed lambda: the refusal names the two
+    settings (Options' own "not both" is not what the user did)."""
+    from psn.predict import PredictError, clip_options
+    recorded = json.loads(json.dumps(RECORDED))
+    recorded["options"].update(lam=0.01, sparsity=None)
+    with pytest.raises(PredictError) as e:
+        clip_options(_flags(sparsity=0.25), recorded, "m.onnx")
+    assert "lam=None (the model's clips: 0.01)" in str(e.value)
+    assert "sparsity=0.25 (the model's clips: None)" in str(e.value)
+    assert clip_options(_flags(lam="0.01"), recorded).lam == 0.01
 
 
 def test_a_model_of_another_pipeline_version_is_refused():
