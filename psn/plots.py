@@ -74,6 +74,8 @@ def comparison_bars(rows, path, title="Recognition rate and UF1 (cf. Fig. 7)"):
 def megc_bars(rows, path, title="MEGC 2019 composite: UF1 and UAR (pooled LOSO)"):
     """rows: dicts with name, uf1, uar (fractions; NaN = not published) and optimistic (the
     test folds chose the epoch: hatched, and marked in the legend); the last row is ours."""
+    if not rows:
+        raise ValueError("megc_bars: no rows to draw (the last row is ours: give at least it)")
     names = [r["name"] for r in rows]
     x = np.arange(len(rows))
     w = 0.38

@@ -299,3 +299,9 @@ def test_feature_grid_max_channels_and_a_single_small_layer(tmp_path, drawn):
     # tile columns are trimmed away, so only the height is the drawn one).
     png_size(png, (None, 0.55 + 1.1 * 2))
     assert len(drawn[0].axes) == 2 + 3
+
+
+def test_megc_bars_of_no_rows_say_so(tmp_path):
+    with pytest.raises(ValueError, match="no rows to draw"):
+        plots.megc_bars([], str(tmp_path / "megc.png"))
+    assert not (tmp_path / "megc.png").exists()
