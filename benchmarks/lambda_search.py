@@ -12,12 +12,15 @@ written to a temporary folder, --clips of them). Each clip goes through the pipe
 * a tight search (tolerance 0.002) for the λ that gives the target, λ*;
 * the same tight search on D with every s-th pixel row and column kept (1/s² of the
   pixels), its λ scaled by 1/s (λ goes as 1/sqrt(pixels), as the default 1/sqrt(m) does):
-  that prediction over λ*, and its CPU seconds in units of one full solve.
+  that prediction over λ*, and its CPU seconds in units of one full solve;
+* the slope of logit(share) against log λ from λ* to λ*(1 ± 0.05) and λ*(1 ± 0.1): if it is
+  the same for every clip, one solve anywhere near λ* says where λ* is.
 
 One BLAS thread, CPU time. It prints; it is not a test.
 """
 import argparse
 import glob
+import math
 import os
 import statistics
 import sys
@@ -29,6 +32,12 @@ import numpy as np
 import _init_paths  # noqa: F401  (the checkout on sys.path)
 
 TARGET = 0.25
+SLOPE_STEPS = (-0.1, -0.05, 0.05, 0.1)
+
+
+def logit(p):
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
 
 
 def clip_matrix(folder):
@@ -56,6 +65,10 @@ def measure(D, strides):
     (_, _, tight), _ = cpu(lambda: rpca_for_sparsity(D, TARGET, share_tol=0.002))
     row = dict(solves=info["solves"], search_s=t_search, solve_s=t_solve,
                ratio=t_search / t_solve, share=info["nnz_share"], lam_star=tight["lam"])
+    for d in SLOPE_STEPS:
+        _, _, at = rpca(D, lam=tight["lam"] * (1 + d))
+        row["slope%+.2f" % d] = ((logit(at["nnz_share"]) - logit(tight["nnz_share"]))
+                                 / math.log(1 + d))
     side = int(round(np.sqrt(D.shape[0])))
     frames = D.reshape(side, side, -1)
     for s in strides:
@@ -85,6 +98,7 @@ def main(argv=None):
         head = "%-12s %6s %8s %8s %6s %7s" % ("clip", "solves", "search s", "solve s", "ratio",
                                                "share")
         head += "".join(" %9s %7s" % ("pred%d/λ*" % s, "cost%d" % s) for s in strides)
+        head += "".join(" %8s" % ("slope%+.2f" % d) for d in SLOPE_STEPS)
         print(head)
         rows = []
         for folder in folders:
@@ -94,6 +108,7 @@ def main(argv=None):
                 os.path.basename(folder)[:12], r["solves"], r["search_s"], r["solve_s"],
                 r["ratio"], r["share"])
             line += "".join(" %9.4f %7.2f" % (r["pred%d" % s], r["cost%d" % s]) for s in strides)
+            line += "".join(" %8.2f" % r["slope%+.2f" % d] for d in SLOPE_STEPS)
             print(line, flush=True)
     if rows:
         print("median: search / one solve %.2f (%.1f solves)" % (
@@ -104,6 +119,10 @@ def main(argv=None):
             print("stride %d: prediction / λ* mean %.4f, sd %.4f; cost %.2f solves (median)" % (
                 s, statistics.mean(p), statistics.pstdev(p),
                 statistics.median(r["cost%d" % s] for r in rows)))
+        for d in SLOPE_STEPS:
+            v = [r["slope%+.2f" % d] for r in rows]
+            print("slope of logit(share) per log λ, λ* to λ*(1%+.2f): mean %.2f, sd %.2f" % (
+                d, statistics.mean(v), statistics.pstdev(v)))
     return 0
 
 
