@@ -265,28 +265,6 @@ def test_what_an_onnx_graph_cannot_say_as_caffe_does_is_refused(caffe_env, tmp_p
                                              else "t"])
 
 
-def test_caffe_pb2_left_by_a_pycaffe_import_that_failed_part_way_is_shared(caffe_env):
-    """caffe/__init__ loaded caffe.proto, then failed: the nets are still written (protobuf
-    registers caffe.proto once per process; a second copy would raise TypeError)."""
-    code = textwrap.dedent("""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "caffe.classifier":
-                    raise ImportError("blocked")
-        sys.meta_path.insert(0, Block())
-        sys.path[:0] = [%r, %r]
-        from psn.caffe_proto import pycaffe, caffe_pb2
-        assert pycaffe() is None and "caffe.proto.caffe_pb2" in sys.modules
-        from psn import nets
-        tv, dp, _ = nets.build("psn", width=0.125)
-        assert isinstance(dp, caffe_pb2.NetParameter)
-        print("ok")
-    """) % (ROOT, os.path.join(ROOT, "layers"))
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=caffe_env, timeout=300)
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
-
 def test_a_fold_without_weights_is_refused(caffe_env, trained, tmp_path):
     _, out, _ = trained
     fold = str(tmp_path / "fold01")
