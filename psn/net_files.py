@@ -27,10 +27,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 __all__ = ["read_weights", "weight_shapes", "deploy_shapes", "check_net", "trained_with"]
 
 
-def _blob_shape(blob):
-    if blob.HasField("shape"):
-        return [int(d) for d in blob.shape.dim]
-    return [int(blob.num), int(blob.channels), int(blob.height), int(blob.width)]   # legacy 4-D
+def blob_shape(blob):
+    """A BlobProto's shape as Caffe's Blob::FromProto reads it: the legacy 4-D fields where
+    any is set and there is no shape, else shape.dim ([] for a scalar)."""
+    legacy = [int(blob.num), int(blob.channels), int(blob.height), int(blob.width)]
+    if not blob.HasField("shape") and any(legacy):
+        return legacy
+    return [int(d) for d in blob.shape.dim]
 
 
 def read_weights(path):
@@ -49,7 +52,7 @@ def read_weights(path):
     for layer in list(net.layer) + list(net.layers):
         for i, blob in enumerate(layer.blobs):
             n += 1
-            want = math.prod(_blob_shape(blob))
+            want = math.prod(blob_shape(blob))
             have = len(blob.data) or len(blob.double_data)
             if have != want:
                 return None, ("cut short: layer %s param %d holds %d of its %d values"
@@ -74,7 +77,7 @@ def weight_shapes(path):
     net, why = read_weights(path)
     if net is None:
         return None, why
-    return {layer.name: [_blob_shape(b) for b in layer.blobs]
+    return {layer.name: [blob_shape(b) for b in layer.blobs]
             for layer in list(net.layer) + list(net.layers) if layer.blobs}, None
 
 

@@ -55,11 +55,8 @@ def read_deploy(path):
 
 
 def _blob_array(blob):
-    legacy = (blob.num, blob.channels, blob.height, blob.width)
-    if not blob.HasField("shape") and any(legacy):   # old caffemodels, as Blob::FromProto
-        shape = tuple(legacy)
-    else:
-        shape = tuple(blob.shape.dim)     # () for a scalar
+    from psn.net_files import blob_shape
+    shape = tuple(blob_shape(blob))
     data = np.asarray(blob.double_data if len(blob.double_data) else blob.data, np.float32)
     if data.size != int(np.prod(shape)):
         raise ValueError("blob holds %d values for shape %s" % (data.size, shape))
