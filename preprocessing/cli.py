@@ -133,6 +133,11 @@ def _run(subparsers):
                         "gunzips on the training thread, and a GPU iteration ran 2.6-3.3x "
                         "faster on plain shards, measured on an H200) or gzip (31-40%% "
                         "less disk)")
+    p.add_argument("--flow", nargs="?", const="default", choices=("default", "fine"), metavar="SETTING",
+                   help="also the onset-to-apex TV-L1 optical flow and strain, 28 x 28, one flow "
+                        "shard per group (shards/groupKK_flow.h5): the input of STSTNet and "
+                        "OFF-ApexNet. SETTING: default (OpenCV's TV-L1 parameters) or fine "
+                        "(more scales and warps); docs/flow.md. Needs opencv-contrib-python-headless")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N clips (a quick trial)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -160,7 +165,7 @@ def _run(subparsers):
                          seed=args.seed, options=options, augment=parse_augment(args.augment),
                          workers=args.workers, limit=args.limit, rules=rules,
                          shard_compression=args.shard_compression,
-                         progress=not args.no_progress)
+                         flow=flow_setting(args.flow), progress=not args.no_progress)
         except KeyboardInterrupt:
             print("\ninterrupted: finished clips are cached; run the same command again to "
                   "resume", file=sys.stderr)
@@ -218,6 +223,14 @@ def main(argv=None):
 
 
 # ---------------------------------------------------------------- flags shared with predict.py
+
+def flow_setting(name):
+    """preprocessing.flow.FlowParams of a --flow SETTING, None without --flow."""
+    if name is None:
+        return None
+    from preprocessing.flow import FLOW_SETTINGS
+    return FLOW_SETTINGS[name]
+
 
 def rpca_choice(lam=None, sparsity=None):
     """Options' RPCA keywords from the command line's --lam and --sparsity: --lam L a fixed

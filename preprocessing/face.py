@@ -108,7 +108,7 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
     c = cv2.CascadeClassifier(path)
     if c.empty():
         raise RuntimeError(f"cannot load OpenCV Haar cascade {path}; install "
-                           "opencv-python-headless 4.x (5.x ships no cascades)")
+                           "opencv-contrib-python-headless 4.x (5.x ships no cascades)")
     return c
 
 

@@ -39,7 +39,8 @@ from preprocessing.sampling import CROP, N_SAMPLED
 
 __all__ = ["LAYOUT_VERSION", "CHECKSUM_VERSION", "DATASETS", "CROP", "COMPRESSIONS", "DEFAULT_COMPRESSION",
            "STORED_FRACTION", "shard_key", "stored_key", "foreign_data", "frame_columns",
-           "write_shard", "write_array_shard", "write_frame_shard", "read_shard", "load_clip_arrays"]
+           "write_shard", "write_array_shard", "write_frame_shard", "read_shard", "load_clip_arrays",
+           "FLOW_DATASETS", "flow_shard_key", "write_flow_shard"]
 
 LAYOUT_VERSION = 1
 # What content_sha256 covers: 1 the frames only, 2 every dataset. A version-1 shard is written
@@ -106,7 +107,8 @@ def stored_key(path):
         return None
     try:
         with h5py.File(path, "r") as f:
-            if foreign_data(f) or any(name not in f for name in DATASETS):
+            names = FLOW_DATASETS if f.attrs.get("kind") == "flow" else DATASETS
+            if foreign_data(f) or any(name not in f for name in names):
                 return None
             key = f.attrs.get("key")
     except (OSError, ValueError):
@@ -289,6 +291,55 @@ def write_frame_shard(src, dst, frames):
     return dst
 
 
+# A flow shard (preprocessing.flow; one per fold group, groupKK_flow.h5, beside the others):
+#     flow       float32 (K, 3, 28, 28)   u, v, strain, each divided by its peak in the clip
+#     label      float32 (K, 1)           clip class (Caffe's label top: one row per clip)
+#     cont       float32 (K, 1)           0 (one step per clip)
+#     clip_label int32   (K,)             clip_index int32 (K,)
+FLOW_DATASETS = ("flow", "label", "cont", "clip_label", "clip_index")
+
+
+def flow_shard_key(items, group=None):
+    """Fingerprint of a flow shard: items = [(clip_index, label, digest of the clip's flow)]."""
+    blob = json.dumps({"layout": LAYOUT_VERSION, "kind": "flow", "group": group,
+                       "clips": [[int(i), int(l), str(d)] for i, l, d in items]},
+                      sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def write_flow_shard(path, rows, key="", group=None):
+    """A flow shard from rows [(clip_index, label, maps (3, 28, 28) as the nets read them)],
+    written atomically with its checksum; returns the number of rows."""
+    if not rows:
+        raise ValueError(f"flow shard {path} would be empty")
+    flow = np.ascontiguousarray(np.stack([m for _, _, m in rows]), dtype=np.float32)
+    clip_index = np.array([i for i, _, _ in rows], np.int32)
+    clip_label = np.array([lab for _, lab, _ in rows], np.int32)
+    content = hashlib.sha256()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("flow", data=flow, chunks=(1,) + flow.shape[1:], track_times=False)
+        content.update(flow.tobytes())
+        _write_columns(f, content, clip_label, clip_index, 1)
+        _stamp(f, content, key)
+        f.attrs["kind"] = "flow"
+        if group is not None:
+            f.attrs["group"] = int(group)
+    return len(rows)
+
+
+def _flow_shard_problem(f):
+    want = f.attrs.get("content_sha256")
+    want = want.decode() if isinstance(want, bytes) else want
+    flow = f["flow"][()]
+    if not np.isfinite(flow).all():
+        return "non-finite values (NaN or inf) in 'flow'"
+    content = hashlib.sha256(np.ascontiguousarray(flow, np.float32).tobytes())
+    _hash_labels(content, {name: f[name][()] for name, _ in _LABEL_DATASETS})
+    if content.hexdigest() != want:
+        return "its datasets (flow, labels or clip indices) no longer match the checksum written with them"
+    return None
+
+
 def shard_problem(path):
     """Why a shard cannot be trusted, or None: its datasets (frames, labels, indices) no
     longer match the checksum written with them (a bit flip, an edit), it has no checksum or an
@@ -299,6 +350,8 @@ def shard_problem(path):
             foreign = foreign_data(f)
             if foreign:
                 return foreign
+            if f.attrs.get("kind") == "flow":
+                return _flow_shard_problem(f)
             if f.attrs.get("checksum_version", 1) != CHECKSUM_VERSION:
                 return ("its checksum covers the frames only, not the labels (written by an "
                         "older version): run `preprocess.py run` on its folder again")

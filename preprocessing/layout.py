@@ -104,6 +104,19 @@ class DataFolder:
     def shard(self, group, aug=False):
         return self.path(self.SHARDS, self.shard_name(group, aug))
 
+    @staticmethod
+    def flow_shard_name(group):
+        return "group%02d_flow.h5" % int(group)
+
+    @staticmethod
+    def flow_shard_of(shard):
+        """The flow shard of a group's shard (plain or augmented): shards/groupKK_flow.h5."""
+        head, name = os.path.split(shard)
+        m = re.fullmatch(r"group(\d+)(_aug|_flow)?\.h5", name)
+        if not m:
+            raise InputError("%s is not a group shard (groupKK.h5) of a data folder" % shard)
+        return os.path.join(head, DataFolder.flow_shard_name(int(m.group(1))))
+
     def fold_dir(self, fold):
         return self.path(self.FOLDS, fold_name(fold))
 

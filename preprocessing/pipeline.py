@@ -40,7 +40,8 @@ from preprocessing.manifest import manifest_row, read_manifest, write_manifest, 
 from preprocessing.errors import InputError
 from preprocessing.hdf5_shards import (COMPRESSIONS, DEFAULT_COMPRESSION, load_clip_arrays,
                                       shard_key, shard_problem, stored_key)
-from preprocessing.workers import Runner, check_free_space, clip_task, progress_bar, shard_task, rpca_settings_task
+from preprocessing.workers import (Runner, check_free_space, clip_task, flow_task, progress_bar,
+                                   shard_task, rpca_settings_task)
 
 __all__ = ["run", "run_rpca_settings", "summary_lines", "write_fig3"]
 
@@ -50,7 +51,8 @@ def run(roots, out, *, log=print, **kw):
 
     roots: {database: folder}. Keywords: n_folds=10, loso=False, seed=0, options=Options(),
     augment (tuple of variant names; () = none; None = the defaults), workers, limit, rules,
-    loader_options, progress=True, protocol, shard_compression ("none" | "gzip"). Holds OUT's
+    loader_options, progress=True, protocol, shard_compression ("none" | "gzip"), flow (None, or
+    a preprocessing.flow.FlowParams: also the onset-to-apex flow shards). Holds OUT's
     lock (preprocessing.folder_lock) throughout: a second run into the same OUT, or into one
     that run_folds is reading, is refused.
     Raises InputError for bad input (missing folder, malformed sheet, too few clips, OUT busy).
@@ -113,7 +115,7 @@ def run_rpca_settings(roots, settings, *, log=print, workers=None, progress=True
 
 def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augment=None,
          workers=None, limit=None, rules=None, loader_options=None, progress=True, log=print,
-         protocol=None, shard_compression=DEFAULT_COMPRESSION):
+         protocol=None, shard_compression=DEFAULT_COMPRESSION, flow=None):
     """The pipeline's stages, in order (each a function below): load the sheets and frame
     folders, compute (or reuse) every clip, assign fold groups and write the manifest, write
     the shards, write the fold lists and folds.json, draw the contact sheet, summarise."""
@@ -126,6 +128,9 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     if shard_compression not in COMPRESSIONS:
         raise InputError(f"--shard-compression: {shard_compression!r} is not one of "
                          f"{', '.join(COMPRESSIONS)}")
+    if flow is not None:
+        from preprocessing.flow import check_tvl1
+        check_tvl1()      # before hours of RPCA, not after
 
     evaluation = protocols.load_protocol(protocol)
     if evaluation.folds == "loso":
@@ -144,9 +149,17 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
                          [clips[i].subject for i in included], scheme, seed, len(variants))
         shards = _shards_stage(out, plan, clips, included, group_of, results, cache_files,
                                variants, shard_compression, runner, progress, log)
+        if flow is not None:
+            flow_summary = _flow_stage(out, plan, clips, included, group_of, cache_files, options,
+                                       flow, runner, progress, log)
+        else:
+            # Flow shards of an earlier --flow run would no longer match these groups.
+            flow_summary = None
+            _remove_stale(DataFolder(out).shard_dir, r"group\d+_flow\.h5", set())
     finally:
         runner.close()
     plan["shard_compression"] = shard_compression
+    plan["flow"] = flow_summary
     _folds_stage(out, plan, shards, variants, options, roots)
     _contact_sheet_stage(out, rows, cache_files, evaluation.classes)
 
@@ -283,6 +296,64 @@ def _shards_stage(out, plan, clips, included, group_of, results, cache_files, va
             bar.update(1)
     return {"plain": plain, "aug": aug, "written": written, "keep": keep,
             "seconds": time.time() - t0}
+
+
+def _flow_stage(out, plan, clips, included, group_of, cache_files, options, params, runner,
+                progress, log):
+    """Each included clip's onset-to-apex flow (preprocessing.flow; from its flow cache file
+    when that matches), then one flow shard per fold group, shards/groupKK_flow.h5, rewritten
+    only when its key changed. A clip whose flow cannot be computed stays in the PSN shards and
+    is left out of the flow shard, named in the log. Returns what folds.json records."""
+    from preprocessing.flow import (FLOW_SIZE, flow_cache_path, flow_stamp, normalise_flow,
+                                    read_flow_cache)
+    from preprocessing.hdf5_shards import flow_shard_key, write_flow_shard
+    results, tasks = {}, []
+    for i in included:
+        got = read_flow_cache(flow_cache_path(cache_files[i]), flow_stamp(clips[i], options, params),
+                              clips[i])
+        if got is None:
+            tasks.append((i, clips[i], cache_files[i], options, params))
+        else:
+            results[i] = got
+    log(f"optical flow: {len(included) - len(tasks)} clips cached, {len(tasks)} to compute")
+    with progress_bar(len(tasks), "flow", progress) as bar:
+        for i, res in runner.map(flow_task, tasks):
+            results[i] = res
+            bar.update(1)
+    missing = [i for i in included if not results[i]["included"]]
+    for i in missing:
+        log(f"optical flow: {clips[i].subject} {clips[i].clip} left out of the flow shards: "
+            f"{results[i]['reason']}")
+    folder = DataFolder(out)
+    written, names = [], set()
+    for g in (e["group"] for e in plan["groups"]):
+        members = [i for i in included if group_of[i] == g and results[i]["included"]]
+        if not members:
+            continue
+        fp = [(i, clips[i].label, results[i]["info"]["digest"]) for i in members]
+        key = flow_shard_key(fp, g)
+        path = folder.path(folder.SHARDS, folder.flow_shard_name(g))
+        names.add(os.path.basename(path))
+        if stored_key(path) == key and not shard_problem(path):
+            continue
+        rows = []
+        for i in members:
+            maps = results[i]["maps"]
+            if maps is None:        # read from a cache whose arrays were not kept in memory
+                maps = read_flow_cache(flow_cache_path(cache_files[i]),
+                                       flow_stamp(clips[i], options, params), clips[i])["maps"]
+            rows.append((i, clips[i].label, normalise_flow(maps)))
+        write_flow_shard(path, rows, key, g)
+        written.append(os.path.basename(path))
+    _remove_stale(folder.shard_dir, r"group\d+_flow\.h5", names)
+    notes = {str(i): results[i]["info"]["notes"] for i in included
+             if results[i]["included"] and results[i]["info"]["notes"]}
+    log(f"optical flow: {len(included) - len(missing)} clips in {len(names)} flow shard(s) "
+        f"({len(written)} written), {FLOW_SIZE} x {FLOW_SIZE}; {len(notes)} clip(s) with a note "
+        f"(folds.json's flow.notes, by manifest row)")
+    return {"params": params.stamp(), "clips": len(included) - len(missing),
+            "left_out": {str(i): results[i]["reason"] for i in missing}, "notes": notes,
+            "shards": sorted(names)}
 
 
 def _folds_stage(out, plan, shards, variants, options, roots):

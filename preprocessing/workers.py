@@ -43,6 +43,12 @@ def clip_task(task):
     return index, process_clip(clip, cache_file, opts)
 
 
+def flow_task(task):
+    from preprocessing.flow import process_flow
+    index, clip, cache_file, opts, params = task
+    return index, process_flow(clip, cache_file, opts, params)
+
+
 def rpca_settings_task(task):
     clip, jobs = task
     return process_clip_rpca_settings(clip, jobs)

@@ -291,7 +291,7 @@ def _cascade(name):
         c = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, name))
         if c.empty():
             raise RuntimeError(f"OpenCV's {name} is missing from {cv2.data.haarcascades}; "
-                               "reinstall opencv-python-headless 4.x")
+                               "reinstall opencv-contrib-python-headless 4.x")
         setattr(_local, name, c)
     return c
 

@@ -106,6 +106,12 @@ ensure_venv() {
   want=$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing Python packages into $VENV"
+    # opencv-contrib-python-headless replaced the plain wheel: both own cv2/, so the plain one
+    # goes first (and the contrib one with it, reinstalled whole below).
+    if "$VENV/bin/python" -m pip show -q opencv-python-headless >/dev/null 2>&1; then
+      "$VENV/bin/python" -m pip uninstall -q -y opencv-python-headless \
+        opencv-contrib-python-headless >&2
+    fi
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
     "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt" >&2
     echo "$want" > "$stamp.tmp" && mv "$stamp.tmp" "$stamp"
