@@ -96,7 +96,7 @@ class RunConfig:
     schedule: str = "paper"
     max_iter: int | None = None
     width: float = 1.0
-    batch: int = CLIPS_PER_BATCH
+    batch: int | None = None     # None: the model's own (psn.nets: PSN's 5 clips, STSTNet's 256)
     net_overrides: dict = field(default_factory=dict)
     tpu_impl: str = "cpp"
     seed: int = 0
@@ -129,6 +129,12 @@ class RunConfig:
             raise RunError("launcher must be one of %s, got %r" % (LAUNCHERS, self.launcher))
         if self.multi_gpu and len(self.gpus) < 2:
             raise RunError("--multi-gpu needs at least two --gpus")
+        base = nets.MODELS.get(self.model)
+        if self.batch is None:
+            set_("batch", base.batch if base is not None else CLIPS_PER_BATCH)
+        # The flow nets train with their own optimiser where PSN's paper or demo schedule is asked.
+        if not os.path.exists(self.schedule):
+            set_("schedule", nets.own_schedule(self.model, self.schedule))
         if self.jobs < 1 or self.batch < 1 or not self.width > 0:
             raise RunError("jobs and batch must be at least 1 and width positive, got "
                            "jobs %s, batch %s, width %s" % (self.jobs, self.batch, self.width))

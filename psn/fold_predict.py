@@ -83,8 +83,12 @@ class _CaffeNet:
     def __init__(self, net):
         self.net = net
 
-    def clip_probabilities(self, raw, sparse, cont):
-        return clip_probabilities(self.net, raw, sparse, cont)
+    def clip_probabilities(self, raw=None, sparse=None, cont=None, **inputs):
+        return clip_probabilities(self.net, raw, sparse, cont, **inputs)
+
+
+# What a shard may feed a deploy net: frames, E and cont (PSN's nets), or flow (the baselines).
+INPUT_DATASETS = ("raw", "sparse", "cont", "flow")
 
 
 def predict_weights(cfg, fold, fold_net, weights, manifest, shards=None):
@@ -99,7 +103,7 @@ def predict_weights(cfg, fold, fold_net, weights, manifest, shards=None):
         shards = DataFolder(cfg.data).fold_shards(fold)["test"]
     for shard in input_shards(cfg, shards):
         with h5py.File(shard, "r") as f:
-            clip_prob = net.clip_probabilities(f["raw"], f["sparse"], f["cont"])
+            clip_prob = net.clip_probabilities(**{k: f[k] for k in INPUT_DATASETS if k in f})
             if not np.isfinite(clip_prob).all():
                 raise RunError("fold %d gives non-finite probabilities on %s: its weights (%s) or "
                                "that shard are damaged" % (fold, shard, weights))

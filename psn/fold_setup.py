@@ -28,6 +28,44 @@ def count_clips(shards):
 APEX_DIR = RunFolder.APEX_SHARDS
 
 
+def own_batch(model):
+    """The batch of a model's checked-in prototxt (psn.nets.MODELS; PSN's 5 clips for others)."""
+    from psn import nets
+    base = nets.MODELS.get(model)
+    return base.batch if base is not None else CLIPS_PER_BATCH
+
+
+def reads_flow(cfg):
+    """Whether the run's net is an optical-flow baseline reading the data's flow shards."""
+    from dataclasses import replace
+    from psn import nets
+    base = nets.MODELS.get(cfg.model)
+    return base is not None and nets.reads_flow(replace(base, **cfg.net_overrides))
+
+
+def flow_shards(cfg, shards):
+    """The flow shards (shards/groupKK_flow.h5) of a fold's group shards, each once, in order;
+    RunError naming the preprocessing option when the data folder has none."""
+    folder = DataFolder(cfg.data)
+    try:
+        plan = folder.read_plan()
+    except Exception:
+        plan = {}
+    out = []
+    for s in shards:
+        f = folder.flow_shard_of(s)
+        if f not in out:
+            out.append(f)
+    missing = [f for f in out if not os.path.isfile(f)]
+    if not plan.get("flow") or missing:
+        raise RunError("%s reads the onset-to-apex optical flow, and %s has %s: run "
+                       "tools/preprocess.py run on it again with --flow (the clips' caches are "
+                       "reused; only the flow is computed)"
+                       % (cfg.model, cfg.data, "no flow shards" if not plan.get("flow") else
+                          "no " + ", ".join(missing)))
+    return out
+
+
 def reads_apex(cfg):
     """Whether the run's net is a single-frame net on the apex (psn.nets NetConfig.frame)."""
     from dataclasses import replace
@@ -38,7 +76,10 @@ def reads_apex(cfg):
 
 def input_shards(cfg, shards):
     """The shards the run's net reads in place of the data folder's: the same, or for a
-    single-frame net their one-frame copies in RUN/apex_shards/ (write_apex_shards)."""
+    single-frame net their one-frame copies in RUN/apex_shards/ (write_apex_shards), for a flow
+    net the data folder's flow shards of the same groups (flow_shards)."""
+    if reads_flow(cfg):
+        return flow_shards(cfg, shards)
     if not reads_apex(cfg):
         return list(shards)
     return [os.path.join(cfg.out, APEX_DIR, os.path.basename(s)) for s in shards]
@@ -71,7 +112,7 @@ def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_override
     from psn.caffe_proto import caffe_pb2
     from google.protobuf import text_format
     from psn import nets
-    if width == 1.0 and batch == CLIPS_PER_BATCH and not net_overrides:
+    if width == 1.0 and batch == own_batch(model) and not net_overrides:
         protos = []
         for fname, msg in (("train_val", caffe_pb2.NetParameter()),
                            ("deploy", caffe_pb2.NetParameter()),
@@ -166,7 +207,7 @@ def check_classes(cfg, tv):
 def net_source(cfg):
     """Where the run's train net comes from: the checked-in file, or the generator."""
     from psn import nets
-    if cfg.width == 1.0 and cfg.batch == CLIPS_PER_BATCH and not cfg.net_overrides:
+    if cfg.width == 1.0 and cfg.batch == own_batch(cfg.model) and not cfg.net_overrides:
         return os.path.join(nets.PROTOTXT_DIR, cfg.model, "train_val.prototxt")
     return "psn.nets' %s net" % cfg.model
 
@@ -205,7 +246,7 @@ def prepare_fold(cfg, fold, fold_dir, log=None):
         train, val = split_train(cfg.data, fold, cfg.val_groups, lists["train"][1])
         lists["train"] = (write_atomic(lists["train"][0], "".join(p + "\n" for p in train)), train)
         write_atomic(os.path.join(fold_dir, "val.txt"), "".join(p + "\n" for p in val))
-    if reads_apex(cfg):
+    if reads_apex(cfg) or reads_flow(cfg):
         lists = {split: (write_atomic(path, "".join(p + "\n" for p in input_shards(cfg, paths))),
                          input_shards(cfg, paths))
                  for split, (path, paths) in lists.items()}

@@ -75,6 +75,8 @@ def _net_param(model, width, train_list, test_list):
     from psn.caffe_proto import caffe_pb2
     from psn import nets
 
+    if model in nets.MODELS and nets.reads_flow(nets.MODELS[model]):
+        train_list, test_list = (_flow_list(path) for path in (train_list, test_list))
     if model in nets.MODELS:
         tv, _, solver = nets.build(model, width=width, train_source=train_list,
                                    test_source=test_list)
@@ -112,6 +114,22 @@ def _net_param(model, width, train_list, test_list):
         except ParseError:
             pass
     return tv, base_lr, decay
+
+
+def _flow_list(path):
+    """A copy of a list of group shards naming their flow shards instead (the flow nets'
+    input); HealthError naming `--flow` when the data folder has none."""
+    from preprocessing.layout import DataFolder
+    with open(path) as f:
+        shards = [line.strip() for line in f if line.strip()]
+    flows = list(dict.fromkeys(DataFolder.flow_shard_of(s) for s in shards))
+    missing = [s for s in flows if not os.path.isfile(s)]
+    if missing:
+        raise HealthError("%s not found: a flow net reads the optical flow; run "
+                          "tools/preprocess.py run on the data folder again with --flow" % missing[0])
+    out = path[:-len(".txt")] + "_flow.txt"
+    write_atomic(out, "".join(s + "\n" for s in flows))
+    return out
 
 
 def check_weights(net, weights):
@@ -322,16 +340,23 @@ def inspect(model, data_dir, fold=1, width=DEMO_WIDTH, weights=None, clip=None, 
     first = "zero"
     if tpu is not None and tpu.type == "TPU":
         first = ["zero", "one", "next"][tpu.tpu_param.first_tp]
-    row, tp = clip_tp(data_dir, fold, clip, first)
+    from psn import nets
+    flow_net = model in nets.MODELS and nets.reads_flow(nets.MODELS[model])
+    # A flow net sees no frames, so there is no tp to show.
+    row, tp = (None, None) if flow_net else clip_tp(data_dir, fold, clip, first)
     report = {"model": model, "weights": weights, "data": os.path.abspath(data_dir),
               "fold": fold, "width": width, "base_lr": base_lr,
               "loss": float(net.blobs["loss"].data) if "loss" in net.blobs else None,
               "layers": layer_stats(net, tv), "params": param_stats(net, tv, base_lr, decay),
               "fusion": fusion_shares(net, tv),
-              "tp": {"clip": row["clip"], "index": int(row["index"]), "first_tp": first,
-                     "gray_levels": [float(v) for v in tp], "net_scale": _temporal_scale(tv),
-                     "frames": list(FRAME_NUMBERS)}}
-    if out:
+              "tp": None if flow_net else {
+                  "clip": row["clip"], "index": int(row["index"]), "first_tp": first,
+                  "gray_levels": [float(v) for v in tp], "net_scale": _temporal_scale(tv),
+                  "frames": list(FRAME_NUMBERS)}}
+    if out and flow_net:
+        os.makedirs(out, exist_ok=True)
+        write_atomic(os.path.join(out, "health.json"), json.dumps(report, indent=1) + "\n")
+    elif out:
         os.makedirs(out, exist_ok=True)
         write_atomic(os.path.join(out, "health.json"), json.dumps(report, indent=1) + "\n")
         name = "tp_%s.png" % "".join(c if c.isalnum() or c in "-_" else "_" for c in row["clip"])
@@ -383,6 +408,8 @@ def render(report):
             if sp.get("spatial"):
                 lines.append("  temporal / spatial spread: %s" % _fmt(sp["temporal"] / sp["spatial"]))
     tp = report["tp"]
+    if tp is None:
+        return "\n".join(lines)
     lines += ["", "tp of clip %s (first_tp %s), gray levels: %s" % (
         tp["clip"], tp["first_tp"], " ".join("%.2f" % v for v in tp["gray_levels"]))]
     if tp.get("figure"):

@@ -71,9 +71,13 @@ class NetConfig:
                                   # nearest the apex (T = 1; run_folds derives its shards)
     batch: int = CLIPS_PER_BATCH  # N clips per batch
     size: int = CROP
+    flow_size: int = 28           # the flow nets' input side (preprocessing.flow.FLOW_SIZE)
     width: float = 1.0            # channel multiplier (the CPU demo uses DEMO_WIDTH)
     dropout: float = 0.5
     num_classes: int = NUM_CLASSES   # outputs of fc_cls: the data's protocol decides (MEGC: 3)
+    # psn: the nets above | ststnet, off_apexnet: the optical-flow baselines on the onset-to-apex
+    # flow shards (preprocess.py run --flow; one 3 x 28 x 28 row per clip, width ignored)
+    arch: str = "psn"
     description: str = ""
 
 
@@ -89,7 +93,30 @@ MODELS = {
     "psn_concat": NetConfig(fusion="concat", description="PSN with CONCAT fusion (Table 9: AlexNet/CONCAT)"),
     "spatial_apex": NetConfig(streams="spatial", frame="apex", frames=1,
                               description="Fig. 10: the spatial stream on E of the apex frame alone"),
+    # Table 5's optical-flow baselines, trained here on PSN's folds (docs/flow.md):
+    "ststnet": NetConfig(arch="ststnet", frames=1, batch=256, dropout=0.0,
+                         description="STSTNet (Liong et al. 2019): three parallel 3x3 convolutions "
+                                     "(3, 5, 8 maps) on u, v and strain, pooling, one FC"),
+    "off_apexnet": NetConfig(arch="off_apexnet", frames=1, batch=64,
+                             description="OFF-ApexNet (Gan et al. 2019): two conv streams on u and "
+                                         "v, FC 1024, FC 1024"),
 }
+# The flow nets' own optimiser settings, used in place of the schedules named on the left
+# (PSN's SGD schedule would not be theirs; the demo's: the same optimiser over the same number
+# of epochs of the demo's smaller folds): prototxt/schedules/<name>.json says where each value
+# comes from.
+OWN_SCHEDULES = {"ststnet": {"paper": "ststnet", "demo": "ststnet_demo"},
+                 "off_apexnet": {"paper": "off_apexnet", "demo": "off_apexnet_demo"}}
+
+
+def reads_flow(cfg):
+    """Whether a NetConfig's net reads the flow shards (an optical-flow baseline)."""
+    return cfg.arch != "psn"
+
+
+def own_schedule(model, schedule):
+    """The schedule a model trains with when `schedule` is asked for (OWN_SCHEDULES)."""
+    return OWN_SCHEDULES.get(model, {}).get(schedule, schedule)
 for _bb in ("vgg16", "resnet10"):
     for _fu in ("sum", "prod", "concat"):
         MODELS["%s_%s" % (_bb, _fu)] = NetConfig(
@@ -406,17 +433,58 @@ class _Builder:
             fused, channels = n.fusion, F
         return self.head(fused, channels)
 
-    def train_val(self, train_source, test_source):
+    # -------------------------------------------------------------- optical-flow baselines
+    def flow_body(self, flow):
+        """STSTNet or OFF-ApexNet on the flow rows (N, 3, 28, 28): u, v, strain."""
         c, n, L = self.cfg, self.n, self.L
-        n.raw, n.sparse, n.label, n.cont = L.HDF5Data(
+        if c.arch == "ststnet":
+            # Three streams on all three channels (its "three-dimensional" kernels), each
+            # conv 3x3 + ReLU + max 3x3/3 (28 -> 10), concatenated, mean 2x2/2 (-> 5), FC.
+            maps = []
+            for name, k in (("a", 3), ("b", 5), ("c", 8)):
+                x = self.conv("conv_%s" % name, flow, k, 3, 1, 1)
+                maps.append(self.pool("pool_%s" % name, x, 3, 1, 3))
+            n.streams = L.Concat(*maps, concat_param=dict(axis=1))
+            x = self.pool("pool_mean", n.streams, 2, 0, 2, method="AVE")
+            return self.fc("fc_cls", x, c.num_classes, relu=False)
+        # OFF-ApexNet: u and v each through conv 5x5 (6) + max 2x2, conv 5x5 (16) + max 2x2
+        # (28 -> 14 -> 7), flattened and joined, FC 1024, FC 1024 (dropout), FC to the classes.
+        n.flow_u, n.flow_v, n.flow_strain = L.Slice(flow, slice_param=dict(axis=1), ntop=3)
+        n.silence_strain = L.Silence(n.flow_strain, ntop=0)
+        feats = []
+        for name, x in (("u", n.flow_u), ("v", n.flow_v)):
+            x = self.conv("conv1_%s" % name, x, 6, 5, 2, 1)
+            x = self.pool("pool1_%s" % name, x, 2, 0, 2)
+            x = self.conv("conv2_%s" % name, x, 16, 5, 2, 1)
+            x = self.pool("pool2_%s" % name, x, 2, 0, 2)
+            n["flat_%s" % name] = L.Flatten(x)
+            feats.append(n["flat_%s" % name])
+        n.joined = L.Concat(*feats, concat_param=dict(axis=1))
+        x = self.fc("fc1", n.joined, 1024)
+        n.drop1 = L.Dropout(x, dropout_ratio=c.dropout, in_place=True)
+        x = self.fc("fc2", x, 1024)
+        n.drop2 = L.Dropout(x, dropout_ratio=c.dropout, in_place=True)
+        return self.fc("fc_cls", x, c.num_classes, relu=False)
+
+    def flow_train_val(self, train_source, test_source):
+        c, n, L = self.cfg, self.n, self.L
+        n.flow, n.label = L.HDF5Data(
             hdf5_data_param=dict(source=train_source, batch_size=c.batch, shuffle=True),
-            include=dict(phase=self.pb.TRAIN), ntop=4)
-        logits = self.body(n.raw, n.sparse, n.cont)
-        label_rows = self.time_major("label", n.label, ())
-        n.loss = L.SoftmaxWithLoss(logits, label_rows)    # Eq. 11-12, on every frame row
-        n.accuracy = L.Accuracy(logits, label_rows)
-        net = n.to_proto()
-        # The TEST-phase data layer: same tops, the held-out group's list.
+            include=dict(phase=self.pb.TRAIN), ntop=2)
+        logits = self.flow_body(n.flow)
+        n.label_rows = L.Reshape(n.label, reshape_param=dict(shape=dict(dim=[-1])))
+        n.loss = L.SoftmaxWithLoss(logits, n.label_rows)
+        n.accuracy = L.Accuracy(logits, n.label_rows)
+        return self._with_test_layer(n.to_proto(), test_source)
+
+    def flow_deploy(self):
+        c, n, L = self.cfg, self.n, self.L
+        n.flow = L.Input(input_param=dict(shape=dict(dim=[c.batch, 3, c.flow_size, c.flow_size])))
+        n.prob = L.Softmax(self.flow_body(n.flow))
+        return n.to_proto()
+
+    def _with_test_layer(self, net, test_source):
+        """The TEST-phase data layer: the train one's tops, the held-out group's list."""
         test = copy.deepcopy(net.layer[0])
         test.name = "data_test"
         test.hdf5_data_param.source = test_source
@@ -426,8 +494,23 @@ class _Builder:
         net.layer.insert(1, test)
         return net
 
+    def train_val(self, train_source, test_source):
+        c, n, L = self.cfg, self.n, self.L
+        if reads_flow(c):
+            return self.flow_train_val(train_source, test_source)
+        n.raw, n.sparse, n.label, n.cont = L.HDF5Data(
+            hdf5_data_param=dict(source=train_source, batch_size=c.batch, shuffle=True),
+            include=dict(phase=self.pb.TRAIN), ntop=4)
+        logits = self.body(n.raw, n.sparse, n.cont)
+        label_rows = self.time_major("label", n.label, ())
+        n.loss = L.SoftmaxWithLoss(logits, label_rows)    # Eq. 11-12, on every frame row
+        n.accuracy = L.Accuracy(logits, label_rows)
+        return self._with_test_layer(n.to_proto(), test_source)
+
     def deploy(self):
         c, n, L = self.cfg, self.n, self.L
+        if reads_flow(c):
+            return self.flow_deploy()
         s, T, N = c.size, c.frames, c.batch
         n.raw = L.Input(input_param=dict(shape=dict(dim=[N, T, 3, s, s])))
         n.sparse = L.Input(input_param=dict(shape=dict(dim=[N, T, 1, s, s])))
@@ -481,7 +564,8 @@ CHOICES = {"backbone": ("alexnet", "vgg16", "resnet10"), "fusion": ("sum", "prod
            "streams": ("both", "spatial", "temporal"), "recurrent": ("TPU", "RNN"),
            "tpu_mode": ("TPU", "TP1", "RNN"), "head": ("conv", "fc"),
            "temporal_norm": ("rms", "none"), "rec_init": ("xavier", "tiny"),
-           "first_tp": ("ZERO", "ONE", "NEXT"), "frame": ("all", "apex")}
+           "first_tp": ("ZERO", "ONE", "NEXT"), "frame": ("all", "apex"),
+           "arch": ("psn", "ststnet", "off_apexnet")}
 
 
 def check_config(cfg):
@@ -504,6 +588,10 @@ def check_config(cfg):
                          "0 / 0), got %r" % cfg.temporal_norm_eps)
     if cfg.frame == "apex" and (cfg.frames != 1 or cfg.streams != "spatial"):
         raise ValueError("frame=apex is the single-frame spatial net: frames=1, streams=spatial")
+    if reads_flow(cfg):
+        if cfg.frames != 1 or cfg.frame != "all":
+            raise ValueError("arch=%s reads one flow row per clip: frames=1" % cfg.arch)
+        return cfg
     if cfg.frame == "all" and cfg.frames != N_SAMPLED:
         raise ValueError("frames must be %d, the frames a shard holds per clip (or 1 with "
                          "frame=apex), got %r" % (N_SAMPLED, cfg.frames))

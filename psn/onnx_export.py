@@ -680,6 +680,8 @@ INPUTS = {
     "sparse": "N x T x 1 x 112 x 112 float32: RPCA's sparse part E of each frame (the HDF5 "
               "shards' 'sparse', gray levels / 255)",
     "cont": "N x T float32: 0 at a clip's first frame, 1 at the others",
+    "flow": "N x 3 x 28 x 28 float32: the onset-to-apex TV-L1 flow u, v and its strain, each "
+            "divided by its peak in the clip (the flow shards' 'flow'; preprocessing.flow)",
 }
 
 

@@ -32,8 +32,8 @@ class OnnxModel:
                                  "tools/export_onnx.py" % (self.path, str(e).splitlines()[0]))
         self.inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
-        if "clip_prob" not in outputs or not set(self.inputs) & {"raw", "sparse", "cont"}:
-            raise OnnxModelError("%s has no clip_prob output or no raw/sparse/cont input: not a "
+        if "clip_prob" not in outputs or not set(self.inputs) & {"raw", "sparse", "cont", "flow"}:
+            raise OnnxModelError("%s has no clip_prob output or no raw/sparse/cont/flow input: not a "
                                  "model tools/export_onnx.py wrote" % self.path)
         raw = self.session.get_modelmeta().custom_metadata_map
         self.metadata = {}
@@ -56,22 +56,26 @@ class OnnxModel:
     def preprocessing(self):
         return self.metadata.get("preprocessing")
 
-    def clip_probabilities(self, raw, sparse, cont, batch=5):
+    def clip_probabilities(self, raw=None, sparse=None, cont=None, batch=5, **inputs):
         """(K, C) clip probabilities of K clips: raw (K, T, 3, H, W), sparse (K, T, 1, H, W),
-        cont (K, T), arrays or h5py datasets (read `batch` clips at a time, or the model's
-        fixed batch)."""
-        K = raw.shape[0]
+        cont (K, T), or flow (K, 3, 28, 28) for the flow nets: those the model takes, arrays or
+        h5py datasets (read `batch` clips at a time, or the model's fixed batch)."""
+        inputs.update(raw=raw, sparse=sparse, cont=cont)
+        sources = [(name, inputs.get(name)) for name in self.inputs]
+        missing = [name for name, source in sources if source is None]
+        if missing:
+            raise OnnxModelError("%s takes %s, which were not given" % (self.path, ", ".join(missing)))
+        K = sources[0][1].shape[0]
         batch = self.fixed_batch or batch
         out = []
         for start in range(0, K, batch):
             n = min(K, start + batch) - start
             feed = {}
-            for name, source in (("raw", raw), ("sparse", sparse), ("cont", cont)):
-                if name in self.inputs:
-                    data = np.asarray(source[start:start + n], np.float32)
-                    if n < batch and self.fixed_batch:    # padded as Caffe's last batch is
-                        data = np.concatenate([data] + [data[:1]] * (batch - n))
-                    feed[name] = data
+            for name, source in sources:
+                data = np.asarray(source[start:start + n], np.float32)
+                if n < batch and self.fixed_batch:    # padded as Caffe's last batch is
+                    data = np.concatenate([data] + [data[:1]] * (batch - n))
+                feed[name] = data
             try:
                 out.append(self.session.run(["clip_prob"], feed)[0][:n])
             except Exception as e:  # onnxruntime's InvalidArgument and kin: inputs of other shapes

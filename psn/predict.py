@@ -84,6 +84,24 @@ def check_model(model, deploy, weights):
               model=model)
 
 
+FLOW_REFUSAL = ("%s is an optical-flow baseline (STSTNet or OFF-ApexNet): tools/predict.py "
+                "gives a clip's 16 frames to PSN's nets; score a flow net with tools/run_folds.py "
+                "on a data folder made by `tools/preprocess.py run --flow`")
+
+
+def reads_flow_input(deploy):
+    """Whether a deploy.prototxt's net takes the flow input (psn.nets' flow baselines)."""
+    from google.protobuf import text_format
+    from psn.caffe_proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    try:
+        with open(deploy) as f:
+            text_format.Merge(f.read(), net)
+    except (OSError, text_format.ParseError, UnicodeDecodeError):
+        return False          # check_model names what is wrong with the file
+    return any(layer.type == "Input" and "flow" in layer.top for layer in net.layer)
+
+
 def clip_from_folder(folder, onset=None, offset=None):
     from preprocessing.clips import Clip, numbered_frames
     if not os.path.isdir(folder):
@@ -207,6 +225,8 @@ def main(argv=None):
             return fail("predict: error: ", refused)
     try:
         deploy, weights = resolve_model(args.model, args.deploy)
+        if reads_flow_input(deploy):
+            raise PredictError(FLOW_REFUSAL % deploy)
         check_model(args.model, deploy, weights)
         raw, sparse = preprocess(args, clip_options(args))
     except (PredictError, InputError, RunError, ValueError, OSError) as e:
@@ -266,6 +286,8 @@ def predict_onnx(args):
     from psn.onnx_run import OnnxModel, OnnxModelError
     try:
         model = OnnxModel(args.onnx)
+        if "flow" in model.inputs:
+            raise PredictError(FLOW_REFUSAL % args.onnx)
         if model.frames not in (None, 16):
             raise PredictError("%s takes %d frame(s) a clip (a single-frame model); tools/"
                                "predict.py gives the 16 sampled frames of a clip: predict with "

@@ -57,19 +57,24 @@ class Predictions:
 # ---------------------------------------------------------------- the clip's probabilities
 
 
-def clip_probabilities(net, raw, sparse, cont):
+def clip_probabilities(net, raw=None, sparse=None, cont=None, **inputs):
     """Frame-averaged softmax per clip, (K, C), from a deploy net of batch N clips.
 
-    raw/sparse/cont: (K, 16, ...) clip-major arrays or h5py datasets (read one batch at a
-    time); the last batch is padded by repeating its first clip. The net's rows are
-    time-major (row = t*N + n).
+    raw/sparse/cont (or, for the flow nets, flow=): (K, T, ...) clip-major arrays or h5py
+    datasets (read one batch at a time), those the net has as inputs; the last batch is padded
+    by repeating its first clip. The net's rows are time-major (row = t*N + n).
     """
-    N = net.blobs["raw"].data.shape[0]
-    K = raw.shape[0]
+    inputs.update(raw=raw, sparse=sparse, cont=cont)
+    feeds = [(name, inputs[name]) for name in net.inputs]
+    missing = [name for name, source in feeds if source is None]
+    if missing:
+        raise ValueError("the net's input(s) %s were not given" % ", ".join(missing))
+    N = net.blobs[net.inputs[0]].data.shape[0]
+    K = feeds[0][1].shape[0]
     out = []
     for start in range(0, K, N):
         n = min(K, start + N) - start
-        for name, source in (("raw", raw), ("sparse", sparse), ("cont", cont)):
+        for name, source in feeds:
             data = source[start:start + n]
             if n < N:
                 data = np.concatenate([data] + [data[:1]] * (N - n))

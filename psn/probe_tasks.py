@@ -169,7 +169,9 @@ def _seed_c_rand(seed):
 def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=DEMO_WIDTH,
                     solver_overrides=None, fold=1, **net_overrides):
     """Train `model` (a name of psn.nets.MODELS) on one fold in this process; returns
-    dict(accuracy=held-out clip accuracy, loss=last training loss)."""
+    dict(accuracy=held-out clip accuracy, loss=last training loss). The frame nets train with
+    SGD (the demo's schedule at `iters`); the flow nets (psn.flow_probe's folders) with their
+    own optimiser (psn.nets.OWN_SCHEDULES) for `iters` iterations."""
     import caffe
     import h5py
     from google.protobuf import text_format
@@ -189,15 +191,24 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=DEMO_WIDT
                           lists["train"][1])
     for path, msg in (("train_val.prototxt", tv), ("deploy.prototxt", dp)):
         write_atomic(os.path.join(workdir, path), text_format.MessageToString(msg))
-    settings = dict(base_lr=0.01, lr_policy="step", gamma=0.1, stepsize=int(iters * 2 / 3),
-                    max_iter=iters, momentum=0.9, weight_decay=0.0005, clip_gradients=10.0,
-                    display=0, test_interval=10 ** 9, test_initialization=False,
-                    snapshot=0, random_seed=seed)
+    flow = nets.reads_flow(nets.MODELS[model])
+    if flow:
+        settings = nets.read_schedule(os.path.join(nets.SCHEDULE_DIR, "%s.json" % nets.own_schedule(
+            model, "paper")))
+        settings.update(max_iter=iters, display=0, test_interval=10 ** 9,
+                        test_initialization=False, snapshot=0, random_seed=seed)
+    else:
+        settings = dict(base_lr=0.01, lr_policy="step", gamma=0.1, stepsize=int(iters * 2 / 3),
+                        max_iter=iters, momentum=0.9, weight_decay=0.0005, clip_gradients=10.0,
+                        display=0, test_interval=10 ** 9, test_initialization=False,
+                        snapshot=0, random_seed=seed)
     settings.update(solver_overrides or {})
     solver.ClearField("test_iter")
     solver.test_iter.append(1)
     for key, value in settings.items():
         setattr(solver, key, value)
+    if flow:
+        solver.type = settings["type"]
     solver.net = os.path.join(workdir, "train_val.prototxt")
     solver.snapshot_prefix = os.path.join(workdir, "snap")
     solver.solver_mode = solver.CPU
@@ -219,7 +230,8 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=DEMO_WIDT
     correct = total = 0
     for shard in lists["test"][1]:
         with h5py.File(shard, "r") as h:
-            prob = clip_probabilities(net, h["raw"], h["sparse"], h["cont"])
+            prob = clip_probabilities(net, **{k: h[k] for k in ("raw", "sparse", "cont", "flow")
+                                              if k in h})
             labels = h["clip_label"][:]
         correct += int((prob.argmax(axis=1) == labels).sum())
         total += len(labels)

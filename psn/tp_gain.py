@@ -28,7 +28,7 @@ MAX_CLIPS = 200
 
 def applies(cfg):
     """Whether W_m's gain depends on tp for this net (and so is set from the data)."""
-    return (cfg.tp_ref_from_data and cfg.streams in ("both", "temporal")
+    return (cfg.arch == "psn" and cfg.tp_ref_from_data and cfg.streams in ("both", "temporal")
             and cfg.recurrent == "TPU" and cfg.tpu_mode == "TPU" and cfg.temporal_norm == "rms")
 
 

@@ -135,8 +135,9 @@ def parse_args(argv):
     ap.add_argument("--max-iter", type=int, help="override the schedule's max_iter")
     ap.add_argument("--width", type=float, default=1.0,
                     help="channel multiplier; 1.0 uses the checked-in nets (default)")
-    ap.add_argument("--batch", type=int, default=CLIPS_PER_BATCH,
-                    help="clips per batch (default %d: 80 rows)" % CLIPS_PER_BATCH)
+    ap.add_argument("--batch", type=int,
+                    help="clips per batch (default: the model's own; PSN's %d clips are 80 rows)"
+                    % CLIPS_PER_BATCH)
     ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a field of the model's psn.nets.NetConfig, e.g. "
                          "temporal_centre=0, tp_ref=6.4, first_tp=NEXT, rec_init=tiny "
@@ -278,8 +279,15 @@ def check_shards(cfg, folds, log):
     except (OSError, ValueError):
         sound = {}
     bad, problems = {}, {}
+    from psn.fold_setup import input_shards, reads_flow
     for fold in folds:
         for split, shards in DataFolder(cfg.data).fold_shards(fold).items():
+            if reads_flow(cfg):
+                try:
+                    shards = input_shards(cfg, shards)
+                except RunError as e:
+                    bad[fold] = str(e)
+                    continue
             for shard in shards:
                 st = os.stat(shard)
                 stamp = [st.st_size, st.st_mtime_ns]

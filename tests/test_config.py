@@ -67,7 +67,7 @@ def test_settings_that_cannot_run_are_refused(kw, message):
     (dict(net_overrides={"frames": 0}), "--net: frames must be 16"),
     (dict(net_overrides={"tpu_mode": "foo"}), "--net: tpu_mode must be one of TPU, TP1, RNN"),
     (dict(batch=0), "batch must be at least 1"),
-    (dict(model="nope"), "unknown model 'nope': give one of alexnet_rnn, psn,"),
+    (dict(model="nope"), "unknown model 'nope': give one of alexnet_rnn, off_apexnet, psn,"),
 ])
 def test_settings_no_run_can_use_are_refused_before_it_starts(kw, said):
     """Each is refused with one line before anything trains. Unchecked, --max-iter 0 would be

@@ -196,14 +196,18 @@ def test_every_model_of_psn_nets_exports(caffe, tmp_path):
                 blobs[2].data[...] = 2.0
         weights = str(tmp_path / (model + ".caffemodel"))
         net.save(weights)
-        T = net.blobs["cont"].data.shape[1]
-        raw = rng.randint(0, 256, (6, T, 3, 112, 112)).astype(np.float32)
-        sparse = np.abs(rng.normal(0, 0.05, (6, T, 1, 112, 112))).astype(np.float32)
-        cont = np.ones((6, T), np.float32)
-        cont[:, 0] = 0
-        want = clip_probabilities(net, raw, sparse, cont)
+        if "flow" in net.inputs:       # the optical-flow baselines: u, v, strain in [-1, 1]
+            inputs = {"flow": rng.uniform(-1, 1, (6, 3, 28, 28)).astype(np.float32)}
+        else:
+            T = net.blobs["cont"].data.shape[1]
+            cont = np.ones((6, T), np.float32)
+            cont[:, 0] = 0
+            inputs = {"raw": rng.randint(0, 256, (6, T, 3, 112, 112)).astype(np.float32),
+                      "sparse": np.abs(rng.normal(0, 0.05, (6, T, 1, 112, 112))).astype(np.float32),
+                      "cont": cont}
+        want = clip_probabilities(net, **inputs)
         got = OnnxModel(export_net(deploy, weights).SerializeToString(), name=model) \
-            .clip_probabilities(raw, sparse, cont, batch=6)
+            .clip_probabilities(batch=6, **inputs)
         assert np.abs(got - want).max() < TOL, model
         fixed = export_net(deploy, weights, batch=6)
         path = str(tmp_path / (model + ".onnx"))
@@ -211,11 +215,11 @@ def test_every_model_of_psn_nets_exports(caffe, tmp_path):
             f.write(fixed.SerializeToString())
         cv_net = cv2.dnn.readNetFromONNX(path)
         for i in fixed.graph.input:
-            cv_net.setInput({"raw": raw, "sparse": sparse, "cont": cont}[i.name], i.name)
+            cv_net.setInput(inputs[i.name], i.name)
         assert np.abs(cv_net.forward("clip_prob") - want).max() < TOL, model
         # The fixed batch in onnxruntime: 4 clips padded to 6, as Caffe pads its last batch.
-        np.testing.assert_allclose(OnnxModel(path).clip_probabilities(raw[:4], sparse[:4],
-                                                                      cont[:4]), want[:4],
+        np.testing.assert_allclose(OnnxModel(path).clip_probabilities(
+            **{k: v[:4] for k, v in inputs.items()}), want[:4],
                                    atol=TOL)
 
 

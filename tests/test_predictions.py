@@ -249,10 +249,11 @@ class FakeDeployNet:
     def __init__(self, N, T=4, C=3):
         self.N, self.T, self.C = N, T, C
         self.blobs = {"raw": _Blob((N, T)), "sparse": _Blob((N, T)), "cont": _Blob((N, T))}
-        self.inputs = []
+        self.inputs = ["raw", "sparse", "cont"]   # pycaffe's Net.inputs
+        self.fed = []
 
     def forward(self):
-        self.inputs.append({k: b.data.copy() for k, b in self.blobs.items()})
+        self.fed.append({k: b.data.copy() for k, b in self.blobs.items()})
         prob = np.zeros((self.T * self.N, self.C))
         for t in range(self.T):
             for n in range(self.N):
@@ -270,10 +271,10 @@ def test_clip_probabilities_average_each_clips_frames():
     prob = clip_probabilities(net, raw, sparse, cont)
     np.testing.assert_allclose(prob, [[1, 0, 0], [0, .5, .5], [0, .25, .75], [.5, .25, .25],
                                       [0, 1, 0]])
-    assert len(net.inputs) == 3
-    np.testing.assert_array_equal(net.inputs[0]["sparse"], sparse[:2])
-    np.testing.assert_array_equal(net.inputs[2]["raw"], raw[[4, 4]])
-    np.testing.assert_array_equal(net.inputs[2]["sparse"], sparse[[4, 4]])
+    assert len(net.fed) == 3
+    np.testing.assert_array_equal(net.fed[0]["sparse"], sparse[:2])
+    np.testing.assert_array_equal(net.fed[2]["raw"], raw[[4, 4]])
+    np.testing.assert_array_equal(net.fed[2]["sparse"], sparse[[4, 4]])
 
 
 def test_clip_probabilities_read_hdf5_datasets(tmp_path):
@@ -296,9 +297,9 @@ def test_a_short_last_batch_is_padded_with_its_first_clip():
     net = FakeDeployNet(N=3)
     prob = clip_probabilities(net, raw, raw * 2, np.ones_like(raw))
     np.testing.assert_allclose(prob[3:], [[.25, .75, 0], [.5, 0, .5]])
-    assert len(prob) == 5 and len(net.inputs) == 2
-    np.testing.assert_array_equal(net.inputs[1]["raw"], raw[[3, 4, 3]])
-    np.testing.assert_array_equal(net.inputs[1]["sparse"], 2 * raw[[3, 4, 3]])
+    assert len(prob) == 5 and len(net.fed) == 2
+    np.testing.assert_array_equal(net.fed[1]["raw"], raw[[3, 4, 3]])
+    np.testing.assert_array_equal(net.fed[1]["sparse"], 2 * raw[[3, 4, 3]])
 
 
 def test_join_predictions_reads_a_fold_saved_with_a_byte_order_mark(tmp_path):
