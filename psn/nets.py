@@ -620,6 +620,11 @@ def build(model, width=1.0, batch=None, train_source=None, test_source=None, **o
             solver.test_iter.append(value)
         else:
             setattr(solver, key, value)
+    if reads_flow(cfg) and name in OWN_SCHEDULES:
+        # The checked-in solver shows the net's own optimiser, not PSN's SGD.
+        for key, value in read_schedule(os.path.join(SCHEDULE_DIR, own_schedule(name, "paper")
+                                                     + ".json")).items():
+            setattr(solver, key, value)
     solver.net = "prototxt/%s/train_val.prototxt" % name
     solver.snapshot_prefix = "snapshots/%s" % name
     return tv, dp, solver

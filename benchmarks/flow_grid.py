@@ -1,0 +1,202 @@
+"""Do the optical-flow baselines learn what the flow says, over the range real clips span?
+Trains and prints.
+
+    python benchmarks/flow_grid.py [--models ststnet,off_apexnet] [--seeds 1]
+        [--shift 0.25,0.5,1,2] [--sigma 6,12,24] [--noise 1,4] [--drift 0,3]
+        [--clips 200] [--epochs 500] [--jobs 1] [--out DIR] [--doc FILE] [--report-only]
+
+For every cell of the grid (psn.flow_probe.GRID: movement at the patch's centre x patch radius
+x sensor noise x head drift between onset and apex) and every seed, builds the direction task
+(psn.flow_probe: the frames go through registration, TV-L1 and the flow shards as real clips
+do; half the clips held out; data seed = training seed) and trains each flow net on fold 1
+with its own optimiser (prototxt/schedules/<model>.json) for --epochs passes over the training
+clips, in a single-threaded process. Prints a table per model (rows noise / drift / sigma,
+columns shift) and how many runs reach 0.9. --doc writes the same as markdown with the
+command and the date: docs/flow_grid.md is its output. Results are kept per cell in OUT (an
+interrupted run resumes; a cell is retrained only when its settings changed).
+"""
+import argparse
+import datetime
+import glob
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
+
+PASS = 0.9
+
+
+def _floats(text):
+    return tuple(float(v) if "." in v else int(v) for v in text.split(",") if v)
+
+
+def iterations(model, n_train, epochs):
+    """Iterations of `epochs` passes over n_train clips at the model's own batch."""
+    from psn import nets
+    return max(1, int(math.ceil(epochs * n_train / float(nets.MODELS[model].batch))))
+
+
+def run_key(model, cell, seed, clips, epochs):
+    import hashlib
+    from dataclasses import asdict
+    from psn import flow_probe, nets
+    text = json.dumps([flow_probe.TASK_VERSION, model, cell, seed, clips, epochs,
+                       asdict(nets.MODELS[model]),
+                       nets.read_schedule(os.path.join(nets.SCHEDULE_DIR, "%s.json" % model))],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _job(job):
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    from preprocessing.atomic import write_atomic
+    from psn import flow_probe, probe_tasks
+    cell, seed, models, out, clips, epochs = job
+    d = os.path.join(out, flow_probe.cell_name(cell, seed))
+    done = os.path.join(d, "results.json")
+    have = []
+    if os.path.isfile(done):
+        with open(done) as f:
+            have = json.load(f)
+    keys = {m: run_key(m, cell, seed, clips, epochs) for m in models}
+    have = [r for r in have if r.get("key") == keys.get(r["model"], r.get("key"))]
+    todo = [m for m in models if not any(r["model"] == m for r in have)]
+    t0 = time.time()
+    if todo:
+        data = flow_probe.write_task(os.path.join(d, "data"), n_clips=clips, seed=seed, **cell)
+        try:
+            for model in todo:
+                t1 = time.time()
+                iters = iterations(model, clips // 2, epochs)
+                r = probe_tasks.train_and_score(data, model, os.path.join(d, model), iters=iters,
+                                                seed=seed)
+                r.update(model=model, seed=seed, iters=iters, epochs=epochs, clips=clips,
+                         seconds=round(time.time() - t1, 1), key=keys[model], **cell)
+                have.append(r)
+                write_atomic(done, json.dumps(have, indent=1) + "\n")
+                shutil.rmtree(os.path.join(d, model), ignore_errors=True)
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+    res = [r for r in have if r["model"] in models]
+    print("%-34s %s  (%.0f s)" % (flow_probe.cell_name(cell, seed), "  ".join(
+        "%s %.2f" % (r["model"], r["accuracy"]) for r in res), time.time() - t0), flush=True)
+    return res
+
+
+def table(results, model, grid):
+    head = "| noise | drift | σ (px) | " + " | ".join("shift %g" % s for s in grid["shift"]) + " |"
+    lines = [head, "|" + "---|" * (3 + len(grid["shift"]))]
+    for noise in grid["noise"]:
+        for drift in grid["drift"]:
+            for sigma in grid["sigma"]:
+                cells = []
+                for shift in grid["shift"]:
+                    accs = [r["accuracy"] for r in results if r["model"] == model
+                            and (r["noise"], r["drift"], r["sigma"], r["shift"])
+                            == (noise, drift, sigma, shift)]
+                    cells.append("–" if not accs else "%.2f" % accs[0] if len(set(accs)) == 1
+                                 else "%.2f (%.2f)" % (sum(accs) / len(accs), min(accs)))
+                lines.append("| %g | %g | %g | %s |" % (noise, drift, sigma, " | ".join(cells)))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    from psn import flow_probe
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(flow_probe.MODELS))
+    ap.add_argument("--seeds", default="1")
+    g = flow_probe.GRID
+    for key in ("shift", "sigma", "noise", "drift"):
+        ap.add_argument("--" + key, default=",".join(map(str, g[key])))
+    ap.add_argument("--clips", type=int, default=200, help="clips per task, half held out")
+    ap.add_argument("--epochs", type=int, default=500,
+                    help="passes over the training clips (STSTNet's paper: 500)")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", default=os.path.join(ROOT, "work", "flow_grid"))
+    ap.add_argument("--doc", default=None, help="write the tables to this markdown file")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: table the results already in OUT (with --doc)")
+    args = ap.parse_args(argv)
+    from psn.env import ensure_caffe
+    ensure_caffe()
+    from psn import nets
+    models = [m for m in args.models.split(",") if m]
+    bad = [m for m in models if m not in nets.MODELS or not nets.reads_flow(nets.MODELS[m])]
+    if bad:
+        ap.error("not a flow net: %s (the flow nets: %s)" % (", ".join(bad), ", ".join(
+            m for m, c in nets.MODELS.items() if nets.reads_flow(c))))
+    try:
+        grid = {k: _floats(getattr(args, k)) for k in ("shift", "sigma", "noise", "drift")}
+        seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError as e:
+        ap.error(str(e))
+    if args.jobs < 1 or args.clips < 4 or args.epochs < 1:
+        ap.error("--jobs and --epochs must be at least 1, --clips at least 4")
+    out = os.path.join(args.out, "clips%d_epochs%d" % (args.clips, args.epochs))
+    t0 = time.time()
+    results = []
+    if not args.report_only:
+        jobs = [(cell, s, models, out, args.clips, args.epochs)
+                for cell in flow_probe.grid_cells(grid) for s in seeds]
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            for rs in pool.map(_job, jobs):
+                results.extend(rs)
+    elif not args.doc:
+        ap.error("--report-only writes the document: give --doc FILE")
+    minutes = (time.time() - t0) / 60
+    if args.doc:
+        # Every cell trained into OUT with these settings, earlier invocations' included.
+        results = []
+        for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
+            with open(path) as f:
+                results.extend(r for r in json.load(f) if r["model"] in nets.MODELS and r["key"]
+                               == run_key(r["model"], {k: r[k] for k in flow_probe.GRID},
+                                          r["seed"], r["clips"], r["epochs"]))
+        models = [m for m in flow_probe.MODELS if any(r["model"] == m for r in results)]
+        grid = {k: tuple(sorted({r[k] for r in results})) for k in flow_probe.GRID}
+        seeds = sorted({r["seed"] for r in results})
+    parts, summ = [], []
+    for model in models:
+        rs = [r for r in results if r["model"] == model]
+        if not rs:
+            continue
+        parts.append("### %s\n\n%s\n" % (model, table(results, model, grid)))
+        summ.append("%s: %d of %d runs >= %.1f (seeds %s); mean %.3f, lowest %.2f; %d iterations "
+                    "a run, %.0f s median" % (
+                        model, sum(r["accuracy"] >= PASS for r in rs), len(rs), PASS,
+                        ",".join(str(s) for s in sorted({r["seed"] for r in rs})),
+                        sum(r["accuracy"] for r in rs) / len(rs), min(r["accuracy"] for r in rs),
+                        rs[0]["iters"], sorted(r["seconds"] for r in rs)[len(rs) // 2]))
+    text = "\n".join(parts) + "\n" + "\n".join("- " + s for s in summ) + "\n"
+    print("\n" + text)
+    if args.doc:
+        from preprocessing.atomic import write_atomic
+        cmd = "python benchmarks/flow_grid.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        how = ("tabled from the stored results" if args.report_only else
+               "%.0f min on this machine, %d jobs at once" % (minutes, args.jobs))
+        head = ("# The optical-flow baselines' robustness grid\n\n"
+                "Written by `%s` on %s (%s). The direction task of psn.flow_probe: a patch of "
+                "a face-like texture moves up (class 0) or down (class 1) between onset and "
+                "apex; the frames go through registration, TV-L1 and the flow shards as real "
+                "clips do. Each net trains with its own optimiser for %d passes over the "
+                "training clips; held-out clip accuracy on fold 1, %d clips, half held out "
+                "(chance 0.5); each cell the mean over the seeds run (seeds %s), the worst in "
+                "brackets where they differ; – where a cell was not run. docs/flow.md explains "
+                "the task and the nets.\n\n"
+                % (cmd.strip(), datetime.date.today().isoformat(), how, args.epochs, args.clips,
+                   ", ".join(map(str, seeds))))
+        write_atomic(args.doc, head + text)
+        print("wrote", args.doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
