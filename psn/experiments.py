@@ -29,6 +29,8 @@ FIG7_MODELS = ("psn", "psn_spatial", "psn_temporal", "psn_swap", "psn_tp1", "ale
 # Table 9's rows in its order: spatial backbone x fusion (psn is AlexNet + SUM).
 TABLE9_MODELS = ("psn", "psn_prod", "psn_concat", "vgg16_sum", "vgg16_prod", "vgg16_concat",
                  "resnet10_sum", "resnet10_prod", "resnet10_concat")
+# Table 5's optical-flow baselines, retrained on PSN's folds (their input: preprocess --flow).
+FLOW_BASELINES = ("ststnet", "off_apexnet")
 # Fig. 10's retention levels: the centre of each 10 % bin of non-zeros in E (0-10 %, ...).
 FIG10_LEVELS = (0.05, 0.15, 0.25, 0.35, 0.45)
 # The single-frame net sees one frame per clip: 16 clips a batch (PSN's 5 clips are 80 rows).
@@ -67,8 +69,9 @@ class Experiment:
 
 
 EXPERIMENTS = {e.name: e for e in (
-    Experiment("table5", "Table 5: PSN's RR and F1 on the 650 clips, beside the paper's",
-               models=("psn",)),
+    Experiment("table5", "Table 5: PSN's RR and F1 on the 650 clips, beside the paper's, and "
+               "the optical-flow baselines trained here on the same folds",
+               models=("psn",) + FLOW_BASELINES),
     Experiment("table6", "Table 6: UF1 and UAR per database", models=("psn",),
                per_database=True),
     Experiment("table7", "Table 7: PSN's confusion matrix over all clips", models=("psn",)),
@@ -168,11 +171,14 @@ def check_setting(names, setting):
                        % setting.fold)
 
 
-def _preprocess(setting, sparsities, log):
-    """Every RPCA setting of the preprocessing the plans need; {setting key: InputError} for those that
-    produced nothing (a level whose every clip was excluded)."""
+def _preprocess(setting, sparsities, log, flow=False):
+    """Every RPCA setting of the preprocessing the plans need (with the optical flow where a flow
+    net is among them); {setting key: InputError} for those that produced nothing (a level
+    whose every clip was excluded)."""
+    from preprocessing.flow import FlowParams
     from preprocessing.pipeline import run, run_rpca_settings
-    kw = dict(loso=setting.loso, seed=setting.seed, workers=setting.workers)
+    kw = dict(loso=setting.loso, seed=setting.seed, workers=setting.workers,
+              flow=FlowParams() if flow else None)
     if sparsities == {None}:
         run(setting.roots, setting.data_dir(), **kw)
         return {}
@@ -212,7 +218,9 @@ def run_experiments(names, setting, log=print):
     sparsities = {None} | {n.sparsity for n in needs}
     stage("preprocessing -> %s" % ", ".join(
         setting.data_dir(s) for s in sorted(sparsities, key=_order)))
-    failed_levels = _preprocess(setting, sparsities, log)
+    from psn.nets import MODELS, reads_flow
+    failed_levels = _preprocess(setting, sparsities, log,
+                                flow=any(reads_flow(MODELS[n.model]) for n in needs))
     for s, exc in sorted(failed_levels.items(), key=lambda kv: _order(kv[0])):
         print("fig10: the level %s leaves no clip: %s"
               % ("with the fixed lambda" if s == FIXED_LAMBDA else "%g" % s, exc), flush=True)

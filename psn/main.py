@@ -205,8 +205,12 @@ def main(argv=None):
         else:
             stage("1/4 databases: " + ", ".join("%s=%s" % kv for kv in roots.items()))
         stage("2/4 preprocessing -> %s" % data)
+        from preprocessing.flow import FlowParams
+        from psn.nets import MODELS, reads_flow
+        # The optical-flow baselines read the onset-to-apex flow: computed beside E when asked.
+        flow = any(m in MODELS and reads_flow(MODELS[m]) for m in models)
         preprocess(roots, data, loso=args.loso, seed=args.seed, workers=args.workers,
-                   protocol=args.protocol)
+                   protocol=args.protocol, flow=FlowParams() if flow else None)
     except KeyboardInterrupt:
         print("\ninterrupted: finished clips are cached; run the same command again to resume",
               file=sys.stderr)
@@ -239,8 +243,7 @@ def main(argv=None):
                       "rows." if synthetic else ""))
         except (report.PredictionsError, report.ReportError, OSError) as e:
             return fail("run_psn: error: ", e)
-        md = os.path.join(report_dir, "megc2019.md" if len(runs) == 1 else
-                          os.path.join(runs[0][0], "megc2019.md"))
+        md = os.path.join(report_dir, "megc2019.md")    # every run's row, beside the published
         with open(md) as f:
             print(f.read())
         print("\nreport: %s  (%.1f min in all)" % (md, (time.time() - t0) / 60))

@@ -51,6 +51,8 @@ with open(PAPER_RESULTS_PATH) as _f:
 # Table 7, PSN: rows true P, N, S, O; columns predicted P, N, S, O.
 PAPER_PSN_CONFUSION = np.array(PAPER["table7_psn_confusion"], dtype=np.int64)
 # The figures the paper reports for PSN (Tables 5, 6, 9). Fractions, like everything here.
+# Table 5's STSTNet row (the paper quotes it; it was not trained on the paper's folds).
+PAPER_STSTNET = dict(PAPER["table5_ststnet"])
 PAPER_PSN = {
     "rr": PAPER["table5_psn"]["rr"],                 # Table 5 (= Table 9 RR_mean)
     "f1": PAPER["table5_psn"]["f1"],                 # Table 5 F1 = Table 6 combined UF1

@@ -30,8 +30,9 @@ def setting(tmp_path, **kw):
 def test_each_experiment_plans_the_runs_the_paper_needs(tmp_path):
     s = setting(tmp_path)
     models = lambda name: [n.model for n in plan(name, s)]     # noqa: E731
-    for name in ("table5", "table6", "table7", "fig6", "fig8"):
+    for name in ("table6", "table7", "fig6", "fig8"):
         assert models(name) == ["psn"]
+    assert models("table5") == ["psn", "ststnet", "off_apexnet"]
     assert models("fig7") == ["psn", "psn_spatial", "psn_temporal", "psn_swap", "psn_tp1",
                               "alexnet_rnn", "psn_no_conv"]
     assert models("table9") == ["psn", "psn_prod", "psn_concat", "vgg16_sum", "vgg16_prod",
@@ -140,7 +141,22 @@ def test_table5_beside_the_paper(psn_run, tmp_path):
     text = open(md).read()
     assert "| PSN (this run) | 8 | 75.00 | 75.00 |" in text and "64.92" in text
     assert "ours are each fold's final iteration" in text and "the paper does not say" in text
+    assert rows[3]["name"].startswith("paper STSTNet") and float(rows[3]["rr_pooled"]) == 0.5323
     assert os.path.exists(str(tmp_path / "report" / "report.md"))
+
+
+def test_table5_puts_the_flow_baselines_trained_here_beside_psn(psn_run, tmp_path):
+    base, runs = psn_run
+    # STSTNet right on 4 of 8 clips: its row holds its own scores, above the majority class.
+    worse = [(db, y, y if i % 2 == 0 else (y + 1) % 4, fold) for i, (db, y, _, fold) in
+             enumerate(CLIPS)]
+    runs = {**runs, Need("ststnet"): write_run(str(base / "runs" / "ststnet"), worse)}
+    writers.write_table5(setting(tmp_path), runs, str(tmp_path))
+    rows = read_csv(str(tmp_path / "table5.csv"))
+    assert [r["name"] for r in rows][:3] == ["PSN (this run)", "STSTNet (trained here, same folds)",
+                                             "majority class (this run's folds)"]
+    assert float(rows[1]["rr_pooled"]) == pytest.approx(0.5)
+    assert "same clips, folds and weight selection" in open(str(tmp_path / "table5.md")).read()
 
 
 def test_table6_per_database_beside_the_paper(psn_run, tmp_path):
@@ -255,7 +271,7 @@ def test_a_failed_level_is_named_and_the_rest_still_written(tmp_path, monkeypatc
     s = setting(tmp_path, levels=(0.15, 0.25))
     trained = []
 
-    def fake_preprocess(setting_, sparsities, log):
+    def fake_preprocess(setting_, sparsities, log, flow=False):
         assert sparsities == {None, "lambda", 0.15}
         write_manifest(setting_.data_dir(), [0.25])
         write_manifest(setting_.data_dir("lambda"), [0.4])

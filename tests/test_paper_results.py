@@ -1,8 +1,8 @@
 """The paper's numbers (psn/data/paper_results.json) held to the paper's tables.
 
 Every value in the file was checked against the printed tables when this checksum was recorded
-(2026-11-28: Tables 4, 5, 6 (PSN row), 7 (PSN), 9). Change a value only after checking it
-against the paper again, then record the new checksum here. The cross-table checks below
+(2026-11-28: Tables 4, 5, 6 (PSN row), 7 (PSN), 9; 2026-12-06: Table 5's STSTNet row). Change a
+value only after checking it against the paper again, then record the new checksum here. The cross-table checks below
 catch a typo independently of the checksum: the paper prints several of its numbers twice.
 """
 import hashlib
@@ -13,7 +13,7 @@ import pytest
 
 from psn import metrics
 
-CHECKED_SHA256 = "f6678db6e8d49d0ac22edfe6e53e3126344f6a37034eda1d51fe16496c766bb7"
+CHECKED_SHA256 = "e7b08b7555e2d3f1144373d4cdb3a3be2b86d05424ac3525da31d49049d93c9e"
 
 
 @pytest.fixture(scope="module")

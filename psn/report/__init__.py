@@ -187,8 +187,8 @@ def main(argv=None):
 
 
 def make_megc_report(pred_paths, out_dir, names=None, note=""):
-    """MEGC 2019's table and chart per run (OUT/megc2019.* for one run, OUT/<name>/ for
-    several); returns {name: scores}."""
+    """MEGC 2019's table and chart per run (OUT/megc2019.* for one run; for several, OUT/<name>/
+    each and OUT/megc2019.* with all of them beside the published rows); returns {name: scores}."""
     from preprocessing.protocols import load_protocol
     from psn.report.megc import write_megc
     n_classes = len(load_protocol("megc2019").classes)
@@ -199,6 +199,12 @@ def make_megc_report(pred_paths, out_dir, names=None, note=""):
         for name, p in zip(names, preds):
             target = stage if len(preds) == 1 else os.path.join(stage, name)
             out[name] = write_megc(p.label, p.pred, p.database, target, name, n_classes, note)
+        if len(preds) > 1:
+            # Every run in one table too, beside the published rows: the first run is "ours",
+            # the others (e.g. the flow baselines trained on the same folds) follow it.
+            p = preds[0]
+            write_megc(p.label, p.pred, p.database, stage, names[0], n_classes, note,
+                       more=[(n, out[n]) for n in names[1:]])
     return out
 
 
@@ -208,7 +214,7 @@ def megc_main(args):
     for name, parts in results.items():
         print("%-24s " % name + "  ".join("%s UF1 %.4f UAR %.4f" % (part, v["uf1"], v["uar"])
                                           for part, v in parts.items()))
-    print("wrote %s" % os.path.join(args.out, "megc2019.md" if len(results) == 1 else "*/megc2019.md"))
+    print("wrote %s" % os.path.join(args.out, "megc2019.md"))
     return 0
 
 

@@ -107,6 +107,8 @@ def _only(runs, model="psn"):
 
 # ------------------------------------------------------------------ Tables 5, 6, 7
 
+BASELINE_NAMES = {"ststnet": "STSTNet", "off_apexnet": "OFF-ApexNet"}
+
 # What each side of the comparison scored (psn.weight_selection).
 SELECTION_NOTE = ("How the weights were chosen: ours are each fold's final iteration (nothing "
                   "about the test fold chooses them); the paper does not say whether it chose "
@@ -118,10 +120,19 @@ def write_table5(setting, runs, out_dir, failed=None):
     b = m["majority_baseline"]
     paper = metrics.PAPER_PSN
     rows = [["PSN (this run)", m["n_clips"], m["rr_pooled"], m["rr_fold_mean"],
-             m["uf1_fold_mean"], m["uf1_pooled"], m["uar_pooled"]],
-            ["majority class (this run's folds)", m["n_clips"], b["rr_pooled"], None, None,
-             b["uf1_pooled"], b["uar_pooled"]],
-            ["paper PSN (Table 5)", 650, paper["rr"], paper["rr"], paper["uf1"], None, None]]
+             m["uf1_fold_mean"], m["uf1_pooled"], m["uar_pooled"]]]
+    # The optical-flow baselines trained here on the same folds (psn.experiments.FLOW_BASELINES).
+    for need in runs:
+        if need.model in BASELINE_NAMES:
+            o = ms[need]
+            rows.append(["%s (trained here, same folds)" % BASELINE_NAMES[need.model],
+                         o["n_clips"], o["rr_pooled"], o["rr_fold_mean"], o["uf1_fold_mean"],
+                         o["uf1_pooled"], o["uar_pooled"]])
+    rows += [["majority class (this run's folds)", m["n_clips"], b["rr_pooled"], None, None,
+              b["uf1_pooled"], b["uar_pooled"]],
+             ["paper PSN (Table 5)", 650, paper["rr"], paper["rr"], paper["uf1"], None, None],
+             ["paper STSTNet (Table 5, quoted from its authors)", None,
+              metrics.PAPER_STSTNET["rr"], None, metrics.PAPER_STSTNET["f1"], None, None]]
     head = ["name", "clips", "rr_pooled", "rr_fold_mean", "f1 (= uf1 fold mean)", "uf1_pooled",
             "uar_pooled"]
     write_csv(os.path.join(out_dir, "table5.csv"), head, rows)
@@ -132,6 +143,11 @@ def write_table5(setting, runs, out_dir, failed=None):
                              f4(r[6])] for r in rows]))
     lines.append("The paper's F1 is UF1 averaged over folds (its Table 5 F1 equals Table 6's "
                  "UF1); its RR pools exactly from its Table 7. Full report: `report/report.md`.")
+    lines.append("STSTNet and OFF-ApexNet here: the same clips, folds and weight selection as "
+                 "PSN, on the onset-to-apex TV-L1 flow of the same registered face crops "
+                 "(`preprocess.py run --flow`; docs/flow.md says what differs from each "
+                 "paper's own preprocessing). The paper's STSTNet row comes from another "
+                 "pipeline, face crop and folds.")
     lines.append(SELECTION_NOTE)
     return _write(out_dir, "table5", lines)
 

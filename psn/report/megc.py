@@ -28,16 +28,22 @@ def megc_scores(labels, preds, databases, n_classes=3):
             for part, s in metrics.by_database(labels, preds, databases, n_classes).items()}
 
 
+# The flow baselines' rows when trained here (psn.nets ststnet, off_apexnet): named apart from
+# the published rows of the same methods.
+RETRAINED = {"ststnet": "STSTNet (trained here)", "off_apexnet": "OFF-ApexNet (trained here)"}
+
 # How this project's own number is selected: the schedule's last iteration (no test fold
 # chooses anything).
 OURS_SELECTION = "final"
 OURS_SELECTION_TEXT = "the schedule's last iteration (leak-free)"
 
 
-def methods(ours, name="PSN", baselines=None):
+def methods(ours, name="PSN", baselines=None, more=()):
     """The baselines in the file's order, each followed by its recomputed row where the file
-    has one (a number the authors' own per-clip log gives otherwise), then ours: dicts with
-    name, source, selection, n_clips and a {'uf1', 'uar'} per part (absent where not published)."""
+    has one (a number the authors' own per-clip log gives otherwise), then ours, then `more`
+    ([(name, scores)]: other runs trained here on the same folds, e.g. the optical-flow
+    baselines): dicts with name, source, selection, n_clips and a {'uf1', 'uar'} per part
+    (absent where not published)."""
     baselines = load_baselines() if baselines is None else baselines
     rows = []
     for m in baselines["methods"]:
@@ -46,8 +52,12 @@ def methods(ours, name="PSN", baselines=None):
             again = dict(m["recomputed"])
             rows.append(dict(again, name=m["name"] + " (recomputed)", source=again.pop("source"),
                              selection=m.get("selection", "unknown"), n_clips=m.get("n_clips")))
-    n = (ours.get("composite") or {}).get("n")
-    return rows + [dict(ours, name=name, source="this run", selection=OURS_SELECTION, n_clips=n)]
+    for k, (run_name, scores) in enumerate([(name, ours)] + list(more)):
+        n = (scores.get("composite") or {}).get("n")
+        rows.append(dict(scores, name=RETRAINED.get(run_name, run_name),
+                         source="this run" if k == 0 else "trained here, same folds",
+                         selection=OURS_SELECTION, n_clips=n))
+    return rows
 
 
 def _values(m):
@@ -61,23 +71,24 @@ def selection_text(m, baselines):
     return baselines.get("selections", {}).get(key, key)
 
 
-def table_rows(ours, name="PSN", baselines=None):
+def table_rows(ours, name="PSN", baselines=None, more=()):
     """[[method, UF1, UAR per part ..., selected by, clips, source]] as the Markdown table
     prints them."""
     baselines = load_baselines() if baselines is None else baselines
     return [[m["name"]] + [f4(v) for v in _values(m)]
             + [selection_text(m, baselines), m.get("n_clips") or "n/a", m["source"]]
-            for m in methods(ours, name, baselines)]
+            for m in methods(ours, name, baselines, more)]
 
 
-def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3, note=""):
+def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3, note="", more=()):
     """megc2019.md / .csv / .png in out_dir (note: a line said above the table, e.g. that the
-    data are synthetic); returns our scores."""
+    data are synthetic; more: [(name, megc_scores)] of other runs on the same folds, each a row
+    under ours); returns our scores."""
     ours = megc_scores(labels, preds, databases, n_classes)
     baselines = load_baselines()
     header = ["method"] + ["%s %s" % (PART_TITLES[p], k) for p in PARTS for k in ("UF1", "UAR")] \
         + ["selected by", "clips", "source"]
-    rows = methods(ours, name, baselines)
+    rows = methods(ours, name, baselines, more)
     os.makedirs(out_dir, exist_ok=True)
     order = [p for p in PARTS if p in ours] + [p for p in ours if p not in PARTS]
     counts = ", ".join("%s %d" % (PART_TITLES.get(p, p), ours[p]["n"]) for p in order)
@@ -85,7 +96,7 @@ def write_megc(labels, preds, databases, out_dir, name="PSN", n_classes=3, note=
                  "# MEGC 2019 composite: UF1 and UAR\n\n" + (note + "\n\n" if note else "")
                  + baselines["note"] + "\n\n" + baselines.get("selection_note", "") + "\n\nClips: "
                  + counts + ". n/a: not published.\n\n"
-                 + md_table(header, table_rows(ours, name, baselines))
+                 + md_table(header, table_rows(ours, name, baselines, more))
                  + "\n![UF1 and UAR](megc2019.png)\n")
     write_csv(os.path.join(out_dir, "megc2019.csv"), header,
               [[m["name"]] + _values(m) + [m.get("selection", "unknown"), m.get("n_clips"),
