@@ -2,7 +2,7 @@
 Trains and prints.
 
     python benchmarks/flow_grid.py [--models ststnet,off_apexnet] [--seeds 1]
-        [--shift 0.25,0.5,1,2] [--sigma 6,12,24] [--noise 1,4] [--drift 0,3]
+        [--shift 0.25,0.5,1,2] [--sigma 6,24] [--noise 1,4] [--drift 0,3]
         [--clips 200] [--epochs 500] [--jobs 1] [--out DIR] [--doc FILE] [--report-only]
 
 For every cell of the grid (psn.flow_probe.GRID: movement at the patch's centre x patch radius
@@ -10,7 +10,8 @@ x sensor noise x head drift between onset and apex) and every seed, builds the d
 (psn.flow_probe: the frames go through registration, TV-L1 and the flow shards as real clips
 do; half the clips held out; data seed = training seed) and trains each flow net on fold 1
 with its own optimiser (prototxt/schedules/<model>.json) for --epochs passes over the training
-clips, in a single-threaded process. Prints a table per model (rows noise / drift / sigma,
+clips (iterations x batch / clips: Caffe's batches are always full), in a single-threaded
+process. Prints a table per model (rows noise / drift / sigma,
 columns shift) and how many runs reach 0.9. --doc writes the same as markdown with the
 command and the date: docs/flow_grid.md is its output. Results are kept per cell in OUT (an
 interrupted run resumes; a cell is retrained only when its settings changed).

@@ -40,7 +40,8 @@ __all__ = ["FLOW_SIZE", "FLOW_CHANNELS", "FLOW_VERSION", "FlowParams", "FLOW_SET
 
 FLOW_SIZE = 28                        # both nets' input (STSTNet, OFF-ApexNet)
 FLOW_CHANNELS = ("u", "v", "strain")
-# Bump when the same parameters would give another result.
+# Bump when the same parameters would give another result, or the shards store it scaled
+# otherwise (normalise_flow).
 FLOW_VERSION = 1
 
 
@@ -211,7 +212,9 @@ def flow_stamp(clip, opts, params=FlowParams()):
         except OSError:
             size = -1
         files.append([os.path.basename(p), size])
-    stamp = {"flow": params.stamp(), "face": opts.face,
+    from preprocessing.clip_chain import PIPELINE_VERSION
+    # PIPELINE_VERSION: the face box and registration the flow starts from are the clip chain's.
+    stamp = {"flow": params.stamp(), "pipeline": PIPELINE_VERSION, "face": opts.face,
              "face_box": list(opts.face_box) if opts.face_box else None,
              "register": opts.register, "onset": clip.onset, "apex": clip.apex,
              "offset": clip.offset, "n_frames": len(clip.frames), "files": files}

@@ -299,9 +299,11 @@ def write_frame_shard(src, dst, frames):
 FLOW_DATASETS = ("flow", "label", "cont", "clip_label", "clip_index")
 
 
-def flow_shard_key(items, group=None):
-    """Fingerprint of a flow shard: items = [(clip_index, label, digest of the clip's flow)]."""
-    blob = json.dumps({"layout": LAYOUT_VERSION, "kind": "flow", "group": group,
+def flow_shard_key(items, group=None, params=None):
+    """Fingerprint of a flow shard: items = [(clip_index, label, digest of the clip's flow)],
+    params the flow's stamp (preprocessing.flow.FlowParams.stamp: its version covers the
+    scaling the shard stores)."""
+    blob = json.dumps({"layout": LAYOUT_VERSION, "kind": "flow", "group": group, "params": params,
                        "clips": [[int(i), int(l), str(d)] for i, l, d in items]},
                       sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()

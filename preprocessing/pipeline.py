@@ -331,7 +331,7 @@ def _flow_stage(out, plan, clips, included, group_of, cache_files, options, para
         if not members:
             continue
         fp = [(i, clips[i].label, results[i]["info"]["digest"]) for i in members]
-        key = flow_shard_key(fp, g)
+        key = flow_shard_key(fp, g, params.stamp())
         path = folder.path(folder.SHARDS, folder.flow_shard_name(g))
         names.add(os.path.basename(path))
         if stored_key(path) == key and not shard_problem(path):
@@ -351,9 +351,10 @@ def _flow_stage(out, plan, clips, included, group_of, cache_files, options, para
     log(f"optical flow: {len(included) - len(missing)} clips in {len(names)} flow shard(s) "
         f"({len(written)} written), {FLOW_SIZE} x {FLOW_SIZE}; {len(notes)} clip(s) with a note "
         f"(folds.json's flow.notes, by manifest row)")
+    keys = {name: stored_key(folder.path(folder.SHARDS, name)) for name in sorted(names)}
     return {"params": params.stamp(), "clips": len(included) - len(missing),
             "left_out": {str(i): results[i]["reason"] for i in missing}, "notes": notes,
-            "shards": sorted(names)}
+            "shards": sorted(names), "keys": keys}
 
 
 def _folds_stage(out, plan, shards, variants, options, roots):

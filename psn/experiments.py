@@ -177,14 +177,18 @@ def _preprocess(setting, sparsities, log, flow=False):
     whose every clip was excluded)."""
     from preprocessing.flow import FlowParams
     from preprocessing.pipeline import run, run_rpca_settings
-    kw = dict(loso=setting.loso, seed=setting.seed, workers=setting.workers,
-              flow=FlowParams() if flow else None)
+    kw = dict(loso=setting.loso, seed=setting.seed, workers=setting.workers)
     if sparsities == {None}:
-        run(setting.roots, setting.data_dir(), **kw)
+        run(setting.roots, setting.data_dir(), flow=FlowParams() if flow else None, **kw)
         return {}
     order = sorted(sparsities, key=_order)
     settings = [(setting.data_dir(s), _options(s)) for s in order]
     results = run_rpca_settings(setting.roots, settings, log=log, **kw)
+    if flow:
+        # The flow nets read the default preprocessing only: its folder gets the flow (every
+        # clip's E is cached by now), the other levels' do not.
+        results[os.path.abspath(setting.data_dir())] = run(
+            setting.roots, setting.data_dir(), log=log, flow=FlowParams(), **kw)
     failed = {}
     for s in order:
         res = results[os.path.abspath(setting.data_dir(s))]

@@ -37,7 +37,7 @@ JITTER = 4              # px: the patch's centre varies per clip
 # pixels at 112 x 112 (a brow at most ~2 px); a patch of radius 6 px is a brow's end, 24 px a
 # whole cheek; noise 1 a good camera, 4 a dim room; drift 3 px a head that moved between
 # onset and apex (registration is meant to take it out).
-GRID = {"shift": (0.25, 0.5, 1.0, 2.0), "sigma": (6, 12, 24), "noise": (1, 4), "drift": (0, 3)}
+GRID = {"shift": (0.25, 0.5, 1.0, 2.0), "sigma": (6, 24), "noise": (1, 4), "drift": (0, 3)}
 MODELS = ("ststnet", "off_apexnet")
 TASK_VERSION = 1
 

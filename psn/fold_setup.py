@@ -45,24 +45,34 @@ def reads_flow(cfg):
 
 def flow_shards(cfg, shards):
     """The flow shards (shards/groupKK_flow.h5) of a fold's group shards, each once, in order;
-    RunError naming the preprocessing option when the data folder has none."""
+    RunError naming the preprocessing option when the data folder has none, or when one is not
+    the shard folds.json recorded (written by another preprocessing run than the folder's)."""
+    from preprocessing.hdf5_shards import stored_key
     folder = DataFolder(cfg.data)
     try:
         plan = folder.read_plan()
     except Exception:
         plan = {}
+    flow = plan.get("flow")
+    again = ("run tools/preprocess.py run on it again with --flow (the clips' caches are "
+             "reused; only the flow is computed)")
+    if not flow:
+        raise RunError("%s reads the onset-to-apex optical flow, and %s has no flow shards: %s"
+                       % (cfg.model, cfg.data, again))
     out = []
     for s in shards:
         f = folder.flow_shard_of(s)
         if f not in out:
             out.append(f)
-    missing = [f for f in out if not os.path.isfile(f)]
-    if not plan.get("flow") or missing:
-        raise RunError("%s reads the onset-to-apex optical flow, and %s has %s: run "
-                       "tools/preprocess.py run on it again with --flow (the clips' caches are "
-                       "reused; only the flow is computed)"
-                       % (cfg.model, cfg.data, "no flow shards" if not plan.get("flow") else
-                          "no " + ", ".join(missing)))
+    for f in out:
+        name = os.path.basename(f)
+        if name not in flow.get("shards", []):
+            raise RunError("%s: no clip of its group has a flow (%s lists why, under flow."
+                           "left_out): %s cannot train on this fold" % (f, folder.plan, cfg.model))
+        want = flow.get("keys", {}).get(name)
+        if not os.path.isfile(f) or (want and stored_key(f) != want):
+            raise RunError("%s is %s: %s" % (f, "missing" if not os.path.isfile(f) else
+                                            "not the flow shard %s recorded" % folder.plan, again))
     return out
 
 

@@ -61,6 +61,17 @@ def data_fingerprint(data_dir, location=False):
     return h.hexdigest()
 
 
+def flow_fingerprint(data_dir):
+    """sha256 of the content keys of a data folder's flow shards (shards/groupKK_flow.h5)."""
+    import glob
+    import hashlib
+    from preprocessing.hdf5_shards import stored_key
+    h = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(DataFolder(data_dir).shard_dir, "group*_flow.h5"))):
+        h.update(("%s %s\n" % (os.path.basename(path), stored_key(path))).encode())
+    return h.hexdigest()
+
+
 def _net_sha256(tv):
     import hashlib
     from google.protobuf import text_format
@@ -86,6 +97,10 @@ def run_record(cfg, tv):
     base = nets.MODELS.get(cfg.model)
     if base is not None and tp_gain.applies(replace(base, **(cfg.net_overrides or {}))):
         record["tpu_wm_gain"] = "median tp of each fold's training clips (psn.tp_gain)"
+    if base is not None and nets.reads_flow(replace(base, **(cfg.net_overrides or {}))):
+        # The flow shards are not in data_fingerprint (PSN's shards are): a flow made again
+        # (another --flow setting) must not be resumed on.
+        record["flow_sha256"] = flow_fingerprint(cfg.data)
     return json.loads(json.dumps(record, sort_keys=True, default=str))
 
 
@@ -109,6 +124,19 @@ def provenance():
     return out
 
 
+def _anything_trained(out):
+    """Whether a run folder holds a finished fold or any snapshot."""
+    run = RunFolder(out)
+    for fold in run.folds():
+        if os.path.exists(run.done(fold)):
+            return True
+        snaps = run.snapshot_dir(fold)
+        if os.path.isdir(snaps) and any(n.endswith((".caffemodel", ".solverstate", ".h5"))
+                                        for n in os.listdir(snaps)):
+            return True
+    return False
+
+
 def check_run_record(cfg, log, tv):
     """Write RUN/run.json on a new run; on a rerun refuse (RunError) when anything that decides
     the results differs from what the folder was made with. tv: the run's train net
@@ -130,6 +158,13 @@ def check_run_record(cfg, log, tv):
             new["net_sha256"] = old["net_sha256"]       # recorded before the class count was
         diff = [k for k in sorted(set(old) | set(new))
                 if k not in NOT_RECORDED and old.get(k) != new.get(k)]
+        if diff and not _anything_trained(cfg.out):
+            # A run refused before any fold trained (a flow net before `preprocess --flow`,
+            # a damaged shard) holds nothing the new settings could reuse by mistake.
+            log("%s: nothing was trained under the settings its %s records (%s differ): "
+                "recording the new ones" % (cfg.out, RECORD, ", ".join(diff)))
+            os.remove(path)
+            return check_run_record(cfg, log, tv)
         if diff:
             show = lambda r, k: json.dumps(r.get(k), sort_keys=True)[:120]  # noqa: E731
             raise RunError("%s was made with other settings or data; finished folds would be "

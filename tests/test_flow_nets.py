@@ -116,3 +116,36 @@ def test_predict_refuses_a_flow_net_by_name(caffe_env, tmp_path, capsys):
     rc = predict.main([str(tmp_path), "--model", str(weights), "--deploy", str(deploy)])
     err = capsys.readouterr().err
     assert rc != 0 and "optical-flow baseline" in err and "--flow" in err
+
+
+def test_flow_shards_must_be_the_ones_folds_json_recorded(roots, first, tmp_path):
+    """A flow shard rewritten by another run (its key no longer the one folds.json holds), a
+    group without any flow, and a folder without --flow are each refused with their fix."""
+    from types import SimpleNamespace
+    from preprocessing.flow import FlowParams
+    from preprocessing.hdf5_shards import write_flow_shard
+    from preprocessing.layout import DataFolder
+    from preprocessing.pipeline import run
+    from psn.config import RunError
+    from psn.fold_setup import flow_shards
+    data = copy_run(first, tmp_path)
+    cfg = SimpleNamespace(data=data, model="ststnet")
+    folder = DataFolder(data)
+    shards = folder.fold_shards(1)["train"]
+    with pytest.raises(RunError, match="no flow shards: run tools/preprocess.py run"):
+        flow_shards(cfg, shards)
+    run(roots[0], data, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
+        progress=False, log=lambda *_: None, flow=FlowParams())
+    got = flow_shards(cfg, shards)
+    assert got and all(p.endswith("_flow.h5") for p in got)
+    with h5py.File(got[0], "r") as f:
+        rows = [(int(i), int(lab), m[::-1].copy()) for i, lab, m in
+                zip(f["clip_index"][()], f["clip_label"][()], f["flow"][()])]
+    write_flow_shard(got[0], rows, key="written by another run")
+    with pytest.raises(RunError, match="not the flow shard .*folds.json recorded"):
+        flow_shards(cfg, shards)
+    plan = folder.read_plan()
+    plan["flow"]["shards"] = []
+    folder.write_plan(plan)
+    with pytest.raises(RunError, match="no clip of its group has a flow"):
+        flow_shards(cfg, shards)

@@ -115,6 +115,11 @@ SELECTION_NOTE = ("How the weights were chosen: ours are each fold's final itera
                   "iterations on its test folds, so its rows are as it reports them.")
 
 def write_table5(setting, runs, out_dir, failed=None):
+    if not any(need.model == "psn" for need in runs):
+        from psn.config import RunError
+        raise RunError("table5: PSN's run has no predictions (its folds failed: see above), so "
+                       "there is nothing to set the baselines beside; run the same command "
+                       "again to finish it")
     ms, combined, _ = _report(runs, out_dir)
     m = ms[_only(runs)]
     b = m["majority_baseline"]
@@ -146,8 +151,10 @@ def write_table5(setting, runs, out_dir, failed=None):
     lines.append("STSTNet and OFF-ApexNet here: the same clips, folds and weight selection as "
                  "PSN, on the onset-to-apex TV-L1 flow of the same registered face crops "
                  "(`preprocess.py run --flow`; docs/flow.md says what differs from each "
-                 "paper's own preprocessing). The paper's STSTNet row comes from another "
-                 "pipeline, face crop and folds.")
+                 "paper's own preprocessing), each with its own optimiser "
+                 "(prototxt/schedules/ststnet*.json, off_apexnet*.json) where the schedule "
+                 "above is PSN's. The paper's STSTNet row comes from another pipeline, face "
+                 "crop and folds.")
     lines.append(SELECTION_NOTE)
     return _write(out_dir, "table5", lines)
 
