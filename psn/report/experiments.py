@@ -144,8 +144,8 @@ def write_table5(setting, runs, out_dir, failed=None):
     lines = _header("Table 5: PSN's recognition rate and F1", setting, ms)
     lines.append(md_table(["", "clips", "RR pooled %", "RR fold mean %", "F1 (UF1 fold mean)",
                             "UF1 pooled", "UAR pooled"],
-                           [[md_escape(r[0]), r[1], pct(r[2]), pct(r[3]), f4(r[4]), f4(r[5]),
-                             f4(r[6])] for r in rows]))
+                           [[md_escape(r[0]), "n/a" if r[1] is None else r[1], pct(r[2]),
+                             pct(r[3]), f4(r[4]), f4(r[5]), f4(r[6])] for r in rows]))
     lines.append("The paper's F1 is UF1 averaged over folds (its Table 5 F1 equals Table 6's "
                  "UF1); its RR pools exactly from its Table 7. Full report: `report/report.md`.")
     lines.append("STSTNet and OFF-ApexNet here: the same clips, folds and weight selection as "
