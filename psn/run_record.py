@@ -124,19 +124,6 @@ def provenance():
     return out
 
 
-def _anything_trained(out):
-    """Whether a run folder holds a finished fold or any snapshot."""
-    run = RunFolder(out)
-    for fold in run.folds():
-        if os.path.exists(run.done(fold)):
-            return True
-        snaps = run.snapshot_dir(fold)
-        if os.path.isdir(snaps) and any(n.endswith((".caffemodel", ".solverstate", ".h5"))
-                                        for n in os.listdir(snaps)):
-            return True
-    return False
-
-
 def check_run_record(cfg, log, tv):
     """Write RUN/run.json on a new run; on a rerun refuse (RunError) when anything that decides
     the results differs from what the folder was made with. tv: the run's train net
@@ -158,13 +145,6 @@ def check_run_record(cfg, log, tv):
             new["net_sha256"] = old["net_sha256"]       # recorded before the class count was
         diff = [k for k in sorted(set(old) | set(new))
                 if k not in NOT_RECORDED and old.get(k) != new.get(k)]
-        if diff and not _anything_trained(cfg.out):
-            # A run refused before any fold trained (a flow net before `preprocess --flow`,
-            # a damaged shard) holds nothing the new settings could reuse by mistake.
-            log("%s: nothing was trained under the settings its %s records (%s differ): "
-                "recording the new ones" % (cfg.out, RECORD, ", ".join(diff)))
-            os.remove(path)
-            return check_run_record(cfg, log, tv)
         if diff:
             show = lambda r, k: json.dumps(r.get(k), sort_keys=True)[:120]  # noqa: E731
             raise RunError("%s was made with other settings or data; finished folds would be "

@@ -84,6 +84,9 @@ def test_run_folds_trains_a_flow_net_on_flow_shards(caffe_env, roots, first, tmp
     assert refused.returncode != 0 and "--flow" in refused.stdout + refused.stderr
     run(roots[0], data, n_folds=2, seed=0, options=OPTIONS, augment=AUGMENT, workers=1,
         progress=False, log=lambda *_: None, flow=FlowParams())
+    # A new --out: the refused run's run.json records the data without flow shards, and a
+    # run folder whose record differs is refused whole (it may be in use by another run).
+    out = str(tmp_path / "runs" / "ststnet_flow")
     done = run_tool(caffe_env, "--data", data, "--model", "ststnet", "--out", out,
                     "--max-iter", "4")
     assert done.returncode == 0, done.stdout + done.stderr
