@@ -336,13 +336,8 @@ def _flow_stage(out, plan, clips, included, group_of, cache_files, options, para
         names.add(os.path.basename(path))
         if stored_key(path) == key and not shard_problem(path):
             continue
-        rows = []
-        for i in members:
-            maps = results[i]["maps"]
-            if maps is None:        # read from a cache whose arrays were not kept in memory
-                maps = read_flow_cache(flow_cache_path(cache_files[i]),
-                                       flow_stamp(clips[i], options, params), clips[i])["maps"]
-            rows.append((i, clips[i].label, normalise_flow(maps)))
+        # Every included result holds its maps: read_flow_cache and process_flow both return them.
+        rows = [(i, clips[i].label, normalise_flow(results[i]["maps"])) for i in members]
         write_flow_shard(path, rows, key, g)
         written.append(os.path.basename(path))
     _remove_stale(folder.shard_dir, r"group\d+_flow\.h5", names)

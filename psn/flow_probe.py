@@ -101,6 +101,7 @@ def write_task(out, n_clips=80, seed=0, n_groups=2, **cell):
     from preprocessing.hdf5_shards import write_flow_shard
     from preprocessing.layout import DataFolder
     from preprocessing.manifest import write_manifest
+    from psn.probe_tasks import write_fold_lists
 
     flows, labels = make_flow(n_clips, seed, **cell)
     out = os.path.abspath(out)
@@ -119,12 +120,7 @@ def write_task(out, n_clips=80, seed=0, n_groups=2, **cell):
         path = folder.path(folder.SHARDS, folder.flow_shard_name(g))
         write_flow_shard(path, [(int(i), int(labels[i]), flows[i]) for i in idx], group=g)
         shards[g] = path
-    folds = []
-    for g in range(1, n_groups + 1):
-        folder.write_fold_list(g, "train", [shards[h] for h in sorted(shards) if h != g])
-        folder.write_fold_list(g, "test", [shards[g]])
-        folds.append({"fold": g, "test_group": g,
-                      "train_groups": [h for h in sorted(shards) if h != g]})
+    folds = write_fold_lists(folder, shards)
     write_manifest(folder.manifest, rows)
     folder.write_plan({"fold_scheme": "probe task flow direction", "seed": seed,
                        "n_folds": n_groups, "n_clips": n_clips, "folds": folds,

@@ -144,12 +144,7 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
         path = folder.shard(g)
         write_array_shard(path, raw[idx], sparse[idx], labels[idx], idx)
         shards[g] = path
-    folds = []
-    for g in range(1, n_groups + 1):
-        folder.write_fold_list(g, "train", [shards[h] for h in sorted(shards) if h != g])
-        folder.write_fold_list(g, "test", [shards[g]])
-        folds.append({"fold": g, "test_group": g,
-                      "train_groups": [h for h in sorted(shards) if h != g]})
+    folds = write_fold_lists(folder, shards)
     n_classes = int(labels.max()) + 1
     group_entries = [{"group": g, "shard": folder.relative(shards[g]), "aug_shard": None,
                       "n_clips": int((groups == g).sum()),
@@ -159,6 +154,18 @@ def write_task(out, task, n_clips=80, seed=0, noise=2.0, n_groups=2, identities=
     folder.write_plan({"fold_scheme": "probe task %s" % task, "seed": seed, "n_folds": n_groups,
                        "n_clips": n_clips, "groups": group_entries, "folds": folds})
     return out
+
+
+def write_fold_lists(folder, shards):
+    """A probe folder's fold lists, fold k testing on group k and training on the others
+    (shards: {group: shard path}); returns folds.json's fold entries."""
+    folds = []
+    for g in sorted(shards):
+        others = [h for h in sorted(shards) if h != g]
+        folder.write_fold_list(g, "train", [shards[h] for h in others])
+        folder.write_fold_list(g, "test", [shards[g]])
+        folds.append({"fold": g, "test_group": g, "train_groups": others})
+    return folds
 
 
 def _seed_c_rand(seed):
