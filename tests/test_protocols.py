@@ -329,11 +329,12 @@ def test_megc_scores_composite_and_per_database_by_hand(tmp_path):
     assert ours["composite"]["n"] == 6
     # Runs trained here on the same folds (the flow baselines) follow ours, named apart from the
     # published rows of the same methods, with the same selection.
-    write_megc(labels, preds, dbs, str(tmp_path / "more"), more=[("ststnet", ours)])
+    write_megc(labels, preds, dbs, str(tmp_path / "more"), "psn", more=[("ststnet", ours)])
     md = (tmp_path / "more" / "megc2019.md").read_text()
     assert ("| STSTNet (trained here) | 0.6556 | 0.7222 | 1.0000 | 1.0000 | n/a | n/a | 0.2222 | "
             "0.3333 | the schedule's last iteration (leak-free) | 6 | trained here, same folds |") in md
     assert md.index("| PSN |") < md.index("| STSTNet (trained here) |")
+    assert "| this run |" not in md
 
 
 def test_megc_baselines_file_names_a_source_for_every_number():

@@ -28,9 +28,11 @@ def megc_scores(labels, preds, databases, n_classes=3):
             for part, s in metrics.by_database(labels, preds, databases, n_classes).items()}
 
 
-# The flow baselines' rows when trained here (psn.nets ststnet, off_apexnet): named apart from
-# the published rows of the same methods.
-RETRAINED = {"ststnet": "STSTNet (trained here)", "off_apexnet": "OFF-ApexNet (trained here)"}
+# The rows of runs named by their model (run_psn's --models): PSN as the paper spells it, the
+# flow baselines trained here (psn.nets ststnet, off_apexnet) named apart from the published rows
+# of the same methods.
+RETRAINED = {"psn": "PSN", "ststnet": "STSTNet (trained here)",
+             "off_apexnet": "OFF-ApexNet (trained here)"}
 
 # How this project's own number is selected: the schedule's last iteration (no test fold
 # chooses anything).
@@ -42,8 +44,8 @@ def methods(ours, name="PSN", baselines=None, more=()):
     """The baselines in the file's order, each followed by its recomputed row where the file
     has one (a number the authors' own per-clip log gives otherwise), then ours, then `more`
     ([(name, scores)]: other runs trained here on the same folds, e.g. the optical-flow
-    baselines): dicts with name, source, selection, n_clips and a {'uf1', 'uar'} per part
-    (absent where not published)."""
+    baselines; with them every run's source says so, as none is "the" run): dicts with name,
+    source, selection, n_clips and a {'uf1', 'uar'} per part (absent where not published)."""
     baselines = load_baselines() if baselines is None else baselines
     rows = []
     for m in baselines["methods"]:
@@ -55,7 +57,7 @@ def methods(ours, name="PSN", baselines=None, more=()):
     for k, (run_name, scores) in enumerate([(name, ours)] + list(more)):
         n = (scores.get("composite") or {}).get("n")
         rows.append(dict(scores, name=RETRAINED.get(run_name, run_name),
-                         source="this run" if k == 0 else "trained here, same folds",
+                         source="trained here, same folds" if more else "this run",
                          selection=OURS_SELECTION, n_clips=n))
     return rows
 
