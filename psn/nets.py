@@ -109,6 +109,10 @@ OWN_SCHEDULES = {"ststnet": {"paper": "ststnet", "demo": "ststnet_demo"},
                  "off_apexnet": {"paper": "off_apexnet", "demo": "off_apexnet_demo"}}
 
 
+# NetConfig fields that only the optical-flow nets read (arch names which net it is).
+FLOW_ONLY_FIELDS = ("arch", "flow_size")
+
+
 def reads_flow(cfg):
     """Whether a NetConfig's net reads the flow shards (an optical-flow baseline)."""
     return cfg.arch != "psn"

@@ -280,10 +280,16 @@ def run_key(task, model, iters, n_clips, net_overrides=None, width=DEMO_WIDTH):
     import dataclasses
     import hashlib
 
-    from psn.nets import MODELS
+    from psn.nets import FLOW_ONLY_FIELDS, MODELS, reads_flow
     cfg = dataclasses.replace(MODELS[model], width=width, **(net_overrides or {}))
-    text = json.dumps([task, TASK_VERSION[task], int(iters), int(n_clips),
-                       dataclasses.asdict(cfg)], sort_keys=True, default=str)
+    fields = dataclasses.asdict(cfg)
+    if not reads_flow(cfg):
+        # Fields that shape only the optical-flow nets: left out of a PSN-family net's key, so
+        # results made before those nets existed still count.
+        for name in FLOW_ONLY_FIELDS:
+            fields.pop(name)
+    text = json.dumps([task, TASK_VERSION[task], int(iters), int(n_clips), fields],
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -95,6 +95,11 @@ def test_run_cell_trains_only_what_is_missing(tmp_path, monkeypatch):
     assert trained == ["a", "b", "a", "a"]
     assert probe_tasks.run_key("order", "psn", 300, 80) != probe_tasks.run_key("place", "psn",
                                                                               300, 80)
+    # Fields only the flow nets read do not touch a PSN-family key (results made before they
+    # existed still count); a field of the net does.
+    key = probe_tasks.run_key("order", "psn", 300, 80)
+    assert probe_tasks.run_key("order", "psn", 300, 80, dict(flow_size=56)) == key
+    assert probe_tasks.run_key("order", "psn", 300, 80, dict(dropout=0.1)) != key
 
 
 def test_place_task_and_options():
