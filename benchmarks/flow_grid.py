@@ -93,20 +93,12 @@ def _job(job):
 
 
 def table(results, model, grid):
-    head = "| noise | drift | σ (px) | " + " | ".join("shift %g" % s for s in grid["shift"]) + " |"
-    lines = [head, "|" + "---|" * (3 + len(grid["shift"]))]
-    for noise in grid["noise"]:
-        for drift in grid["drift"]:
-            for sigma in grid["sigma"]:
-                cells = []
-                for shift in grid["shift"]:
-                    accs = [r["accuracy"] for r in results if r["model"] == model
-                            and (r["noise"], r["drift"], r["sigma"], r["shift"])
-                            == (noise, drift, sigma, shift)]
-                    cells.append("–" if not accs else "%.2f" % accs[0] if len(set(accs)) == 1
-                                 else "%.2f (%.2f)" % (sum(accs) / len(accs), min(accs)))
-                lines.append("| %g | %g | %g | %s |" % (noise, drift, sigma, " | ".join(cells)))
-    return "\n".join(lines)
+    """Markdown: rows (noise, drift, sigma), columns shift (psn.probe_tasks.accuracy_table)."""
+    from psn import probe_tasks
+    return probe_tasks.accuracy_table(results, [("noise", "noise", grid["noise"]),
+                                                ("drift", "drift", grid["drift"]),
+                                                ("sigma", "σ (px)", grid["sigma"])],
+                                      ("shift", "shift %g", grid["shift"]), {"model": model})
 
 
 def main(argv=None):

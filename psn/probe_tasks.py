@@ -31,6 +31,7 @@ in this process with pycaffe and returns the held-out clip accuracy.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -259,7 +260,6 @@ GRID_MODELS = {"order": ("psn_temporal", "alexnet_rnn", "psn_spatial"),
 
 def grid_cells(grid=None):
     """Every cell of the grid as a dict (contrast, sigma, noise, frame_jitter), in table order."""
-    import itertools
     g = dict(GRID, **(grid or {}))
     keys = ("noise", "frame_jitter", "sigma", "contrast")
     return [dict(zip(keys, v)) for v in itertools.product(*(g[k] for k in keys))]
@@ -337,26 +337,36 @@ def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overr
     return [r for r in have if r["model"] in models]
 
 
+def accuracy_table(results, rows, column, where):
+    """Markdown of held-out accuracies: rows [(key, heading, values)] nested in that order,
+    column (key, heading format, values); only the results matching `where` ({key: value}).
+    Each cell the mean over the results that fall in it (the seeds), the lowest in brackets
+    when they differ; – where none does."""
+    key, fmt, values = column
+    lines = ["| " + " | ".join(h for _, h, _ in rows) + " | "
+             + " | ".join(fmt % v for v in values) + " |",
+             "|" + "---|" * (len(rows) + len(values))]
+    mine = [r for r in results if all(r.get(k) == v for k, v in where.items())]
+    for at in itertools.product(*(vals for _, _, vals in rows)):
+        here = [r for r in mine if all(r[k] == v for (k, _, _), v in zip(rows, at))]
+        cells = []
+        for v in values:
+            accs = [r["accuracy"] for r in here if r[key] == v]
+            if not accs:
+                cells.append("–")
+            elif min(accs) == max(accs):
+                cells.append("%.2f" % accs[0])
+            else:
+                cells.append("%.2f (%.2f)" % (sum(accs) / len(accs), min(accs)))
+        lines.append("| " + " | ".join("%g" % v for v in at) + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def grid_table(results, model, task, grid=None):
     """Markdown: rows (noise, jitter, sigma), columns contrast; each cell the mean held-out
     accuracy over the seeds, with the lowest seed's in brackets when they differ."""
     g = dict(GRID, **(grid or {}))
-    head = "| noise | jitter | σ (px) | " + " | ".join("c %g" % c for c in g["contrast"]) + " |"
-    lines = [head, "|" + "---|" * (3 + len(g["contrast"]))]
-    for noise in g["noise"]:
-        for fj in g["frame_jitter"]:
-            for sigma in g["sigma"]:
-                cells = []
-                for c in g["contrast"]:
-                    accs = [r["accuracy"] for r in results
-                            if r["model"] == model and r["task"] == task and r["noise"] == noise
-                            and r["frame_jitter"] == fj and r["sigma"] == sigma
-                            and r["contrast"] == c]
-                    if not accs:
-                        cells.append("–")
-                    elif min(accs) == max(accs):
-                        cells.append("%.2f" % accs[0])
-                    else:
-                        cells.append("%.2f (%.2f)" % (sum(accs) / len(accs), min(accs)))
-                lines.append("| %g | %d | %g | %s |" % (noise, fj, sigma, " | ".join(cells)))
-    return "\n".join(lines)
+    return accuracy_table(results, [("noise", "noise", g["noise"]),
+                                    ("frame_jitter", "jitter", g["frame_jitter"]),
+                                    ("sigma", "σ (px)", g["sigma"])],
+                          ("contrast", "c %g", g["contrast"]), {"model": model, "task": task})
