@@ -290,7 +290,7 @@ def _shards_stage(out, plan, clips, included, group_of, results, cache_files, va
     _remove_stale(shard_dir, r"group\d+(_aug)?\.h5", keep)
     written = []
     t0 = time.time()
-    with progress_bar(len(shard_tasks), "shards", progress) as bar:
+    with progress_bar(len(shard_tasks), "shards", progress, unit="shard") as bar:
         for path, n in runner.map(shard_task, shard_tasks):
             written.append(os.path.basename(path))
             bar.update(1)

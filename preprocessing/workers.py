@@ -120,7 +120,7 @@ class Runner:
             self.pool = None
 
 
-def progress_bar(total, desc, enabled):
+def progress_bar(total, desc, enabled, unit="clip"):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="clip" if desc == "clips" else "shard",
+    return tqdm(total=total, desc=desc, unit=unit,
                 disable=not enabled or total == 0, file=sys.stderr, dynamic_ncols=True)
