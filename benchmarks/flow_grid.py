@@ -10,7 +10,8 @@ x sensor noise x head drift between onset and apex) and every seed, builds the d
 (psn.flow_probe: the frames go through registration, TV-L1 and the flow shards as real clips
 do; half the clips held out; data seed = training seed) and trains each flow net on fold 1
 with its own optimiser (prototxt/schedules/<model>.json) for --epochs passes over the training
-clips (iterations x batch / clips: Caffe's batches are always full), in a single-threaded
+clips (iterations x batch / clips: Caffe's batches are always full; at least one iteration an
+epoch, as the authors' loaders take), in a single-threaded
 process. Prints a table per model (rows noise / drift / sigma,
 columns shift) and how many runs reach 0.9. --doc writes the same as markdown with the
 command and the date: docs/flow_grid.md is its output. Results are kept per cell in OUT (an
@@ -39,9 +40,12 @@ def _floats(text):
 
 
 def iterations(model, n_train, epochs):
-    """Iterations of `epochs` passes over n_train clips at the model's own batch."""
+    """Iterations of `epochs` passes over n_train clips at the model's own batch, and at least
+    one an epoch: where the batch exceeds the training clips (STSTNet's 256), its authors'
+    loader still takes a step every epoch, on a partial batch, while Caffe's batches are full
+    and would give fewer steps than the epochs (as prototxt/schedules/ststnet_demo.json)."""
     from psn import nets
-    return max(1, int(math.ceil(epochs * n_train / float(nets.MODELS[model].batch))))
+    return max(epochs, int(math.ceil(epochs * n_train / float(nets.MODELS[model].batch))))
 
 
 def run_key(model, cell, seed, clips, epochs):
@@ -68,7 +72,9 @@ def _job(job):
         with open(done) as f:
             have = json.load(f)
     keys = {m: run_key(m, cell, seed, clips, epochs) for m in models}
-    have = [r for r in have if r.get("key") == keys.get(r["model"], r.get("key"))]
+    iters = {m: iterations(m, clips // 2, epochs) for m in models}
+    have = [r for r in have if r.get("key") == keys.get(r["model"], r.get("key"))
+            and r.get("iters") == iters.get(r["model"], r.get("iters"))]
     todo = [m for m in models if not any(r["model"] == m for r in have)]
     t0 = time.time()
     if todo:
@@ -76,10 +82,9 @@ def _job(job):
         try:
             for model in todo:
                 t1 = time.time()
-                iters = iterations(model, clips // 2, epochs)
-                r = probe_tasks.train_and_score(data, model, os.path.join(d, model), iters=iters,
-                                                seed=seed)
-                r.update(model=model, seed=seed, iters=iters, epochs=epochs, clips=clips,
+                r = probe_tasks.train_and_score(data, model, os.path.join(d, model),
+                                                iters=iters[model], seed=seed)
+                r.update(model=model, seed=seed, iters=iters[model], epochs=epochs, clips=clips,
                          seconds=round(time.time() - t1, 1), key=keys[model], **cell)
                 have.append(r)
                 write_atomic(done, json.dumps(have, indent=1) + "\n")
@@ -111,7 +116,8 @@ def main(argv=None):
         ap.add_argument("--" + key, default=",".join(map(str, g[key])))
     ap.add_argument("--clips", type=int, default=200, help="clips per task, half held out")
     ap.add_argument("--epochs", type=int, default=500,
-                    help="passes over the training clips (STSTNet's paper: 500)")
+                    help="epochs: passes over the training clips, at least one step each "
+                         "(STSTNet's paper: 500)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(ROOT, "work", "flow_grid"))
     ap.add_argument("--doc", default=None, help="write the tables to this markdown file")
@@ -179,8 +185,10 @@ def main(argv=None):
                 "Written by `%s` on %s (%s). The direction task of psn.flow_probe: a patch of "
                 "a face-like texture moves up (class 0) or down (class 1) between onset and "
                 "apex; the frames go through registration, TV-L1 and the flow shards as real "
-                "clips do. Each net trains with its own optimiser for %d passes over the "
-                "training clips; held-out clip accuracy on fold 1, %d clips, half held out "
+                "clips do. Each net trains with its own optimiser for %d epochs (passes over the "
+                "training clips at its batch, and at least one step an epoch, as its authors' "
+                "loader takes where the batch exceeds the clips: STSTNet); held-out clip "
+                "accuracy on fold 1, %d clips, half held out "
                 "(chance 0.5); each cell the mean over the seeds run (seeds %s), the worst in "
                 "brackets where they differ; – where a cell was not run. docs/flow.md explains "
                 "the task and the nets.\n\n"

@@ -23,6 +23,16 @@ def test_flow_nets_are_flow_nets():
         assert nets.reads_flow(cfg) and cfg.flow_size == FLOW_SIZE
         assert nets.own_schedule(model, "paper") == model
     assert not any(nets.reads_flow(c) for m, c in nets.MODELS.items() if m not in FLOW_NETS)
+
+
+def test_flow_grid_trains_at_least_one_step_an_epoch():
+    """benchmarks/flow_grid: 500 epochs of 100 clips are 500 steps for STSTNet (batch 256 > the
+    clips: its authors' loader steps every epoch) and 782 full batches of 64 for OFF-ApexNet."""
+    from conftest import load_benchmark
+    iterations = load_benchmark("flow_grid").iterations
+    assert iterations("ststnet", 100, 500) == 500
+    assert iterations("off_apexnet", 100, 500) == 782
+    assert iterations("ststnet", 1024, 10) == 40
     with pytest.raises(ValueError, match="frames=1"):
         nets.check_config(nets.NetConfig(arch="ststnet"))
 
