@@ -31,7 +31,7 @@ def megc_scores(labels, preds, databases, n_classes=3):
 # The rows of runs named by their model (run_psn's --models): PSN as the paper spells it, the
 # flow baselines trained here (psn.nets ststnet, off_apexnet) named apart from the published rows
 # of the same methods.
-RETRAINED = {"psn": "PSN", "ststnet": "STSTNet (trained here)",
+ROW_NAMES = {"psn": "PSN", "ststnet": "STSTNet (trained here)",
              "off_apexnet": "OFF-ApexNet (trained here)"}
 
 # How this project's own number is selected: the schedule's last iteration (no test fold
@@ -54,9 +54,9 @@ def methods(ours, name="PSN", baselines=None, more=()):
             again = dict(m["recomputed"])
             rows.append(dict(again, name=m["name"] + " (recomputed)", source=again.pop("source"),
                              selection=m.get("selection", "unknown"), n_clips=m.get("n_clips")))
-    for k, (run_name, scores) in enumerate([(name, ours)] + list(more)):
+    for run_name, scores in [(name, ours)] + list(more):
         n = (scores.get("composite") or {}).get("n")
-        rows.append(dict(scores, name=RETRAINED.get(run_name, run_name),
+        rows.append(dict(scores, name=ROW_NAMES.get(run_name, run_name),
                          source="trained here, same folds" if more else "this run",
                          selection=OURS_SELECTION, n_clips=n))
     return rows
