@@ -24,8 +24,36 @@ Mount your data at /data (the working directory); write results under it.
 EOF
 }
 
+# The GPU images set PSN_CUDA_DRIVER_MIN (the oldest driver their CUDA runs on). A host driver
+# older than that fails deep inside Caffe ("CUDA driver version is insufficient"); say it here,
+# in one line, before any tool starts. No driver visible (a run without --gpus): nothing to check.
+# PSN_SKIP_DRIVER_CHECK=1 skips it (e.g. preprocessing only, which never touches the GPU).
+host_driver() {
+  local v=""
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    v=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' ') || v=""
+  fi
+  if [ -z "$v" ] && [ -r "${PSN_NVIDIA_PROC_VERSION:-/proc/driver/nvidia/version}" ]; then
+    v=$(sed -n 's/.*Kernel Module[^0-9]*\([0-9][0-9.]*\).*/\1/p' "${PSN_NVIDIA_PROC_VERSION:-/proc/driver/nvidia/version}" | head -n1)
+  fi
+  echo "$v"
+}
+check_driver() {
+  [ -n "${PSN_CUDA_DRIVER_MIN:-}" ] && [ "${PSN_SKIP_DRIVER_CHECK:-0}" != 1 ] || return 0
+  local found
+  found=$(host_driver)
+  [ -n "$found" ] || return 0
+  # sort -V puts the older first: the found driver is too old when it sorts first and differs.
+  if [ "$found" != "$PSN_CUDA_DRIVER_MIN" ] && \
+     [ "$(printf '%s\n%s\n' "$found" "$PSN_CUDA_DRIVER_MIN" | sort -V | head -n1)" = "$found" ]; then
+    echo "psn-caffe: the host's NVIDIA driver is $found; this image's CUDA${PSN_CUDA_VERSION:+ $PSN_CUDA_VERSION} needs driver >= $PSN_CUDA_DRIVER_MIN: update the host's driver, or use an image built for an older CUDA (docker/README.md: the bases)" >&2
+    exit 3
+  fi
+}
+
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
+case "${cmd//-/_}" in help|_h|__help) ;; *) check_driver ;; esac
 case "${cmd//-/_}" in
   preprocess|run_folds|report|predict|parse_log|make_synthetic)
     exec python "$ROOT/tools/${cmd//-/_}.py" "$@" ;;

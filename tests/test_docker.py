@@ -1,8 +1,9 @@
 """The Dockerfiles, checked without a Docker engine: hadolint, and what each one builds and runs.
 
-docker/Dockerfile.gpu must build Caffe through tools/build_caffe.sh --cuda for both bases
-(paper: CUDA 8 + cuDNN 6 on Ubuntu 16.04; modern: CUDA 12 + cuDNN 9 on Ubuntu 22.04 with
-sm_80 and sm_90 in the arch list), docker/Dockerfile.cpu through the same script without
+docker/Dockerfile.gpu must build Caffe through tools/build_caffe.sh --cuda for its three bases
+(wheels, the default: CUDA 13 from NVIDIA's PyPI wheels on Debian 12; paper: CUDA 8 + cuDNN 6
+on Ubuntu 16.04; modern: CUDA 12 + cuDNN 9 on Ubuntu 22.04 with sm_80 and sm_90 in the arch
+list), each naming the oldest driver it runs on; docker/Dockerfile.cpu through the same script without
 CUDA; both run as a non-root user with the data at /data and the project's tools as entry
 points.
 """
@@ -96,11 +97,16 @@ def archs(gencode):
 
 # ---------------------------------------------------------------- the GPU image
 
-def test_gpu_has_both_bases_selected_by_build_arg():
+BASES = ("base-wheels", "base-modern", "base-paper")
+
+
+def test_gpu_has_three_bases_selected_by_build_arg():
     ins = parse(GPU)
-    assert arg_default(ins, "BASE") in ("paper", "modern")
+    assert arg_default(ins, "BASE") == "wheels"
     froms = {s: a for s, k, a in ins if k == "FROM"}
-    assert "base-paper" in froms and "base-modern" in froms
+    assert set(BASES) <= set(froms)
+    assert froms["base-wheels"].startswith("${WHEELS_IMAGE}")
+    assert arg_default(ins, "WHEELS_IMAGE") == "debian:12"
     assert final_stage(ins)[0] == ("FROM", "base-${BASE}")
     paper = arg_default(ins, "PAPER_IMAGE")
     modern = arg_default(ins, "MODERN_IMAGE")
@@ -115,10 +121,44 @@ def test_gpu_has_both_bases_selected_by_build_arg():
     assert stage == "${PAPER_IMAGE}", f"base-paper does not come from PAPER_IMAGE: {chain}"
 
 
-def test_gpu_one_recipe_build_caffe_cuda_for_both_bases():
+def test_wheels_base_needs_no_nvidia_registry_and_pins_one_cuda_release():
+    """CUDA from PyPI: every wheel pinned (a rebuild holds the same toolkit and needs the same
+    driver), nvcc with its front end, back end and headers, the libraries Caffe links; the
+    toolkit where build_caffe.sh looks (CUDA_DIR), cuDNN on its extra paths; no clone."""
+    ins = parse(GPU)
+    wheels = dict(re.findall(r"(nvidia-[\w-]+)==([\d.]+)", arg_default(ins, "CUDA_WHEELS")))
+    needed = {"nvidia-cuda-nvcc", "nvidia-cuda-crt", "nvidia-nvvm", "nvidia-cuda-runtime",
+              "nvidia-cuda-cccl", "nvidia-cublas", "nvidia-curand", "nvidia-cudnn-cu13"}
+    assert needed <= set(wheels), needed - set(wheels)
+    assert wheels["nvidia-cuda-nvcc"].startswith("13.0."), "the driver minimum below is CUDA 13.0's"
+    run = " ".join(a for s, k, a in ins if s == "base-wheels" and k == "RUN")
+    assert "pip download" in run and "${CUDA_WHEELS}" in run
+    assert run.startswith("--mount=type=secret,id=ca "), "the download must see a proxy's CA bundle"
+    assert env_value(ins, "base-wheels", "CUDA_DIR") == "/opt/nvidia/cu13"
+    assert env_value(ins, "base-wheels", "PSN_CUDA_INCLUDE_DIRS") == "/opt/nvidia/cudnn/include"
+    assert env_value(ins, "base-wheels", "PSN_CAFFE_CLONE") == "0"
+    assert "nvidia/cuda" not in " ".join(a for s, k, a in ins if s == "base-wheels")
+    # CUDA 13 builds for Turing (sm_75) and newer only.
+    arch = env_value(ins, "base-wheels", "PSN_CUDA_ARCH")
+    assert 90 in archs(arch) and min(archs(arch)) >= 75, arch
+    # The shared stage clones only where the base allows it.
+    clone = [a for s, k, a in ins if k == "RUN" and "git clone" in a]
+    assert len(clone) == 1 and "PSN_CAFFE_CLONE" in clone[0]
+
+
+@pytest.mark.parametrize("base,cuda,driver", [("base-wheels", "13.0", "580"),
+                                              ("base-modern", "12.6", "525"),
+                                              ("base-paper", "8.0", "375")])
+def test_each_base_names_its_cuda_and_oldest_driver(base, cuda, driver):
+    ins = parse(GPU)
+    assert env_value(ins, base, "PSN_CUDA_VERSION") == cuda
+    assert env_value(ins, base, "PSN_CUDA_DRIVER_MIN").split(".")[0] == driver
+
+
+def test_gpu_one_recipe_build_caffe_cuda_for_every_base():
     ins = parse(GPU)
     runs = build_runs(ins)
-    assert len(runs) == 1, f"expected one build_caffe.sh build for both bases, got {runs}"
+    assert len(runs) == 1, f"expected one build_caffe.sh build for every base, got {runs}"
     argv = runs[0]
     assert argv[0] == "tools/build_caffe.sh"
     assert "--cuda" in argv and "--cudnn" in argv
@@ -232,7 +272,8 @@ def test_ca_bundle_is_a_build_secret_of_the_downloading_steps(path):
     lands in a layer: no COPY/ADD of a certificate, no ENV pointing at one."""
     inst = parse(path)
     downloading = [a for _, k, a in inst if k == "RUN" and
-                   ("build_caffe.sh" in a and "--print-env" in a or "git clone" in a)]
+                   ("build_caffe.sh" in a and "--print-env" in a or "git clone" in a
+                    or "pip download" in a)]
     assert downloading
     for a in downloading:
         assert a.startswith("--mount=type=secret,id=ca "), a[:80]
@@ -276,6 +317,46 @@ def test_entrypoint_runs_the_tools():
     out = subprocess.run([script, "sh", "-c", "echo $0", "passed-through"], capture_output=True,
                          text=True, env=env, timeout=60)
     assert out.stdout.strip() == "passed-through"
+
+
+def _entrypoint(tmp_path, driver, **env):
+    """entrypoint.sh `true` with a fake nvidia-smi reporting DRIVER (None: no driver)."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    if driver is not None:
+        (fake / "nvidia-smi").write_text(f"#!/bin/sh\necho ' {driver}'\n")
+        (fake / "nvidia-smi").chmod(0o755)
+    full = dict(os.environ, PSN_ROOT=ROOT, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}",
+                PSN_NVIDIA_PROC_VERSION=str(tmp_path / "no-proc"))
+    full.update(env)
+    return subprocess.run([os.path.join(DOCKER, "entrypoint.sh"), "true"], capture_output=True,
+                          text=True, env=full, timeout=60)
+
+
+IMAGE_ENV = {"PSN_CUDA_DRIVER_MIN": "580.65.06", "PSN_CUDA_VERSION": "13.0"}
+
+
+def test_entrypoint_refuses_a_driver_too_old_in_one_line(tmp_path):
+    out = _entrypoint(tmp_path, "535.104.05", **IMAGE_ENV)
+    assert out.returncode == 3
+    assert out.stderr.strip().count("\n") == 0
+    assert "535.104.05" in out.stderr and ">= 580.65.06" in out.stderr and "13.0" in out.stderr
+
+
+def test_entrypoint_reads_the_kernel_module_without_nvidia_smi(tmp_path):
+    proc = tmp_path / "version"
+    proc.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.82.01  Thu Oct 28 2021\n")
+    out = _entrypoint(tmp_path, None, **dict(IMAGE_ENV, PSN_NVIDIA_PROC_VERSION=str(proc)))
+    assert out.returncode == 3 and "470.82.01" in out.stderr
+
+
+@pytest.mark.parametrize("driver,env", [("580.65.06", IMAGE_ENV), ("590.10", IMAGE_ENV),
+                                        (None, IMAGE_ENV),                  # no GPU given
+                                        ("535.104.05", {}),                 # the CPU image
+                                        ("535.104.05", dict(IMAGE_ENV, PSN_SKIP_DRIVER_CHECK="1"))])
+def test_entrypoint_lets_a_new_enough_driver_or_no_gpu_through(tmp_path, driver, env):
+    out = _entrypoint(tmp_path, driver, **env)
+    assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.parametrize("name", ["entrypoint.sh", "fix_pycaffe_proto.sh"])
