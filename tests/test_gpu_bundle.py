@@ -1,8 +1,9 @@
 """The GPU check's run folder (psn/gpu_bundle.py) and tools/gpu_check.sh itself, run in its
 --cpu mode on a bundle assembled from the CPU build: what the GPU host will run, minus the GPU.
 
-tools/gpu_bundle.sh (the CUDA build against NVIDIA's wheels, ~1.6 GB to download) is not run
-here; `tools/gpu_bundle.sh --verify` checks the real bundle in a clean Debian root.
+tools/gpu_bundle.sh (which cuts the bundle from the CUDA image) is not run here:
+`tools/check_image.sh --gpu` builds that image, cuts the bundle and runs this check in the
+image, and `tools/gpu_bundle.sh --verify` checks the bundle in a clean Debian root.
 """
 import json
 import os
@@ -67,7 +68,8 @@ def _bundle_from_cpu_build(caffe_env, tmp_path):
     shutil.copy(os.path.join(ROOT, "layers", "psn_layers", "tpu.py"),
                 str(b / "python" / "psn_tpu_fallback.py"))
     (b / "BUNDLE_INFO").write_text("caffe: cpu build\ncuda_major: 0\nhost_libraries: \n"
-                                   "project: test\npacked: now\n")
+                                   "image: localhost/psn-caffe:gpu 0123456789abcdef\n"
+                                   "packed: now\n")
     data = str(tmp_path / "data")
     make_data(data, groups=2, per_group=5)
     res = subprocess.run([sys.executable, "-m", "psn.gpu_bundle", data, str(b / "run")],
@@ -106,4 +108,5 @@ def test_gpu_check_cpu_mode_measures_every_step(caffe_env, tmp_path):
     assert (out / "run" / "snapshots" / "psn_iter_2.caffemodel").exists()
     md = (out / "gpu_check.md").read_text()
     assert "| one 3000-iteration fold, extrapolated, min |" in md
-    assert ", caffe engines |" in md.splitlines()[0]
+    assert "bundle localhost/psn-caffe:gpu@0123456789ab, caffe engines |" in md.splitlines()[0]
+    assert r["bundle"]["image"].startswith("localhost/psn-caffe:gpu ")

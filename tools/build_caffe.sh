@@ -48,7 +48,7 @@ Options:
   -j N                parallel make jobs (default: nproc)
 Environment: CAFFE_SRC, PSN_CAFFE_CLONE=0 (no clone attempt), PSN_CACHE, PSN_VENV, CUDA_DIR, CUDA_ARCH; PSN_CUDA_INCLUDE_DIRS and
 PSN_CUDA_LIBRARY_DIRS (space-separated) add cuBLAS/cuRAND/cuDNN from elsewhere, as
-tools/gpu_bundle.sh does with NVIDIA's wheels.
+docker/Dockerfile.gpu's wheels base does with NVIDIA's wheels.
 EOF
 }
 

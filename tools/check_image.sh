@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# Opt-in check that the CPU image builds and runs (tools/run_tests.sh --image):
+# Opt-in check that an image builds and runs: the CPU image (tools/run_tests.sh --image), or
+# with --gpu the CUDA image of the wheels base (no GPU needed to build or check it):
 #
 #   1. the base: `debian:12` as the engine has it; else pulled; else (no registry, as on an
 #      air-gapped site) made with debootstrap from the Debian mirror this machine's apt uses
 #      and tagged debian:12, so the FROM line resolves without a registry;
-#   2. docker/Dockerfile.cpu built with `docker build` where a Docker daemon answers, else
+#   2. docker/Dockerfile.cpu (--gpu: docker/Dockerfile.gpu with BASE=wheels, CUDA 13 from
+#      NVIDIA's PyPI wheels) built with `docker build` where a Docker daemon answers, else
 #      with `buildah bud` (chroot isolation, vfs storage: no daemon, no overlay mounts);
 #      the host's CA bundle goes in as the build secret `ca` (pip, git and curl trust it
 #      during the downloading steps; it is never written into a layer);
 #   3. inside the image, as uid 1000 with a host folder at /data: the fast test tier,
 #      tools/make_synthetic.py, and a smoke-size preprocess -> run_folds -> report.
+#      --gpu instead: the entry point's driver check (a fake nvidia-smi reporting an old
+#      driver must be refused in one line), the fast test tier, the GPU bundle cut from the
+#      image (tools/gpu_bundle.sh --image) and its check without a GPU (gpu_check.sh --cpu)
+#      run inside the image.
 # It prints the build time, the image size and each step's time, and writes them to
 # DATA/check_image.json.
 #
 # Options:
 #   --data DIR         host folder mounted at /data (default: a new folder under /var/tmp)
-#   --tag NAME         image name (default localhost/psn-caffe:cpu)
+#   --tag NAME         image name (default localhost/psn-caffe:cpu; --gpu: localhost/psn-caffe:gpu)
+#   --gpu              the CUDA image (BASE=wheels) instead of the CPU one
+#   --cuda-arch LIST   --gpu: the nvcc -gencode list (default sm_90 only: the GPUs this project's
+#                      checks run on, and a 2-core build of one arch takes minutes, not an
+#                      hour); "image" builds the Dockerfile's own list (sm_75 to sm_90 + PTX)
 #   --ca-bundle FILE   CA bundle for the build (default /etc/ssl/certs/ca-certificates.crt
 #                      when it exists); --no-ca-bundle: none
 #   --base auto|pull|debootstrap   where debian:12 comes from (default auto: the engine's
@@ -32,7 +42,9 @@ die() { echo "check_image: $*" >&2; exit 2; }
 log() { echo "[check_image] $*" >&2; }
 
 DATA=""
-TAG=localhost/psn-caffe:cpu
+TAG=""
+VARIANT=cpu
+CUDA_ARCH_LIST="-gencode arch=compute_90,code=sm_90"
 CA=/etc/ssl/certs/ca-certificates.crt
 [ -f "$CA" ] || CA=""
 BASE=auto
@@ -46,6 +58,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --data) DATA=$2; shift ;;
     --tag) TAG=$2; shift ;;
+    --gpu) VARIANT=gpu ;;
+    --cuda-arch) CUDA_ARCH_LIST=$2; shift ;;
     --ca-bundle) CA=$2; shift; [ -f "$CA" ] || die "--ca-bundle $CA: no such file" ;;
     --no-ca-bundle) CA="" ;;
     --base) BASE=$2; shift
@@ -57,22 +71,24 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+DOCKERFILE=$ROOT/docker/Dockerfile.$VARIANT
+[ -n "$TAG" ] || TAG=localhost/psn-caffe:$VARIANT
+BUILD_ARGS=()
+LAYERS=(--layers)
+if [ "$VARIANT" = gpu ]; then
+  BUILD_ARGS=(--build-arg BASE=wheels)
+  [ "$CUDA_ARCH_LIST" = image ] || BUILD_ARGS+=(--build-arg "CUDA_ARCH=$CUDA_ARCH_LIST")
+  # vfs stores every layer as a full copy of the tree: with a layer per step the CUDA image
+  # (3.7 GB) filled 28 GB by step 20 of 23 and the disk ran out here. So buildah commits it
+  # as one layer over the base (no --layers, no layer cache: a rebuild starts from scratch).
+  MIN_FREE_GB=${PSN_IMAGE_MIN_FREE_GB:-20}
+  LAYERS=(--layers=false)
+fi
+
 # ---------------------------------------------------------------- engine
-ENGINE=""
-if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-  ENGINE=docker
-elif command -v buildah >/dev/null; then
-  [ "$(id -u)" = 0 ] || die "buildah builds as root here (chroot isolation, vfs storage); run it with sudo, or on a machine with a Docker daemon"
-  ENGINE=buildah
-else
-  die "no Docker daemon and no buildah: install one (Debian 12: apt-get install buildah) or run it where Docker is"
-fi
-BUILDAH=(buildah --storage-driver vfs)
-if [ "$ENGINE" = buildah ]; then
-  STORE=$("${BUILDAH[@]}" info --format '{{.store.GraphRoot}}' 2>/dev/null || echo /var/lib/containers/storage)
-else
-  STORE=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)
-fi
+# shellcheck source=tools/image_engine.sh
+. "$ROOT/tools/image_engine.sh"
+detect_engine
 mkdir -p "$STORE"
 free_gb=$(( $(df -Pk "$STORE" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
 [ "$free_gb" -ge "$MIN_FREE_GB" ] || die "needs ${MIN_FREE_GB} GB free under $STORE (the engine's storage; vfs copies every layer), has ${free_gb} GB: free some, or set PSN_IMAGE_MIN_FREE_GB"
@@ -125,15 +141,15 @@ log "base debian:12: $BASE_FROM (${BASE_SECONDS} s)"
 # ---------------------------------------------------------------- build
 SECRET=()
 [ -n "$CA" ] && SECRET=(--secret "id=ca,src=$CA")
-log "building docker/Dockerfile.cpu as $TAG${CA:+ (CA bundle $CA as build secret)}"
+log "building docker/Dockerfile.$VARIANT ${BUILD_ARGS[*]} as $TAG${CA:+ (CA bundle $CA as build secret)}"
 t0=$(date +%s)
 if [ "$ENGINE" = docker ]; then
-  DOCKER_BUILDKIT=1 docker build "${NO_CACHE[@]}" "${SECRET[@]}" -f "$ROOT/docker/Dockerfile.cpu" -t "$TAG" "$ROOT" >&2
+  DOCKER_BUILDKIT=1 docker build "${NO_CACHE[@]}" "${SECRET[@]}" "${BUILD_ARGS[@]}" -f "$DOCKERFILE" -t "$TAG" "$ROOT" >&2
 else
   # docker format: OCI images have no SHELL, and the Dockerfile's RUN lines want bash.
-  "${BUILDAH[@]}" bud --isolation chroot --format docker --layers "${NO_CACHE[@]}" "${SECRET[@]}" \
-    --ignorefile "$ROOT/docker/Dockerfile.cpu.dockerignore" \
-    -f "$ROOT/docker/Dockerfile.cpu" -t "$TAG" "$ROOT" >&2
+  "${BUILDAH[@]}" bud --isolation chroot --format docker "${LAYERS[@]}" "${NO_CACHE[@]}" "${SECRET[@]}" \
+    "${BUILD_ARGS[@]}" --ignorefile "$DOCKERFILE.dockerignore" \
+    -f "$DOCKERFILE" -t "$TAG" "$ROOT" >&2
 fi || die "the image build failed (the log above names the step)"
 BUILD_SECONDS=$(( $(date +%s) - t0 ))
 if [ "$ENGINE" = docker ]; then
@@ -184,20 +200,39 @@ step() {  # step NAME CMD...: run, time, record
 # shellcheck disable=SC2016  # expanded by the container's bash, not here
 step whoami bash -c 'test "$(id -u)" = 1000 && touch /data/.written && caffe --version'
 [ -f "$DATA/.written" ] || die "a file written to /data in the image did not reach $DATA: the bind mount is not working"
+if [ "$VARIANT" = gpu ]; then
+  # shellcheck disable=SC2016  # expanded by the container's bash, not here
+  step driver_check bash -c 'mkdir -p /tmp/old-driver && printf "#!/bin/sh\necho 470.82.01\n" > /tmp/old-driver/nvidia-smi && chmod +x /tmp/old-driver/nvidia-smi; out=$(PATH=/tmp/old-driver:$PATH /opt/psn-caffe/docker/entrypoint.sh caffe --version 2>&1); rc=$?; echo "$out"; [ "$rc" = 3 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "driver is 470.82.01.*needs driver >= $PSN_CUDA_DRIVER_MIN"'
+fi
 step fast_tests python -m pytest /opt/psn-caffe/tests -q -p no:cacheprovider \
   -m "not caffe and not cuda and not docker"
-step make_synthetic make_synthetic --out /data/synth --subjects 4 --clips-per-subject 6
-step preprocess preprocess run --casme2 /data/synth --out /data/prep --loso --lam standard \
-  --augment flip --no-progress
-step run_folds run_folds --data /data/prep --model psn --schedule smoke --width 0.125 \
-  --out /data/run --jobs 2
-step report report /data/run/predictions.csv --logs /data/run --out /data/report
-[ -s "$DATA/report/report.md" ] || die "the report step wrote no $DATA/report/report.md"
 grep -q "passed" "$DATA/fast_tests.log" || die "the fast tier printed no result ($DATA/fast_tests.log)"
+BUNDLE_MIB=""
+if [ "$VARIANT" = gpu ]; then
+  log "cutting the GPU bundle from the image"
+  t=$(date +%s)
+  "$ROOT/tools/gpu_bundle.sh" --image "$TAG" --out "$DATA/psn-gpu-bundle.tar.xz" 2> "$DATA/gpu_bundle.log" \
+    || { tail -n 20 "$DATA/gpu_bundle.log" >&2; die "cutting the bundle failed (log: $DATA/gpu_bundle.log)"; }
+  STEPS+=("gpu_bundle $(( $(date +%s) - t ))")
+  BUNDLE_MIB=$(( $(stat -c %s "$DATA/psn-gpu-bundle.tar.xz") / 1048576 ))
+  chmod a+r "$DATA/psn-gpu-bundle.tar.xz"
+  step gpu_check_cpu bash /opt/psn-caffe/tools/gpu_check.sh --cpu /data/psn-gpu-bundle.tar.xz \
+    --out /data/gpu_check_cpu
+else
+  step make_synthetic make_synthetic --out /data/synth --subjects 4 --clips-per-subject 6
+  step preprocess preprocess run --casme2 /data/synth --out /data/prep --loso --lam standard \
+    --augment flip --no-progress
+  step run_folds run_folds --data /data/prep --model psn --schedule smoke --width 0.125 \
+    --out /data/run --jobs 2
+  step report report /data/run/predictions.csv --logs /data/run --out /data/report
+  [ -s "$DATA/report/report.md" ] || die "the report step wrote no $DATA/report/report.md"
+fi
 
 # ---------------------------------------------------------------- record
 {
-  printf '{\n  "engine": "%s",\n  "base": "%s",\n  "base_seconds": %s,\n  "build_seconds": %s,\n' \
+  printf '{\n  "image": "%s",\n  "variant": "%s",\n  "build_args": "%s",\n  "bundle_mib": "%s",\n' \
+    "$TAG" "$VARIANT" "${BUILD_ARGS[*]}" "$BUNDLE_MIB"
+  printf '  "engine": "%s",\n  "base": "%s",\n  "base_seconds": %s,\n  "build_seconds": %s,\n' \
     "$ENGINE" "$BASE_FROM" "$BASE_SECONDS" "$BUILD_SECONDS"
   printf '  "image_size": "%s",\n  "storage_gb": %s,\n  "fast_tests": "%s",\n  "steps_seconds": {' \
     "$SIZE" "${STORE_GB:-0}" "$(grep -Eo '[0-9]+ passed[^=]*' "$DATA/fast_tests.log" | tail -n1 | sed 's/ *$//')"

@@ -12,7 +12,7 @@
 # (cuDNN's under $PSN_CACHE/cudnn-headers: its wheel is ~0.5 GB, fetched only
 # when asked for). --libs keeps include/ and lib/ of all three under $PSN_CACHE/cuda-libs
 # (~2 GB unpacked) and adds the unversioned names the linker asks for (libcublas.so ->
-# libcublas.so.13): tools/gpu_bundle.sh links Caffe against them. Output: one include
+# libcublas.so.13): tools/gpu_bundle.sh --verify mounts them as a GPU host's. Output: one include
 # directory per line (with --libs, then one lib directory per line).
 set -euo pipefail
 WITH_CUDNN=0

@@ -1,39 +1,45 @@
 #!/usr/bin/env bash
-# Build Caffe with CUDA for Hopper (sm_90) here, where there is no GPU, and pack what a bare
-# GPU host needs to run tools/gpu_check.sh: no apt, no network, no build tree there.
+# The GPU bundle: what a bare GPU host needs to run tools/gpu_check.sh (no apt, no network, no
+# Docker, no build tree there), cut from the CUDA image so that the check runs what
+# `docker run psn-caffe:gpu` runs: the image's own caffe binary, libcaffe and libraries.
 #
-#   tools/gpu_bundle.sh                 build (cached) and pack build/psn-gpu-bundle.tar.xz
+#   tools/gpu_bundle.sh [--image TAG]   cut build/psn-gpu-bundle.tar.xz from the image
+#                                       (default localhost/psn-caffe:gpu)
 #   tools/gpu_bundle.sh --verify        also run the bundle's CPU check in a clean Debian 12
 #                                       chroot (root; debootstrap; see below)
 #   tools/gpu_bundle.sh --out FILE      another bundle path
 #
-# The GPU hosts this targets have nvcc 13 and the CUDA 13 driver and runtime, cuBLAS, cuRAND
-# and cuDNN 9 only as Python wheels, Python 3.12, no network; at most 64 MiB travel with a
-# command. So:
-#   - Caffe is built by tools/build_caffe.sh --cuda --cudnn for sm_90 only, against cuBLAS,
-#     cuRAND and cuDNN from NVIDIA's PyPI wheels (tools/fetch_cuda_headers.sh --libs): the
-#     same libraries, by soname, as the host's wheels.
-#   - The bundle holds the caffe tool, libcaffe, the TPU's gtest binary, libcudart (small,
-#     from this toolkit) and every non-CUDA shared library they load (Boost, glog, gflags,
-#     protobuf, HDF5, OpenBLAS, libpython for the Python-layer hooks, ...), but not glibc or
-#     libstdc++ (every host has them, newer than Debian 12's) nor cuBLAS/cuRAND/cuDNN (about
-#     1.5 GB; gpu_check.sh finds them in the host's Python packages).
-#   - A small data set: the four HDF5 shards (one per subject) of a 20-clip synthetic
-#     database, PSN's full-width nets reading them, the paper's solver, a TPU-only net, the
-#     layer -> stream map for per-stream times, and the Python TPU fallback for the CPU-vs-GPU
-#     comparison.
-# --verify copies the bundle into a fresh debootstrap (minbase) root with the wheels'
-# libraries mounted read-only and runs `gpu_check.sh --cpu` there: ldd finds every library,
-# the TPU's CPU gtests pass and `caffe time` runs PSN on the CPU.
+# The image is docker/Dockerfile.gpu with BASE=wheels (CUDA 13 from NVIDIA's PyPI wheels on
+# Debian 12): tools/check_image.sh --gpu builds it (and cuts the bundle), or
+#   docker build -f docker/Dockerfile.gpu --build-arg BASE=wheels -t localhost/psn-caffe:gpu .
+# The GPU hosts this targets have the CUDA 13 driver, cuBLAS, cuRAND and cuDNN 9 only as
+# Python wheels, Python 3.12, no network; at most 64 MiB travel with a command. So, inside the
+# image (this script with --stage, run by the engine):
+#   - the bundle takes the caffe tool, libcaffe, the TPU's gtest binary, libcudart and every
+#     non-CUDA shared library they load there (Boost, glog, gflags, protobuf, HDF5, OpenBLAS,
+#     libpython for the Python-layer hooks, ...), but not glibc or libstdc++ (every host has
+#     them, newer than Debian 12's) nor cuBLAS/cuRAND/cuDNN (about 1.5 GB; gpu_check.sh finds
+#     them in the host's Python packages, by soname);
+#   - the image's own Python makes a small data set: the four HDF5 shards (one per subject) of
+#     a 20-clip synthetic database, PSN's full-width nets reading them, the paper's solver, a
+#     TPU-only net, the layer -> stream map for per-stream times, and the Python TPU fallback
+#     for the CPU-vs-GPU comparison.
+# --verify copies the bundle into a fresh debootstrap (minbase) root with cuBLAS, cuRAND and
+# cuDNN from NVIDIA's wheels mounted read-only (as a GPU host holds them) and runs
+# `gpu_check.sh --cpu` there: ldd finds every library, the TPU's CPU gtests pass and
+# `caffe time` runs PSN on the CPU.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=tools/caffe_tree.sh
 . "$ROOT/tools/caffe_tree.sh"   # debian_mirror
+# shellcheck source=tools/image_engine.sh
+. "$ROOT/tools/image_engine.sh"
 CACHE=${PSN_CACHE:-$HOME/.cache/psn-caffe}
 OUT=$ROOT/build/psn-gpu-bundle.tar.xz
+TAG=localhost/psn-caffe:gpu
 VERIFY=0
-ARCH="-gencode arch=compute_90,code=sm_90"
+STAGE_DIR=""
 # The size the device tool carries is 64 MiB with the working tree: keep room for it.
 MAX_MIB=60
 
@@ -41,6 +47,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --verify) VERIFY=1 ;;
     --out) OUT=$2; shift ;;
+    --image) TAG=$2; shift ;;
+    --stage) STAGE_DIR=$2; DATA_DIR=$3; shift 2 ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_bundle.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -49,70 +57,85 @@ done
 log() { echo "[gpu_bundle] $*" >&2; }
 die() { echo "[gpu_bundle] error: $*" >&2; exit 1; }
 
-# ---------------------------------------------------------------- build
+# ---------------------------------------------------------------- in the image
+# stage B DATA: the bundle's folder B from this image's Caffe; DATA caches the data set.
+stage() {
+  local B=$1 data=$2 home
+  home=$(readlink -f "${PSN_CAFFE_HOME:-/opt/psn/caffe}")
+  [ -x "$home/bin/caffe.bin" ] || die "no Caffe build at ${PSN_CAFFE_HOME:-/opt/psn/caffe}: --stage runs inside the CUDA image"
+  grep -q "cuda=1" "$home/BUILD_INFO" || die "the Caffe in this image is not a CUDA build ($home/BUILD_INFO)"
+  mkdir -p "$B"/{bin,lib,test,tools,python}
+  cp -L "$home/bin/caffe.bin" "$B/bin/caffe.bin"
+  cp -L "$home/test/test_tpu_layer.testbin" "$B/test/"
+  cp -L "$home/lib/libcaffe.so.1.0.0" "$B/lib/"
+  ln -s libcaffe.so.1.0.0 "$B/lib/libcaffe.so"
+  # Every shared library the binaries load, except the C/C++ runtime (the host's own, which
+  # its CUDA libraries are built against) and the CUDA libraries the host's wheels provide.
+  local host_libs='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libutil|libstdc\+\+|libgcc_s|libcuda|libcublas|libcublasLt|libcurand|libcudnn[a-z_]*)\.so'
+  LD_LIBRARY_PATH="$B/lib:${LD_LIBRARY_PATH:-}" ldd "$B/bin/caffe.bin" "$B/test/test_tpu_layer.testbin" "$B/lib/libcaffe.so.1.0.0" \
+    | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u | while read -r name path; do
+      [[ "$name" =~ $host_libs ]] && continue
+      [ -e "$B/lib/$name" ] || cp -L "$path" "$B/lib/$name"
+    done
+  if LD_LIBRARY_PATH="$B/lib:${LD_LIBRARY_PATH:-}" ldd "$B/bin/caffe.bin" | grep -q "not found"; then
+    die "caffe.bin misses libraries in the image already: $(ldd "$B/bin/caffe.bin" | grep 'not found' | tr '\n' ' ')"
+  fi
+  strip --strip-unneeded "$B"/bin/caffe.bin "$B"/test/*.testbin "$B"/lib/*.so* 2>/dev/null || true
+  # A small synthetic database, preprocessed as a user's would be (4 subjects x 5 clips, leave
+  # one subject out; fixed RPCA lambda and no augmentation keep it under a minute). The database
+  # is cached; preprocessing runs every time, so the shards follow the image's pipeline (its
+  # clip cache makes a rerun take seconds).
+  local py=${PSN_VENV:-$ROOT/.venv}/bin/python
+  if [ ! -f "$data/synth/.complete" ]; then
+    log "making a small synthetic database for the bundle"
+    rm -rf "$data/synth"
+    "$py" "$ROOT/tools/make_synthetic.py" --out "$data/synth" --subjects 4 --clips-per-subject 5 >&2
+    touch "$data/synth/.complete"
+  fi
+  log "preprocessing it (~1 min the first time)"
+  "$py" "$ROOT/tools/preprocess.py" run --casme2 "$data/synth" --out "$data/prep" --loso \
+    --lam standard --augment none --no-progress >&2
+  log "run folder (PSN at full width, fold 1 of the synthetic set, the paper's schedule)"
+  GLOG_minloglevel=2 "$py" -m psn.gpu_bundle "$data/prep" "$B/run" >/dev/null
+  cp "$ROOT/tools/gpu_check.sh" "$B/"
+  cp "$ROOT/layers/psn_layers/tpu.py" "$B/python/psn_tpu_fallback.py"
+  # The sonames the host must provide, and what was built.
+  {
+    echo "caffe: $(sed -n 's/^source: //p' "$home/BUILD_INFO")"
+    echo "options: $(sed -n 's/^options: //p' "$home/BUILD_INFO")"
+    echo "cuda_runtime: $(find "$B/lib" -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | sed 's/.*libcudart.so.//' | head -n1)"
+    echo "cuda_major: $("${CUDA_DIR:-/usr/local/cuda}/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"
+    echo "driver_min: ${PSN_CUDA_DRIVER_MIN:-}"
+    echo "host_libraries: $(LD_LIBRARY_PATH="$B/lib:${LD_LIBRARY_PATH:-}" ldd "$B/lib/libcaffe.so.1.0.0" | awk '{print $1}' | grep -E '^lib(cublas|cublasLt|curand|cudnn)\.so' | sort -u | tr '\n' ' ')"
+  } > "$B/BUNDLE_INFO"
+}
+
+if [ -n "$STAGE_DIR" ]; then
+  stage "$STAGE_DIR" "$DATA_DIR"
+  exit 0
+fi
+
+# ---------------------------------------------------------------- cut from the image
 command -v xz >/dev/null || die "xz is missing: apt-get install xz-utils"
-DIRS=$("$ROOT/tools/fetch_cuda_headers.sh" --libs) || die "could not fetch NVIDIA's cuBLAS/cuRAND/cuDNN wheels (pip download failed above)"
-INC_DIRS=$(printf '%s\n' "$DIRS" | grep '/include$' | tr '\n' ' ')
-LIB_DIRS=$(printf '%s\n' "$DIRS" | grep '/lib$' | tr '\n' ' ')
-export PSN_CUDA_INCLUDE_DIRS=${INC_DIRS% } PSN_CUDA_LIBRARY_DIRS=${LIB_DIRS% } CUDA_ARCH=$ARCH
-log "building Caffe --cuda --cudnn for sm_90 (cached after the first time)"
-"$ROOT/tools/build_caffe.sh" --cuda --cudnn
-eval "$("$ROOT/tools/build_caffe.sh" --cuda --cudnn --print-env)"
-HOME_CUDA=$PSN_CAFFE_HOME
-log "Caffe: $HOME_CUDA"
-
-# ---------------------------------------------------------------- data
-# A small synthetic database, preprocessed as a user's would be (4 subjects x 5 clips, leave
-# one subject out; fixed RPCA lambda and no augmentation keep it under a minute). The database
-# is cached; preprocessing runs every time, so the shards follow the pipeline's current format
-# (its clip cache makes a rerun take seconds).
-PY=${PSN_VENV:-$ROOT/.venv}/bin/python
-DATA_DIR="$CACHE/gpu-bundle-data"
-if [ ! -f "$DATA_DIR/.complete" ]; then
-  log "making a small synthetic database for the bundle"
-  rm -rf "$DATA_DIR"; mkdir -p "$DATA_DIR"
-  "$PY" "$ROOT/tools/make_synthetic.py" --out "$DATA_DIR/synth" --subjects 4 --clips-per-subject 5 >&2
-  touch "$DATA_DIR/.complete"
-fi
-log "preprocessing it (~1 min the first time)"
-"$PY" "$ROOT/tools/preprocess.py" run --casme2 "$DATA_DIR/synth" --out "$DATA_DIR/prep" --loso \
-  --lam standard --augment none --no-progress >&2
-
-# ---------------------------------------------------------------- stage
-STAGE=$(mktemp -d /tmp/psn-gpu-bundle.XXXXXX)
+detect_engine
+image_exists "$TAG" || die "no image $TAG in $ENGINE's storage: build it with tools/check_image.sh --gpu (or docker build -f docker/Dockerfile.gpu --build-arg BASE=wheels -t $TAG .), or name another with --image"
+if [ "$ENGINE" = docker ]; then IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$TAG")
+else IMAGE_ID=$("${BUILDAH[@]}" inspect --type image --format '{{.FromImageID}}' "$TAG"); fi
+IMAGE_ID=${IMAGE_ID#sha256:}
+STAGE=$(mktemp -d /var/tmp/psn-gpu-bundle.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
+DATA="$CACHE/gpu-bundle-data"
+mkdir -p "$DATA"
+chmod 0777 "$STAGE"
+log "cutting the bundle from $TAG ($ENGINE, image ${IMAGE_ID:0:12})"
+run_image "$TAG" "$(id -u):$(id -g)" "$STAGE:/bundle $DATA:/bundle-data" \
+  /opt/psn-caffe/tools/gpu_bundle.sh --stage /bundle/psn-gpu-bundle /bundle-data \
+  || die "staging the bundle in the image failed (the log above says where)"
 B="$STAGE/psn-gpu-bundle"
-mkdir -p "$B"/{bin,lib,test,tools,python}
-cp -L "$HOME_CUDA/bin/caffe.bin" "$B/bin/caffe.bin"
-cp -L "$HOME_CUDA/test/test_tpu_layer.testbin" "$B/test/"
-cp -L "$HOME_CUDA/lib/libcaffe.so.1.0.0" "$B/lib/"
-ln -s libcaffe.so.1.0.0 "$B/lib/libcaffe.so"
-# Every shared library the binaries load, except the C/C++ runtime (the host's own, which its
-# CUDA libraries are built against) and the CUDA libraries the host's wheels provide.
-HOST_LIBS='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|libutil|libstdc\+\+|libgcc_s|libcuda|libcublas|libcublasLt|libcurand|libcudnn[a-z_]*)\.so'
-LD_LIBRARY_PATH="$B/lib:$LD_LIBRARY_PATH" ldd "$B/bin/caffe.bin" "$B/test/test_tpu_layer.testbin" "$B/lib/libcaffe.so.1.0.0" \
-  | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u | while read -r name path; do
-    [[ "$name" =~ $HOST_LIBS ]] && continue
-    [ -e "$B/lib/$name" ] || cp -L "$path" "$B/lib/$name"
-  done
-if LD_LIBRARY_PATH="$B/lib:$LD_LIBRARY_PATH" ldd "$B/bin/caffe.bin" | grep -q "not found"; then
-  die "caffe.bin misses libraries here already: $(ldd "$B/bin/caffe.bin" | grep 'not found' | tr '\n' ' ')"
-fi
-strip --strip-unneeded "$B"/bin/caffe.bin "$B"/test/*.testbin "$B"/lib/*.so* 2>/dev/null || true
-log "run folder (PSN at full width, fold 1 of the synthetic set, the paper's schedule)"
-GLOG_minloglevel=2 "$PY" -m psn.gpu_bundle "$DATA_DIR/prep" "$B/run" >/dev/null
-cp "$ROOT/tools/gpu_check.sh" "$B/"
-cp "$ROOT/layers/psn_layers/tpu.py" "$B/python/psn_tpu_fallback.py"
-# The sonames the host must provide, and what was built.
 {
-  echo "caffe: $(sed -n 's/^source: //p' "$HOME_CUDA/BUILD_INFO")"
-  echo "options: $(sed -n 's/^options: //p' "$HOME_CUDA/BUILD_INFO")"
-  echo "cuda_runtime: $(find "$B/lib" -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | sort | sed 's/.*libcudart.so.//' | head -n1)"
-  echo "cuda_major: $("${CUDA_DIR:-/usr/local/cuda}/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p')"
-  echo "host_libraries: $(LD_LIBRARY_PATH="$B/lib:$LD_LIBRARY_PATH" ldd "$B/lib/libcaffe.so.1.0.0" | awk '{print $1}' | grep -E '^lib(cublas|cublasLt|curand|cudnn)\.so' | sort -u | tr '\n' ' ')"
-  echo "project: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+changes')"
+  echo "image: $TAG ${IMAGE_ID}"
   echo "packed: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-} > "$B/BUNDLE_INFO"
+} >> "$B/BUNDLE_INFO"
 mkdir -p "$(dirname "$OUT")"
 tar -C "$STAGE" -cf - psn-gpu-bundle | xz -T1 -6 > "$OUT.tmp"
 mib=$(( $(stat -c %s "$OUT.tmp") / 1048576 ))
@@ -134,6 +157,8 @@ if [ "$VERIFY" = 1 ]; then
       || die "debootstrap failed ($BASE/debootstrap/debootstrap.log)"
     touch "$BASE/.complete"
   fi
+  DIRS=$("$ROOT/tools/fetch_cuda_headers.sh" --libs) || die "could not fetch NVIDIA's cuBLAS/cuRAND/cuDNN wheels (pip download failed above)"
+  LIB_DIRS=$(printf '%s\n' "$DIRS" | grep '/lib$' | tr '\n' ' ')
   ROOTFS=$(mktemp -d /var/tmp/psn-verify.XXXXXX)
   cp -a "$BASE/." "$ROOTFS/"
   mkdir -p "$ROOTFS/opt/cuda-wheels" "$ROOTFS/work"

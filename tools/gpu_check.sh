@@ -58,6 +58,9 @@ fi
 B=$(cd "$BUNDLE" 2>/dev/null && pwd) || die "no bundle folder $BUNDLE"
 [ -x "$B/bin/caffe.bin" ] && [ -f "$B/BUNDLE_INFO" ] || die "$B is not a psn-caffe GPU bundle (no bin/caffe.bin or BUNDLE_INFO): make one with tools/gpu_bundle.sh"
 info() { sed -n "s/^$1: //p" "$B/BUNDLE_INFO"; }
+# What the bundle was cut from: the image (tag@id), or for an older bundle the project's commit.
+FROM_WHAT=$(info image | awk '{print $1 "@" substr($2, 1, 12)}')
+FROM_WHAT=${FROM_WHAT:-$(info project)}
 T_START=$(date +%s)
 
 # ---------------------------------------------------------------- 1. host
@@ -226,7 +229,7 @@ cat > "$OUTDIR/gpu_check.json.tmp" <<EOF
 {
   "mode": "$MODE", "engine": "$ENGINE",
   "gpu": $(str "$GPU_NAME"), "driver": $(str "$DRIVER"), "driver_cuda": $(str "$DRIVER_CUDA"),
-  "bundle": {"caffe": $(str "$(info caffe)"), "project": $(str "$(info project)"), "packed": $(str "$(info packed)")},
+  "bundle": {"caffe": $(str "$(info caffe)"), "project": $(str "$(info project)"), "image": $(str "$(info image)"), "packed": $(str "$(info packed)")},
   "gtest": {"passed": $(num "$GTEST_PASSED"), "gpu_cases": $(num "$GTEST_GPU"), "seconds": $GTEST_S},
   "psn_time": {"iterations": $TIME_ITERS, "forward_ms": $(num "$PSN_FWD"), "backward_ms": $(num "$PSN_BWD"),
                "forward_backward_ms": $(num "$PSN_FB"), "seconds": $TIME_S,
@@ -243,7 +246,7 @@ EOF
 mv "$OUTDIR/gpu_check.json.tmp" "$OUTDIR/gpu_check.json"
 dev=${GPU_NAME:-CPU}
 cat > "$OUTDIR/gpu_check.md" <<EOF
-| measured on $dev (driver ${DRIVER:--}, CUDA ${DRIVER_CUDA:--}), bundle $(info project), $ENGINE engines | value |
+| measured on $dev (driver ${DRIVER:--}, CUDA ${DRIVER_CUDA:--}), bundle $FROM_WHAT, $ENGINE engines | value |
 |---|---|
 | TPU gtests passed (of them on the GPU) | ${GTEST_PASSED:-0} (${GTEST_GPU:-0}) |
 | PSN full width, batch 5 x 16 frames: forward / backward / both, ms | ${PSN_FWD:--} / ${PSN_BWD:--} / ${PSN_FB:--} |

@@ -11,7 +11,8 @@
 #       (tools/check_slurm.sh; needs root and Debian's slurmctld, slurmd, munge)
 #   tools/run_tests.sh --image [check_image.sh options...]
 #       opt-in: build docker/Dockerfile.cpu (docker, else buildah as root) and run the fast
-#       tier and a smoke pipeline inside it (tools/check_image.sh; ~25 min the first time)
+#       tier and a smoke pipeline inside it (tools/check_image.sh; ~25 min the first time);
+#       --gpu: the CUDA image (BASE=wheels), the GPU bundle cut from it and its CPU check
 #   tools/run_tests.sh --mutation [module ...]
 #       opt-in: mutation testing of the modules that decide the paper's results
 #       (tests/mutation.py; about 25 min on 2 cores; exits 1 under 90 % killed)
