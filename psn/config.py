@@ -76,6 +76,16 @@ def load_schedule(name_or_path):
                        % (path, e, sorted(os.path.splitext(f)[0] for f in os.listdir(SCHEDULE_DIR))))
 
 
+def _per_gpu(text):
+    """--per-gpu: a number of folds, or auto (0)."""
+    if str(text).strip().lower() == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise RunError("--per-gpu takes a number of folds or auto, got %r" % text) from None
+
+
 def _int_list(flag, text):
     """A comma-separated list of integers given to `flag`; RunError naming the flag."""
     try:
@@ -102,6 +112,8 @@ class RunConfig:
     seed: int = 0
     gpus: tuple = ()
     multi_gpu: bool = False
+    # Folds at once on each of `gpus` (0: as many as fit, psn.gpu_memory); changes no result.
+    per_gpu: int = 1
     jobs: int = 1
     folds: tuple | None = None
     launcher: str = "local"
@@ -129,6 +141,14 @@ class RunConfig:
             raise RunError("launcher must be one of %s, got %r" % (LAUNCHERS, self.launcher))
         if self.multi_gpu and len(self.gpus) < 2:
             raise RunError("--multi-gpu needs at least two --gpus")
+        if int(self.per_gpu) != 1:
+            if int(self.per_gpu) < 0:
+                raise RunError("--per-gpu takes a number of folds (1 or more) or auto, got %s"
+                               % self.per_gpu)
+            if not self.gpus or self.multi_gpu or self.launcher != "local":
+                raise RunError("--per-gpu trains several folds on each of --gpus at once: it "
+                               "needs --gpus, and neither --multi-gpu nor --launcher slurm "
+                               "(a SLURM task trains one fold)")
         base = nets.MODELS.get(self.model)
         if self.batch is None:
             set_("batch", base.batch if base is not None else CLIPS_PER_BATCH)
@@ -185,7 +205,7 @@ class RunConfig:
                    net_overrides=nets.parse_overrides(args.net), tpu_impl=args.tpu_impl,
                    seed=args.seed,
                    gpus=_int_list("--gpus", args.gpus) if args.gpus else (),
-                   multi_gpu=args.multi_gpu, jobs=args.jobs,
+                   multi_gpu=args.multi_gpu, per_gpu=_per_gpu(args.per_gpu), jobs=args.jobs,
                    folds=_int_list("--folds", args.folds) if args.folds else None,
                    launcher=args.launcher, train=not args.predict_only,
                    predict=not args.no_predict,

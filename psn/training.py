@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 
 from preprocessing.atomic import write_atomic
 from preprocessing.errors import InputError, fail, missing_caffe_line
@@ -48,7 +49,8 @@ def run_training(cfg, folds, log):
     if cfg.multi_gpu:
         slots = [cfg.gpus]
     elif cfg.gpus:
-        slots = [[g] for g in cfg.gpus]
+        # Round-robin, so that the first folds spread over the GPUs before any GPU gets two.
+        slots = [[g] for _ in range(max(1, cfg.per_gpu)) for g in cfg.gpus]
     else:
         slots = [[] for _ in range(cfg.jobs)]
     todo = queue.Queue()
@@ -129,6 +131,9 @@ def parse_args(argv):
                                    "(default: CPU)")
     ap.add_argument("--multi-gpu", action="store_true",
                     help="train one fold at a time on all --gpus (Caffe's own multi-GPU)")
+    ap.add_argument("--per-gpu", default="1", metavar="K|auto",
+                    help="folds trained at once on each of --gpus (default 1); auto: as many as "
+                         "fit in each GPU's free memory; K that do not fit are refused")
     ap.add_argument("--jobs", type=int, default=1, help="CPU: folds trained at once (default 1)")
     ap.add_argument("--schedule", default="paper",
                     help="solver overrides: a name in prototxt/schedules or a JSON file")
@@ -225,6 +230,8 @@ def run_folds(cfg, log=log_line):
         check_classes(cfg, train_net)
         if cfg.val_groups:
             check_val_groups(cfg.data, folds, cfg.val_groups, DataFolder(cfg.data).classes())
+        if cfg.per_gpu != 1:
+            cfg = replace(cfg, per_gpu=folds_per_gpu(cfg, train_net, folds, log))
     except (RunError, InputError) as e:
         return fail("run_folds: error: ", e)
     if caffe is not None and cfg.gpus:
@@ -243,6 +250,26 @@ def run_folds(cfg, log=log_line):
         fail("run_folds: ", "interrupted: finished folds, and a snapshot of each fold in training, "
                             "are kept; run the same command again to resume")
         return 130
+
+
+def folds_per_gpu(cfg, train_net, folds, log):
+    """--per-gpu K checked, or auto sized, against each GPU's free memory (psn.gpu_memory)
+    before any fold starts; K itself where a fold's memory cannot be estimated."""
+    from psn import gpu_memory
+    from psn.fold_setup import input_shards, reads_flow
+    try:
+        shards = DataFolder(cfg.data).fold_shards(folds[0])["train"]
+        if reads_flow(cfg):
+            shards = input_shards(cfg, shards)
+        need = gpu_memory.fold_mib(train_net, shards[0], cfg.solver.get("type", "SGD"))
+    except (ImportError, RunError, InputError, OSError, KeyError, IndexError) as e:
+        if cfg.per_gpu == 0:
+            raise RunError("--per-gpu auto sizes K by a fold's memory, which could not be "
+                           "estimated here (%s): give a number (--per-gpu 2)" % e) from None
+        log("a fold's GPU memory could not be estimated (%s): %d folds at once on each GPU, "
+            "not checked" % (e, cfg.per_gpu))
+        return cfg.per_gpu
+    return gpu_memory.plan_per_gpu(cfg.per_gpu, cfg.gpus, len(folds), need, log)
 
 
 @contextlib.contextmanager

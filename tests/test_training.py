@@ -116,6 +116,16 @@ def test_one_fold_per_gpu_at_a_time(fake_train):
                                                          for f in (1, 2, 3, 4)]
 
 
+def test_per_gpu_trains_k_folds_at_once_on_one_gpu(fake_train):
+    calls, _, wait = fake_train
+    # Folds 1 and 2 can only both finish when both train at once, here on the one GPU.
+    wait.update({1, 2})
+    cfg = RunConfig(data="d", out="r", gpus=(0,), per_gpu=2)
+    results = training.run_training(cfg, [1, 2, 3], [].append)
+    assert sorted(results) == [1, 2, 3] and {c[1] for c in calls} == {(0,)}
+    assert len({c[2] for c in calls}) == 2
+
+
 def test_multi_gpu_trains_one_fold_at_a_time_on_every_gpu(fake_train):
     calls, _, _ = fake_train
     cfg = RunConfig(data="d", out="r", gpus=(0, 1, 2), multi_gpu=True)
