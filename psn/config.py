@@ -76,7 +76,7 @@ def load_schedule(name_or_path):
                        % (path, e, sorted(os.path.splitext(f)[0] for f in os.listdir(SCHEDULE_DIR))))
 
 
-def _per_gpu(text):
+def parse_per_gpu(text):
     """--per-gpu: a number of folds, or auto (0)."""
     if str(text).strip().lower() == "auto":
         return 0
@@ -205,7 +205,7 @@ class RunConfig:
                    net_overrides=nets.parse_overrides(args.net), tpu_impl=args.tpu_impl,
                    seed=args.seed,
                    gpus=_int_list("--gpus", args.gpus) if args.gpus else (),
-                   multi_gpu=args.multi_gpu, per_gpu=_per_gpu(args.per_gpu), jobs=args.jobs,
+                   multi_gpu=args.multi_gpu, per_gpu=parse_per_gpu(args.per_gpu), jobs=args.jobs,
                    folds=_int_list("--folds", args.folds) if args.folds else None,
                    launcher=args.launcher, train=not args.predict_only,
                    predict=not args.no_predict,

@@ -63,6 +63,8 @@ def parse_args(argv):
                     help="channel multiplier (default: %g on the synthetic data, 1 on yours)"
                          % DEMO_WIDTH)
     ap.add_argument("--gpus", help="GPU ids for training, e.g. 0,1,2,3 (default CPU)")
+    ap.add_argument("--per-gpu", default="1", metavar="K|auto",
+                    help="folds at once on each of --gpus (default 1; auto: as many as fit)")
     ap.add_argument("--loso", action="store_true", help="leave-one-subject-out folds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, help="preprocessing processes (default: all cores)")
@@ -171,7 +173,7 @@ def main(argv=None):
     from preprocessing.errors import fail
     from preprocessing.pipeline import run as preprocess
     from psn import report, training
-    from psn.config import RunConfig, RunError
+    from psn.config import RunConfig, RunError, parse_per_gpu
     from psn.nets import parse_overrides
 
     t0 = time.time()
@@ -198,6 +200,7 @@ def main(argv=None):
             data=data, out=os.path.join(out, "runs", run_name(m, width, schedule, suffix)),
             model=m, schedule=schedule, width=width, net_overrides=overrides, seed=args.seed,
             gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else (),
+            per_gpu=parse_per_gpu(args.per_gpu),
             jobs=args.jobs or min(4, os.cpu_count() or 1))) for m in models]
         if synthetic:
             roots = make_synthetic(out, args.synthetic, args.subjects, args.clips_per_subject,

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from psn import gpu_memory
-from psn.config import RunConfig, RunError, _per_gpu
+from psn.config import RunConfig, RunError, parse_per_gpu
 
 
 @pytest.fixture
@@ -73,9 +73,9 @@ def test_without_nvidia_smi_k_goes_unchecked_and_auto_is_refused(smi):
 
 
 def test_per_gpu_flag_and_the_settings_it_needs():
-    assert _per_gpu("auto") == 0 and _per_gpu("3") == 3
+    assert parse_per_gpu("auto") == 0 and parse_per_gpu("3") == 3
     with pytest.raises(RunError, match="--per-gpu takes"):
-        _per_gpu("many")
+        parse_per_gpu("many")
     assert RunConfig(data="d", out="r", gpus=(0,), per_gpu=4).per_gpu == 4
     for bad in (dict(per_gpu=2), dict(gpus=(0, 1), multi_gpu=True, per_gpu=2),
                 dict(gpus=(0,), launcher="slurm", per_gpu=2), dict(gpus=(0,), per_gpu=-1)):
