@@ -4,6 +4,7 @@ Trains and prints.
     python benchmarks/flow_grid.py [--models ststnet,off_apexnet] [--seeds 1]
         [--shift 0.25,0.5,1,2] [--sigma 6,24] [--noise 1,4] [--drift 0,3]
         [--clips 200] [--epochs 500] [--jobs 1] [--out DIR] [--doc FILE] [--report-only]
+        [--ledger FILE]
 
 For every cell of the grid (psn.flow_probe.GRID: movement at the patch's centre x patch radius
 x sensor noise x head drift between onset and apex) and every seed, builds the direction task
@@ -15,7 +16,9 @@ epoch, as the authors' loaders take), in a single-threaded
 process. Prints a table per model (rows noise / drift / sigma,
 columns shift) and how many runs reach 0.9. --doc writes the same as markdown with the
 command and the date: docs/flow_grid.md is its output. Results are kept per cell in OUT (an
-interrupted run resumes; a cell is retrained only when its settings changed).
+interrupted run resumes; a cell is retrained only when its settings changed) and in the ledger
+docs/flow_grid_runs.json, which goes into the repository: a part of the grid run on another
+machine adds to it (psn.grid_ledger).
 """
 import argparse
 import datetime
@@ -33,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
 PASS = 0.9
+LEDGER = os.path.join(ROOT, "docs", "flow_grid_runs.json")
 
 
 def _floats(text):
@@ -123,6 +127,10 @@ def main(argv=None):
     ap.add_argument("--doc", default=None, help="write the tables to this markdown file")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: table the results already in OUT (with --doc)")
+    ap.add_argument("--ledger", default=LEDGER,
+                    help="the runs kept in the repository (psn.grid_ledger): read into OUT "
+                         "first, every run of these settings added after (default: %s)"
+                         % os.path.relpath(LEDGER, ROOT))
     args = ap.parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe()
@@ -140,6 +148,23 @@ def main(argv=None):
     if args.jobs < 1 or args.clips < 4 or args.epochs < 1:
         ap.error("--jobs and --epochs must be at least 1, --clips at least 4")
     out = os.path.join(args.out, "clips%d_epochs%d" % (args.clips, args.epochs))
+    from psn import grid_ledger
+
+    def cell_dir(r):
+        return flow_probe.cell_name({k: r[k] for k in flow_probe.GRID}, r["seed"])
+
+    def same_settings(r):
+        return (r.get("model") in nets.MODELS and nets.reads_flow(nets.MODELS[r["model"]])
+                and (r.get("clips"), r.get("epochs")) == (args.clips, args.epochs)
+                and r.get("key") == run_key(r["model"], {k: r[k] for k in flow_probe.GRID},
+                                            r["seed"], r["clips"], r["epochs"])
+                and r.get("iters") == iterations(r["model"], r["clips"] // 2, r["epochs"]))
+    try:
+        seeded = grid_ledger.seed(args.ledger, out, cell_dir, same_settings)
+    except ValueError as e:
+        ap.error(str(e))
+    if seeded:
+        print("%d runs taken from %s" % (seeded, os.path.relpath(args.ledger, ROOT)))
     t0 = time.time()
     results = []
     if not args.report_only:
@@ -151,14 +176,17 @@ def main(argv=None):
     elif not args.doc:
         ap.error("--report-only writes the document: give --doc FILE")
     minutes = (time.time() - t0) / 60
+    # Every run trained into OUT with these settings, earlier invocations' and the ledger's
+    # included.
+    stored = []
+    for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
+        with open(path) as f:
+            stored.extend(r for r in json.load(f) if same_settings(r))
+    if stored:
+        n = grid_ledger.update(args.ledger, stored, cell_dir)
+        print("%s: %d runs" % (os.path.relpath(args.ledger, ROOT), n))
     if args.doc:
-        # Every cell trained into OUT with these settings, earlier invocations' included.
-        results = []
-        for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
-            with open(path) as f:
-                results.extend(r for r in json.load(f) if r["model"] in nets.MODELS and r["key"]
-                               == run_key(r["model"], {k: r[k] for k in flow_probe.GRID},
-                                          r["seed"], r["clips"], r["epochs"]))
+        results = stored
         models = [m for m in flow_probe.MODELS if any(r["model"] == m for r in results)]
         grid = {k: tuple(sorted({r[k] for r in results})) for k in flow_probe.GRID}
         seeds = sorted({r["seed"] for r in results})
@@ -190,10 +218,10 @@ def main(argv=None):
                 "loader takes where the batch exceeds the clips: STSTNet); held-out clip "
                 "accuracy on fold 1, %d clips, half held out "
                 "(chance 0.5); each cell the mean over the seeds run (seeds %s), the worst in "
-                "brackets where they differ; – where a cell was not run. docs/flow.md explains "
-                "the task and the nets.\n\n"
+                "brackets where they differ; – where a cell was not run; the runs are kept in "
+                "`%s` (psn.grid_ledger). docs/flow.md explains the task and the nets.\n\n"
                 % (cmd.strip(), datetime.date.today().isoformat(), how, args.epochs, args.clips,
-                   ", ".join(map(str, seeds))))
+                   ", ".join(map(str, seeds)), os.path.relpath(args.ledger, ROOT)))
         write_atomic(args.doc, head + text)
         print("wrote", args.doc)
     return 0

@@ -3,6 +3,7 @@
     python benchmarks/temporal_grid.py [--task order,place] [--models a,b] [--seeds 1,2,3]
         [--contrast 16,32,64,128] [--sigma 4,8,16,24] [--noise 1,4] [--jitter 0,3]
         [--iters 300] [--jobs 2] [--net FIELD=VALUE ...] [--out DIR] [--doc FILE]
+        [--report-only] [--ledger FILE]
 
 For every cell of the grid (psn.probe_tasks.GRID: blob contrast x blob size x sensor noise x
 per-frame jitter) and every seed, builds the probe task (200 clips, 100 held out; data seed =
@@ -12,7 +13,8 @@ per task and model (rows noise / jitter / sigma, columns contrast; mean over see
 seed in brackets) and the share of cells that pass (order: recurrent streams >= 0.9,
 psn_spatial <= 0.7; place: every stream >= 0.9). --doc writes the same tables as markdown,
 with the command and the date: docs/temporal_grid.md is its output. Results are kept per cell
-in OUT (an interrupted run resumes).
+in OUT (an interrupted run resumes) and in the ledger docs/temporal_grid_runs.json, which goes
+into the repository: a part of the grid run on another machine adds to it (psn.grid_ledger).
 """
 import argparse
 import datetime
@@ -26,6 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
 
+LEDGER = os.path.join(ROOT, "docs", "temporal_grid_runs.json")
 PASS = {"order": {"psn_spatial": (0.0, 0.7)}, "place": {}}
 DEFAULT_PASS = (0.9, 1.0)
 
@@ -92,6 +95,10 @@ def main(argv=None):
     ap.add_argument("--doc", default=None, help="write the tables to this markdown file")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: table the results already in OUT (with --doc)")
+    ap.add_argument("--ledger", default=LEDGER,
+                    help="the runs kept in the repository (psn.grid_ledger): read into OUT "
+                         "first, every run of these settings added after (default: %s)"
+                         % os.path.relpath(LEDGER, ROOT))
     args = ap.parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe()
@@ -122,6 +129,21 @@ def main(argv=None):
     out = os.path.join(args.out, "clips%d_" % args.clips + ("_".join(args.net) or "default"))
     jobs = [(t, cell, s, models[t], out, args.iters, net, args.clips)
             for t in tasks for cell in probe_tasks.grid_cells(grid) for s in seeds]
+    from psn import grid_ledger
+
+    def cell_dir(r):
+        return probe_tasks.cell_name(r["task"], {k: r[k] for k in probe_tasks.GRID}, r["seed"])
+
+    def same_settings(r):
+        return (r.get("model") in nets.MODELS and r.get("task") in probe_tasks.TASKS and
+                r.get("key") == probe_tasks.run_key(r["task"], r["model"], args.iters,
+                                                    args.clips, net))
+    try:
+        seeded = grid_ledger.seed(args.ledger, out, cell_dir, same_settings)
+    except ValueError as e:
+        ap.error(str(e))
+    if seeded:
+        print("%d runs taken from %s" % (seeded, os.path.relpath(args.ledger, ROOT)))
     t0 = time.time()
     if args.report_only:
         if not args.doc:
@@ -141,17 +163,19 @@ def main(argv=None):
                   "command again to go on from them" % out, file=sys.stderr)
             return 1
     minutes = (time.time() - t0) / 60
+    # Every run trained into OUT with these settings, earlier invocations' and the ledger's
+    # included (a grid is run in parts), not only this one's.
+    import glob
+    import json
+    stored = []
+    for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
+        with open(path) as f:
+            stored.extend(r for r in json.load(f) if same_settings(r))
+    if stored:
+        n = grid_ledger.update(args.ledger, stored, cell_dir)
+        print("%s: %d runs" % (os.path.relpath(args.ledger, ROOT), n))
     if args.doc:
-        # The document holds every cell trained into OUT with these settings, earlier
-        # invocations' included (a grid is often run in parts), not only this one's.
-        import glob
-        import json
-        results = []
-        for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
-            with open(path) as f:
-                results.extend(
-                    r for r in json.load(f) if r["model"] in nets.MODELS and r.get("key") ==
-                    probe_tasks.run_key(r["task"], r["model"], args.iters, args.clips, net))
+        results = stored
         tasks = [t for t in probe_tasks.TASKS if any(r["task"] == t for r in results)]
         found = {t: {r["model"] for r in results if r["task"] == t} for t in tasks}
         models = {t: [m for m in probe_tasks.GRID_MODELS[t] if m in found[t]]
@@ -181,14 +205,16 @@ def main(argv=None):
         head = ("# The temporal stream's robustness grid\n\n"
                 "Written by `%s` on %s (%s; nets at "
                 "width 1/8, %d SGD iterations, base_lr 0.01, step at %d; NetConfig overrides: "
-                "%s). The tables hold every cell trained into `%s` with these settings (the "
-                "same net, schedule, task version and size: psn.probe_tasks.run_key), this "
+                "%s). The tables hold every run of these settings (the same net, schedule, "
+                "task version and size: psn.probe_tasks.run_key) in `%s` and in the ledger "
+                "`%s` that keeps them in the repository (psn.grid_ledger), this "
                 "run's and earlier ones' (– where a cell was not run). Held-out clip accuracy "
                 "on fold 1; each cell the mean over the seeds run (seeds %s), the worst "
                 "seed in brackets where they differ; %d clips, half held out. Chance is 0.5. "
                 "docs/temporal_stream.md explains the tasks and the normalisation.\n\n"
                 % (cmd.strip(), datetime.date.today().isoformat(), how, args.iters,
                    int(args.iters * 2 / 3), net or "none (shipped defaults)", os.path.relpath(out, ROOT),
+                   os.path.relpath(args.ledger, ROOT),
                    ", ".join(map(str, seeds)), args.clips))
         write_atomic(args.doc, head + text)
         print("wrote", args.doc)

@@ -1,0 +1,76 @@
+"""A grid benchmark's runs kept in the repository, so that a grid run in parts adds up.
+
+benchmarks/temporal_grid.py and benchmarks/flow_grid.py train cell by cell into a work folder
+(WORK/<cell>/results.json) and table whatever it holds. A grid takes tens of core-hours, so it
+is run in parts, and often each part on a fresh machine whose work folder is empty: results
+kept only there were lost with the machine (the temporal grid's first 200 runs were). The
+ledger, a JSON file under docs/ beside the grid's table, holds every run a grid has trained:
+
+    seed(path, workdir, cell_dir, keep)   the ledger's runs that `keep` accepts (same settings)
+                                          put into WORKDIR/<cell_dir(run)>/results.json where
+                                          missing, so the grid trains only what neither holds
+    update(path, runs, cell_dir)          merge runs into the ledger (written atomically)
+
+A run is a dict as the grid stores it (model, key, seed, cell fields, accuracy, ...); two runs
+are the same run when their cell folder, model and key agree, and the newer one is kept.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from preprocessing.atomic import write_atomic
+
+
+def load(path):
+    """The ledger's runs ([] where there is none yet)."""
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path) as f:
+            runs = json.load(f)
+    except ValueError as e:
+        raise ValueError("%s is not a grid ledger (%s): restore it from git (git checkout -- %s)"
+                         % (path, e, path)) from None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise ValueError("%s is not a grid ledger (a JSON list of runs): restore it from git"
+                         % path)
+    return runs
+
+
+def _identity(run, cell_dir):
+    return (cell_dir(run), run.get("model"), run.get("key"))
+
+
+def seed(path, workdir, cell_dir, keep):
+    """Copy the ledger's runs for which keep(run) holds into WORKDIR/<cell_dir(run)>/
+    results.json unless a run of the same model and key is there; returns how many."""
+    added = 0
+    by_cell = {}
+    for run in load(path):
+        if keep(run):
+            by_cell.setdefault(cell_dir(run), []).append(run)
+    for cell, runs in by_cell.items():
+        done = os.path.join(workdir, cell, "results.json")
+        have = []
+        if os.path.isfile(done):
+            with open(done) as f:
+                have = json.load(f)
+        held = {(r.get("model"), r.get("key")) for r in have}
+        new = [r for r in runs if (r.get("model"), r.get("key")) not in held]
+        if new:
+            os.makedirs(os.path.dirname(done), exist_ok=True)
+            write_atomic(done, json.dumps(have + new, indent=1) + "\n")
+            added += len(new)
+    return added
+
+
+def update(path, runs, cell_dir):
+    """Merge `runs` into the ledger at `path`; returns the ledger's size."""
+    merged = {_identity(r, cell_dir): r for r in load(path)}
+    merged.update((_identity(r, cell_dir), r) for r in runs)
+    ordered = [merged[k] for k in sorted(merged, key=lambda k: tuple(str(v) for v in k))]
+    # One run a line: a part added later changes few lines of the file.
+    write_atomic(path, "[\n" + ",\n".join(json.dumps(r, sort_keys=True) for r in ordered)
+                 + "\n]\n")
+    return len(ordered)

@@ -1,0 +1,73 @@
+"""psn.grid_ledger: a grid's runs kept in the repository, so that parts of a grid run on
+different machines (each with an empty work folder) add up instead of being lost."""
+import json
+import os
+
+import pytest
+
+from psn import grid_ledger, probe_tasks
+
+CELL = dict(contrast=32, sigma=8, noise=1, frame_jitter=0)
+
+
+def run(model="m", seed=1, key="k1", accuracy=1.0, **cell):
+    return dict(task="order", model=model, seed=seed, key=key, accuracy=accuracy,
+                **dict(CELL, **cell))
+
+
+def cell_dir(r):
+    return probe_tasks.cell_name(r["task"], {k: r[k] for k in probe_tasks.GRID}, r["seed"])
+
+
+def test_update_merges_one_run_a_line_and_keeps_the_newer(tmp_path):
+    path = str(tmp_path / "runs.json")
+    assert grid_ledger.update(path, [run(seed=2), run()], cell_dir) == 2
+    assert grid_ledger.update(path, [run(accuracy=0.5), run(model="n")], cell_dir) == 3
+    runs = grid_ledger.load(path)
+    assert [(r["model"], r["seed"], r["accuracy"]) for r in runs] == [
+        ("m", 1, 0.5), ("n", 1, 1.0), ("m", 2, 1.0)]
+    text = open(path).read()
+    assert text.count("\n") == len(runs) + 2 and text.startswith("[\n{")
+
+
+def test_seed_fills_an_empty_work_folder_with_the_runs_of_these_settings(tmp_path):
+    path = str(tmp_path / "runs.json")
+    grid_ledger.update(path, [run(), run(seed=2), run(key="other", model="n")], cell_dir)
+    work = str(tmp_path / "work")
+    keep = lambda r: r["key"] == "k1"   # noqa: E731
+    assert grid_ledger.seed(path, work, cell_dir, keep) == 2
+    with open(os.path.join(work, cell_dir(run()), "results.json")) as f:
+        assert [r["model"] for r in json.load(f)] == ["m"]
+    # A cell that holds the run already is left as it is; run_cell then trains nothing there.
+    assert grid_ledger.seed(path, work, cell_dir, keep) == 0
+    assert sorted(os.listdir(work)) == sorted({cell_dir(run()), cell_dir(run(seed=2))})
+
+
+def test_a_damaged_ledger_is_refused_naming_the_fix(tmp_path):
+    path = tmp_path / "runs.json"
+    path.write_text("[{\"model\": ")
+    with pytest.raises(ValueError, match="restore it from git"):
+        grid_ledger.load(str(path))
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="a JSON list of runs"):
+        grid_ledger.load(str(path))
+
+
+def test_temporal_grid_tables_runs_trained_on_another_machine(caffe_env, tmp_path, capsys):
+    """Machine A's work folder gives the ledger its runs; machine B, whose work folder is
+    empty, tables them from the ledger alone."""
+    from conftest import load_benchmark
+    grid = load_benchmark("temporal_grid")
+    key = probe_tasks.run_key("order", "psn_temporal", 300, 200, {})
+    a = run(model="psn_temporal", key=key, accuracy=0.95)
+    work_a = tmp_path / "a" / "clips200_default" / cell_dir(a)
+    work_a.mkdir(parents=True)
+    (work_a / "results.json").write_text(json.dumps([a, run(model="psn_temporal", key="stale")]))
+    ledger = str(tmp_path / "runs.json")
+    args = ["--report-only", "--task", "order", "--models", "psn_temporal", "--ledger", ledger]
+    assert grid.main(args + ["--out", str(tmp_path / "a"), "--doc", str(tmp_path / "a.md")]) == 0
+    assert [r["accuracy"] for r in grid_ledger.load(ledger)] == [0.95]   # not the stale run
+    assert grid.main(args + ["--out", str(tmp_path / "b"), "--doc", str(tmp_path / "b.md")]) == 0
+    doc = (tmp_path / "b.md").read_text()
+    assert "| 1 | 0 | 8 | 0.95 |" in doc
+    assert "1 runs taken from" in capsys.readouterr().out
