@@ -1,4 +1,5 @@
 """A trained fold's held-out clips through its deploy net: foldKK/predictions.csv."""
+import contextlib
 import os
 
 from preprocessing.atomic import write_atomic
@@ -60,7 +61,10 @@ class FoldNet:
                   mismatch_fix="if its deploy net was edited, " + self._AGAIN,
                   net_shapes=self.shapes)
         if self.net is None:
-            self.net = self.caffe.Net(self.deploy, weights, self.caffe.TEST)
+            from psn.engines import cpu_net_file
+            with (contextlib.nullcontext(self.deploy) if self.cfg.gpus
+                  else cpu_net_file(self.deploy)) as deploy:
+                self.net = self.caffe.Net(deploy, weights, self.caffe.TEST)
         else:
             self.net.copy_from(weights)
         return _CaffeNet(self.net)

@@ -9,6 +9,7 @@ import os
 from preprocessing.atomic import write_atomic
 from preprocessing.layout import DataFolder, RunFolder
 from psn.config import CLIPS_PER_BATCH, RunError
+from psn.engines import for_cpu
 
 
 
@@ -284,7 +285,9 @@ def prepare_fold(cfg, fold, fold_dir, log=None):
     solver.random_seed = cfg.seed + fold
     if not solver.snapshot or solver.snapshot > solver.max_iter:
         solver.snapshot = solver.max_iter
-    write_atomic(os.path.join(fold_dir, "train_val.prototxt"), text_format.MessageToString(tv))
+    # On the CPU of a cuDNN build, cuDNN's layers would abort at setup (psn.engines).
+    write_atomic(os.path.join(fold_dir, "train_val.prototxt"),
+                 text_format.MessageToString(tv if cfg.gpus else for_cpu(tv)))
     write_atomic(os.path.join(fold_dir, "deploy.prototxt"), text_format.MessageToString(dp))
     write_atomic(os.path.join(fold_dir, "solver.prototxt"), text_format.MessageToString(solver))
     return solver

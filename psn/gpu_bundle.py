@@ -24,6 +24,7 @@ import sys
 import tempfile
 
 from preprocessing.atomic import write_atomic
+from psn.engines import caffe_engines
 
 # bench_tpu.py's net: the TPU layer alone on Input blobs.
 TPU_NET = """name: "tpu_alone"
@@ -55,24 +56,6 @@ def layer_streams(net):
         for top in layer.top:
             origin[top] = seen
     return streams
-
-
-# Layer types whose parameter message has an `engine` (DEFAULT = 0, CAFFE = 1, CUDNN = 2).
-ENGINE_PARAMS = {"Convolution": "convolution_param", "Pooling": "pooling_param",
-                 "ReLU": "relu_param", "Sigmoid": "sigmoid_param", "TanH": "tanh_param",
-                 "Softmax": "softmax_param", "SoftmaxWithLoss": "softmax_param",
-                 "LRN": "lrn_param"}
-CAFFE_ENGINE = 1
-
-
-def caffe_engines(net):
-    """A copy of NetParameter net with every layer on Caffe's own engine (no cuDNN)."""
-    cpu = type(net)()
-    cpu.CopyFrom(net)
-    for layer in cpu.layer:
-        if layer.type in ENGINE_PARAMS:
-            getattr(layer, ENGINE_PARAMS[layer.type]).engine = CAFFE_ENGINE
-    return cpu
 
 
 def write_run(data_dir, out_dir, fold=1, model="psn"):

@@ -241,9 +241,12 @@ def main(argv=None):
     if args.gpu is not None:
         caffe.set_device(args.gpu)
         caffe.set_mode_gpu()
+        net = caffe.Net(deploy, weights, caffe.TEST)
     else:
         caffe.set_mode_cpu()
-    net = caffe.Net(deploy, weights, caffe.TEST)
+        from psn.engines import cpu_net_file     # a cuDNN build's layers need a GPU
+        with cpu_net_file(deploy) as path:
+            net = caffe.Net(path, weights, caffe.TEST)
     prob = predict_arrays(net, raw, sparse)
     names, note = class_names(args.model, len(prob))
     if note:

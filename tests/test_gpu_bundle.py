@@ -46,7 +46,7 @@ def test_layer_streams_of_one_stream_net(caffe_env):
 
 
 def test_caffe_engines_leave_no_cudnn_choice(caffe_env):
-    from psn.gpu_bundle import ENGINE_PARAMS, caffe_engines
+    from psn.engines import ENGINE_PARAMS, caffe_engines
     net = _net("psn")
     cpu = caffe_engines(net)
     typed = [l for l in cpu.layer if l.type in ENGINE_PARAMS]
