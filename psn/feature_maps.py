@@ -63,7 +63,9 @@ def write_feature_maps(run_dir, data_dir, fold, clip, png):
     frame = apex_frame(row)
     with h5py.File(shard, "r") as f:
         raw, sparse, cont = f["raw"][k], f["sparse"][k], f["cont"][k]
-    net = caffe.Net(os.path.join(fold_dir, "deploy.prototxt"), done_weights(fold_dir), caffe.TEST)
+    from psn.engines import cpu_net_file     # on the CPU: not cuDNN's layers (psn.engines)
+    with cpu_net_file(os.path.join(fold_dir, "deploy.prototxt")) as deploy:
+        net = caffe.Net(deploy, done_weights(fold_dir), caffe.TEST)
     maps = layer_maps(net, raw, sparse, cont, frame)
     title = "%s/%s, frame %d of 16: %s" % (row["subject"], row["clip"], frame + 1,
                                             ", ".join("%s (%d maps)" % (n, len(m))

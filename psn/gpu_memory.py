@@ -53,11 +53,13 @@ def _counts(net_param, phase):
     """(values in blobs, values in parameters) of `net_param` built by pycaffe in `phase`."""
     import caffe
     from google.protobuf import text_format
+    from psn.engines import for_cpu
     folder = tempfile.mkdtemp(prefix="psn-fold-memory-")
     try:
         path = os.path.join(folder, "net.prototxt")
         with open(path, "w") as f:
-            f.write(text_format.MessageToString(net_param))
+            # Built on the CPU: on a cuDNN build, cuDNN's layers would abort at setup.
+            f.write(text_format.MessageToString(for_cpu(net_param)))
         caffe.set_mode_cpu()
         net = caffe.Net(path, phase)
         blobs = sum(b.count for b in net.blobs.values())

@@ -189,8 +189,9 @@ def load_train_net(model, data_dir, fold=1, width=DEMO_WIDTH, weights=None):
     keep = [l for l in tv.layer if l.type != "Accuracy"]
     del tv.layer[:]
     tv.layer.extend(keep)
+    from psn.engines import for_cpu    # it runs on the CPU (set_mode_cpu below)
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text_format.MessageToString(tv))
+        f.write(text_format.MessageToString(for_cpu(tv)))
     try:
         net = caffe.Net(f.name, caffe.TRAIN)
     finally:
