@@ -85,8 +85,10 @@ def weight_shapes(path):
 _SHAPES = """
 import json, sys
 import caffe
+from psn.engines import cpu_net_file   # on a cuDNN build's CPU, not cuDNN's layers
 caffe.set_mode_cpu()
-net = caffe.Net(sys.argv[1], caffe.TEST)
+with cpu_net_file(sys.argv[1]) as path:
+    net = caffe.Net(path, caffe.TEST)
 print("PSN_SHAPES " + json.dumps([[k, [list(b.data.shape) for b in v]] for k, v in net.params.items()]))
 """
 
