@@ -29,7 +29,7 @@ def pycaffe():
     return caffe
 
 
-def _caffe_folders():
+def caffe_python_folders():
     home = os.environ.get("PSN_CAFFE_HOME")
     for root in list(sys.path) + ([os.path.join(home, "python")] if home else []):
         folder = os.path.join(root or ".", "caffe")
@@ -40,7 +40,7 @@ def _caffe_folders():
 def _standalone(name):
     """psn_caffe_py.<name> from the built caffe/ folder, its __init__ (pycaffe) not run."""
     if _PACKAGE not in sys.modules:
-        folder = next(_caffe_folders(), None)
+        folder = next(caffe_python_folders(), None)
         if folder is None:
             raise ImportError("neither pycaffe nor caffe/proto/caffe_pb2.py is on sys.path or "
                               "under $PSN_CAFFE_HOME/python: build Caffe with tools/"

@@ -1,4 +1,4 @@
-"""The run folder that tools/gpu_bundle.sh packs for tools/gpu_check.sh.
+"""The Python side of the GPU bundle that tools/gpu_bundle.sh packs for tools/gpu_check.sh.
 
 One fold of a preprocessing folder, written as run_folds writes it (psn.fold_setup.prepare_fold:
 the same nets, the paper's schedule, GPU mode) and then made portable: the shards copied in,
@@ -14,7 +14,22 @@ it. Beside it:
                    force_backward, for `caffe time` beside the Python fallback's numpy code
     run.json       what was packed (model, width, schedule, fold, clips)
 
-    python -m psn.gpu_bundle DATA OUT [--fold 1] [--model psn]
+Beside the run folder (BUNDLE/run), the bundle carries what runs the project's own tools on
+a GPU host that has Python but neither pycaffe nor anything installable:
+
+    data/          the preprocessing folder (manifest, folds, shards; not its clip cache): the
+                   ten leave-one-subject-out folds that gpu_check.sh trains with
+                   tools/run_folds.py, K at once on the GPU, then tools/report.py
+    project/       psn/, preprocessing/, prototxt/, layers/psn_layers/ and those tools
+    python/caffe/  pycaffe's plain-Python caffe_pb2.py and net_spec.py, without its
+                   __init__ (psn.caffe_proto loads them on their own: the host has no
+                   Boost.Python, so the folds train with the caffe binary and predict through
+                   onnxruntime, the path run_folds takes wherever pycaffe does not import)
+    python/psn_tpu_fallback.py   the Python TPU, for the CPU-vs-GPU comparison
+
+run/data is a link to data/shards (one copy of the shards in the bundle).
+
+    python -m psn.gpu_bundle DATA BUNDLE [--fold 1] [--model psn]
 """
 import argparse
 import json
@@ -24,6 +39,7 @@ import sys
 import tempfile
 
 from preprocessing.atomic import write_atomic
+from preprocessing.layout import DataFolder
 from psn.engines import caffe_engines
 
 # bench_tpu.py's net: the TPU layer alone on Input blobs.
@@ -109,17 +125,76 @@ def write_run(data_dir, out_dir, fold=1, model="psn"):
     return out_dir
 
 
+def _ignore(folder, names):
+    return [n for n in names if n == "__pycache__" or n.endswith(".pyc") or n.startswith(".lock")
+            or n in ("cache", "contact_sheet.png")]
+
+
+# What the tools that gpu_check.sh runs import from the checkout (psn.gpu_bundle's doc).
+PROJECT = ("psn", "preprocessing", "prototxt", os.path.join("layers", "psn_layers"),
+           os.path.join("tools", "run_folds.py"), os.path.join("tools", "report.py"),
+           os.path.join("tools", "_init_paths.py"))
+
+
+def write_bundle(data_dir, bundle, fold=1, model="psn"):
+    """BUNDLE/run (write_run), data, project and python (the module doc)."""
+    from psn.caffe_proto import caffe_python_folders
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = write_run(data_dir, os.path.join(bundle, "run"), fold, model)
+    # One fold's GPU memory, estimated here where pycaffe imports (psn.gpu_memory): the GPU
+    # host has no pycaffe, so gpu_check.sh sizes K folds at once from this and nvidia-smi.
+    from psn import gpu_memory
+    from psn.config import RunConfig
+    from psn.fold_setup import run_train_net
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = RunConfig(data=data_dir, out=tmp, model=model, schedule="paper", gpus=(0,))
+        shard = DataFolder(data_dir).fold_shards(fold)["train"][0]
+        need = gpu_memory.fold_mib(run_train_net(cfg), shard, cfg.solver.get("type", "SGD"))
+    info = os.path.join(run, "run.json")
+    with open(info) as f:
+        record = json.load(f)
+    record["fold_mib_estimate"] = round(need)
+    write_atomic(info, json.dumps(record, indent=1) + "\n")
+    data = os.path.join(bundle, "data")
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.copytree(data_dir, data, ignore=_ignore)
+    # The run folder's shards are the data folder's: one copy, linked.
+    for name in os.listdir(os.path.join(run, "data")):
+        if not os.path.isfile(os.path.join(data, "shards", name)):
+            raise RuntimeError("%s: the run's shard %s is not in %s/shards" % (run, name, data))
+    shutil.rmtree(os.path.join(run, "data"))
+    os.symlink(os.path.join("..", "data", "shards"), os.path.join(run, "data"))
+    for rel in PROJECT:
+        src, dst = os.path.join(root, rel), os.path.join(bundle, "project", rel)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.isdir(src):
+            shutil.copytree(src, dst, ignore=_ignore, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dst)
+    folder = next(caffe_python_folders(), None)
+    if folder is None:
+        raise RuntimeError("no caffe/proto/caffe_pb2.py on sys.path or under $PSN_CAFFE_HOME")
+    py = os.path.join(bundle, "python")
+    os.makedirs(os.path.join(py, "caffe", "proto"), exist_ok=True)
+    for rel in (os.path.join("proto", "__init__.py"), os.path.join("proto", "caffe_pb2.py"),
+                "net_spec.py"):
+        shutil.copy2(os.path.join(folder, rel), os.path.join(py, "caffe", rel))
+    shutil.copy2(os.path.join(root, "layers", "psn_layers", "tpu.py"),
+                 os.path.join(py, "psn_tpu_fallback.py"))
+    return bundle
+
+
 def main(argv=None):
     from psn.env import ensure_caffe
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", help="a tools/preprocess.py run output")
-    ap.add_argument("out", help="the run folder to write")
+    ap.add_argument("bundle", help="the bundle folder to write into")
     ap.add_argument("--fold", type=int, default=1)
     ap.add_argument("--model", default="psn")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     ensure_caffe()
-    write_run(args.data, args.out, args.fold, args.model)
-    print(args.out)
+    write_bundle(args.data, args.bundle, args.fold, args.model)
+    print(args.bundle)
 
 
 if __name__ == "__main__":

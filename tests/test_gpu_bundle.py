@@ -56,23 +56,25 @@ def test_caffe_engines_leave_no_cudnn_choice(caffe_env):
 
 
 def _bundle_from_cpu_build(caffe_env, tmp_path):
-    """The bundle's layout, from the CPU build: bin, test, lib, run, python, BUNDLE_INFO."""
+    """The bundle's layout (tools/gpu_bundle.sh's stage), from the CPU build: bin (caffe.bin
+    and its caffe link), test, lib, BUILD_INFO, BUNDLE_INFO, and what psn.gpu_bundle writes
+    (run, data, project, python)."""
     home = caffe_env["PSN_CAFFE_HOME"]
     b = tmp_path / "psn-gpu-bundle"
-    for d in ("bin", "test", "lib", "python"):
+    for d in ("bin", "test", "lib"):
         (b / d).mkdir(parents=True)
     shutil.copy(os.path.join(home, "bin", "caffe.bin"), str(b / "bin"))
+    os.symlink("caffe.bin", str(b / "bin" / "caffe"))
     shutil.copy(os.path.join(home, "test", "test_tpu_layer.testbin"), str(b / "test"))
     shutil.copy(os.path.join(home, "lib", "libcaffe.so.1.0.0"), str(b / "lib"))
     os.symlink("libcaffe.so.1.0.0", str(b / "lib" / "libcaffe.so"))
-    shutil.copy(os.path.join(ROOT, "layers", "psn_layers", "tpu.py"),
-                str(b / "python" / "psn_tpu_fallback.py"))
+    shutil.copy(os.path.join(home, "BUILD_INFO"), str(b / "BUILD_INFO"))
     (b / "BUNDLE_INFO").write_text("caffe: cpu build\ncuda_major: 0\nhost_libraries: \n"
                                    "image: localhost/psn-caffe:gpu 0123456789abcdef\n"
                                    "packed: now\n")
     data = str(tmp_path / "data")
     make_data(data, groups=2, per_group=5)
-    res = subprocess.run([sys.executable, "-m", "psn.gpu_bundle", data, str(b / "run")],
+    res = subprocess.run([sys.executable, "-m", "psn.gpu_bundle", data, str(b)],
                          env=caffe_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     return b
@@ -83,11 +85,14 @@ def test_gpu_check_cpu_mode_measures_every_step(caffe_env, tmp_path):
     run = json.loads((b / "run" / "run.json").read_text())
     assert (run["model"], run["width"], run["schedule"], run["max_iter"]) == ("psn", 1.0, "paper", 3000)
     assert (run["train_clips"], run["test_clips"]) == (5, 5)
+    from psn.gpu_memory import CONTEXT_MIB
+    assert run["fold_mib_estimate"] > CONTEXT_MIB      # for K folds at once on the GPU host
     solver = (b / "run" / "solver.prototxt").read_text()
     assert 'net: "train_val.prototxt"' in solver and "solver_mode: GPU" in solver
     assert "/" not in (b / "run" / "train.txt").read_text().replace("data/", "")
     env = dict(caffe_env, PATH=os.path.dirname(sys.executable) + os.pathsep + caffe_env["PATH"])
     env.pop("LD_LIBRARY_PATH", None)   # the bundle's own lib/ must be enough
+    env.pop("PYTHONPATH", None)        # nor pycaffe: the GPU host has no Boost.Python
     out = tmp_path / "out"
     res = subprocess.run(["bash", os.path.join(ROOT, "tools", "gpu_check.sh"), "--cpu", str(b),
                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
@@ -106,6 +111,15 @@ def test_gpu_check_cpu_mode_measures_every_step(caffe_env, tmp_path):
     assert r["train"]["last_loss"] is not None
     assert r["tpu"]["cpp_cpu_ms"] > 0 and r["tpu"]["python_fallback_ms"] > 0
     assert (out / "run" / "snapshots" / "psn_iter_2.caffemodel").exists()
+    # The bundle's folds through the project's tools, with the host's python3: the caffe
+    # binary trains, onnxruntime predicts, report.py scores.
+    f = r["folds"]
+    assert f["ran"] is True and f["folds"] == 2 and f["iterations"] == 2 and f["at_once"] == 2
+    assert f["seconds"] > 0 and f["uf1"] is not None and 0 <= f["rr_percent"] <= 100
+    assert (out / "folds" / "report" / "report.md").exists()
+    log = (out / "folds.log").read_text()
+    assert "predict through onnxruntime" in log
+    assert os.path.islink(b / "run" / "data")          # one copy of the shards: data/shards
     md = (out / "gpu_check.md").read_text()
     assert "| one 3000-iteration fold, extrapolated, min |" in md
     assert "bundle localhost/psn-caffe:gpu@0123456789ab, caffe engines |" in md.splitlines()[0]

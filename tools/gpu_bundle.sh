@@ -64,8 +64,12 @@ stage() {
   home=$(readlink -f "${PSN_CAFFE_HOME:-/opt/psn/caffe}")
   [ -x "$home/bin/caffe.bin" ] || die "no Caffe build at ${PSN_CAFFE_HOME:-/opt/psn/caffe}: --stage runs inside the CUDA image"
   grep -q "cuda=1" "$home/BUILD_INFO" || die "the Caffe in this image is not a CUDA build ($home/BUILD_INFO)"
-  mkdir -p "$B"/{bin,lib,test,tools,python}
+  mkdir -p "$B"/{bin,lib,test,python}
   cp -L "$home/bin/caffe.bin" "$B/bin/caffe.bin"
+  ln -s caffe.bin "$B/bin/caffe"
+  # PSN_CAFFE_HOME=B on the host: the tools find bin/caffe and read the build's options
+  # (cuda, cudnn: Caffe's own engines on the CPU, psn.engines).
+  cp "$home/BUILD_INFO" "$B/BUILD_INFO"
   cp -L "$home/test/test_tpu_layer.testbin" "$B/test/"
   cp -L "$home/lib/libcaffe.so.1.0.0" "$B/lib/"
   ln -s libcaffe.so.1.0.0 "$B/lib/libcaffe.so"
@@ -81,24 +85,31 @@ stage() {
     die "caffe.bin misses libraries in the image already: $(ldd "$B/bin/caffe.bin" | grep 'not found' | tr '\n' ' ')"
   fi
   strip --strip-unneeded "$B"/bin/caffe.bin "$B"/test/*.testbin "$B"/lib/*.so* 2>/dev/null || true
-  # A small synthetic database, preprocessed as a user's would be (4 subjects x 5 clips, leave
-  # one subject out; fixed RPCA lambda and no augmentation keep it under a minute). The database
-  # is cached; preprocessing runs every time, so the shards follow the image's pipeline (its
-  # clip cache makes a rerun take seconds).
+  # A small synthetic database, preprocessed as a user's would be (10 subjects x 2 clips, leave
+  # one subject out: the paper's ten folds; fixed RPCA lambda and no augmentation keep it under
+  # a minute). The database is cached; preprocessing runs every time, so the shards follow the
+  # image's pipeline (its clip cache makes a rerun take seconds).
   local py=${PSN_VENV:-$ROOT/.venv}/bin/python
-  if [ ! -f "$data/synth/.complete" ]; then
+  if [ ! -f "$data/synth10/.complete" ]; then
     log "making a small synthetic database for the bundle"
-    rm -rf "$data/synth"
-    "$py" "$ROOT/tools/make_synthetic.py" --out "$data/synth" --subjects 4 --clips-per-subject 5 >&2
-    touch "$data/synth/.complete"
+    rm -rf "$data/synth10"
+    "$py" "$ROOT/tools/make_synthetic.py" --out "$data/synth10" --subjects 10 --clips-per-subject 2 >&2
+    touch "$data/synth10/.complete"
   fi
   log "preprocessing it (~1 min the first time)"
-  "$py" "$ROOT/tools/preprocess.py" run --casme2 "$data/synth" --out "$data/prep" --loso \
+  "$py" "$ROOT/tools/preprocess.py" run --casme2 "$data/synth10" --out "$data/prep10" --loso \
     --lam standard --augment none --no-progress >&2
-  log "run folder (PSN at full width, fold 1 of the synthetic set, the paper's schedule)"
-  GLOG_minloglevel=2 "$py" -m psn.gpu_bundle "$data/prep" "$B/run" >/dev/null
+  log "run folder (PSN at full width, fold 1, the paper's schedule), the data, the project's tools"
+  GLOG_minloglevel=2 "$py" -m psn.gpu_bundle "$data/prep10" "$B" >/dev/null
   cp "$ROOT/tools/gpu_check.sh" "$B/"
-  cp "$ROOT/layers/psn_layers/tpu.py" "$B/python/psn_tpu_fallback.py"
+  # What the project's tools import beyond what the GPU host has (numpy, h5py, scipy,
+  # scikit-learn, matplotlib, OpenCV, protobuf, onnx, onnxruntime): six (pycaffe's
+  # net_spec) and jsonschema with its dependencies (the protocol files' schema), pinned at the
+  # versions this image runs. The host side downloads them (vendor below): pip in here does
+  # not trust a proxy's certificate, which only the image build is given.
+  "$py" -c 'from importlib.metadata import version as v
+for n in ["six", "jsonschema", "jsonschema-specifications", "referencing", "rpds-py", "attrs", "typing-extensions"]:
+    print("%s==%s" % (n, v(n)))' > "$B/python/vendor.txt" || die "the image's Python lacks jsonschema or six"
   # The sonames the host must provide, and what was built.
   {
     echo "caffe: $(sed -n 's/^source: //p' "$home/BUILD_INFO")"
@@ -132,6 +143,24 @@ run_image "$TAG" "$(id -u):$(id -g)" "$STAGE:/bundle $DATA:/bundle-data" \
   /opt/psn-caffe/tools/gpu_bundle.sh --stage /bundle/psn-gpu-bundle /bundle-data \
   || die "staging the bundle in the image failed (the log above says where)"
 B="$STAGE/psn-gpu-bundle"
+# The vendored packages at the image's versions (the stage wrote them to python/vendor.txt);
+# rpds-py is compiled, so for CPython 3.11 (the image) and 3.12 (the GPU host).
+# gpu_check.sh puts them last on the path: a host's own copies come first.
+HOST_PY=$ROOT/.venv/bin/python; [ -x "$HOST_PY" ] || HOST_PY=python3
+WHEELS="$STAGE/wheels"
+for pyver in 3.12 3.11; do
+  "$HOST_PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d "$WHEELS" \
+    -r "$B/python/vendor.txt" >&2 \
+    || die "could not download the vendored wheels ($(tr '\n' ' ' < "$B/python/vendor.txt")) for Python $pyver"
+done
+"$HOST_PY" - "$WHEELS" "$B/python/vendor" <<'PYEOF'
+import glob, sys, zipfile
+for w in sorted(glob.glob(sys.argv[1] + "/*.whl")):
+    with zipfile.ZipFile(w) as z:
+        z.extractall(sys.argv[2])
+PYEOF
+rm -rf "$WHEELS"
 {
   echo "image: $TAG ${IMAGE_ID}"
   echo "packed: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -3,6 +3,7 @@
 # no apt, no network there):
 #
 #   bash gpu_check.sh BUNDLE [--out DIR] [--iters N] [--time-iters N] [--engine caffe]
+#                      [--fold-iters N] [--folds-per-gpu K|auto] [--no-folds]
 #   bash gpu_check.sh --cpu BUNDLE [--out DIR]     the same without a GPU: libraries, CPU
 #                                                  gtests, CPU timings (gpu_bundle.sh --verify)
 #   --engine caffe: time and train PSN with Caffe's own layers on the GPU, not cuDNN's
@@ -21,6 +22,13 @@
 #      iterations (default 500), timed, with the full 3000-iteration fold extrapolated;
 #   6. the TPU alone at PSN's size: the C++ layer on the GPU and on the CPU, and the Python
 #      fallback's numpy forward+backward (host python3 with numpy; pycaffe is not bundled).
+#   7. the bundle's ten folds (data/: 10 subjects, leave one out) through the project's own
+#      tools with the host's python3: tools/run_folds.py at full width, the paper's schedule
+#      cut to --fold-iters iterations (default 3000: the whole schedule; 2 with --cpu), K folds
+#      at once on the GPU (--folds-per-gpu K|auto, default auto; --cpu: 2 CPU jobs), then
+#      tools/report.py. The caffe binary trains; prediction goes through onnxruntime (the host
+#      has no Boost.Python for pycaffe). Skipped, with a line, where python3 lacks numpy, h5py,
+#      scipy, protobuf, onnx, onnxruntime, scikit-learn or matplotlib, or with --no-folds.
 # Output: DIR/gpu_check.json, DIR/gpu_check.md (the README's table) and the logs (default
 # DIR: ./gpu_check_out). Took 57-96 s on an H200 (161 s with --iters 3000).
 set -euo pipefail
@@ -33,12 +41,18 @@ OUTDIR=$PWD/gpu_check_out
 ITERS=500
 TIME_ITERS=50
 ENGINE=cudnn
+FOLDS=1
+FOLD_ITERS=""
+PER_GPU=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) MODE=cpu ;;
     --out) OUTDIR=$2; shift ;;
     --iters) ITERS=$2; shift ;;
     --time-iters) TIME_ITERS=$2; shift ;;
+    --no-folds) FOLDS=0 ;;
+    --fold-iters) FOLD_ITERS=$2; shift ;;
+    --folds-per-gpu) PER_GPU=$2; shift ;;
     --engine) ENGINE=${2:-}; shift
               case "$ENGINE" in caffe|cudnn) ;; *) die "--engine takes caffe or cudnn, not '$ENGINE'" ;; esac ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -130,7 +144,7 @@ log "  ${GTEST_PASSED:-0} passed (${GTEST_GPU:-0} on the GPU) in ${GTEST_S} s"
 
 # ---------------------------------------------------------------- 4. caffe time
 RUN="$OUTDIR/run"
-rm -rf "$RUN"; cp -a "$B/run" "$RUN"
+rm -rf "$RUN"; cp -aL "$B/run" "$RUN"     # -L: run/data links to the bundle's data/shards
 NET=train_val.prototxt
 # Caffe's own engines: always without a GPU (a cuDNN layer fails there, whatever the mode).
 [ "$MODE" = cpu ] && ENGINE=caffe
@@ -221,6 +235,63 @@ fi
 TPU_S=$(secs "$t")
 log "  TPU forward+backward: C++ GPU ${TPU_GPU:--} ms, C++ CPU ${TPU_CPU} ms, Python fallback ${TPU_PY:--} ms"
 
+# ---------------------------------------------------------------- 7. the ten folds
+FOLDS_RAN=false; FOLDS_WHY=""; FOLDS_S=""; FOLDS_N=""; FOLDS_K=""; FOLD_MEDIAN_S=""; FOLDS_RR=""; FOLDS_UF1=""
+[ -n "$FOLD_ITERS" ] || { FOLD_ITERS=3000; [ "$MODE" = gpu ] || FOLD_ITERS=2; }
+if [ "$FOLDS" = 0 ]; then FOLDS_WHY="--no-folds"
+elif [ ! -d "$B/project" ] || [ ! -d "$B/data" ]; then FOLDS_WHY="this bundle carries no project/ and data/ (cut it again with tools/gpu_bundle.sh)"
+elif ! command -v python3 >/dev/null; then FOLDS_WHY="no python3 on this host"
+elif ! python3 -c 'import numpy, h5py, scipy, google.protobuf, onnx, onnxruntime, sklearn, matplotlib' > "$OUTDIR/folds_python.log" 2>&1; then
+  FOLDS_WHY="python3 cannot import what run_folds needs: $(tail -n1 "$OUTDIR/folds_python.log")"
+fi
+if [ -n "$FOLDS_WHY" ]; then
+  log "folds: skipped ($FOLDS_WHY)"
+else
+  FOLDS_OUT="$OUTDIR/folds"
+  rm -rf "$FOLDS_OUT"
+  DEV=(--jobs 2)
+  if [ "$MODE" = gpu ]; then
+    if [ "$PER_GPU" = auto ]; then
+      # run_folds' auto needs pycaffe to estimate a fold's memory, which this host lacks:
+      # the bundle carries the estimate (psn.gpu_memory, made where it was cut).
+      need=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("fold_mib_estimate", ""))' "$B/run/run.json")
+      free=$(nvidia-smi --query-gpu=memory.total,memory.used --format=csv,noheader,nounits -i 0 | awk -F', *' '{print $1 - $2}')
+      folds_n=$(find "$B/data/folds" -mindepth 1 -maxdepth 1 -type d -name 'fold*' | wc -l)
+      if [ -n "$need" ] && [ -n "$free" ]; then
+        PER_GPU=$(awk -v f="$free" -v n="$need" -v k="$folds_n" 'BEGIN {m = int(f / n); if (m > k) m = k; print m}')
+        [ "$PER_GPU" -ge 1 ] || die "GPU 0 has ${free} MiB free; one fold needs about ${need} MiB (estimated): free the GPU"
+        log "  ${PER_GPU} folds at once: ${free} MiB free on GPU 0, about ${need} MiB a fold (estimated when the bundle was cut)"
+      fi
+    fi
+    DEV=(--gpus 0 --per-gpu "$PER_GPU")
+  fi
+  log "folds: tools/run_folds.py, PSN full width, $FOLD_ITERS iterations a fold, ${DEV[*]}, then tools/report.py"
+  t=$(date +%s)
+  # The project's tools, the bundle's Caffe (PSN_CAFFE_HOME: bin/caffe, BUILD_INFO) and its
+  # plain-Python caffe_pb2; the vendored packages last, so that the host's own come first.
+  (
+    export PSN_CAFFE_HOME="$B" PATH="$B/bin:$PATH" MPLBACKEND=Agg MPLCONFIGDIR="$OUTDIR/mpl"
+    export PYTHONPATH="$B/project:$B/project/layers:$B/python${PYTHONPATH:+:$PYTHONPATH}:$B/python/vendor"
+    unset GLOG_logtostderr GLOG_minloglevel
+    python3 "$B/project/tools/run_folds.py" --data "$B/data" --model psn --schedule paper \
+      --width 1 --max-iter "$FOLD_ITERS" "${DEV[@]}" --out "$FOLDS_OUT" \
+      && python3 "$B/project/tools/report.py" "$FOLDS_OUT/predictions.csv" --logs "$FOLDS_OUT" \
+           --out "$FOLDS_OUT/report"
+  ) > "$OUTDIR/folds.log" 2>&1 || { tail -n 30 "$OUTDIR/folds.log" >&2; die "the folds through run_folds failed ($OUTDIR/folds.log)"; }
+  FOLDS_S=$(secs "$t")
+  FOLDS_RAN=true
+  FOLDS_N=$(grep -c 'fold [0-9]*: trained ' "$OUTDIR/folds.log" || true)
+  FOLDS_K=$(sed -n 's/.*--per-gpu auto: \([0-9]*\) folds at once.*/\1/p' "$OUTDIR/folds.log" | head -n1)
+  [ -n "$FOLDS_K" ] || { FOLDS_K=2; [ "$MODE" = gpu ] && FOLDS_K=$PER_GPU; }
+  FOLD_MEDIAN_S=$(sed -n 's/.*fold [0-9]*: trained [0-9]* iterations (\([0-9.]*\) s).*/\1/p' "$OUTDIR/folds.log" \
+                  | sort -n | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]}')
+  # report.py's line: "<run> RR 30.00 % (fold mean ...)  UF1 0.1825 (fold mean ...)  UAR ..."
+  FOLDS_RR=$(sed -n 's/.* RR \([0-9.]*\) % (fold mean.*/\1/p' "$OUTDIR/folds.log" | head -n1)
+  FOLDS_UF1=$(sed -n 's/.* RR [0-9.]* % (fold mean.* UF1 \([0-9.]*\) (fold mean.*/\1/p' "$OUTDIR/folds.log" | head -n1)
+  [ -s "$FOLDS_OUT/report/report.md" ] || die "tools/report.py wrote no report ($OUTDIR/folds.log)"
+  log "  ${FOLDS_N} folds in ${FOLDS_S} s, ${FOLDS_K} at once, a fold's training ${FOLD_MEDIAN_S} s (median); RR ${FOLDS_RR} %, UF1 ${FOLDS_UF1}"
+fi
+
 # ---------------------------------------------------------------- record
 TOTAL_S=$(secs "$T_START")
 num() { [ -n "$1" ] && echo "$1" || echo null; }
@@ -240,6 +311,9 @@ cat > "$OUTDIR/gpu_check.json.tmp" <<EOF
   "train": {"iterations": $ITERS, "seconds": $TRAIN_S, "loop_seconds": $LOOP_S, "ms_per_iteration": $MS_ITER,
             "fold_3000_minutes": $FOLD_MIN, "first_loss": $(num "$LOSS0"), "last_loss": $(num "$LOSS")},
   "tpu": {"cpp_gpu_ms": $(num "$TPU_GPU"), "cpp_cpu_ms": $(num "$TPU_CPU"), "python_fallback_ms": $(num "$TPU_PY"), "seconds": $TPU_S},
+  "folds": {"ran": $FOLDS_RAN, "skipped_because": $(str "$FOLDS_WHY"), "folds": $(num "$FOLDS_N"), "at_once": $(num "$FOLDS_K"),
+            "iterations": $FOLD_ITERS, "seconds": $(num "$FOLDS_S"), "fold_median_seconds": $(num "$FOLD_MEDIAN_S"),
+            "rr_percent": $(num "$FOLDS_RR"), "uf1": $(num "$FOLDS_UF1")},
   "total_seconds": $TOTAL_S
 }
 EOF
@@ -257,6 +331,8 @@ cat > "$OUTDIR/gpu_check.md" <<EOF
 | training loss, iteration 0 / last displayed | ${LOSS0:--} / ${LOSS:--} |
 | one 3000-iteration fold, extrapolated, min | $FOLD_MIN |
 | TPU alone forward+backward: C++ GPU / C++ CPU / Python fallback, ms | ${TPU_GPU:--} / ${TPU_CPU:--} / ${TPU_PY:--} |
+| the ten folds through tools/run_folds.py ($FOLD_ITERS iterations each, ${FOLDS_K:--} at once): wall / a fold's training (median), s | ${FOLDS_S:-skipped} / ${FOLD_MEDIAN_S:--} |
+| their report (tools/report.py): RR % / UF1 | ${FOLDS_RR:--} / ${FOLDS_UF1:--} |
 | the whole check, s | $TOTAL_S |
 EOF
 log "done in ${TOTAL_S} s: $OUTDIR/gpu_check.json, $OUTDIR/gpu_check.md"
