@@ -49,9 +49,20 @@ def _input_net(tv, shapes):
     return net
 
 
+def _pycaffe():
+    """pycaffe's module; ImportError where it does not import (a GPU bundle's host has only a
+    plain-Python caffe/ folder, which imports as an empty namespace package)."""
+    from psn.caffe_proto import pycaffe
+    caffe = pycaffe()
+    if caffe is None:
+        raise ImportError("pycaffe does not import here, and a fold's memory is counted by "
+                          "building its net")
+    return caffe
+
+
 def _counts(net_param, phase):
     """(values in blobs, values in parameters) of `net_param` built by pycaffe in `phase`."""
-    import caffe
+    caffe = _pycaffe()
     from google.protobuf import text_format
     from psn.engines import for_cpu
     folder = tempfile.mkdtemp(prefix="psn-fold-memory-")
@@ -79,7 +90,7 @@ def shard_shapes(shard):
 def fold_mib(tv, shard, solver_type="SGD"):
     """Estimated GPU memory of one fold in MiB: the run's train net `tv` (NetParameter, as
     psn.fold_setup.run_train_net writes it) reading rows shaped like `shard`'s."""
-    import caffe
+    caffe = _pycaffe()
     shapes = shard_shapes(shard)
     data_tops = {t for layer in tv.layer if layer.type == "HDF5Data" for t in layer.top}
     missing = sorted(data_tops - set(shapes))
@@ -150,10 +161,14 @@ def plan_per_gpu(per_gpu, gpus, n_folds, need_mib, log):
                                                    for g in sorted(free))))
         return k
     for g in sorted(set(gpus)):
+        if need_mib > free[g][0]:
+            raise RunError("GPU %d has %.1f GiB free (of %.1f GiB); not even one fold fits (about "
+                           "%.1f GiB, estimated from the net): free that GPU or use another"
+                           % (g, free[g][0] / 1024, free[g][1] / 1024, need_mib / 1024))
         if per_gpu * need_mib > free[g][0]:
             raise RunError("GPU %d has %.1f GiB free (of %.1f GiB); %d folds at once need about "
                            "%.1f GiB (%.1f GiB a fold, estimated from the net): give --per-gpu "
                            "%d or fewer, or --per-gpu auto"
                            % (g, free[g][0] / 1024, free[g][1] / 1024, per_gpu,
-                              per_gpu * need_mib / 1024, need_mib / 1024, max(1, fits)))
+                              per_gpu * need_mib / 1024, need_mib / 1024, fits))
     return per_gpu

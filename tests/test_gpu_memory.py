@@ -97,8 +97,33 @@ def test_a_fold_is_estimated_from_the_run_net(caffe_env, tmp_path, smi):
         cfg = RunConfig(data=data, out=str(tmp_path / "run"), width=width, gpus=(0,), per_gpu=2)
         need[width] = gpu_memory.fold_mib(run_train_net(cfg), shard)
     assert gpu_memory.CONTEXT_MIB < need[0.125] < need[0.5]
-    smi([(0, 2 * gpu_memory.CONTEXT_MIB, 0)])
-    with pytest.raises(RunError, match="GPU 0 has 1.5 GiB free .* 2 folds at once"):
+    smi([(0, int(1.5 * need[0.5]), 0)])                 # one fold fits, two do not
+    with pytest.raises(RunError, match="GPU 0 has .* 2 folds at once .* give --per-gpu 1 or"):
         training.folds_per_gpu(cfg, run_train_net(cfg), [1, 2], print)
     smi([(0, 81559, 0)])
     assert training.folds_per_gpu(cfg, run_train_net(cfg), [1, 2], print) == 2
+
+
+def test_without_pycaffe_k_runs_unchecked_and_auto_is_refused(tmp_path, monkeypatch):
+    """A GPU bundle's host has a plain-Python caffe/ folder, which imports as an empty
+    namespace package: the estimate must say it cannot count, not fail with AttributeError."""
+    import psn.caffe_proto
+    from psn import training
+    from run_folds_helpers import make_data
+    monkeypatch.setattr(psn.caffe_proto, "pycaffe", lambda: None)
+    with pytest.raises(ImportError, match="pycaffe does not import here"):
+        gpu_memory.fold_mib(None, "unused.h5")
+    data = make_data(str(tmp_path / "data"))
+    said = []
+    cfg = RunConfig(data=data, out=str(tmp_path / "run"), width=0.125, gpus=(0,), per_gpu=3)
+    assert training.folds_per_gpu(cfg, None, [1, 2], said.append) == 3
+    assert "could not be estimated" in said[0] and "not checked" in said[0]
+    cfg = RunConfig(data=data, out=str(tmp_path / "run"), width=0.125, gpus=(0,), per_gpu=0)
+    with pytest.raises(RunError, match="--per-gpu auto sizes K by a fold's memory"):
+        training.folds_per_gpu(cfg, None, [1, 2], said.append)
+
+
+def test_not_even_one_fold_is_said_so(smi):
+    smi([(0, 4000, 2000)])
+    with pytest.raises(RunError, match="not even one fold fits"):
+        gpu_memory.plan_per_gpu(2, (0,), 10, 3000, print)
