@@ -33,8 +33,13 @@ host_driver() {
   if command -v nvidia-smi >/dev/null 2>&1; then
     v=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' ') || v=""
   fi
-  if [ -z "$v" ] && [ -r "${PSN_NVIDIA_PROC_VERSION:-/proc/driver/nvidia/version}" ]; then
-    v=$(sed -n 's/.*Kernel Module[^0-9]*\([0-9][0-9.]*\).*/\1/p' "${PSN_NVIDIA_PROC_VERSION:-/proc/driver/nvidia/version}" | head -n1)
+  # /proc shows the host's driver even to a container given no GPU: read it only where a GPU
+  # was given (its control device is there). The open modules' line names the architecture
+  # first ("Open Kernel Module for x86_64  580.65.06"): the version is the first dotted number
+  # of three or more digits.
+  local proc=${PSN_NVIDIA_PROC_VERSION:-/proc/driver/nvidia/version}
+  if [ -z "$v" ] && [ -e "${PSN_NVIDIA_CTL:-/dev/nvidiactl}" ] && [ -r "$proc" ]; then
+    v=$(grep -m1 'Kernel Module' "$proc" | grep -oE '[0-9]{3,}\.[0-9]+(\.[0-9]+)?' | head -n1) || v=""
   fi
   echo "$v"
 }

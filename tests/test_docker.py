@@ -343,11 +343,26 @@ def test_entrypoint_refuses_a_driver_too_old_in_one_line(tmp_path):
     assert "535.104.05" in out.stderr and ">= 580.65.06" in out.stderr and "13.0" in out.stderr
 
 
-def test_entrypoint_reads_the_kernel_module_without_nvidia_smi(tmp_path):
+@pytest.mark.parametrize("line,driver,refused", [
+    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.82.01  Thu Oct 28 2021", "470.82.01", True),
+    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build", None, False),
+    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  535.104.05  Release Build",
+     "535.104.05", True)])
+def test_entrypoint_reads_the_kernel_module_without_nvidia_smi(tmp_path, line, driver, refused):
+    """Where nvidia-smi is missing, the driver's /proc line (proprietary or open modules) is
+    read, but only where a GPU was given to the container (its control device is there)."""
     proc = tmp_path / "version"
-    proc.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  470.82.01  Thu Oct 28 2021\n")
-    out = _entrypoint(tmp_path, None, **dict(IMAGE_ENV, PSN_NVIDIA_PROC_VERSION=str(proc)))
-    assert out.returncode == 3 and "470.82.01" in out.stderr
+    proc.write_text(line + "\n")
+    ctl = tmp_path / "nvidiactl"
+    ctl.write_text("")
+    env = dict(IMAGE_ENV, PSN_NVIDIA_PROC_VERSION=str(proc), PSN_NVIDIA_CTL=str(ctl))
+    out = _entrypoint(tmp_path, None, **env)
+    assert out.returncode == (3 if refused else 0), out.stderr
+    if refused:
+        assert ("driver is %s;" % driver) in out.stderr
+    # No GPU given (no control device): /proc is not read, nothing is refused.
+    out = _entrypoint(tmp_path, None, **dict(env, PSN_NVIDIA_CTL=str(tmp_path / "absent")))
+    assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.parametrize("driver,env", [("580.65.06", IMAGE_ENV), ("590.10", IMAGE_ENV),
