@@ -145,7 +145,7 @@ run_image "$TAG" "$(id -u):$(id -g)" "$STAGE:/bundle $DATA:/bundle-data" \
 B="$STAGE/psn-gpu-bundle"
 # The vendored packages at the image's versions (the stage wrote them to python/vendor.txt);
 # rpds-py is compiled, so for CPython 3.11 (the image) and 3.12 (the GPU host).
-# gpu_check.sh puts them last on the path: a host's own copies come first.
+# gpu_check.sh adds them only where the host lacks six or jsonschema.
 HOST_PY=$ROOT/.venv/bin/python; [ -x "$HOST_PY" ] || HOST_PY=python3
 WHEELS="$STAGE/wheels"
 for pyver in 3.12 3.11; do

@@ -26,7 +26,8 @@
 #      tools with the host's python3: tools/run_folds.py at full width, the paper's schedule
 #      cut to --fold-iters iterations (default 3000: the whole schedule; 2 with --cpu), K folds
 #      at once on the GPU (--folds-per-gpu K|auto, default auto; --cpu: 2 CPU jobs), then
-#      tools/report.py. The caffe binary trains; prediction goes through onnxruntime (the host
+#      tools/report.py (six and jsonschema from the bundle where the host lacks them). The
+#      caffe binary trains; prediction goes through onnxruntime (the host
 #      has no Boost.Python for pycaffe). Skipped, with a line, where python3 lacks numpy, h5py,
 #      scipy, protobuf, onnx, onnxruntime, scikit-learn or matplotlib, or with --no-folds.
 # Output: DIR/gpu_check.json, DIR/gpu_check.md (the README's table) and the logs (default
@@ -268,10 +269,13 @@ else
   log "folds: tools/run_folds.py, PSN full width, $FOLD_ITERS iterations a fold, ${DEV[*]}, then tools/report.py"
   t=$(date +%s)
   # The project's tools, the bundle's Caffe (PSN_CAFFE_HOME: bin/caffe, BUILD_INFO) and its
-  # plain-Python caffe_pb2; the vendored packages last, so that the host's own come first.
+  # plain-Python caffe_pb2. The vendored packages only where the host lacks them: on
+  # PYTHONPATH they would shadow the host's own (its attrs, typing_extensions).
+  VENDOR=""
+  python3 -c 'import six, jsonschema' 2>/dev/null || VENDOR="$B/python/vendor"
   (
     export PSN_CAFFE_HOME="$B" PATH="$B/bin:$PATH" MPLBACKEND=Agg MPLCONFIGDIR="$OUTDIR/mpl"
-    export PYTHONPATH="$B/project:$B/project/layers:$B/python${PYTHONPATH:+:$PYTHONPATH}:$B/python/vendor"
+    export PYTHONPATH="$B/project:$B/project/layers:$B/python${PYTHONPATH:+:$PYTHONPATH}${VENDOR:+:$VENDOR}"
     unset GLOG_logtostderr GLOG_minloglevel
     python3 "$B/project/tools/run_folds.py" --data "$B/data" --model psn --schedule paper \
       --width 1 --max-iter "$FOLD_ITERS" "${DEV[@]}" --out "$FOLDS_OUT" \
