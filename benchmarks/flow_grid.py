@@ -173,6 +173,8 @@ def main(argv=None):
         with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
             for rs in pool.map(_job, jobs):
                 results.extend(rs)
+                # Into the ledger as each cell ends: a part cut short keeps what it trained.
+                grid_ledger.update(args.ledger, [r for r in rs if same_settings(r)], cell_dir)
     elif not args.doc:
         ap.error("--report-only writes the document: give --doc FILE")
     minutes = (time.time() - t0) / 60

@@ -157,6 +157,8 @@ def main(argv=None):
             with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
                 for rs in pool.map(_job, jobs):
                     results.extend(rs)
+                    # Into the ledger as each cell ends: a part cut short keeps what it trained.
+                    grid_ledger.update(args.ledger, [r for r in rs if same_settings(r)], cell_dir)
         except BrokenProcessPool:
             print("temporal_grid: a worker died while training a cell (Caffe aborts on a fatal "
                   "error: its line is above); the cells finished are kept in %s: run the same "
