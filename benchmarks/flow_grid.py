@@ -22,7 +22,6 @@ machine adds to it (psn.grid_ledger).
 """
 import argparse
 import datetime
-import glob
 import json
 import math
 import multiprocessing as mp
@@ -178,14 +177,9 @@ def main(argv=None):
     elif not args.doc:
         ap.error("--report-only writes the document: give --doc FILE")
     minutes = (time.time() - t0) / 60
-    # Every run trained into OUT with these settings, earlier invocations' and the ledger's
-    # included.
-    stored = []
-    for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
-        with open(path) as f:
-            stored.extend(r for r in json.load(f) if same_settings(r))
-    if stored:
-        n = grid_ledger.update(args.ledger, stored, cell_dir)
+    # Every run trained into OUT with these settings, not only this one's.
+    stored, n = grid_ledger.gather(args.ledger, out, cell_dir, same_settings)
+    if n is not None:
         print("%s: %d runs" % (os.path.relpath(args.ledger, ROOT), n))
     if args.doc:
         results = stored

@@ -165,16 +165,9 @@ def main(argv=None):
                   "command again to go on from them" % out, file=sys.stderr)
             return 1
     minutes = (time.time() - t0) / 60
-    # Every run trained into OUT with these settings, earlier invocations' and the ledger's
-    # included (a grid is run in parts), not only this one's.
-    import glob
-    import json
-    stored = []
-    for path in sorted(glob.glob(os.path.join(out, "*", "results.json"))):
-        with open(path) as f:
-            stored.extend(r for r in json.load(f) if same_settings(r))
-    if stored:
-        n = grid_ledger.update(args.ledger, stored, cell_dir)
+    # Every run trained into OUT with these settings, not only this one's.
+    stored, n = grid_ledger.gather(args.ledger, out, cell_dir, same_settings)
+    if n is not None:
         print("%s: %d runs" % (os.path.relpath(args.ledger, ROOT), n))
     if args.doc:
         results = stored

@@ -10,12 +10,15 @@ ledger, a JSON file under docs/ beside the grid's table, holds every run a grid 
                                           put into WORKDIR/<cell_dir(run)>/results.json where
                                           missing, so the grid trains only what neither holds
     update(path, runs, cell_dir)          merge runs into the ledger (written atomically)
+    gather(path, workdir, cell_dir, keep) every run in WORKDIR/*/results.json that `keep`
+                                          accepts, merged into the ledger and returned
 
 A run is a dict as the grid stores it (model, key, seed, cell fields, accuracy, ...); two runs
 are the same run when their cell folder, model and key agree, and the newer one is kept.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -74,3 +77,14 @@ def update(path, runs, cell_dir):
     write_atomic(path, "[\n" + ",\n".join(json.dumps(r, sort_keys=True) for r in ordered)
                  + "\n]\n")
     return len(ordered)
+
+
+def gather(path, workdir, cell_dir, keep):
+    """Every run in WORKDIR/*/results.json for which keep(run) holds (earlier invocations'
+    and the ledger's included: a grid is run in parts), merged into the ledger at `path`.
+    Returns (the runs, the ledger's size), the size None where there was no run."""
+    runs = []
+    for done in sorted(glob.glob(os.path.join(workdir, "*", "results.json"))):
+        with open(done) as f:
+            runs.extend(r for r in json.load(f) if keep(r))
+    return runs, (update(path, runs, cell_dir) if runs else None)

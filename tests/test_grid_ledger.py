@@ -71,3 +71,21 @@ def test_temporal_grid_tables_runs_trained_on_another_machine(caffe_env, tmp_pat
     doc = (tmp_path / "b.md").read_text()
     assert "| 1 | 0 | 8 | 0.95 |" in doc
     assert "1 runs taken from" in capsys.readouterr().out
+
+
+def test_gather_takes_the_work_folders_runs_of_these_settings_into_the_ledger(tmp_path):
+    path = str(tmp_path / "runs.json")
+    work = tmp_path / "work"
+    keep = lambda r: r["key"] == "k1"   # noqa: E731
+    assert grid_ledger.gather(path, str(work), cell_dir, keep) == ([], None)
+    assert not os.path.exists(path)                  # nothing to keep: no ledger written
+    for r in (run(), run(seed=2), run(key="other", model="n")):
+        cell = work / cell_dir(r)
+        cell.mkdir(parents=True, exist_ok=True)
+        done = cell / "results.json"
+        have = json.loads(done.read_text()) if done.exists() else []
+        done.write_text(json.dumps(have + [r]))
+    grid_ledger.update(path, [run(model="earlier")], cell_dir)
+    runs, n = grid_ledger.gather(path, str(work), cell_dir, keep)
+    assert sorted((r["model"], r["seed"]) for r in runs) == [("m", 1), ("m", 2)]
+    assert n == 3 and {r["model"] for r in grid_ledger.load(path)} == {"m", "earlier"}
