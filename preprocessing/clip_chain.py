@@ -38,7 +38,10 @@ from preprocessing.sampling import N_FRAMES, sample
 
 
 # Bump when what a clip's cache holds would change for the same options.
-PIPELINE_VERSION = 2   # 2: cell-centred times, RPCA context at the ends, landmark faces
+# 2: cell-centred times, RPCA context at the ends, landmark faces. 3: lambda per clip predicted
+# from row subsamples and stepped along the share's slope (another lambda within the target's
+# tolerance than version 2's bracketing found, so another E), the eigensolver's divide and conquer.
+PIPELINE_VERSION = 3
 
 
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as cv2's RGB2GRAY

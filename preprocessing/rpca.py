@@ -41,7 +41,8 @@ import math
 import numpy as np
 import scipy.linalg
 
-__all__ = ["RPCAError", "rpca", "rpca_for_sparsity", "default_lambda", "DEFAULT_SPARSITY"]
+__all__ = ["RPCAError", "rpca", "rpca_for_sparsity", "predicted_lambda", "default_lambda",
+           "DEFAULT_SPARSITY"]
 
 # The share of non-zeros RPCA's E keeps by default: lambda is chosen per clip for it. The
 # paper's Fig. 10 found 20-30 % best. The fixed lambda = 1/sqrt(12544) keeps whatever the
@@ -49,8 +50,8 @@ __all__ = ["RPCAError", "rpca", "rpca_for_sparsity", "default_lambda", "DEFAULT_
 # photograph with sensor noise of 1-4 gray levels 12-14 % for 30-frame clips but 75 % for 60
 # frames and 87-97 % for 150 (benchmarks/e_share.py): E is then mostly noise. On the demo the
 # single-frame net of Fig. 10 scored RR 98.3 % at 10-40 %, 96.7 % at 0-10 % and 40-50 %, and
-# 97.5 % with the fixed lambda (docs/preprocessing.md). The search costs 4-8 RPCA solves per
-# clip (5 on average on the demo: 7.0 s instead of 1.5 s per clip in one worker).
+# 97.5 % with the fixed lambda (docs/preprocessing.md). The search (rpca_for_sparsity) costs a
+# median 1.3 times one fixed-lambda solve per clip (benchmarks/lambda_search.py).
 DEFAULT_SPARSITY = 0.25
 
 
@@ -73,7 +74,7 @@ def _svt_gram(X: np.ndarray, tau: float, out: np.ndarray) -> int:
     """
     n = X.shape[1]
     G = X.T @ X
-    w, V = scipy.linalg.eigh(G, overwrite_a=True, check_finite=False)
+    w, V = scipy.linalg.eigh(G, overwrite_a=True, check_finite=False, driver="evd")
     w_max = max(float(w[-1]), 0.0)
     eps = np.finfo(np.float64).eps
     # Candidates: eigenvalues that could belong to a singular value above tau given a
@@ -250,23 +251,110 @@ def _rpca(D, lam, tol, max_iter, rho, mu, svd, strict, return_dual):
     return finish(A, E, Y, it, rank, converged, rel, mu)
 
 
+# The lambda search. Near the target, logit(share of non-zeros in E) falls linearly in
+# log(lambda) with nearly the same slope on every clip: -8.3 +- 0.3 from lambda* to 0.95 lambda*,
+# -7.7 +- 0.6 to 1.05 lambda* (benchmarks/lambda_search.py, docs/measurements.md). One solve
+# anywhere near lambda* therefore says where lambda* is, to a fraction of a percent.
+SHARE_SLOPE = -8.3
+# A step never moves lambda by more than this factor: far from the target the share saturates
+# and the line above overstates how far lambda* is.
+MAX_STEP = 4.0
+# Row subsamples that predict lambda* before the first full solve: (keep every k-th row, the
+# ratio of the subsample's lambda* to the full problem's beyond the sqrt(k) that 1/sqrt(rows)
+# accounts for, the share within which the level stops stepping). Measured on 18 clips
+# (12544 x 152, benchmarks/lambda_search.py): every 64th row 1.106 +- 0.018, every 9th
+# 1.021 +- 0.006. A solve of every 64th row costs about 0.09 of a full one (the 152 x 152
+# eigensolve dominates it), of every 9th 0.17; the coarse level steps until its share is
+# within 0.04 of the target, the fine one solves once and steps along SHARE_SLOPE.
+PREDICT_LEVELS = ((64, 1.106, 0.04, 4), (9, 1.021, 1.0, 1))
+
+
+def _logit(p):
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _slope_step(lam, share, target, slope=SHARE_SLOPE):
+    """The lambda where the line of slope `slope` through (log lam, logit share) meets the
+    target, moved by at most MAX_STEP."""
+    step = (_logit(target) - _logit(share)) / slope
+    step = min(max(step, -math.log(MAX_STEP)), math.log(MAX_STEP))
+    return lam * math.exp(step)
+
+
+def _secant(points):
+    """The slope of logit(share) against log(lam) through two solves on one side of the
+    target, or SHARE_SLOPE where that is flat, rising or implausibly steep (a share that
+    jumps, or saturates)."""
+    (l1, s1), (l2, s2) = points
+    if l1 == l2:
+        return SHARE_SLOPE
+    slope = (_logit(s2) - _logit(s1)) / (math.log(l2) - math.log(l1))
+    return slope if -50.0 <= slope <= -0.5 else SHARE_SLOPE
+
+
+def predicted_lambda(D, target: float = DEFAULT_SPARSITY, *, tol: float = 1e-7,
+                     max_iter: int = 1000, **kw):
+    """lambda for `target` share of non-zeros in E, predicted from solves of row subsamples.
+
+    Each level of PREDICT_LEVELS keeps every k-th row of D's long side (1/k of the pixels),
+    solves at the current guess scaled to its size (lambda goes as 1/sqrt(rows), times the
+    level's measured ratio) and steps along SHARE_SLOPE. Starts at 1/sqrt(max(m, n)). A level
+    is skipped where it would keep fewer rows than D has columns. Every step is along
+    SHARE_SLOPE: a subsample's share is not logit-linear far from the target (the slope
+    through two of its solves there overshoots). Returns (lam, solves) with
+    solves a list of (k, lam of the subsample, its share).
+    """
+    D = np.asarray(D)
+    if D.ndim != 2:
+        raise RPCAError(f"RPCA needs a non-empty 2-D matrix, got shape {D.shape}")
+    long_axis = 0 if D.shape[0] >= D.shape[1] else 1
+    m, n = D.shape[long_axis], D.shape[1 - long_axis]
+    lam = default_lambda(D.shape)
+    solves = []
+    for k, ratio, near, steps in PREDICT_LEVELS:
+        sub = D[::k] if long_axis == 0 else D[:, ::k]
+        rows = sub.shape[long_axis]
+        if rows < n:
+            continue
+        scale = math.sqrt(m / rows) * ratio
+        for _ in range(steps):
+            _, _, info = rpca(sub, lam=lam * scale, tol=tol, max_iter=max_iter,
+                              **dict(kw, strict=False))
+            share = info["nnz_share"]
+            solves.append((k, lam * scale, share))
+            lam = _slope_step(lam, share, target)
+            if abs(share - target) <= near:
+                break
+    return lam, solves
+
+
 def rpca_for_sparsity(D, target: float = DEFAULT_SPARSITY, *, share_tol: float = 0.01,
                       lam0: float | None = None, max_solves: int = 16, tol: float = 1e-7,
                       max_iter: int = 1000, **kw):
     """RPCA with lam chosen per clip so that E keeps about `target` share of non-zeros.
 
-    The share of non-zeros in E falls as lam grows, so lam is bracketed by doubling/halving
-    from lam0 (default 1/sqrt(max(m, n))) and then found by bisection on log(lam) (with
-    regula-falsi steps on the logit of the measured shares) until |share - target| <= share_tol.
+    The first full solve is at lam0, by default predicted_lambda's (row subsamples, about 0.4
+    of a solve on a clip). While the target is not bracketed, each next lam steps along
+    SHARE_SLOPE from the last solve, or along the slope through the last two once there are two
+    (at most MAX_STEP a step); once it is bracketed, regula falsi
+    on the logit of the shares against log(lam), bisecting when the guess lands near an end,
+    until |share - target| <= share_tol. Every full solve is a cold one: the E returned is
+    exactly what rpca(D, lam=info["lam"]) gives.
 
-    Returns (A, E, info) of the solve closest to the target; info adds target,
-    target_met, solves, and lam_tried (list of (lam, share)). Raises RPCAError when a solve
-    fails, ValueError for a target outside (0, 1).
+    Returns (A, E, info) of the solve closest to the target; info adds target, target_met,
+    solves (full solves), lam_tried (list of (lam, share) of the full solves) and
+    subsample_solves (list of (k, lam, share) of the prediction's). Raises RPCAError when a
+    solve fails, ValueError for a target outside (0, 1).
     """
     if not 0.0 < target < 1.0:
         raise ValueError(f"target share must be in (0, 1), got {target}")
     D = np.asarray(D)
-    lam = default_lambda(D.shape) if lam0 is None else float(lam0)
+    sub_solves = []
+    if lam0 is None:
+        lam, sub_solves = predicted_lambda(D, target, tol=tol, max_iter=max_iter, **kw)
+    else:
+        lam = float(lam0)
     tried = []
     best = None
 
@@ -282,50 +370,34 @@ def rpca_for_sparsity(D, target: float = DEFAULT_SPARSITY, *, share_tol: float =
     def done():
         A, E, info = best
         info = dict(info, target=target, solves=len(tried), lam_tried=list(tried),
+                    subsample_solves=list(sub_solves),
                     target_met=abs(info["nnz_share"] - target) <= share_tol)
         return A, E, info
 
-    # Bracket: lo has share above the target (small lam), hi below it (large lam).
-    share = solve(lam)
-    if abs(share - target) <= share_tol:
-        return done()
+    # lo has share above the target (small lam), hi below it (large lam).
     lo = hi = None
-    if share > target:
-        lo = (lam, share)
-    else:
-        hi = (lam, share)
-    step = 2.0
-    while (lo is None or hi is None) and len(tried) < max_solves:
-        lam = (lo[0] * step) if hi is None else (hi[0] / step)
+    while len(tried) < max_solves:
         share = solve(lam)
         if abs(share - target) <= share_tol:
-            return done()
+            break
         if share > target:
-            lo = (lam, share)
+            lo = (lam, share) if lo is None or lam > lo[0] else lo
         else:
-            hi = (lam, share)
-    # The share falls along a sigmoid of log(lam): interpolate linearly in logit(share)
-    # against log(lam) (regula falsi), and bisect when the guess lands near an end.
-    def logit(p):
-        p = min(max(p, 1e-6), 1 - 1e-6)
-        return math.log(p / (1 - p))
-
-    while lo is not None and hi is not None and len(tried) < max_solves:
+            hi = (lam, share) if hi is None or lam < hi[0] else hi
+        if lo is None or hi is None:
+            lam = _slope_step(lam, share, target, _secant(tried[-2:]) if len(tried) > 1 else
+                              SHARE_SLOPE)
+            continue
+        # The share falls along a sigmoid of log(lam): interpolate linearly in logit(share)
+        # against log(lam) (regula falsi), and bisect when the guess lands near an end.
         a, b = math.log(lo[0]), math.log(hi[0])
+        if abs(b - a) < 1e-6:
+            break
         mid = 0.5 * (a + b)
-        fa, fb, ft = logit(lo[1]), logit(hi[1]), logit(target)
+        fa, fb, ft = _logit(lo[1]), _logit(hi[1]), _logit(target)
         if fa != fb:
             guess = a + (fa - ft) * (b - a) / (fa - fb)
             if abs(guess - mid) <= 0.4 * abs(b - a):
                 mid = guess
         lam = math.exp(mid)
-        share = solve(lam)
-        if abs(share - target) <= share_tol:
-            break
-        if share > target:
-            lo = (lam, share)
-        else:
-            hi = (lam, share)
-        if abs(b - a) < 1e-6:
-            break
     return done()

@@ -12,6 +12,7 @@ import pytest
 
 from run_folds_helpers import ROOT
 
+from preprocessing.clip_chain import PIPELINE_VERSION
 from psn.predict import class_names
 
 
@@ -99,7 +100,7 @@ def _flags(**given):
 
 RECORDED = {"options": {"face": "landmarks", "face_box": None, "interp": "tim", "lam": None,
                         "max_iter": 1000, "register": "ecc", "sparsity": 0.25, "tol": 1e-07},
-            "pipeline_version": 2}
+            "pipeline_version": PIPELINE_VERSION}
 
 
 def test_a_clip_is_made_as_the_models_training_clips_were():
@@ -146,5 +147,6 @@ def test_a_share_against_a_fixed_lambda_model_names_the_setting():
 
 def test_a_model_of_another_pipeline_version_is_refused():
     from psn.predict import PredictError, clip_options
-    with pytest.raises(PredictError, match="pipeline version 1; this checkout's is 2"):
+    with pytest.raises(PredictError, match="pipeline version 1; this checkout's is %d"
+                       % PIPELINE_VERSION):
         clip_options(_flags(), dict(RECORDED, pipeline_version=1), "m.onnx")

@@ -133,7 +133,10 @@ def test_lambda_for_sparsity_hits_target():
     assert abs(np.count_nonzero(E) / E.size - target) <= 0.01
     assert info["nnz_share"] == pytest.approx(np.count_nonzero(E) / E.size)
     assert info["lam"] != pytest.approx(base["lam"])
-    assert info["solves"] == len(info["lam_tried"]) >= 2
+    assert info["solves"] == len(info["lam_tried"]) >= 1
+    assert [k for k, _, _ in info["subsample_solves"]] == [9]    # 2000 / 64 rows < 40 columns
+    # Every full solve is a cold one: E is exactly what a fixed-lambda solve at lam gives.
+    assert np.array_equal(E, rpca(D, lam=info["lam"])[1])
     # Larger lam, fewer non-zeros: the search's own samples are ordered that way.
     pts = sorted(info["lam_tried"])
     shares = [s for _, s in pts]
@@ -375,54 +378,98 @@ def logistic(lam_star):
     return lambda lam: 1.0 / (1.0 + (lam / lam_star) ** 2)
 
 
-@pytest.mark.parametrize("lam_star, doubling", [(10.0, [1, 2, 4, 8, 16]),
-                                               (0.1, [1, 0.5, 0.25, 0.125, 0.0625])])
-def test_search_brackets_either_way_then_regula_falsi_lands_on_the_answer(
-        monkeypatch, lam_star, doubling):
-    search = known_share_solver(monkeypatch, logistic(lam_star))
+def slope_step(lam, share, target=0.5):
+    """The search's step along R.SHARE_SLOPE, worked out here."""
+    import math
+    import preprocessing.rpca as R
+    logit = lambda p: math.log(p / (1 - p))
+    return lam * math.exp((logit(target) - logit(share)) / R.SHARE_SLOPE)
+
+
+@pytest.mark.parametrize("lam_star", [10.0, 0.1])
+def test_search_steps_along_the_slope_then_along_the_secant(monkeypatch, lam_star):
+    """logit(share) = -2 log(lam / lam_star): much flatter than SHARE_SLOPE, so the first step
+    falls short; the next ones take the slope of the last two solves (-2), the first of them
+    cut to MAX_STEP (a factor of 4), the second landing on lam_star."""
+    share = logistic(lam_star)
+    search = known_share_solver(monkeypatch, share)
     _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0)
     lams = [lam for lam, _ in info["lam_tried"]]
-    assert lams[:5] == doubling
-    # One regula-falsi step on an exactly logit-linear share hits lam_star.
-    assert len(lams) == 6 == info["solves"] and lams[5] == pytest.approx(lam_star, rel=1e-12)
-    assert info["target_met"] and E == lams[5] and info["target"] == 0.5
+    assert lams[:2] == [1.0, pytest.approx(slope_step(1.0, share(1.0)), rel=1e-12)]
+    assert (lams[1] - 1.0) * (lam_star - 1.0) > 0 and abs(np.log(lams[1] / lam_star)) > 1
+    assert lams[2] == pytest.approx(lams[1] * (4.0 if lam_star > 1 else 0.25), rel=1e-12)
+    assert len(lams) == 4 == info["solves"] and lams[3] == pytest.approx(lam_star, rel=1e-12)
+    assert info["target_met"] and E == lams[3] and info["target"] == 0.5
+    assert info["subsample_solves"] == []           # lam0 given: nothing predicted
 
 
 def test_search_defaults_start_and_target(monkeypatch):
-    # Default lam0 = 1/sqrt(100) = 0.1; default target 0.25, reached at lam_star * sqrt(3).
-    search = known_share_solver(monkeypatch, logistic(0.1 / np.sqrt(3)))
-    _, E, info = search([[0.0] * 4] * 100)                 # any array-like
-    assert info["lam_tried"] == [(0.1, pytest.approx(0.25))] and info["target_met"]
+    # 20 x 4: too few rows for any subsample level (every 9th row leaves 3 < 4 columns), so
+    # the default lam0 = 1/sqrt(20); the default target 0.25 is reached at lam_star * sqrt(3).
+    start = 1 / np.sqrt(20)
+    search = known_share_solver(monkeypatch, logistic(start / np.sqrt(3)))
+    _, E, info = search([[0.0] * 4] * 20)                  # any array-like
+    assert info["lam_tried"] == [(start, pytest.approx(0.25))] and info["target_met"]
+    assert info["subsample_solves"] == []
     for bad in (0.0, 1.0, -0.5):
         with pytest.raises(ValueError, match=r"target share must be in \(0, 1\)"):
             search(np.zeros((4, 4)), target=bad)
     # Within share_tol (0.01 by default) of the target: no second solve.
-    search = known_share_solver(monkeypatch, lambda lam: 0.259 if lam == 0.1 else 0.0)
-    assert search(np.zeros((100, 4)))[2]["solves"] == 1
-    search = known_share_solver(monkeypatch, lambda lam: 0.261 if lam == 0.1 else 0.0)
-    assert search(np.zeros((100, 4)))[2]["solves"] > 1
+    search = known_share_solver(monkeypatch, lambda lam: 0.259 if lam == start else 0.0)
+    assert search(np.zeros((20, 4)))[2]["solves"] == 1
+    search = known_share_solver(monkeypatch, lambda lam: 0.261 if lam == start else 0.0)
+    assert search(np.zeros((20, 4)))[2]["solves"] > 1
+
+
+def test_the_prediction_from_row_subsamples_lands_on_the_target(monkeypatch):
+    """A share that behaves as the levels were measured to: logit-linear in log(lam) at
+    SHARE_SLOPE, each subsample's lambda* its rows' sqrt(m / rows) times the level's ratio.
+    The coarse level's first solve steps onto lambda*, its second confirms it, the fine level
+    solves once there, and the first full solve meets the target."""
+    import preprocessing.rpca as R
+    m, n, lam_star = 12544, 152, 0.0105
+    ratio = {m: 1.0}
+    for k, r, _, _ in R.PREDICT_LEVELS:
+        ratio[len(range(0, m, k))] = r
+
+    def stand_in(D, lam, tol, max_iter, **kw):
+        rows = max(D.shape)
+        star = lam_star * np.sqrt(m / rows) * ratio[rows]
+        return None, lam, {"nnz_share": 1 / (1 + 3 * (lam / star) ** -R.SHARE_SLOPE),
+                           "lam": lam}
+    monkeypatch.setattr(R, "rpca", stand_in)
+    _, E, info = R.rpca_for_sparsity(np.zeros((m, n)))
+    assert [k for k, _, _ in info["subsample_solves"]] == [64, 64, 9]
+    assert info["subsample_solves"][1][2] == pytest.approx(0.25)
+    assert info["solves"] == 1 and info["target_met"] and E == pytest.approx(lam_star)
+    # A wide D is subsampled along its long side the same way.
+    lam, subs = R.predicted_lambda(np.zeros((n, m)))
+    assert lam == pytest.approx(lam_star) and len(subs) == 3
 
 
 def test_search_gives_up_after_max_solves_with_the_closest_solve(monkeypatch):
+    """The share stays at 1: every step is the largest allowed (MAX_STEP = 4)."""
     search = known_share_solver(monkeypatch, logistic(1e6))
     _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0, max_solves=4)
-    assert [lam for lam, _ in info["lam_tried"]] == [1, 2, 4, 8]
-    assert not info["target_met"] and E == 8 and info["solves"] == 4
+    assert [lam for lam, _ in info["lam_tried"]] == [1, 4, 16, 64]
+    assert not info["target_met"] and E == 64 and info["solves"] == 4
 
 
 def test_search_bisects_in_log_lambda_where_regula_falsi_would_overshoot(monkeypatch):
-    """A share that jumps from 0.9999 to 0.3 at lam = 3: the logit line through the bracket
-    puts its guess 0.92 of the way across, beyond the 0.4-from-the-middle limit, so each step
-    is the midpoint of log(lam); the target is never met and all 16 solves are spent."""
+    """A share that jumps from 0.9999 to 0.3 at lam = 3: the slope step from 1 crosses it;
+    the logit line through the bracket then puts its guess beyond the 0.4-from-the-middle
+    limit, so each step is the midpoint of log(lam); the target is never met and all 16
+    solves are spent."""
     search = known_share_solver(monkeypatch, lambda lam: 0.9999 if lam < 3 else 0.3)
     _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0)
     lams = [lam for lam, _ in info["lam_tried"]]
-    assert lams[:3] == [1, 2, 4]
-    assert np.allclose(np.log2(lams[3:7]), [1.5, 1.75, 1.625, 1.5625])
+    hi = slope_step(1.0, 0.9999)
+    assert lams[:2] == [1, pytest.approx(hi, rel=1e-12)] and hi > 3
+    assert np.allclose(np.log(lams[2:4]), [0.5 * np.log(hi), 0.75 * np.log(hi)])
     assert len(lams) == 16 and not info["target_met"]
     # Every solve above 3 is as close as any (share 0.3): the first of them is kept.
-    assert E == 4
-    assert abs(np.log2(lams[-1]) - np.log2(3)) < 2 ** -11
+    assert E == lams[1]
+    assert abs(np.log(lams[-1]) - np.log(3)) < 2 ** -10
 
 
 def test_a_share_exactly_share_tol_away_meets_the_target(monkeypatch):
@@ -449,28 +496,28 @@ def test_gram_route_counts_a_singular_value_just_above_the_threshold():
         assert np.abs(out - ref).max() <= 1e-12
 
 
-def test_search_stops_when_the_doubling_meets_the_target(monkeypatch):
-    search = known_share_solver(monkeypatch, logistic(4.0))
-    _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0)
-    assert [lam for lam, _ in info["lam_tried"]] == [1, 2, 4] and info["target_met"] and E == 4
-
-
-@pytest.mark.parametrize("lam_star, n_bracket", [(10.0, 6), (0.1, 4)])
-def test_regula_falsi_aims_at_the_targets_logit(monkeypatch, lam_star, n_bracket):
-    # Share 0.25 at lam_star * sqrt(3): 1/(1 + 3) = 0.25.
-    search = known_share_solver(monkeypatch, logistic(lam_star))
+def test_a_step_past_a_steep_share_brackets_it_and_regula_falsi_lands_on_it(monkeypatch):
+    """logit(share) = -20 log(lam / 1.05): steeper than SHARE_SLOPE, so the first step
+    overshoots (share 0.0176); one regula-falsi step on the exactly logit-linear share hits
+    the lam of share 0.25, 1.05 * 3 ** (1 / 20)."""
+    search = known_share_solver(monkeypatch, lambda lam: 1 / (1 + (lam / 1.05) ** 20))
     _, E, info = search(np.zeros((4, 4)), target=0.25, lam0=1.0)
-    assert info["solves"] == n_bracket + 1 and info["target_met"]
-    assert E == pytest.approx(lam_star * np.sqrt(3), rel=1e-12)
+    lams = [lam for lam, _ in info["lam_tried"]]
+    assert lams[1] == pytest.approx(slope_step(1.0, 1 / (1 + 1.05 ** -20), 0.25), rel=1e-12)
+    assert info["lam_tried"][1][1] < 0.02
+    assert len(lams) == 3 and info["target_met"]
+    assert E == lams[2] == pytest.approx(1.05 * 3 ** (1 / 20), rel=1e-12)
 
 
 def test_search_survives_shares_of_exactly_one_and_zero(monkeypatch):
-    # All of E non-zero below lam = 3, none above: logit needs its clamp, and bisection
-    # narrows the bracket to 1e-6 in log(lam): 3 bracketing solves, then 21 halvings of
-    # log 2 until the bracket is under 1e-6 (log(2) / 2**20 = 6.6e-7).
+    # All of E non-zero below lam = 3, none above: logit needs its clamp (the first step is
+    # the largest allowed, to 4), and bisection narrows the bracket [1, 4] to 1e-6 in
+    # log(lam): 2 bracketing solves, then 21 halvings of log 4 until it is under 1e-6
+    # (log(4) / 2**21 = 6.6e-7).
     search = known_share_solver(monkeypatch, lambda lam: 1.0 if lam < 3 else 0.0)
     _, E, info = search(np.zeros((4, 4)), target=0.5, lam0=1.0, max_solves=100)
-    assert info["solves"] == 24 and not info["target_met"]
+    assert info["lam_tried"][1][0] == 4.0
+    assert info["solves"] == 23 and not info["target_met"]
     assert abs(np.log(info["lam_tried"][-1][0] / 3)) < 2e-6
     assert E == 1                        # every solve is 0.5 away: the first is kept
 
@@ -501,9 +548,10 @@ def test_search_solves_at_rpcas_own_defaults(monkeypatch):
 
 
 @pytest.mark.parametrize("shares, n_solves", [
-    # Doubling: lam 2 gives 0.75, exactly share_tol from the target.
-    (lambda lam: 1.0 if lam < 1.5 else (0.75 if lam < 3 else 0.0), 2),
-    # Bisection: lam 1, 2 give 1.0, lam 4 gives 0; the midpoint 2.83 gives 0.75.
+    # lam 1 gives 1.0, the largest step 4 gives 0, the midpoint 2 gives 0.75, exactly
+    # share_tol from the target.
+    (lambda lam: 1.0 if lam < 1.5 else (0.75 if lam < 3 else 0.0), 3),
+    # lam 1, 2 give 1.0, lam 4 gives 0; the midpoint 2.83 gives 0.75.
     (lambda lam: 1.0 if lam < 2.5 else (0.75 if lam < 3.5 else 0.0), 4),
 ])
 def test_a_share_exactly_share_tol_away_stops_the_search(monkeypatch, shares, n_solves):
