@@ -279,7 +279,7 @@ printf '%s\n' "$MAKEFILE_CONFIG" | write_if_changed "$TREE/Makefile.config"
 # ---------------------------------------------------------------- build
 build_tree() {
 log "building ($VARIANT, $JOBS jobs) in $TREE; the first build takes several minutes"
-TEST_BINS=".build_release/test/test_tpu_layer.testbin"
+TEST_BINS=".build_release/test/test_tpu_layer.testbin .build_release/test/test_hdf5_prefetch_data_layer.testbin"
 # ld looks for libcaffe's own needs (libcublas.so.13, ...) on LD_LIBRARY_PATH, not on -L.
 local extra_libs=${EXTRA_LIBRARY_DIRS// /:}
 (cd "$TREE" && export LD_LIBRARY_PATH="$extra_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && \

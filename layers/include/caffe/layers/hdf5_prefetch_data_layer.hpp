@@ -1,0 +1,83 @@
+#ifndef CAFFE_HDF5_PREFETCH_DATA_LAYER_HPP_
+#define CAFFE_HDF5_PREFETCH_DATA_LAYER_HPP_
+
+#include <boost/thread.hpp>
+
+#include <deque>
+#include <vector>
+
+#include "caffe/blob.hpp"
+#include "caffe/layer.hpp"
+#include "caffe/layers/hdf5_data_layer.hpp"
+#include "caffe/proto/caffe.pb.h"
+
+namespace caffe {
+
+/**
+ * @brief HDF5Data that reads batch n+1 while batch n trains.
+ *
+ * Same parameters (hdf5_data_param: source, batch_size, shuffle), same tops
+ * (any number, one per dataset) and the same sequence of rows as Caffe's
+ * HDF5DataLayer, which copies each batch row by row on the training thread
+ * and, in GPU mode, into device memory with one synchronous copy per row and
+ * top. Here a thread of the layer's own fills kPrefetch batches ahead:
+ *
+ *   for each row r of the batch: top_j[r] = file_rows_j[permutation[row]]
+ *   (the same Skip/Next walk over files and rows as HDF5DataLayer)
+ *
+ * into page-locked host memory and, in GPU mode, pushes it to the device on a
+ * stream of its own; Forward only hands the ready batch's memory to the tops.
+ *
+ * The thread draws no number from Caffe's random generator (Caffe's
+ * InternalThread seeds its thread from it, which would shift every weight
+ * filler after this layer): a net trained with this layer gets the same
+ * weights as with HDF5Data. shuffle draws from the C library's rand(), as
+ * HDF5Data does; only this thread draws from it once Forward runs. Loading a
+ * file takes a process-wide lock: the HDF5 library may be built without
+ * thread safety, and a net's test phase reads its own file meanwhile.
+ * A file that cannot be read aborts with HDF5Data's own message.
+ */
+template <typename Dtype>
+class HDF5PrefetchDataLayer : public HDF5DataLayer<Dtype> {
+ public:
+  explicit HDF5PrefetchDataLayer(const LayerParameter& param)
+      : HDF5DataLayer<Dtype>(param), current_() {}
+  virtual ~HDF5PrefetchDataLayer();
+  virtual void LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+
+  virtual inline const char* type() const { return "HDF5PrefetchData"; }
+
+  // Batches filled ahead of the one in use: one being filled while one waits.
+  static const int kPrefetch = 2;
+
+ protected:
+  typedef vector<shared_ptr<Blob<Dtype> > > Batch;
+
+  virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void LoadHDF5FileData(const char* filename);
+
+  void LoadBatch(Batch* batch);
+  void Prefetch(Caffe::Brew mode, int device, int solver_count,
+      int solver_rank);
+  void StopPrefetch();
+  // The two queues, free (to fill) and full (to use), under one lock; Pop
+  // waits (a point where the prefetch thread can be interrupted).
+  void Push(std::deque<Batch*>* queue, Batch* batch);
+  Batch* Pop(std::deque<Batch*>* queue);
+
+  vector<shared_ptr<Batch> > batches_;
+  std::deque<Batch*> free_;
+  std::deque<Batch*> full_;
+  boost::mutex queue_mutex_;
+  boost::condition_variable queue_changed_;
+  Batch* current_;
+  shared_ptr<boost::thread> thread_;
+};
+
+}  // namespace caffe
+
+#endif  // CAFFE_HDF5_PREFETCH_DATA_LAYER_HPP_

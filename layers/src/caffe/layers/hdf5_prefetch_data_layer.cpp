@@ -1,0 +1,171 @@
+#ifdef USE_HDF5
+#include <boost/thread.hpp>
+
+#include <vector>
+
+#include "caffe/layers/hdf5_prefetch_data_layer.hpp"
+#include "caffe/util/math_functions.hpp"
+
+namespace caffe {
+
+// One lock for every HDF5 file this layer loads, in any net of the process.
+static boost::mutex& hdf5_file_mutex() {
+  static boost::mutex m;
+  return m;
+}
+
+template <typename Dtype>
+HDF5PrefetchDataLayer<Dtype>::~HDF5PrefetchDataLayer() {
+  StopPrefetch();
+}
+
+template <typename Dtype>
+void HDF5PrefetchDataLayer<Dtype>::StopPrefetch() {
+  if (thread_ && thread_->joinable()) {
+    thread_->interrupt();
+    thread_->join();
+  }
+  thread_.reset();
+}
+
+template <typename Dtype>
+void HDF5PrefetchDataLayer<Dtype>::Push(std::deque<Batch*>* queue,
+    Batch* batch) {
+  {
+    boost::mutex::scoped_lock lock(queue_mutex_);
+    queue->push_back(batch);
+  }
+  queue_changed_.notify_all();
+}
+
+template <typename Dtype>
+typename HDF5PrefetchDataLayer<Dtype>::Batch*
+HDF5PrefetchDataLayer<Dtype>::Pop(std::deque<Batch*>* queue) {
+  boost::mutex::scoped_lock lock(queue_mutex_);
+  while (queue->empty()) {
+    queue_changed_.wait(lock);
+  }
+  Batch* batch = queue->front();
+  queue->pop_front();
+  return batch;
+}
+
+template <typename Dtype>
+void HDF5PrefetchDataLayer<Dtype>::LoadHDF5FileData(const char* filename) {
+  boost::mutex::scoped_lock lock(hdf5_file_mutex());
+  HDF5DataLayer<Dtype>::LoadHDF5FileData(filename);
+}
+
+template <typename Dtype>
+void HDF5PrefetchDataLayer<Dtype>::LayerSetUp(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  // The list, the first file, the tops' shapes: HDF5Data's own setup.
+  HDF5DataLayer<Dtype>::LayerSetUp(bottom, top);
+  batches_.clear();
+  for (int b = 0; b < kPrefetch + 1; ++b) {
+    shared_ptr<Batch> batch(new Batch());
+    for (int j = 0; j < top.size(); ++j) {
+      batch->push_back(shared_ptr<Blob<Dtype> >(new Blob<Dtype>(top[j]->shape())));
+      // Allocated here, on the net's thread (pinned host memory in GPU mode):
+      // the prefetch thread then only writes into it.
+      (*batch)[j]->mutable_cpu_data();
+#ifndef CPU_ONLY
+      if (Caffe::mode() == Caffe::GPU) {
+        (*batch)[j]->mutable_gpu_data();
+      }
+#endif
+    }
+    batches_.push_back(batch);
+    free_.push_back(batch.get());
+  }
+  int device = 0;
+#ifndef CPU_ONLY
+  if (Caffe::mode() == Caffe::GPU) {
+    CUDA_CHECK(cudaGetDevice(&device));
+  }
+#endif
+  thread_.reset(new boost::thread(&HDF5PrefetchDataLayer<Dtype>::Prefetch,
+      this, Caffe::mode(), device, Caffe::solver_count(),
+      Caffe::solver_rank()));
+}
+
+template <typename Dtype>
+void HDF5PrefetchDataLayer<Dtype>::LoadBatch(Batch* batch) {
+  const int batch_size = this->layer_param_.hdf5_data_param().batch_size();
+  for (int i = 0; i < batch_size; ++i) {
+    while (this->Skip()) {
+      this->Next();
+    }
+    for (int j = 0; j < batch->size(); ++j) {
+      Blob<Dtype>* blob = (*batch)[j].get();
+      const int data_dim = blob->count() / blob->shape(0);
+      caffe_copy(data_dim, &this->hdf_blobs_[j]->cpu_data()[
+          this->data_permutation_[this->current_row_] * data_dim],
+          &blob->mutable_cpu_data()[i * data_dim]);
+    }
+    this->Next();
+  }
+}
+
+template <typename Dtype>
+void HDF5PrefetchDataLayer<Dtype>::Prefetch(Caffe::Brew mode, int device,
+    int solver_count, int solver_rank) {
+  // Caffe's state is per thread: this one works in the net's mode, on its
+  // device and solver rank (HDF5Data's Skip reads them), and draws no random
+  // number from Caffe.
+  Caffe::set_mode(mode);
+  Caffe::set_solver_count(solver_count);
+  Caffe::set_solver_rank(solver_rank);
+#ifndef CPU_ONLY
+  cudaStream_t stream;
+  if (mode == Caffe::GPU) {
+    CUDA_CHECK(cudaSetDevice(device));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  }
+#endif
+  try {
+    while (!boost::this_thread::interruption_requested()) {
+      Batch* batch = Pop(&free_);
+      LoadBatch(batch);
+#ifndef CPU_ONLY
+      if (mode == Caffe::GPU) {
+        for (int j = 0; j < batch->size(); ++j) {
+          (*batch)[j]->data().get()->async_gpu_push(stream);
+        }
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+      }
+#endif
+      Push(&full_, batch);
+    }
+  } catch (boost::thread_interrupted&) {
+    // Expected when the layer is destroyed.
+  }
+#ifndef CPU_ONLY
+  if (mode == Caffe::GPU) {
+    CUDA_CHECK(cudaStreamDestroy(stream));
+  }
+#endif
+}
+
+template <typename Dtype>
+void HDF5PrefetchDataLayer<Dtype>::Forward_cpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  if (current_) {
+    Push(&free_, current_);
+  }
+  current_ = Pop(&full_);
+  for (int j = 0; j < top.size(); ++j) {
+    top[j]->ReshapeLike(*(*current_)[j]);
+    top[j]->set_cpu_data((*current_)[j]->mutable_cpu_data());
+  }
+}
+
+#ifdef CPU_ONLY
+STUB_GPU_FORWARD(HDF5PrefetchDataLayer, Forward);
+#endif
+
+INSTANTIATE_CLASS(HDF5PrefetchDataLayer);
+REGISTER_LAYER_CLASS(HDF5PrefetchData);
+
+}  // namespace caffe
+#endif  // USE_HDF5
