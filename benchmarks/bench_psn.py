@@ -1,9 +1,12 @@
 """`caffe time` on PSN at batch 5 x 16: per-layer times, seconds per iteration, stream split.
 
     .venv/bin/python benchmarks/bench_psn.py [--model psn] [--iterations 3] [--gpu 0] [--width 1.0]
+                                             [--data-layer HDF5PrefetchData|HDF5Data]
 
-Feeds the train_val net (HDF5Data) from a random shard of 10 clips, so the timing covers
-data, both streams, fusion and loss, forward and backward, as in training.
+Feeds the train_val net from a random shard of 10 clips through the data layer a fold trains
+with (HDF5PrefetchData, psn.fold_setup.prefetch_data; --data-layer HDF5Data for Caffe's own),
+so the timing covers data, both streams, fusion and loss, forward and backward, as in
+training.
 """
 import argparse
 import os
@@ -33,6 +36,8 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--gpu", type=int)
     ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--data-layer", choices=("HDF5PrefetchData", "HDF5Data"),
+                    default="HDF5PrefetchData")
     args = ap.parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe(cuda=args.gpu is not None)
@@ -55,6 +60,9 @@ def main(argv=None):
             f.write(shard + "\n")
         tv, _, _ = nets.build(args.model, width=args.width, train_source=source,
                               test_source=source)
+        if args.data_layer == "HDF5PrefetchData":
+            from psn.fold_setup import prefetch_data
+            prefetch_data(tv)
         model = os.path.join(tmp, "train_val.prototxt")
         with open(model, "w") as f:
             f.write(text_format.MessageToString(tv))
@@ -76,8 +84,8 @@ def main(argv=None):
         if m:
             total = float(m.group(1))
     device = "GPU %d" % args.gpu if args.gpu is not None else "CPU (%d cores)" % os.cpu_count()
-    print("caffe time: %s, width %.3g, batch 5 clips x 16 frames = 80 rows, %s, %d iterations"
-          % (args.model, args.width, device, args.iterations))
+    print("caffe time: %s, width %.3g, batch 5 clips x 16 frames = 80 rows, %s, %d iterations, "
+          "%s" % (args.model, args.width, device, args.iterations, args.data_layer))
     print("%-26s %10s %10s" % ("layer", "fwd ms", "bwd ms"))
     for name in fwd:
         print("%-26s %10.2f %10.2f" % (name, fwd[name], bwd.get(name, 0.0)))

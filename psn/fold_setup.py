@@ -151,13 +151,24 @@ def fold_nets(model, width, batch, train_list, test_list, tpu_impl, net_override
             tp_gain.set_from_data(tv, replace(base, width=width, **(net_overrides or {})),
                                   train_shards, log)
     for layer in tv.layer:
-        if layer.type == "HDF5Data":
+        if layer.type in nets.DATA_LAYERS:
             phase = layer.include[0].phase
             layer.hdf5_data_param.source = train_list if phase == caffe_pb2.TRAIN else test_list
     if tpu_impl == "python":
         for net in (tv, dp):
             use_python_tpu(net)
     return tv, dp, solver
+
+
+def prefetch_data(net):
+    """Read the shards ahead: each HDF5Data layer becomes the project's HDF5PrefetchData
+    (layers/, compiled into Caffe with the TPU), which yields the same rows in the same order
+    and leaves Caffe's random numbers alone, so a fold trains to the same weights; the next
+    batch is read (and on a GPU copied to it) while this one trains. Only where the TPU is the
+    compiled one: a Caffe without layers/ has neither."""
+    for layer in net.layer:
+        if layer.type == "HDF5Data":
+            layer.type = "HDF5PrefetchData"
 
 
 def use_python_tpu(net):
@@ -285,6 +296,8 @@ def prepare_fold(cfg, fold, fold_dir, log=None):
     solver.random_seed = cfg.seed + fold
     if not solver.snapshot or solver.snapshot > solver.max_iter:
         solver.snapshot = solver.max_iter
+    if cfg.tpu_impl == "cpp":
+        prefetch_data(tv)
     # On the CPU of a cuDNN build, cuDNN's layers would abort at setup (psn.engines).
     write_atomic(os.path.join(fold_dir, "train_val.prototxt"),
                  text_format.MessageToString(tv if cfg.gpus else for_cpu(tv)))

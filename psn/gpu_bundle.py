@@ -41,6 +41,7 @@ import tempfile
 from preprocessing.atomic import write_atomic
 from preprocessing.layout import DataFolder
 from psn.engines import caffe_engines
+from psn.nets import DATA_LAYERS
 
 # bench_tpu.py's net: the TPU layer alone on Input blobs.
 TPU_NET = """name: "tpu_alone"
@@ -60,7 +61,7 @@ def layer_streams(net):
     origin = {}
     streams = {}
     for layer in net.layer:
-        if layer.type in ("HDF5Data", "Input", "Data"):
+        if layer.type in DATA_LAYERS + ("Input", "Data"):
             streams[layer.name] = "data"
             for top in layer.top:
                 origin[top] = {"sparse": {"spatial"}, "raw": {"temporal"}}.get(top, set())
@@ -102,7 +103,7 @@ def write_run(data_dir, out_dir, fold=1, model="psn"):
         with open(os.path.join(fold_dir, "train_val.prototxt")) as f:
             text_format.Merge(f.read(), tv)
     for layer in tv.layer:
-        if layer.type == "HDF5Data":
+        if layer.type in DATA_LAYERS:
             train = layer.include[0].phase == caffe_pb2.TRAIN
             layer.hdf5_data_param.source = "train.txt" if train else "test.txt"
     solver.net = "train_val.prototxt"

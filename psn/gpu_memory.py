@@ -25,20 +25,31 @@ import subprocess
 import tempfile
 
 from psn.config import RunError
+from psn.nets import DATA_LAYERS
 
 CONTEXT_MIB = 768
 FOLD_MARGIN = 1.2
 TWO_HISTORIES = ("Adam", "AdaDelta")
 MIB = 1 << 20
+# Batches HDF5PrefetchData holds (layers/include/caffe/layers/hdf5_prefetch_data_layer.hpp:
+# kPrefetch filled ahead and the one in use).
+PREFETCH_BATCHES = 3
+
+
+def _count(shape):
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def _input_net(tv, shapes):
-    """NetParameter `tv` with each HDF5Data layer an Input layer of its tops' `shapes`."""
+    """NetParameter `tv` with each data layer an Input layer of its tops' `shapes`."""
     from psn.caffe_proto import caffe_pb2
     net = caffe_pb2.NetParameter()
     net.CopyFrom(tv)
     for layer in net.layer:
-        if layer.type != "HDF5Data":
+        if layer.type not in DATA_LAYERS:
             continue
         batch = layer.hdf5_data_param.batch_size
         tops = list(layer.top)
@@ -92,7 +103,7 @@ def fold_mib(tv, shard, solver_type="SGD"):
     psn.fold_setup.run_train_net writes it) reading rows shaped like `shard`'s."""
     caffe = _pycaffe()
     shapes = shard_shapes(shard)
-    data_tops = {t for layer in tv.layer if layer.type == "HDF5Data" for t in layer.top}
+    data_tops = {t for layer in tv.layer if layer.type in DATA_LAYERS for t in layer.top}
     missing = sorted(data_tops - set(shapes))
     if missing:
         raise RunError("%s holds no dataset %s that the net reads" % (shard, ", ".join(missing)))
@@ -100,7 +111,13 @@ def fold_mib(tv, shard, solver_type="SGD"):
     train_blobs, params = _counts(net, caffe.TRAIN)
     test_blobs, _ = _counts(net, caffe.TEST)
     histories = 2 if solver_type in TWO_HISTORIES else 1
-    values = 2 * train_blobs + test_blobs + (2 + histories) * params
+    # HDF5PrefetchData (psn.fold_setup.prefetch_data) keeps PREFETCH_BATCHES batches of its
+    # tops on the GPU, in the train net and in the test net.
+    batch_values = sum(layer.hdf5_data_param.batch_size * _count(shapes[t])
+                       for layer in tv.layer if layer.type in DATA_LAYERS
+                       and any(r.phase == 0 for r in layer.include) for t in layer.top)
+    values = (2 * train_blobs + test_blobs + (2 + histories) * params
+              + 2 * PREFETCH_BATCHES * batch_values)
     return CONTEXT_MIB + FOLD_MARGIN * values * 4 / MIB
 
 

@@ -96,7 +96,7 @@ def _net_param(model, width, train_list, test_list):
     except (ParseError, UnicodeDecodeError) as e:
         raise HealthError("%s is not a Caffe net prototxt (%s): fix it or regenerate it with "
                           "python -m psn.nets" % (model, str(e).splitlines()[0]))
-    data = [l for l in tv.layer if l.type == "HDF5Data"]
+    data = [l for l in tv.layer if l.type in nets.DATA_LAYERS]
     if not data:
         raise HealthError("%s has no HDF5Data layer: give a train_val.prototxt, not a deploy "
                           "net" % model)

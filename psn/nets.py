@@ -29,6 +29,12 @@ from dataclasses import dataclass, replace
 from preprocessing.labels import CLASSES
 from preprocessing.sampling import CROP, N_SAMPLED
 
+# The layer types that read a net's HDF5 shards: Caffe's HDF5Data, which the nets here are
+# written with, and the project's HDF5PrefetchData (layers/: the same rows, read ahead on a
+# thread of its own), which a fold's train net uses under the project's Caffe
+# (psn.fold_setup.prefetch_data).
+DATA_LAYERS = ("HDF5Data", "HDF5PrefetchData")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTOTXT_DIR = os.path.join(ROOT, "prototxt")
 NUM_CLASSES = len(CLASSES)   # the paper's 4; a protocol with other classes sets num_classes

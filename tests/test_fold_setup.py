@@ -58,3 +58,28 @@ def test_a_class_count_that_does_not_match_the_data_is_refused(caffe_env, traine
     err = capsys.readouterr().err
     assert "manifest.csv has labels 0..3, but" in err and "names 3 classes" in err
     assert not (tmp_path / "r3" / "fold01").exists()
+
+
+def test_a_fold_reads_its_shards_ahead_where_the_tpu_is_compiled(caffe_env, tmp_path):
+    """A fold's train net reads through HDF5PrefetchData (layers/) under the project's Caffe,
+    through Caffe's HDF5Data with --tpu-impl python (a Caffe without layers/ has neither);
+    the run's own net, which the run record hashes, keeps HDF5Data either way."""
+    from google.protobuf import text_format
+    from run_folds_helpers import make_data
+    import psn.fold_setup as T
+    from psn.caffe_proto import caffe_pb2
+    from psn.config import RunConfig
+    data = make_data(str(tmp_path / "data"))
+    for impl, want in (("cpp", "HDF5PrefetchData"), ("python", "HDF5Data")):
+        cfg = RunConfig(data=data, out=str(tmp_path / impl), width=0.125, schedule="smoke",
+                        tpu_impl=impl)
+        fold_dir = str(tmp_path / impl / "fold01")
+        os.makedirs(fold_dir)
+        T.prepare_fold(cfg, 1, fold_dir)
+        net = caffe_pb2.NetParameter()
+        with open(os.path.join(fold_dir, "train_val.prototxt")) as f:
+            text_format.Merge(f.read(), net)
+        data_layers = [l for l in net.layer if l.hdf5_data_param.source]
+        assert [l.type for l in data_layers] == [want, want]
+        assert {l.type for l in T.run_train_net(cfg).layer if l.hdf5_data_param.source} == {
+            "HDF5Data"}

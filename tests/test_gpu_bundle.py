@@ -65,7 +65,8 @@ def _bundle_from_cpu_build(caffe_env, tmp_path):
         (b / d).mkdir(parents=True)
     shutil.copy(os.path.join(home, "bin", "caffe.bin"), str(b / "bin"))
     os.symlink("caffe.bin", str(b / "bin" / "caffe"))
-    shutil.copy(os.path.join(home, "test", "test_tpu_layer.testbin"), str(b / "test"))
+    for binary in ("test_tpu_layer.testbin", "test_hdf5_prefetch_data_layer.testbin"):
+        shutil.copy(os.path.join(home, "test", binary), str(b / "test"))
     shutil.copy(os.path.join(home, "lib", "libcaffe.so.1.0.0"), str(b / "lib"))
     os.symlink("libcaffe.so.1.0.0", str(b / "lib" / "libcaffe.so"))
     shutil.copy(os.path.join(home, "BUILD_INFO"), str(b / "BUILD_INFO"))

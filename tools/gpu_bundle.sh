@@ -70,7 +70,8 @@ stage() {
   # PSN_CAFFE_HOME=B on the host: the tools find bin/caffe and read the build's options
   # (cuda, cudnn: Caffe's own engines on the CPU, psn.engines).
   cp "$home/BUILD_INFO" "$B/BUILD_INFO"
-  cp -L "$home/test/test_tpu_layer.testbin" "$B/test/"
+  cp -L "$home/test/test_tpu_layer.testbin" "$home/test/test_hdf5_prefetch_data_layer.testbin" \
+    "$B/test/"
   cp -L "$home/lib/libcaffe.so.1.0.0" "$B/lib/"
   ln -s libcaffe.so.1.0.0 "$B/lib/libcaffe.so"
   # Every shared library the binaries load, except the C/C++ runtime (the host's own, which

@@ -140,6 +140,18 @@ GTEST_PASSED=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$OUT
 GTEST_GPU=$(grep -c '^\[       OK \] TPULayerTest/[23]\.' "$OUTDIR/gtest.log" || true)
 [ "$rc" = 0 ] || { tail -n 30 "$OUTDIR/gtest.log" >&2; die "TPU gtests failed (exit $rc; $OUTDIR/gtest.log)"; }
 [ "$MODE" = cpu ] || [ "${GTEST_GPU:-0}" -gt 0 ] || die "no GPU case of the TPU gtests ran ($OUTDIR/gtest.log)"
+# The prefetching data layer the folds read their shards with: the same rows as HDF5Data,
+# on the device in GPU mode.
+filter='HDF5PrefetchDataLayerTest/0.*:HDF5PrefetchDataLayerTest/1.*'
+[ "$MODE" = gpu ] && filter='HDF5PrefetchDataLayerTest/*'
+set +e
+"$B/test/test_hdf5_prefetch_data_layer.testbin" --gtest_filter="$filter" >> "$OUTDIR/gtest.log" 2>&1
+rc=$?
+set -e
+[ "$rc" = 0 ] || { tail -n 30 "$OUTDIR/gtest.log" >&2; die "HDF5PrefetchData gtests failed (exit $rc; $OUTDIR/gtest.log)"; }
+n=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$OUTDIR/gtest.log" | tail -n1)
+GTEST_PASSED=$(( ${GTEST_PASSED:-0} + ${n:-0} ))
+GTEST_GPU=$(( ${GTEST_GPU:-0} + $(grep -c '^\[       OK \] HDF5PrefetchDataLayerTest/[23]\.' "$OUTDIR/gtest.log" || true) ))
 GTEST_S=$(secs "$t")
 log "  ${GTEST_PASSED:-0} passed (${GTEST_GPU:-0} on the GPU) in ${GTEST_S} s"
 
