@@ -279,11 +279,12 @@ printf '%s\n' "$MAKEFILE_CONFIG" | write_if_changed "$TREE/Makefile.config"
 # ---------------------------------------------------------------- build
 build_tree() {
 log "building ($VARIANT, $JOBS jobs) in $TREE; the first build takes several minutes"
-TEST_BINS=".build_release/test/test_tpu_layer.testbin .build_release/test/test_hdf5_prefetch_data_layer.testbin"
+local test_bins=(.build_release/test/test_tpu_layer.testbin
+                 .build_release/test/test_hdf5_prefetch_data_layer.testbin)
 # ld looks for libcaffe's own needs (libcublas.so.13, ...) on LD_LIBRARY_PATH, not on -L.
 local extra_libs=${EXTRA_LIBRARY_DIRS// /:}
 (cd "$TREE" && export LD_LIBRARY_PATH="$extra_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" && \
- make -j"$JOBS" all pycaffe >&2 && make -j"$JOBS" $TEST_BINS >&2) || \
+ make -j"$JOBS" all pycaffe >&2 && make -j"$JOBS" "${test_bins[@]}" >&2) || \
   die "make failed in $TREE (the log above says where); fix and rerun: finished objects are kept"
 }
 
