@@ -107,3 +107,34 @@ def test_a_shard_that_cannot_be_read_stops_it_with_hdf5datas_message(caffe_env, 
         run, _ = _train(caffe_env, tmp_path, layer_type, listing)
         assert run.returncode != 0
         assert "Failed opening HDF5 file: %s" % missing in run.stderr, run.stderr[-2000:]
+
+
+FORK = textwrap.dedent("""
+    import os
+    import sys
+    import caffe
+    listing, folder = sys.argv[1:3]
+    open(folder + "/net.prototxt", "w").write(
+        'layer { name: "d" type: "HDF5PrefetchData" top: "data" top: "label" '
+        'hdf5_data_param { source: "%s" batch_size: 4 } }' % listing)
+    caffe.set_mode_cpu()
+    net = caffe.Net(folder + "/net.prototxt", caffe.TRAIN)
+    net.forward()
+    pid = os.fork()
+    if pid == 0:
+        net.forward()            # the child has no reading thread: refused, not hung
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print("child", os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0)
+    net.forward()                # the parent's thread still serves it
+    print("parent ok")
+""")
+
+
+def test_a_forked_child_is_refused_and_the_parent_goes_on(caffe_env, tmp_path):
+    listing = _shards(str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", FORK, listing, str(tmp_path)],
+                         capture_output=True, text=True, env=caffe_env, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "child True" in run.stdout and "parent ok" in run.stdout
+    assert "does not survive fork()" in run.stderr

@@ -3,6 +3,8 @@
 
 #include <boost/thread.hpp>
 
+#include <sys/types.h>
+
 #include <deque>
 #include <vector>
 
@@ -27,21 +29,28 @@ namespace caffe {
  *
  * into page-locked host memory and, in GPU mode, pushes it to the device on a
  * stream of its own; Forward only hands the ready batch's memory to the tops.
+ * A batch handed back is refilled on the device only after the work queued on
+ * the default stream until then (the last iteration's backward pass, which
+ * reads it) is done: an event recorded there, waited for on the push stream.
  *
  * The thread draws no number from Caffe's random generator (Caffe's
  * InternalThread seeds its thread from it, which would shift every weight
  * filler after this layer): a net trained with this layer gets the same
  * weights as with HDF5Data. shuffle draws from the C library's rand(), as
- * HDF5Data does; only this thread draws from it once Forward runs. Loading a
- * file takes a process-wide lock: the HDF5 library may be built without
- * thread safety, and a net's test phase reads its own file meanwhile.
- * A file that cannot be read aborts with HDF5Data's own message.
+ * HDF5Data does, from the thread as soon as it starts: the same sequence as
+ * long as nothing else in the process draws from rand() meanwhile (a fold's
+ * test layer does not shuffle). Loading a file takes a lock shared by every
+ * HDF5PrefetchData layer of the process (the HDF5 library may be built without
+ * thread safety, and a net's test layer reads its own files meanwhile); plain
+ * HDF5Data layers, snapshots and h5py in the same process do not take it.
+ * A file that cannot be read aborts with HDF5Data's own message. The thread
+ * does not survive fork(): the layer refuses to run in a forked child.
  */
 template <typename Dtype>
 class HDF5PrefetchDataLayer : public HDF5DataLayer<Dtype> {
  public:
   explicit HDF5PrefetchDataLayer(const LayerParameter& param)
-      : HDF5DataLayer<Dtype>(param), current_() {}
+      : HDF5DataLayer<Dtype>(param), current_(), owner_() {}
   virtual ~HDF5PrefetchDataLayer();
   virtual void LayerSetUp(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top);
@@ -61,6 +70,7 @@ class HDF5PrefetchDataLayer : public HDF5DataLayer<Dtype> {
   virtual void LoadHDF5FileData(const char* filename);
 
   void LoadBatch(Batch* batch);
+  int Index(const Batch* batch) const;
   void Prefetch(Caffe::Brew mode, int device, int solver_count,
       int solver_rank);
   void StopPrefetch();
@@ -76,6 +86,11 @@ class HDF5PrefetchDataLayer : public HDF5DataLayer<Dtype> {
   boost::condition_variable queue_changed_;
   Batch* current_;
   shared_ptr<boost::thread> thread_;
+  pid_t owner_;
+#ifndef CPU_ONLY
+  // Per batch: recorded on the default stream when Forward hands it back.
+  vector<cudaEvent_t> released_;
+#endif
 };
 
 }  // namespace caffe

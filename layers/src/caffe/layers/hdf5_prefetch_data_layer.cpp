@@ -1,4 +1,6 @@
 #ifdef USE_HDF5
+#include <unistd.h>
+
 #include <boost/thread.hpp>
 
 #include <vector>
@@ -21,11 +23,30 @@ HDF5PrefetchDataLayer<Dtype>::~HDF5PrefetchDataLayer() {
 
 template <typename Dtype>
 void HDF5PrefetchDataLayer<Dtype>::StopPrefetch() {
-  if (thread_ && thread_->joinable()) {
+  // A forked child holds no thread of its parent's to stop.
+  if (thread_ && thread_->joinable() && owner_ == getpid()) {
     thread_->interrupt();
     thread_->join();
   }
   thread_.reset();
+  free_.clear();
+  full_.clear();
+  current_ = NULL;
+#ifndef CPU_ONLY
+  for (int b = 0; b < released_.size(); ++b) {
+    cudaEventDestroy(released_[b]);
+  }
+  released_.clear();
+#endif
+}
+
+template <typename Dtype>
+int HDF5PrefetchDataLayer<Dtype>::Index(const Batch* batch) const {
+  for (int b = 0; b < batches_.size(); ++b) {
+    if (batches_[b].get() == batch) return b;
+  }
+  LOG(FATAL) << "HDF5PrefetchData: a batch that is not the layer's";
+  return -1;
 }
 
 template <typename Dtype>
@@ -59,6 +80,10 @@ void HDF5PrefetchDataLayer<Dtype>::LoadHDF5FileData(const char* filename) {
 template <typename Dtype>
 void HDF5PrefetchDataLayer<Dtype>::LayerSetUp(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  StopPrefetch();          // set up again: the old thread and batches go
+  CHECK_GT(this->layer_param_.hdf5_data_param().batch_size(), 0) << this->type()
+      << " " << this->layer_param_.name() << ": hdf5_data_param.batch_size must "
+      << "be given and positive";
   // The list, the first file, the tops' shapes: HDF5Data's own setup.
   HDF5DataLayer<Dtype>::LayerSetUp(bottom, top);
   batches_.clear();
@@ -66,24 +91,34 @@ void HDF5PrefetchDataLayer<Dtype>::LayerSetUp(
     shared_ptr<Batch> batch(new Batch());
     for (int j = 0; j < top.size(); ++j) {
       batch->push_back(shared_ptr<Blob<Dtype> >(new Blob<Dtype>(top[j]->shape())));
-      // Allocated here, on the net's thread (pinned host memory in GPU mode):
-      // the prefetch thread then only writes into it.
+      // Allocated here, on the net's thread (pinned host memory in GPU mode),
+      // and left in sync: the thread's first fill copies nothing back.
       (*batch)[j]->mutable_cpu_data();
 #ifndef CPU_ONLY
       if (Caffe::mode() == Caffe::GPU) {
-        (*batch)[j]->mutable_gpu_data();
+        (*batch)[j]->gpu_data();
       }
 #endif
     }
     batches_.push_back(batch);
     free_.push_back(batch.get());
   }
+#ifndef CPU_ONLY
+  if (Caffe::mode() == Caffe::GPU) {
+    released_.resize(batches_.size());
+    for (int b = 0; b < released_.size(); ++b) {
+      CUDA_CHECK(cudaEventCreateWithFlags(&released_[b],
+          cudaEventDisableTiming));
+    }
+  }
+#endif
   int device = 0;
 #ifndef CPU_ONLY
   if (Caffe::mode() == Caffe::GPU) {
     CUDA_CHECK(cudaGetDevice(&device));
   }
 #endif
+  owner_ = getpid();
   thread_.reset(new boost::thread(&HDF5PrefetchDataLayer<Dtype>::Prefetch,
       this, Caffe::mode(), device, Caffe::solver_count(),
       Caffe::solver_rank()));
@@ -110,25 +145,28 @@ void HDF5PrefetchDataLayer<Dtype>::LoadBatch(Batch* batch) {
 template <typename Dtype>
 void HDF5PrefetchDataLayer<Dtype>::Prefetch(Caffe::Brew mode, int device,
     int solver_count, int solver_rank) {
-  // Caffe's state is per thread: this one works in the net's mode, on its
-  // device and solver rank (HDF5Data's Skip reads them), and draws no random
-  // number from Caffe.
-  Caffe::set_mode(mode);
-  Caffe::set_solver_count(solver_count);
-  Caffe::set_solver_rank(solver_rank);
 #ifndef CPU_ONLY
+  // The net's device first: Caffe's per-thread state, made below, opens its
+  // cuBLAS and cuRAND handles on the current device.
   cudaStream_t stream;
   if (mode == Caffe::GPU) {
     CUDA_CHECK(cudaSetDevice(device));
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   }
 #endif
+  // Caffe's state is per thread: this one works in the net's mode and solver
+  // rank (HDF5Data's Skip reads them), and draws no random number from Caffe.
+  Caffe::set_mode(mode);
+  Caffe::set_solver_count(solver_count);
+  Caffe::set_solver_rank(solver_rank);
   try {
     while (!boost::this_thread::interruption_requested()) {
       Batch* batch = Pop(&free_);
       LoadBatch(batch);
 #ifndef CPU_ONLY
       if (mode == Caffe::GPU) {
+        // Not before the GPU is done with this batch's device memory.
+        CUDA_CHECK(cudaStreamWaitEvent(stream, released_[Index(batch)], 0));
         for (int j = 0; j < batch->size(); ++j) {
           (*batch)[j]->data().get()->async_gpu_push(stream);
         }
@@ -150,6 +188,9 @@ void HDF5PrefetchDataLayer<Dtype>::Prefetch(Caffe::Brew mode, int device,
 template <typename Dtype>
 void HDF5PrefetchDataLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  CHECK_EQ(owner_, getpid()) << this->type() << " " << this->layer_param_.name()
+      << ": its reading thread does not survive fork(); make the net in the "
+      << "process that runs it";
   if (current_) {
     Push(&free_, current_);
   }

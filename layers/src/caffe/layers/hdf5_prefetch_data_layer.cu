@@ -1,4 +1,6 @@
 #ifdef USE_HDF5
+#include <unistd.h>
+
 #include <vector>
 
 #include "caffe/layers/hdf5_prefetch_data_layer.hpp"
@@ -10,7 +12,12 @@ namespace caffe {
 template <typename Dtype>
 void HDF5PrefetchDataLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  CHECK_EQ(owner_, getpid()) << this->type() << " " << this->layer_param_.name()
+      << ": its reading thread does not survive fork(); make the net in the "
+      << "process that runs it";
   if (this->current_) {
+    // Kernels queued until now (the last backward pass) may still read it.
+    CUDA_CHECK(cudaEventRecord(released_[Index(this->current_)], 0));
     this->Push(&this->free_, this->current_);
   }
   this->current_ = this->Pop(&this->full_);
