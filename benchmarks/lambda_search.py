@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 import _init_paths  # noqa: F401  (the checkout on sys.path)
+from preprocessing.rpca import logit  # noqa: E402
 
 TARGET = 0.25
 PHOTO_SIZE = (640, 480)
@@ -42,11 +43,6 @@ PHOTO_CLIPS = (("astronaut", False, 40, 1), ("grace_hopper", False, 55, 2),
                ("astronaut", True, 70, 4), ("grace_hopper", True, 40, 4),
                ("astronaut", False, 55, 2), ("grace_hopper", False, 70, 1),
                ("astronaut", True, 40, 3), ("grace_hopper", True, 55, 3))
-
-
-def logit(p):
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
 
 
 def photograph(name):

@@ -261,15 +261,17 @@ SHARE_SLOPE = -8.3
 MAX_STEP = 4.0
 # Row subsamples that predict lambda* before the first full solve: (keep every k-th row, the
 # ratio of the subsample's lambda* to the full problem's beyond the sqrt(k) that 1/sqrt(rows)
-# accounts for, the share within which the level stops stepping). Measured on 18 clips
-# (12544 x 152, benchmarks/lambda_search.py): every 64th row 1.106 +- 0.018, every 9th
-# 1.021 +- 0.006. A solve of every 64th row costs about 0.09 of a full one (the 152 x 152
-# eigensolve dominates it), of every 9th 0.17; the coarse level steps until its share is
-# within 0.04 of the target, the fine one solves once and steps along SHARE_SLOPE.
+# accounts for, the share within which the level stops stepping, the most solves it makes).
+# Measured on 18 clips (12544 x 152, benchmarks/lambda_search.py): every 64th row
+# 1.106 +- 0.018, every 9th 1.021 +- 0.006. A solve of every 64th row costs about 0.05 of a
+# full one (the 152 x 152 eigensolve dominates it), of every 9th 0.13; the coarse level steps
+# until its share is within 0.04 of the target, the fine one solves once and steps along
+# SHARE_SLOPE.
 PREDICT_LEVELS = ((64, 1.106, 0.04, 4), (9, 1.021, 1.0, 1))
 
 
-def _logit(p):
+def logit(p):
+    """log(p / (1 - p)), p clamped to [1e-6, 1 - 1e-6] (a share of exactly 0 or 1)."""
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
 
@@ -277,7 +279,7 @@ def _logit(p):
 def _slope_step(lam, share, target, slope=SHARE_SLOPE):
     """The lambda where the line of slope `slope` through (log lam, logit share) meets the
     target, moved by at most MAX_STEP."""
-    step = (_logit(target) - _logit(share)) / slope
+    step = (logit(target) - logit(share)) / slope
     step = min(max(step, -math.log(MAX_STEP)), math.log(MAX_STEP))
     return lam * math.exp(step)
 
@@ -289,7 +291,7 @@ def _secant(points):
     (l1, s1), (l2, s2) = points
     if l1 == l2:
         return SHARE_SLOPE
-    slope = (_logit(s2) - _logit(s1)) / (math.log(l2) - math.log(l1))
+    slope = (logit(s2) - logit(s1)) / (math.log(l2) - math.log(l1))
     return slope if -50.0 <= slope <= -0.5 else SHARE_SLOPE
 
 
@@ -349,6 +351,8 @@ def rpca_for_sparsity(D, target: float = DEFAULT_SPARSITY, *, share_tol: float =
     """
     if not 0.0 < target < 1.0:
         raise ValueError(f"target share must be in (0, 1), got {target}")
+    if max_solves < 1:
+        raise ValueError(f"max_solves must be at least 1, got {max_solves}")
     D = np.asarray(D)
     sub_solves = []
     if lam0 is None:
@@ -394,7 +398,7 @@ def rpca_for_sparsity(D, target: float = DEFAULT_SPARSITY, *, share_tol: float =
         if abs(b - a) < 1e-6:
             break
         mid = 0.5 * (a + b)
-        fa, fb, ft = _logit(lo[1]), _logit(hi[1]), _logit(target)
+        fa, fb, ft = logit(lo[1]), logit(hi[1]), logit(target)
         if fa != fb:
             guess = a + (fa - ft) * (b - a) / (fa - fb)
             if abs(guess - mid) <= 0.4 * abs(b - a):

@@ -112,10 +112,13 @@ def fold_mib(tv, shard, solver_type="SGD"):
     test_blobs, _ = _counts(net, caffe.TEST)
     histories = 2 if solver_type in TWO_HISTORIES else 1
     # HDF5PrefetchData (psn.fold_setup.prefetch_data) keeps PREFETCH_BATCHES batches of its
-    # tops on the GPU, in the train net and in the test net.
+    # tops on the GPU, in the train net and in the test net (counted also for --tpu-impl
+    # python, whose folds read through HDF5Data: tens of MiB over).
+    from psn.caffe_proto import caffe_pb2
     batch_values = sum(layer.hdf5_data_param.batch_size * _count(shapes[t])
                        for layer in tv.layer if layer.type in DATA_LAYERS
-                       and any(r.phase == 0 for r in layer.include) for t in layer.top)
+                       and any(r.phase == caffe_pb2.TRAIN for r in layer.include)
+                       for t in layer.top)
     values = (2 * train_blobs + test_blobs + (2 + histories) * params
               + 2 * PREFETCH_BATCHES * batch_values)
     return CONTEXT_MIB + FOLD_MARGIN * values * 4 / MIB

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from psn import gpu_memory
+from run_folds_helpers import ROOT
 from psn.config import RunConfig, RunError, parse_per_gpu
 
 
@@ -127,3 +128,13 @@ def test_not_even_one_fold_is_said_so(smi):
     smi([(0, 4000, 2000)])
     with pytest.raises(RunError, match="not even one fold fits"):
         gpu_memory.plan_per_gpu(2, (0,), 10, 3000, print)
+
+
+def test_the_prefetch_batches_counted_are_the_layers_own():
+    """PREFETCH_BATCHES mirrors the C++ layer's kPrefetch (filled ahead) plus the one in use."""
+    import re
+    header = os.path.join(ROOT, "layers", "include", "caffe", "layers",
+                          "hdf5_prefetch_data_layer.hpp")
+    with open(header) as f:
+        k = int(re.search(r"static const int kPrefetch = (\d+);", f.read()).group(1))
+    assert gpu_memory.PREFETCH_BATCHES == k + 1

@@ -558,3 +558,8 @@ def test_a_share_exactly_share_tol_away_stops_the_search(monkeypatch, shares, n_
     search = known_share_solver(monkeypatch, shares)
     _, _, info = search(np.zeros((4, 4)), target=0.5, share_tol=0.25, lam0=1.0)
     assert info["solves"] == n_solves and info["target_met"]
+
+
+def test_search_needs_at_least_one_solve():
+    with pytest.raises(ValueError, match="max_solves must be at least 1, got 0"):
+        rpca_for_sparsity(np.ones((10, 5)), max_solves=0)
