@@ -50,7 +50,7 @@ template <typename Dtype>
 class HDF5PrefetchDataLayer : public HDF5DataLayer<Dtype> {
  public:
   explicit HDF5PrefetchDataLayer(const LayerParameter& param)
-      : HDF5DataLayer<Dtype>(param), current_(), owner_() {}
+      : HDF5DataLayer<Dtype>(param), current_(), owner_(), mode_() {}
   virtual ~HDF5PrefetchDataLayer();
   virtual void LayerSetUp(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top);
@@ -71,6 +71,9 @@ class HDF5PrefetchDataLayer : public HDF5DataLayer<Dtype> {
 
   void LoadBatch(Batch* batch);
   int Index(const Batch* batch) const;
+  // The batch the tops hold goes back to the thread, the next full one is
+  // taken (checks shared by both Forwards).
+  Batch* TakeBatch();
   void Prefetch(Caffe::Brew mode, int device, int solver_count,
       int solver_rank);
   void StopPrefetch();
@@ -87,6 +90,7 @@ class HDF5PrefetchDataLayer : public HDF5DataLayer<Dtype> {
   Batch* current_;
   shared_ptr<boost::thread> thread_;
   pid_t owner_;
+  Caffe::Brew mode_;      // the mode the batches were set up (and are filled) in
 #ifndef CPU_ONLY
   // Per batch: recorded on the default stream when Forward hands it back.
   vector<cudaEvent_t> released_;

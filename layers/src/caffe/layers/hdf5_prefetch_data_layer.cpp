@@ -3,6 +3,7 @@
 
 #include <boost/thread.hpp>
 
+#include <cstring>
 #include <vector>
 
 #include "caffe/layers/hdf5_prefetch_data_layer.hpp"
@@ -86,6 +87,11 @@ void HDF5PrefetchDataLayer<Dtype>::LayerSetUp(
       << "be given and positive";
   // The list, the first file, the tops' shapes: HDF5Data's own setup.
   HDF5DataLayer<Dtype>::LayerSetUp(bottom, top);
+  for (int j = 0; j < top.size(); ++j) {
+    // Memory of their own until the first Forward: set up again, the tops
+    // would still point into the batches freed below.
+    top[j]->ShareData(Blob<Dtype>(top[j]->shape()));
+  }
   batches_.clear();
   for (int b = 0; b < kPrefetch + 1; ++b) {
     shared_ptr<Batch> batch(new Batch());
@@ -119,6 +125,7 @@ void HDF5PrefetchDataLayer<Dtype>::LayerSetUp(
   }
 #endif
   owner_ = getpid();
+  mode_ = Caffe::mode();
   thread_.reset(new boost::thread(&HDF5PrefetchDataLayer<Dtype>::Prefetch,
       this, Caffe::mode(), device, Caffe::solver_count(),
       Caffe::solver_rank()));
@@ -134,9 +141,12 @@ void HDF5PrefetchDataLayer<Dtype>::LoadBatch(Batch* batch) {
     for (int j = 0; j < batch->size(); ++j) {
       Blob<Dtype>* blob = (*batch)[j].get();
       const int data_dim = blob->count() / blob->shape(0);
-      caffe_copy(data_dim, &this->hdf_blobs_[j]->cpu_data()[
-          this->data_permutation_[this->current_row_] * data_dim],
-          &blob->mutable_cpu_data()[i * data_dim]);
+      // Host to host: memcpy, not caffe_copy, which in GPU mode issues a
+      // cudaMemcpy that would queue behind the training kernels.
+      memcpy(&blob->mutable_cpu_data()[i * data_dim],
+          &this->hdf_blobs_[j]->cpu_data()[
+              this->data_permutation_[this->current_row_] * data_dim],
+          sizeof(Dtype) * data_dim);
     }
     this->Next();
   }
@@ -186,15 +196,31 @@ void HDF5PrefetchDataLayer<Dtype>::Prefetch(Caffe::Brew mode, int device,
 }
 
 template <typename Dtype>
-void HDF5PrefetchDataLayer<Dtype>::Forward_cpu(
-    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+typename HDF5PrefetchDataLayer<Dtype>::Batch*
+HDF5PrefetchDataLayer<Dtype>::TakeBatch() {
   CHECK_EQ(owner_, getpid()) << this->type() << " " << this->layer_param_.name()
       << ": its reading thread does not survive fork(); make the net in the "
       << "process that runs it";
+  CHECK_EQ(mode_, Caffe::mode()) << this->type() << " "
+      << this->layer_param_.name() << ": set up in one Caffe mode (CPU/GPU) "
+      << "and run in the other; set the mode before making the net";
   if (current_) {
+#ifndef CPU_ONLY
+    if (!released_.empty()) {
+      // Kernels queued until now (the last backward pass) may still read it.
+      CUDA_CHECK(cudaEventRecord(released_[Index(current_)], 0));
+    }
+#endif
     Push(&free_, current_);
   }
   current_ = Pop(&full_);
+  return current_;
+}
+
+template <typename Dtype>
+void HDF5PrefetchDataLayer<Dtype>::Forward_cpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  TakeBatch();
   for (int j = 0; j < top.size(); ++j) {
     top[j]->ReshapeLike(*(*current_)[j]);
     top[j]->set_cpu_data((*current_)[j]->mutable_cpu_data());

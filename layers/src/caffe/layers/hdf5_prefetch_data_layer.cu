@@ -1,6 +1,4 @@
 #ifdef USE_HDF5
-#include <unistd.h>
-
 #include <vector>
 
 #include "caffe/layers/hdf5_prefetch_data_layer.hpp"
@@ -12,15 +10,7 @@ namespace caffe {
 template <typename Dtype>
 void HDF5PrefetchDataLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
-  CHECK_EQ(owner_, getpid()) << this->type() << " " << this->layer_param_.name()
-      << ": its reading thread does not survive fork(); make the net in the "
-      << "process that runs it";
-  if (this->current_) {
-    // Kernels queued until now (the last backward pass) may still read it.
-    CUDA_CHECK(cudaEventRecord(released_[Index(this->current_)], 0));
-    this->Push(&this->free_, this->current_);
-  }
-  this->current_ = this->Pop(&this->full_);
+  TakeBatch();
   for (int j = 0; j < top.size(); ++j) {
     top[j]->ReshapeLike(*(*this->current_)[j]);
     // gpu_data, not mutable_gpu_data: the batch stays in sync, so the thread
