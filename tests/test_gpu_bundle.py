@@ -100,6 +100,11 @@ def test_gpu_check_cpu_mode_measures_every_step(caffe_env, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     r = json.loads((out / "gpu_check.json").read_text())
     assert r["mode"] == "cpu" and r["gtest"]["passed"] >= 10 and r["gtest"]["gpu_cases"] == 0
+    # The folds' data layer, timed beside Caffe's own HDF5Data in the same run.
+    t = r["psn_time"]
+    assert t["data_layer"] == "HDF5PrefetchData"
+    assert t["data_layer_forward_ms"] is not None and t["hdf5data_data_layer_forward_ms"] > 0
+    assert t["hdf5data_forward_backward_ms"] > 0
     assert r["engine"] == "caffe"      # without a GPU, whatever --engine says
     t = r["psn_time"]
     assert t["forward_ms"] > 0 and t["backward_ms"] > 0

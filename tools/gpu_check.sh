@@ -17,7 +17,8 @@
 #   3. the TPU's gtests: forward against the CPU reference and gradient checks, on the GPU
 #      (float, double) and on the CPU;
 #   4. `caffe time -gpu 0` of PSN at full width (batch 5 clips x 16 frames): ms per
-#      forward/backward, per layer and per stream (streams.json);
+#      forward/backward, per layer and per stream (streams.json); again with Caffe's own
+#      HDF5Data in place of the prefetching data layer, for the data layer's cost;
 #   5. one fold of the paper's schedule (fold 1 of the bundle's synthetic set) cut to N
 #      iterations (default 500), timed, with the full 3000-iteration fold extrapolated;
 #   6. the TPU alone at PSN's size: the C++ layer on the GPU and on the CPU, and the Python
@@ -187,6 +188,20 @@ STREAM_MS=$(awk '
   END { for (k in ms) printf "%s %.3f\n", k, ms[k] }' "$RUN/streams.json" "$OUTDIR/time_psn.log" | sort)
 stream() { echo "$STREAM_MS" | awk -v k="$1" '$1 == k {print $2}'; }
 log "  forward ${PSN_FWD} ms, backward ${PSN_BWD} ms, forward-backward ${PSN_FB} ms per iteration"
+# The same net through Caffe's own HDF5Data, in the same run: what the prefetching data layer
+# (HDF5PrefetchData, which the folds read with) takes off the training thread.
+sed -e 's/type: "HDF5PrefetchData"/type: "HDF5Data"/' "$RUN/$NET" > "$RUN/hdf5data_$NET"
+(cd "$RUN" && "$CAFFE" time -model "hdf5data_$NET" "${GPU_FLAG[@]}" -iterations "$TIME_ITERS") \
+  > "$OUTDIR/time_psn_hdf5data.log" 2>&1 || { tail -n 20 "$OUTDIR/time_psn_hdf5data.log" >&2; die "caffe time with HDF5Data failed ($OUTDIR/time_psn_hdf5data.log)"; }
+layer_ms() {   # LOG LAYER: the layer's forward ms in a caffe time log
+  awk -v want="$2" '/\tforward: [0-9.]+ ms\./ { line = $0; sub(/^.*\] */, "", line)
+    split(line, f, "\t"); name = f[1]; gsub(/ /, "", name)
+    if (name == want) { split(f[2], v, " "); ms = v[2] } } END { print ms }' "$1"; }
+DATA_TYPE=$(grep -o 'type: "HDF5[A-Za-z]*Data"' "$RUN/$NET" | head -n1 | cut -d'"' -f2)
+DATA_MS=$(layer_ms "$OUTDIR/time_psn.log" data)
+STOCK_DATA_MS=$(layer_ms "$OUTDIR/time_psn_hdf5data.log" data)
+STOCK_FB=$(avg "Forward-Backward" "$OUTDIR/time_psn_hdf5data.log")
+log "  data layer forward: ${DATA_MS:-?} ms (${DATA_TYPE:-?}), ${STOCK_DATA_MS:-?} ms (HDF5Data, forward-backward ${STOCK_FB:-?} ms)"
 
 # ---------------------------------------------------------------- 5. one fold, truncated
 [ "$MODE" = gpu ] || ITERS=2
@@ -323,7 +338,9 @@ cat > "$OUTDIR/gpu_check.json.tmp" <<EOF
                "spatial_forward_ms": $(num "$(stream spatial_forward)"), "spatial_backward_ms": $(num "$(stream spatial_backward)"),
                "temporal_forward_ms": $(num "$(stream temporal_forward)"), "temporal_backward_ms": $(num "$(stream temporal_backward)"),
                "head_forward_ms": $(num "$(stream head_forward)"), "head_backward_ms": $(num "$(stream head_backward)"),
-               "data_forward_ms": $(num "$(stream data_forward)")},
+               "data_forward_ms": $(num "$(stream data_forward)"), "data_layer": $(str "$DATA_TYPE"),
+               "data_layer_forward_ms": $(num "$DATA_MS"), "hdf5data_data_layer_forward_ms": $(num "$STOCK_DATA_MS"),
+               "hdf5data_forward_backward_ms": $(num "$STOCK_FB")},
   "train": {"iterations": $ITERS, "seconds": $TRAIN_S, "loop_seconds": $LOOP_S, "ms_per_iteration": $MS_ITER,
             "fold_3000_minutes": $FOLD_MIN, "first_loss": $(num "$LOSS0"), "last_loss": $(num "$LOSS")},
   "tpu": {"cpp_gpu_ms": $(num "$TPU_GPU"), "cpp_cpu_ms": $(num "$TPU_CPU"), "python_fallback_ms": $(num "$TPU_PY"), "seconds": $TPU_S},
@@ -340,6 +357,7 @@ cat > "$OUTDIR/gpu_check.md" <<EOF
 |---|---|
 | TPU gtests passed (of them on the GPU) | ${GTEST_PASSED:-0} (${GTEST_GPU:-0}) |
 | PSN full width, batch 5 x 16 frames: forward / backward / both, ms | ${PSN_FWD:--} / ${PSN_BWD:--} / ${PSN_FB:--} |
+| data layer forward, ms: ${DATA_TYPE:--} / Caffe's HDF5Data (forward-backward with it, ms) | ${DATA_MS:--} / ${STOCK_DATA_MS:--} (${STOCK_FB:--}) |
 | spatial stream forward / backward, ms | $(stream spatial_forward) / $(stream spatial_backward) |
 | temporal stream (TPU) forward / backward, ms | $(stream temporal_forward) / $(stream temporal_backward) |
 | fusion and head forward / backward, ms | $(stream head_forward) / $(stream head_backward) |
