@@ -17,7 +17,9 @@ SCRIPT = textwrap.dedent("""
     from preprocessing.workers import Runner
 
     def slow_write(path):
-        print("worker", os.getpid(), flush=True)
+        # One write(2) of under PIPE_BUF bytes: print() writes its pieces separately, and the
+        # two workers' lines interleaved ("workerworker 29140").
+        os.write(1, f"worker {{os.getpid()}}\\n".encode())
         time.sleep(2)
         open(path, "w").write("written after the parent died")
         return path
