@@ -36,13 +36,6 @@ MIB = 1 << 20
 PREFETCH_BATCHES = 3
 
 
-def _count(shape):
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
-
-
 def _input_net(tv, shapes):
     """NetParameter `tv` with each data layer an Input layer of its tops' `shapes`."""
     from psn.caffe_proto import caffe_pb2
@@ -115,7 +108,7 @@ def fold_mib(tv, shard, solver_type="SGD"):
     # tops on the GPU, in the train net and in the test net (counted also for --tpu-impl
     # python, whose folds read through HDF5Data: tens of MiB over).
     from psn.caffe_proto import caffe_pb2
-    batch_values = sum(layer.hdf5_data_param.batch_size * _count(shapes[t])
+    batch_values = sum(layer.hdf5_data_param.batch_size * math.prod(shapes[t])
                        for layer in tv.layer if layer.type in DATA_LAYERS
                        and any(r.phase == caffe_pb2.TRAIN for r in layer.include)
                        for t in layer.top)
