@@ -116,13 +116,12 @@ def measure(D):
 
 
 def calibrate(D):
-    from preprocessing.rpca import PREDICT_LEVELS, rpca, rpca_for_sparsity
+    from preprocessing.rpca import PREDICT_LEVELS, row_subsample, rpca, rpca_for_sparsity
     _, _, tight = rpca_for_sparsity(D, TARGET, share_tol=0.003)
     lam = tight["lam"]
     row = {"lam*": lam}
     for k, _, _, _ in PREDICT_LEVELS:
-        sub = np.ascontiguousarray(D[::k])
-        scale = math.sqrt(D.shape[0] / sub.shape[0])
+        sub, scale = row_subsample(D, k)
         _, _, s = rpca_for_sparsity(sub, TARGET, share_tol=0.003, lam0=lam * scale)
         row["k%d" % k] = s["lam"] / scale / lam
     for d in (-0.05, 0.05):

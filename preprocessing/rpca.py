@@ -295,6 +295,14 @@ def _secant(points):
     return slope if -50.0 <= slope <= -0.5 else SHARE_SLOPE
 
 
+def row_subsample(D, k: int):
+    """Every k-th row of D's long side, and the factor that scales a lambda of the subsample
+    to D's size (lambda goes as 1/sqrt of the long side): (sub, sqrt(long side / rows kept))."""
+    long_axis = 0 if D.shape[0] >= D.shape[1] else 1
+    sub = D[::k] if long_axis == 0 else D[:, ::k]
+    return sub, math.sqrt(D.shape[long_axis] / sub.shape[long_axis])
+
+
 def predicted_lambda(D, target: float = DEFAULT_SPARSITY, *, tol: float = 1e-7,
                      max_iter: int = 1000, **kw):
     """lambda for `target` share of non-zeros in E, predicted from solves of row subsamples.
@@ -310,16 +318,13 @@ def predicted_lambda(D, target: float = DEFAULT_SPARSITY, *, tol: float = 1e-7,
     D = np.asarray(D)
     if D.ndim != 2:
         raise RPCAError(f"RPCA needs a non-empty 2-D matrix, got shape {D.shape}")
-    long_axis = 0 if D.shape[0] >= D.shape[1] else 1
-    m, n = D.shape[long_axis], D.shape[1 - long_axis]
     lam = default_lambda(D.shape)
     solves = []
     for k, ratio, near, steps in PREDICT_LEVELS:
-        sub = D[::k] if long_axis == 0 else D[:, ::k]
-        rows = sub.shape[long_axis]
-        if rows < n:
+        sub, scale = row_subsample(D, k)
+        if min(sub.shape) < min(D.shape):      # fewer rows kept than D has columns
             continue
-        scale = math.sqrt(m / rows) * ratio
+        scale *= ratio
         for _ in range(steps):
             _, _, info = rpca(sub, lam=lam * scale, tol=tol, max_iter=max_iter,
                               **dict(kw, strict=False))
