@@ -17,6 +17,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
+from psn.nets import HDF5_DATA, PREFETCH_DATA  # noqa: E402
 
 
 def stream_of(layer):
@@ -36,8 +37,8 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--gpu", type=int)
     ap.add_argument("--width", type=float, default=1.0)
-    ap.add_argument("--data-layer", choices=("HDF5PrefetchData", "HDF5Data"),
-                    default="HDF5PrefetchData")
+    ap.add_argument("--data-layer", choices=(PREFETCH_DATA, HDF5_DATA),
+                    default=PREFETCH_DATA)
     args = ap.parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe(cuda=args.gpu is not None)
@@ -60,7 +61,7 @@ def main(argv=None):
             f.write(shard + "\n")
         tv, _, _ = nets.build(args.model, width=args.width, train_source=source,
                               test_source=source)
-        if args.data_layer == "HDF5PrefetchData":
+        if args.data_layer == PREFETCH_DATA:
             from psn.fold_setup import prefetch_data
             prefetch_data(tv)
         model = os.path.join(tmp, "train_val.prototxt")

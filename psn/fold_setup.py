@@ -166,9 +166,10 @@ def prefetch_data(net):
     and leaves Caffe's random numbers alone, so a fold trains to the same weights; the next
     batch is read (and on a GPU copied to it) while this one trains. Only where the TPU is the
     compiled one: a Caffe without layers/ has neither."""
+    from psn import nets
     for layer in net.layer:
-        if layer.type == "HDF5Data":
-            layer.type = "HDF5PrefetchData"
+        if layer.type == nets.HDF5_DATA:
+            layer.type = nets.PREFETCH_DATA
 
 
 def use_python_tpu(net):

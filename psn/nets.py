@@ -33,7 +33,9 @@ from preprocessing.sampling import CROP, N_SAMPLED
 # written with, and the project's HDF5PrefetchData (layers/: the same rows, read ahead on a
 # thread of its own), which a fold's train net uses under the project's Caffe
 # (psn.fold_setup.prefetch_data).
-DATA_LAYERS = ("HDF5Data", "HDF5PrefetchData")
+HDF5_DATA = "HDF5Data"
+PREFETCH_DATA = "HDF5PrefetchData"
+DATA_LAYERS = (HDF5_DATA, PREFETCH_DATA)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTOTXT_DIR = os.path.join(ROOT, "prototxt")
