@@ -7,6 +7,7 @@ image, and `tools/gpu_bundle.sh --verify` checks the bundle in a clean Debian ro
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,10 @@ def test_gpu_check_cpu_mode_measures_every_step(caffe_env, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     r = json.loads((out / "gpu_check.json").read_text())
     assert r["mode"] == "cpu" and r["gtest"]["passed"] >= 10 and r["gtest"]["gpu_cases"] == 0
+    gtests = (out / "gtest.log").read_text()
+    for case in ("TPULayerTest", "HDF5PrefetchDataLayerTest"):     # both binaries, CPU cases
+        ran = set(re.findall(r"^\[       OK \] %s/(\d)\." % case, gtests, re.M))
+        assert ran == {"0", "1"}, (case, ran)
     # The folds' data layer, timed beside Caffe's own HDF5Data in the same run.
     t = r["psn_time"]
     assert t["data_layer"] == "HDF5PrefetchData"

@@ -14,7 +14,8 @@
 #      cuBLAS, cuRAND and cuDNN found in the host's Python packages (nvidia/*/lib), in
 #      CUDA_LIBS (colon-separated folders), /usr/local/cuda or LD_LIBRARY_PATH;
 #   2. ldd: every binary finds every library;
-#   3. the TPU's gtests: forward against the CPU reference and gradient checks, on the GPU
+#   3. the gtests of the TPU (forward against the CPU reference, gradient checks) and of the
+#      prefetching data layer (the same rows as HDF5Data), on the GPU
 #      (float, double) and on the CPU;
 #   4. `caffe time -gpu 0` of PSN at full width (batch 5 clips x 16 frames): ms per
 #      forward/backward, per layer and per stream (streams.json); again with Caffe's own
@@ -127,32 +128,31 @@ GPU_FLAG=(); [ "$MODE" = gpu ] && GPU_FLAG=(-gpu 0)
 secs() { echo $(( $(date +%s) - $1 )); }
 
 # ---------------------------------------------------------------- 3. gtests
-log "TPU gtests"
+log "gtests: the TPU and the prefetching data layer"
 t=$(date +%s)
-# CPU float, double. Without a GPU, not the case that checks mode RNN against Caffe's RNN
-# layer: in a cuDNN build that layer's TanH is cuDNN's, which needs a GPU even in CPU mode.
-filter='TPULayerTest/0.*:TPULayerTest/1.*:-*.TestRNNModeEqualsRNNLayer'
-[ "$MODE" = gpu ] && filter='TPULayerTest/*'      # and GPU float, double
-set +e
-"$B/test/test_tpu_layer.testbin" --gtest_filter="$filter" > "$OUTDIR/gtest.log" 2>&1
-rc=$?
-set -e
-GTEST_PASSED=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$OUTDIR/gtest.log" | tail -n1)
-GTEST_GPU=$(grep -c '^\[       OK \] TPULayerTest/[23]\.' "$OUTDIR/gtest.log" || true)
-[ "$rc" = 0 ] || { tail -n 30 "$OUTDIR/gtest.log" >&2; die "TPU gtests failed (exit $rc; $OUTDIR/gtest.log)"; }
-[ "$MODE" = cpu ] || [ "${GTEST_GPU:-0}" -gt 0 ] || die "no GPU case of the TPU gtests ran ($OUTDIR/gtest.log)"
-# The prefetching data layer the folds read their shards with: the same rows as HDF5Data,
-# on the device in GPU mode.
-filter='HDF5PrefetchDataLayerTest/0.*:HDF5PrefetchDataLayerTest/1.*'
-[ "$MODE" = gpu ] && filter='HDF5PrefetchDataLayerTest/*'
-set +e
-"$B/test/test_hdf5_prefetch_data_layer.testbin" --gtest_filter="$filter" >> "$OUTDIR/gtest.log" 2>&1
-rc=$?
-set -e
-[ "$rc" = 0 ] || { tail -n 30 "$OUTDIR/gtest.log" >&2; die "HDF5PrefetchData gtests failed (exit $rc; $OUTDIR/gtest.log)"; }
-n=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$OUTDIR/gtest.log" | tail -n1)
-GTEST_PASSED=$(( ${GTEST_PASSED:-0} + ${n:-0} ))
-GTEST_GPU=$(( ${GTEST_GPU:-0} + $(grep -c '^\[       OK \] HDF5PrefetchDataLayerTest/[23]\.' "$OUTDIR/gtest.log" || true) ))
+: > "$OUTDIR/gtest.log"
+GTEST_PASSED=0; GTEST_GPU=0
+run_gtests() {   # BINARY CASE [CPU-EXCLUDE]: CASE's typed tests on the CPU (float /0, double /1),
+                 # in GPU mode also on the GPU (/2, /3); adds to GTEST_PASSED and GTEST_GPU
+  local filter="$2/0.*:$2/1.*${3:+:-$3}" rc n gpu
+  [ "$MODE" = gpu ] && filter="$2/*"
+  set +e
+  "$B/test/$1" --gtest_filter="$filter" >> "$OUTDIR/gtest.log" 2>&1
+  rc=$?
+  set -e
+  [ "$rc" = 0 ] || { tail -n 30 "$OUTDIR/gtest.log" >&2; die "$2 gtests failed (exit $rc; $OUTDIR/gtest.log)"; }
+  n=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$OUTDIR/gtest.log" | tail -n1)
+  gpu=$(grep -c "^\[       OK \] $2/[23]\." "$OUTDIR/gtest.log" || true)
+  [ "$MODE" = cpu ] || [ "${gpu:-0}" -gt 0 ] || die "no GPU case of $2 ran ($OUTDIR/gtest.log)"
+  GTEST_PASSED=$(( GTEST_PASSED + ${n:-0} ))
+  GTEST_GPU=$(( GTEST_GPU + ${gpu:-0} ))
+}
+# Without a GPU, not the TPU case that checks mode RNN against Caffe's RNN layer: in a cuDNN
+# build that layer's TanH is cuDNN's, which needs a GPU even in CPU mode.
+run_gtests test_tpu_layer.testbin TPULayerTest '*.TestRNNModeEqualsRNNLayer'
+# The data layer the folds read their shards with: the same rows as HDF5Data, on the device
+# in GPU mode.
+run_gtests test_hdf5_prefetch_data_layer.testbin HDF5PrefetchDataLayerTest
 GTEST_S=$(secs "$t")
 log "  ${GTEST_PASSED:-0} passed (${GTEST_GPU:-0} on the GPU) in ${GTEST_S} s"
 
@@ -177,29 +177,29 @@ avg() { sed -n "s/.*Average $1: \([0-9.]*\) ms.*/\1/p" "$2" | tail -n1; }
 PSN_FWD=$(avg "Forward pass" "$OUTDIR/time_psn.log")
 PSN_BWD=$(avg "Backward pass" "$OUTDIR/time_psn.log")
 PSN_FB=$(avg "Forward-Backward" "$OUTDIR/time_psn.log")
-# Per layer "NAME<TAB>forward: X ms." -> per stream, with streams.json's map.
-STREAM_MS=$(awk '
+# Per layer "NAME<TAB>forward: X ms." of a caffe time log -> "STREAM_DIRECTION ms" lines,
+# with streams.json's map (the data stream is the data layer alone).
+stream_ms() {
+  awk '
   FNR == NR { if (match($0, /"[^"]+": "[a-z]+"/)) { split(substr($0, RSTART, RLENGTH), kv, "\""); s[kv[2]] = kv[4] } next }
   /\t(forward|backward): [0-9.]+ ms\./ {
     line = $0; sub(/^.*\] */, "", line); split(line, f, "\t"); name = f[1]; gsub(/ /, "", name)
     split(f[2], v, " "); dir = v[1]; sub(/:/, "", dir); st = (name in s) ? s[name] : "other"
     ms[st "_" dir] += v[2]
   }
-  END { for (k in ms) printf "%s %.3f\n", k, ms[k] }' "$RUN/streams.json" "$OUTDIR/time_psn.log" | sort)
-stream() { echo "$STREAM_MS" | awk -v k="$1" '$1 == k {print $2}'; }
+  END { for (k in ms) printf "%s %.3f\n", k, ms[k] }' "$RUN/streams.json" "$1" | sort
+}
+STREAM_MS=$(stream_ms "$OUTDIR/time_psn.log")
+stream() { echo "${2:-$STREAM_MS}" | awk -v k="$1" '$1 == k {print $2}'; }   # KEY [TABLE]
 log "  forward ${PSN_FWD} ms, backward ${PSN_BWD} ms, forward-backward ${PSN_FB} ms per iteration"
 # The same net through Caffe's own HDF5Data, in the same run: what the prefetching data layer
 # (HDF5PrefetchData, which the folds read with) takes off the training thread.
 sed -e 's/type: "HDF5PrefetchData"/type: "HDF5Data"/' "$RUN/$NET" > "$RUN/hdf5data_$NET"
 (cd "$RUN" && "$CAFFE" time -model "hdf5data_$NET" "${GPU_FLAG[@]}" -iterations "$TIME_ITERS") \
   > "$OUTDIR/time_psn_hdf5data.log" 2>&1 || { tail -n 20 "$OUTDIR/time_psn_hdf5data.log" >&2; die "caffe time with HDF5Data failed ($OUTDIR/time_psn_hdf5data.log)"; }
-layer_ms() {   # LOG LAYER: the layer's forward ms in a caffe time log
-  awk -v want="$2" '/\tforward: [0-9.]+ ms\./ { line = $0; sub(/^.*\] */, "", line)
-    split(line, f, "\t"); name = f[1]; gsub(/ /, "", name)
-    if (name == want) { split(f[2], v, " "); ms = v[2] } } END { print ms }' "$1"; }
 DATA_TYPE=$(grep -o 'type: "HDF5[A-Za-z]*Data"' "$RUN/$NET" | head -n1 | cut -d'"' -f2)
-DATA_MS=$(layer_ms "$OUTDIR/time_psn.log" data)
-STOCK_DATA_MS=$(layer_ms "$OUTDIR/time_psn_hdf5data.log" data)
+DATA_MS=$(stream data_forward)
+STOCK_DATA_MS=$(stream data_forward "$(stream_ms "$OUTDIR/time_psn_hdf5data.log")")
 STOCK_FB=$(avg "Forward-Backward" "$OUTDIR/time_psn_hdf5data.log")
 log "  data layer forward: ${DATA_MS:-?} ms (${DATA_TYPE:-?}), ${STOCK_DATA_MS:-?} ms (HDF5Data, forward-backward ${STOCK_FB:-?} ms)"
 
