@@ -38,10 +38,6 @@ PASS = 0.9
 LEDGER = os.path.join(ROOT, "docs", "flow_grid_runs.json")
 
 
-def _floats(text):
-    return tuple(float(v) if "." in v else int(v) for v in text.split(",") if v)
-
-
 def iterations(model, n_train, epochs):
     """Iterations of `epochs` passes over n_train clips at the model's own batch, and at least
     one an epoch: where the batch exceeds the training clips (STSTNet's 256), its authors'
@@ -121,15 +117,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=500,
                     help="epochs: passes over the training clips, at least one step each "
                          "(STSTNet's paper: 500)")
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--out", default=os.path.join(ROOT, "work", "flow_grid"))
-    ap.add_argument("--doc", default=None, help="write the tables to this markdown file")
-    ap.add_argument("--report-only", action="store_true",
-                    help="train nothing: table the results already in OUT (with --doc)")
-    ap.add_argument("--ledger", default=LEDGER,
-                    help="the runs kept in the repository (psn.grid_ledger): read into OUT "
-                         "first, every run of these settings added after (default: %s)"
-                         % os.path.relpath(LEDGER, ROOT))
+    from psn import grid_ledger
+    grid_ledger.add_arguments(ap, LEDGER, ROOT, out=os.path.join(ROOT, "work", "flow_grid"), jobs=1)
     args = ap.parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe()
@@ -140,14 +129,13 @@ def main(argv=None):
         ap.error("not a flow net: %s (the flow nets: %s)" % (", ".join(bad), ", ".join(
             m for m, c in nets.MODELS.items() if nets.reads_flow(c))))
     try:
-        grid = {k: _floats(getattr(args, k)) for k in ("shift", "sigma", "noise", "drift")}
+        grid = {k: grid_ledger.axis_values(getattr(args, k)) for k in ("shift", "sigma", "noise", "drift")}
         seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError as e:
         ap.error(str(e))
     if args.jobs < 1 or args.clips < 4 or args.epochs < 1:
         ap.error("--jobs and --epochs must be at least 1, --clips at least 4")
     out = os.path.join(args.out, "clips%d_epochs%d" % (args.clips, args.epochs))
-    from psn import grid_ledger
 
     def cell_dir(r):
         return flow_probe.cell_name({k: r[k] for k in flow_probe.GRID}, r["seed"])

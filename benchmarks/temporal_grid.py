@@ -33,10 +33,6 @@ PASS = {"order": {"psn_spatial": (0.0, 0.7)}, "place": {}}
 DEFAULT_PASS = (0.9, 1.0)
 
 
-def _floats(text):
-    return tuple(float(v) if "." in v else int(v) for v in text.split(",") if v)
-
-
 def _job(job):
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     os.environ.setdefault("GLOG_minloglevel", "2")
@@ -74,7 +70,7 @@ def summary(results, tasks, models):
 
 
 def main(argv=None):
-    from psn import probe_tasks
+    from psn import grid_ledger, probe_tasks
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="order,place")
     ap.add_argument("--models", default=None,
@@ -90,23 +86,18 @@ def main(argv=None):
                     help="clips per task, half of them held out (default: %(default)s)")
     ap.add_argument("--net", action="append", default=[], metavar="FIELD=VALUE",
                     help="NetConfig override for every model (e.g. temporal_norm=none)")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", default=os.path.join(ROOT, "work", "temporal_grid"))
-    ap.add_argument("--doc", default=None, help="write the tables to this markdown file")
-    ap.add_argument("--report-only", action="store_true",
-                    help="train nothing: table the results already in OUT (with --doc)")
-    ap.add_argument("--ledger", default=LEDGER,
-                    help="the runs kept in the repository (psn.grid_ledger): read into OUT "
-                         "first, every run of these settings added after (default: %s)"
-                         % os.path.relpath(LEDGER, ROOT))
+    grid_ledger.add_arguments(ap, LEDGER, ROOT, out=os.path.join(ROOT, "work", "temporal_grid"),
+                              jobs=2)
     args = ap.parse_args(argv)
     from psn.env import ensure_caffe
     ensure_caffe()
     from psn.nets import parse_overrides
     try:
         net = parse_overrides(args.net)
-        grid = {"contrast": _floats(args.contrast), "sigma": _floats(args.sigma),
-                "noise": _floats(args.noise), "frame_jitter": _floats(args.jitter)}
+        grid = {"contrast": grid_ledger.axis_values(args.contrast),
+                "sigma": grid_ledger.axis_values(args.sigma),
+                "noise": grid_ledger.axis_values(args.noise),
+                "frame_jitter": grid_ledger.axis_values(args.jitter)}
         seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError as e:
         ap.error(str(e))
@@ -129,7 +120,6 @@ def main(argv=None):
     out = os.path.join(args.out, "clips%d_" % args.clips + ("_".join(args.net) or "default"))
     jobs = [(t, cell, s, models[t], out, args.iters, net, args.clips)
             for t in tasks for cell in probe_tasks.grid_cells(grid) for s in seeds]
-    from psn import grid_ledger
 
     def cell_dir(r):
         return probe_tasks.cell_name(r["task"], {k: r[k] for k in probe_tasks.GRID}, r["seed"])

@@ -15,6 +15,9 @@ ledger, a JSON file under docs/ beside the grid's table, holds every run a grid 
 
 A run is a dict as the grid stores it (model, key, seed, cell fields, accuracy, ...); two runs
 are the same run when their cell folder, model and key agree, and the newer one is kept.
+
+Both grids also take the same options for their axes and their results (add_arguments,
+axis_values).
 """
 from __future__ import annotations
 
@@ -88,3 +91,22 @@ def gather(path, workdir, cell_dir, keep):
         with open(done) as f:
             runs.extend(r for r in json.load(f) if keep(r))
     return runs, (update(path, runs, cell_dir) if runs else None)
+
+
+def axis_values(text):
+    """A grid axis given on the command line, "16,32" or "0.25,0.5" -> (16, 32), (0.25, 0.5)."""
+    return tuple(float(v) if "." in v else int(v) for v in text.split(",") if v)
+
+
+def add_arguments(ap, ledger, root, out, jobs):
+    """A grid benchmark's options for where its runs go: --jobs, --out (the work folder),
+    --doc, --report-only and --ledger (default `ledger`, shown relative to `root`)."""
+    ap.add_argument("--jobs", type=int, default=jobs)
+    ap.add_argument("--out", default=out)
+    ap.add_argument("--doc", default=None, help="write the tables to this markdown file")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: table the results already in OUT (with --doc)")
+    ap.add_argument("--ledger", default=ledger,
+                    help="the runs kept in the repository (psn.grid_ledger): read into OUT "
+                         "first, every run of these settings added after (default: %s)"
+                         % os.path.relpath(ledger, root))

@@ -89,3 +89,11 @@ def test_gather_takes_the_work_folders_runs_of_these_settings_into_the_ledger(tm
     runs, n = grid_ledger.gather(path, str(work), cell_dir, keep)
     assert sorted((r["model"], r["seed"]) for r in runs) == [("m", 1), ("m", 2)]
     assert n == 3 and {r["model"] for r in grid_ledger.load(path)} == {"m", "earlier"}
+
+
+def test_axis_values_keep_integers_integers():
+    """Cell folder names and the ledger's runs hold 16, not 16.0: an axis typed as 16 must
+    find the runs of 16."""
+    assert grid_ledger.axis_values("16,32") == (16, 32)
+    assert all(type(v) is int for v in grid_ledger.axis_values("16,32"))
+    assert grid_ledger.axis_values("0.25,1,") == (0.25, 1)
