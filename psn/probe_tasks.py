@@ -175,11 +175,13 @@ def _seed_c_rand(seed):
 
 
 def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=DEMO_WIDTH,
-                    solver_overrides=None, fold=1, **net_overrides):
+                    solver_overrides=None, fold=1, trace=None, trace_every=10, **net_overrides):
     """Train `model` (a name of psn.nets.MODELS) on one fold in this process; returns
     dict(accuracy=held-out clip accuracy, loss=last training loss). The frame nets train with
     SGD (the demo's schedule at `iters`); the flow nets (psn.flow_probe's folders) with their
-    own optimiser (psn.nets.OWN_SCHEDULES) for `iters` iterations."""
+    own optimiser (psn.nets.OWN_SCHEDULES) for `iters` iterations. trace(net, iteration), if
+    given, is called every trace_every iterations (the same training: only the stepping is
+    split)."""
     import caffe
     import h5py
     from google.protobuf import text_format
@@ -230,7 +232,13 @@ def train_and_score(data_dir, model, workdir, iters=600, seed=1, width=DEMO_WIDT
     # starts, always begins from rand()'s default state).
     _seed_c_rand(seed)
     s = caffe.get_solver(solver_path)
-    s.step(iters)
+    if trace is None:
+        s.step(iters)
+    else:
+        for done in range(0, iters, trace_every):
+            n = min(trace_every, iters - done)
+            s.step(n)
+            trace(s.net, done + n)
     loss = float(s.net.blobs["loss"].data)
     weights = os.path.join(workdir, "final.caffemodel")
     s.net.save(weights)

@@ -150,6 +150,28 @@ def test_streams_learn_order(caffe, order_data, tmp_path, model, overrides, iter
     assert low <= res["accuracy"] <= high, res
 
 
+def test_a_traced_run_trains_as_an_untraced_one(caffe, order_data, tmp_path, capsys):
+    """train_and_score's trace only splits the stepping: the same loss to the last bit, and
+    benchmarks/probe_trace.py's rows come at the iterations asked for."""
+    from conftest import load_benchmark
+    plain = probe_tasks.train_and_score(order_data, "psn_temporal", str(tmp_path / "a"),
+                                        iters=24, seed=3)
+    seen = []
+    traced = probe_tasks.train_and_score(order_data, "psn_temporal", str(tmp_path / "b"),
+                                         iters=24, seed=3, trace_every=10,
+                                         trace=lambda net, it: seen.append(it))
+    assert traced == plain and seen == [10, 20, 24]
+    trace = load_benchmark("probe_trace").tracer([("fc_temporal", "ReLU"), ("conv_fuse", "ReLU"),
+                                                  ("tpu", "TPU")])
+    probe_tasks.train_and_score(order_data, "psn_temporal", str(tmp_path / "c"), iters=4,
+                                seed=3, trace_every=2, trace=trace)
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[:4] == ["iter", "loss", "live", "fc_temporal"]
+    assert [r.split()[0] for r in rows[1:]] == ["2", "4"]
+    live = float(rows[1].split()[2])            # the share of fc_temporal's ReLU outputs > 0
+    assert 0.2 < live < 0.8 and rows[1].split()[3] == "(512)"
+
+
 # (task, model, cell, low, high[, seeds]): the grid's corners for the TPU, the two extremes of
 # energy for Caffe's RNN (each RNN run takes ~70 s), the place task for both kinds of stream.
 # A cell passes as in the grid (benchmarks/temporal_grid.py): its mean over the seeds. One seed
