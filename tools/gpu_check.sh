@@ -190,7 +190,8 @@ stream_ms() {
   END { for (k in ms) printf "%s %.3f\n", k, ms[k] }' "$RUN/streams.json" "$1" | sort
 }
 STREAM_MS=$(stream_ms "$OUTDIR/time_psn.log")
-stream() { echo "${2:-$STREAM_MS}" | awk -v k="$1" '$1 == k {print $2}'; }   # KEY [TABLE]
+# KEY [TABLE]: TABLE given but empty (a log without per-layer lines) gives nothing, not this run's.
+stream() { echo "${2-$STREAM_MS}" | awk -v k="$1" '$1 == k {print $2}'; }
 log "  forward ${PSN_FWD} ms, backward ${PSN_BWD} ms, forward-backward ${PSN_FB} ms per iteration"
 # The same net through Caffe's own HDF5Data, in the same run: what the prefetching data layer
 # (HDF5PrefetchData, which the folds read with) takes off the training thread.
@@ -355,7 +356,7 @@ dev=${GPU_NAME:-CPU}
 cat > "$OUTDIR/gpu_check.md" <<EOF
 | measured on $dev (driver ${DRIVER:--}, CUDA ${DRIVER_CUDA:--}), bundle $FROM_WHAT, $ENGINE engines | value |
 |---|---|
-| TPU gtests passed (of them on the GPU) | ${GTEST_PASSED:-0} (${GTEST_GPU:-0}) |
+| gtests passed, TPU and prefetching data layer (of them on the GPU) | ${GTEST_PASSED:-0} (${GTEST_GPU:-0}) |
 | PSN full width, batch 5 x 16 frames: forward / backward / both, ms | ${PSN_FWD:--} / ${PSN_BWD:--} / ${PSN_FB:--} |
 | data layer forward, ms: ${DATA_TYPE:--} / Caffe's HDF5Data (forward-backward with it, ms) | ${DATA_MS:--} / ${STOCK_DATA_MS:--} (${STOCK_FB:--}) |
 | spatial stream forward / backward, ms | $(stream spatial_forward) / $(stream spatial_backward) |
