@@ -10,12 +10,14 @@ it as benchmarks/temporal_grid.py does (the same run: the same held-out accuracy
 printing every --every iterations:
 
   loss      the training loss of the last batch (not smoothed)
-  live X    share of the ReLU layer X's outputs above 0 over the batch, and how many of its
-            units are above 0 for some row of the batch (a unit at 0 for every row gets no
-            gradient)
+  live X    share of the ReLU layer X's outputs above 0 over the batch (before any dropout
+            after it), and how many of its outputs (units, or a convolution's filters x
+            positions) are above 0 for some row of the batch: one at 0 for every row passes
+            no gradient
   sat X     share of the recurrent layer X's outputs (TPU, RNN) with |y| > 0.99
   step      the norm of the last update over every parameter (Caffe keeps it in the
-            parameters' diffs after a step: lr x the clipped gradient, with momentum)
+            parameters' diffs after a step: lr x (the clipped gradient + weight decay), plus
+            momentum x the update before)
 
 docs/temporal_stream.md quotes it on the order grid's one failing run.
 """
@@ -29,26 +31,41 @@ import _init_paths  # noqa: F401  (the checkout on sys.path)
 
 
 def tracer(kinds, out=sys.stdout):
-    """trace(net, iteration) for psn.probe_tasks.train_and_score: one printed row a call."""
+    """trace(net, iteration) for psn.probe_tasks.train_and_score: one printed row a call.
+    kinds: [(top, layer type)] of the ReLU and recurrent layers to watch."""
     import numpy as np
+
+    from psn.nets import DATA_LAYERS
     relus = [top for top, kind in kinds if kind == "ReLU"]
     recurrent = [top for top, kind in kinds if kind in ("TPU", "RNN")]
-    print("iter  loss    " + "  ".join("live %s (units)" % t for t in relus) + "  "
-          + "  ".join("sat %s" % t for t in recurrent) + "  step", file=out)
+    heads = (["iter", "loss  "] + ["live %s (outputs)" % t for t in relus]
+             + ["sat %s" % t for t in recurrent] + ["step"])
+    print("  ".join(heads), file=out)
 
     def trace(net, iteration):
         b = net.blobs
-        cols = []
-        for top in relus:
-            d = b[top].data
-            # Rows x units: a recurrent stream's blobs are T x N x units, the rest rows first.
-            x = (d.reshape(-1, d.shape[-1]) if d.ndim == 3 else d.reshape(d.shape[0], -1)) > 0
-            cols.append("%.3f (%d)" % (x.mean(), int(x.any(axis=0).sum())))
-        cols += ["%.3f" % (np.abs(b[top].data) > 0.99).mean() for top in recurrent]
+        loss = float(b["loss"].data)
         step = np.sqrt(sum(float((p.diff.astype(np.float64) ** 2).sum())
                            for ps in net.params.values() for p in ps))
-        print("%4d  %.4f  %s  %.4f" % (iteration, float(b["loss"].data), "  ".join(cols), step),
-              file=out, flush=True)
+        # A ReLU's top may be rewritten in place after it (the head's dropout zeroes half of
+        # conv_fuse in training): the batch just trained on, forward again from the first
+        # layer after the data up to the last ReLU, gives the ReLUs' own outputs. It reads no
+        # data and draws no random number, so training goes on as without the trace.
+        names = list(net._layer_names)
+        types = [layer.type for layer in net.layers]
+        first = next(i for i, t in enumerate(types) if t not in DATA_LAYERS + ("Input",))
+        last = max(i for i, t in enumerate(types) if t == "ReLU")
+        net.forward(start=names[first], end=names[last])
+        cols = ["%4d" % iteration, "%.4f" % loss]
+        for top in relus:
+            d = b[top].data
+            # Rows x outputs: a recurrent stream's blobs are T x N x units, the rest rows first.
+            x = (d.reshape(-1, d.shape[-1]) if d.ndim == 3 else d.reshape(d.shape[0], -1)) > 0
+            cols.append("%.3f (%d of %d)" % (x.mean(), int(x.any(axis=0).sum()), x.shape[1]))
+        cols += ["%.3f" % (np.abs(b[top].data) > 0.99).mean() for top in recurrent]
+        cols.append("%.4f" % step)
+        print("  ".join(c.ljust(len(h)) for c, h in zip(cols, heads)).rstrip(), file=out,
+              flush=True)
     return trace
 
 
@@ -70,19 +87,26 @@ def main(argv=None):
     from psn.env import ensure_caffe
     ensure_caffe()
     from psn import nets
-    if args.model not in nets.MODELS:
-        ap.error("unknown model %s (known: %s)" % (args.model, ", ".join(sorted(nets.MODELS))))
-    if args.every < 1 or args.iters < 1:
-        ap.error("--every and --iters must be at least 1")
+    frame_nets = sorted(m for m, c in nets.MODELS.items() if not nets.reads_flow(c))
+    if args.model not in frame_nets:
+        ap.error("%s is not a frame net of the probe tasks (they are: %s)"
+                 % (args.model, ", ".join(frame_nets)))
+    if args.every < 1 or args.iters < 1 or args.clips < 4:
+        ap.error("--every and --iters must be at least 1, --clips at least 4")
+    cell = {}
     try:
+        for key, text in (("contrast", args.contrast), ("sigma", args.sigma),
+                          ("noise", args.noise), ("frame_jitter", args.jitter)):
+            values = grid_ledger.axis_values(text)
+            if len(values) != 1:
+                raise ValueError("one value a cell: --%s %s"
+                                 % ("jitter" if key == "frame_jitter" else key, text))
+            cell[key] = values[0]
         net = nets.parse_overrides(args.net)
-        cell = {k: grid_ledger.axis_values(v)[0] for k, v in (
-            ("contrast", args.contrast), ("sigma", args.sigma), ("noise", args.noise),
-            ("frame_jitter", args.jitter))}
-    except (ValueError, IndexError) as e:
+        tv, _, _ = nets.build(args.model, width=nets.DEMO_WIDTH, **net)
+    except (ValueError, TypeError, AttributeError) as e:
         ap.error(str(e))
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    tv, _, _ = nets.build(args.model, width=nets.DEMO_WIDTH, **net)
     kinds = [(layer.top[0], layer.type) for layer in tv.layer
              if layer.type in ("ReLU", "TPU", "RNN")]
     print("%s, %s, seed %d: %s" % (args.task, args.model, args.seed, probe_tasks.cell_name(

@@ -151,25 +151,32 @@ def test_streams_learn_order(caffe, order_data, tmp_path, model, overrides, iter
 
 
 def test_a_traced_run_trains_as_an_untraced_one(caffe, order_data, tmp_path, capsys):
-    """train_and_score's trace only splits the stepping: the same loss to the last bit, and
-    benchmarks/probe_trace.py's rows come at the iterations asked for."""
+    """benchmarks/probe_trace.py's trace (train_and_score stepping in pieces, the batch run
+    forward again up to the last ReLU) leaves training as it was, to the last bit; its rows
+    come at the iterations asked for, and it reads the ReLUs before the dropout after them."""
     from conftest import load_benchmark
     plain = probe_tasks.train_and_score(order_data, "psn_temporal", str(tmp_path / "a"),
                                         iters=24, seed=3)
-    seen = []
-    traced = probe_tasks.train_and_score(order_data, "psn_temporal", str(tmp_path / "b"),
-                                         iters=24, seed=3, trace_every=10,
-                                         trace=lambda net, it: seen.append(it))
-    assert traced == plain and seen == [10, 20, 24]
     trace = load_benchmark("probe_trace").tracer([("fc_temporal", "ReLU"), ("conv_fuse", "ReLU"),
                                                   ("tpu", "TPU")])
-    probe_tasks.train_and_score(order_data, "psn_temporal", str(tmp_path / "c"), iters=4,
-                                seed=3, trace_every=2, trace=trace)
-    rows = capsys.readouterr().out.splitlines()
-    assert rows[0].split()[:4] == ["iter", "loss", "live", "fc_temporal"]
-    assert [r.split()[0] for r in rows[1:]] == ["2", "4"]
-    live = float(rows[1].split()[2])            # the share of fc_temporal's ReLU outputs > 0
-    assert 0.2 < live < 0.8 and rows[1].split()[3] == "(512)"
+    shares = []
+
+    def watched(net, iteration):        # conv_fuse's live share as training left it, and after
+        shares.append([(net.blobs["conv_fuse"].data > 0).mean()])
+        trace(net, iteration)
+        shares[-1].append((net.blobs["conv_fuse"].data > 0).mean())
+    traced = probe_tasks.train_and_score(order_data, "psn_temporal", str(tmp_path / "b"),
+                                         iters=24, seed=3, trace_every=10, trace=watched)
+    assert traced == plain
+    rows = [r.split() for r in capsys.readouterr().out.splitlines()]
+    assert rows[0][:4] == ["iter", "loss", "live", "fc_temporal"]
+    assert [r[0] for r in rows[1:]] == ["10", "20", "24"]
+    # fc_temporal: 512 units, about half live; conv_fuse (4 filters x 4 x 4) read before the
+    # head's dropout (ratio 0.5), which zeroes half of what is live.
+    assert 0.2 < float(rows[1][2]) < 0.8 and rows[1][3:6] == ["(512", "of", "512)"]
+    assert rows[1][9] == "64)"
+    for (dropped, own), row in zip(shares, rows[1:]):
+        assert own > 1.5 * dropped and float(row[6]) == round(own, 3)
 
 
 # (task, model, cell, low, high[, seeds]): the grid's corners for the TPU, the two extremes of
