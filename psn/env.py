@@ -43,6 +43,17 @@ def ensure_caffe(cuda=None, prefix="error: "):
             sys.path.insert(1, p)
 
 
+def number_gpus_as_nvidia_smi():
+    """Make CUDA number the GPUs of this process and its children as nvidia-smi does.
+
+    CUDA puts the fastest GPU first unless CUDA_DEVICE_ORDER says otherwise; nvidia-smi, and the
+    user reading it, count in PCI bus order. On a host with GPUs of two kinds `--gpus 1` would
+    then train on another card than nvidia-smi's GPU 1, whose free memory `--per-gpu` reads
+    (psn.gpu_memory). Called before CUDA starts in this process; set over any value the user
+    gave, since the memory check depends on it."""
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+
+
 def cpu_only_caffe():
     """Why the Caffe in use cannot run on a GPU (it is built CPU_ONLY), or None.
 

@@ -119,7 +119,8 @@ def fold_mib(tv, shard, solver_type="SGD"):
 
 def gpu_free_mib(ids):
     """{GPU id: (free MiB, total MiB)} from nvidia-smi for the CUDA device ids `ids` (mapped
-    through CUDA_VISIBLE_DEVICES when it lists numbers); None where nvidia-smi is missing or
+    through CUDA_VISIBLE_DEVICES when it lists numbers, in PCI bus order as nvidia-smi counts:
+    psn.env.number_gpus_as_nvidia_smi makes CUDA count so); None where nvidia-smi is missing or
     does not answer."""
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total,memory.used",

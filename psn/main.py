@@ -62,7 +62,8 @@ def parse_args(argv):
     ap.add_argument("--width", type=float,
                     help="channel multiplier (default: %g on the synthetic data, 1 on yours)"
                          % DEMO_WIDTH)
-    ap.add_argument("--gpus", help="GPU ids for training, e.g. 0,1,2,3 (default CPU)")
+    ap.add_argument("--gpus", help="GPU ids for training as nvidia-smi numbers them, e.g. 0,1,2,3 "
+                                    "(default CPU)")
     ap.add_argument("--per-gpu", default="1", metavar="K|auto",
                     help="folds at once on each of --gpus (default 1; auto: as many as fit)")
     ap.add_argument("--loso", action="store_true", help="leave-one-subject-out folds")

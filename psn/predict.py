@@ -205,7 +205,7 @@ def main(argv=None):
     ap.add_argument("--register", choices=("ecc", "none"),
                     help="frames registered on the onset frame (default ecc; --onnx: the "
                          "model's); use what the training data was made with")
-    ap.add_argument("--gpu", type=int)
+    ap.add_argument("--gpu", type=int, help="GPU id as nvidia-smi numbers them (default CPU)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
     if args.onnx:
@@ -218,8 +218,9 @@ def main(argv=None):
     from preprocessing.errors import InputError
     from psn.config import RunError
     if args.gpu is not None:
+        from psn.env import gpu_refusal, number_gpus_as_nvidia_smi
+        number_gpus_as_nvidia_smi()
         # Before the clip is preprocessed: pycaffe's set_device aborts on a CPU_ONLY build.
-        from psn.env import gpu_refusal
         refused = gpu_refusal("--gpu")
         if refused:
             return fail("predict: error: ", refused)

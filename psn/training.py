@@ -127,8 +127,8 @@ def parse_args(argv):
     ap.add_argument("--model", default="psn", help="a folder of prototxt/ (default psn)")
     ap.add_argument("--out", required=True, help="run folder (created; reused to resume)")
     ap.add_argument("--folds", help="comma-separated fold numbers (default: all)")
-    ap.add_argument("--gpus", help="comma-separated GPU ids; one fold per GPU at a time "
-                                   "(default: CPU)")
+    ap.add_argument("--gpus", help="comma-separated GPU ids as nvidia-smi numbers them; one "
+                                   "fold per GPU at a time (default: CPU)")
     ap.add_argument("--multi-gpu", action="store_true",
                     help="train one fold at a time on all --gpus (Caffe's own multi-GPU)")
     ap.add_argument("--per-gpu", default="1", metavar="K|auto",
@@ -186,8 +186,9 @@ def run_folds(cfg, log=log_line):
     join predictions.csv; returns the exit code (1 when a fold failed). The library entry
     point of tools/run_folds.py and psn.main."""
     if cfg.gpus and cfg.launcher == "local":
+        from psn.env import gpu_refusal, number_gpus_as_nvidia_smi
+        number_gpus_as_nvidia_smi()
         # Before anything is written: pycaffe's set_device aborts on a CPU_ONLY build.
-        from psn.env import gpu_refusal
         refused = gpu_refusal("--gpus")
         if refused:
             return fail("run_folds: error: ", refused)

@@ -561,6 +561,29 @@ def test_gpus_refused_by_the_caffe_write_nothing(tmp_path, monkeypatch, capsys):
     assert not os.path.exists(cfg.out)
 
 
+def test_gpus_count_as_nvidia_smi_counts_them_from_the_first_cuda_call(tmp_path, monkeypatch):
+    """CUDA's own order (fastest first) would make --gpus 1 another card than nvidia-smi's GPU 1,
+    whose free memory --per-gpu reads: CUDA_DEVICE_ORDER is set before Caffe is first asked."""
+    from psn import env
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
+    seen = []
+    monkeypatch.setattr(env, "gpu_refusal",
+                        lambda flag: seen.append(os.environ.get("CUDA_DEVICE_ORDER")) or "no")
+    cfg = RunConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), schedule="smoke",
+                    gpus=(1,))
+    assert training.run_folds(cfg, log=lambda s: None) == 2
+    assert seen == ["PCI_BUS_ID"]
+    from psn import predict
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
+    monkeypatch.setattr(env, "ensure_caffe", lambda: None)
+    assert predict.main(["clip", "--model", str(tmp_path / "fold01"), "--gpu", "1"]) == 2
+    assert seen == ["PCI_BUS_ID"] * 2
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")     # on the CPU: left as it was
+    cfg = RunConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), schedule="smoke")
+    training.run_folds(cfg, log=lambda s: None)
+    assert os.environ["CUDA_DEVICE_ORDER"] == "FASTEST_FIRST" and len(seen) == 2
+
+
 def test_unknown_folds_are_refused_before_training(tmp_path, capsys):
     data = make_data(str(tmp_path / "data"))
     cfg = RunConfig(data=data, out=str(tmp_path / "run"), schedule="smoke", folds=(1, 5, 7))

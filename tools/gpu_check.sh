@@ -37,6 +37,9 @@
 set -euo pipefail
 die() { echo "gpu_check: $*" >&2; exit 2; }
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*" >&2; }
+# Caffe's GPU 0 is the GPU nvidia-smi lists first (whose name, driver and free memory are
+# read below): CUDA's own order puts the fastest first (psn.env.number_gpus_as_nvidia_smi).
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
 
 MODE=gpu
 BUNDLE=""
