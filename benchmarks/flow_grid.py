@@ -24,12 +24,10 @@ import argparse
 import datetime
 import json
 import math
-import multiprocessing as mp
 import os
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import _init_paths  # noqa: F401,E402  (the checkout on sys.path)
@@ -157,11 +155,10 @@ def main(argv=None):
     if not args.report_only:
         jobs = [(cell, s, models, out, args.clips, args.epochs)
                 for cell in flow_probe.grid_cells(grid) for s in seeds]
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            for rs in pool.map(_job, jobs):
-                results.extend(rs)
-                # Into the ledger as each cell ends: a part cut short keeps what it trained.
-                grid_ledger.update(args.ledger, [r for r in rs if same_settings(r)], cell_dir)
+        results = grid_ledger.train_cells(_job, jobs, args.jobs, args.ledger, cell_dir,
+                                          same_settings, "flow_grid", out)
+        if results is None:
+            return 1
     elif not args.doc:
         ap.error("--report-only writes the document: give --doc FILE")
     minutes = (time.time() - t0) / 60

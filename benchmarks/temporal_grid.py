@@ -18,9 +18,6 @@ into the repository: a part of the grid run on another machine adds to it (psn.g
 """
 import argparse
 import datetime
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 import os
 import sys
 import time
@@ -140,19 +137,9 @@ def main(argv=None):
             ap.error("--report-only writes the document: give --doc FILE")
         results = []
     else:
-        # An executor, not a Pool: Caffe aborts its process on a fatal error, and a Pool then
-        # waits for the lost cell for ever; the executor raises BrokenProcessPool instead.
-        results = []
-        try:
-            with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-                for rs in pool.map(_job, jobs):
-                    results.extend(rs)
-                    # Into the ledger as each cell ends: a part cut short keeps what it trained.
-                    grid_ledger.update(args.ledger, [r for r in rs if same_settings(r)], cell_dir)
-        except BrokenProcessPool:
-            print("temporal_grid: a worker died while training a cell (Caffe aborts on a fatal "
-                  "error: its line is above); the cells finished are kept in %s: run the same "
-                  "command again to go on from them" % out, file=sys.stderr)
+        results = grid_ledger.train_cells(_job, jobs, args.jobs, args.ledger, cell_dir,
+                                          same_settings, "temporal_grid", out)
+        if results is None:
             return 1
     minutes = (time.time() - t0) / 60
     # Every run trained into OUT with these settings, not only this one's.

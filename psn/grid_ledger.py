@@ -12,6 +12,8 @@ ledger, a JSON file under docs/ beside the grid's table, holds every run a grid 
     update(path, runs, cell_dir)          merge runs into the ledger (written atomically)
     gather(path, workdir, cell_dir, keep) every run in WORKDIR/*/results.json that `keep`
                                           accepts, merged into the ledger and returned
+    train_cells(job, jobs, workers, ...)  job(j) for every cell in spawned processes, each
+                                          cell's runs into the ledger as it ends
 
 A run is a dict as the grid stores it (model, key, seed, cell fields, accuracy, ...); two runs
 are the same run when their cell folder, model and key agree, and the newer one is kept.
@@ -23,7 +25,11 @@ from __future__ import annotations
 
 import glob
 import json
+import multiprocessing as mp
 import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from preprocessing.atomic import write_atomic
 
@@ -91,6 +97,27 @@ def gather(path, workdir, cell_dir, keep):
         with open(done) as f:
             runs.extend(r for r in json.load(f) if keep(r))
     return runs, (update(path, runs, cell_dir) if runs else None)
+
+
+def train_cells(job, jobs, workers, path, cell_dir, keep, name, workdir):
+    """job(j) for each j of `jobs` in `workers` spawned processes (job returns the cell's runs,
+    and must be importable: a benchmark's module-level function), each cell's runs that `keep`
+    accepts merged into the ledger at `path` as the cell ends, so a part cut short keeps what
+    it trained. Returns every run, or None after one line on stderr when a worker died: Caffe
+    aborts its process on a fatal error, and where a Pool would wait for the lost cell for
+    ever the executor raises BrokenProcessPool."""
+    results = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            for runs in pool.map(job, jobs):
+                results.extend(runs)
+                update(path, [r for r in runs if keep(r)], cell_dir)
+    except BrokenProcessPool:
+        print("%s: a worker died while training a cell (Caffe aborts on a fatal error: its line "
+              "is above); the cells finished are kept in %s and %s: run the same command again "
+              "to go on from them" % (name, workdir, path), file=sys.stderr)
+        return None
+    return results
 
 
 def axis_values(text):

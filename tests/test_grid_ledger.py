@@ -97,3 +97,32 @@ def test_axis_values_keep_integers_integers():
     assert grid_ledger.axis_values("16,32") == (16, 32)
     assert all(type(v) is int for v in grid_ledger.axis_values("16,32"))
     assert grid_ledger.axis_values("0.25,1,") == (0.25, 1)
+
+
+def _cell_job(job):
+    """A grid cell's stand-in: its runs, or the death of its process, as Caffe's abort is."""
+    seed, die = job
+    if die:
+        os._exit(134)
+    return [run(seed=seed), run(seed=seed, key="other settings")]
+
+
+def test_train_cells_keeps_each_cells_runs_of_these_settings_as_it_ends(tmp_path):
+    path = str(tmp_path / "runs.json")
+    keep = lambda r: r["key"] == "k1"   # noqa: E731
+    results = grid_ledger.train_cells(_cell_job, [(1, False), (2, False)], 2, path, cell_dir,
+                                      keep, "grid", str(tmp_path / "work"))
+    assert sorted((r["seed"], r["key"]) for r in results) == [
+        (1, "k1"), (1, "other settings"), (2, "k1"), (2, "other settings")]
+    assert sorted((r["seed"], r["key"]) for r in grid_ledger.load(path)) == [(1, "k1"), (2, "k1")]
+
+
+def test_a_worker_that_dies_is_one_line_and_the_cells_before_it_are_kept(tmp_path, capsys):
+    path = str(tmp_path / "runs.json")
+    work = str(tmp_path / "work")
+    assert grid_ledger.train_cells(_cell_job, [(1, False), (2, True)], 1, path, cell_dir,
+                                   lambda r: True, "grid", work) is None
+    err = capsys.readouterr().err
+    assert err.startswith("grid: a worker died while training a cell") and err.count("\n") == 1
+    assert work in err and path in err and "run the same command again" in err
+    assert [r["seed"] for r in grid_ledger.load(path)] == [1, 1]
