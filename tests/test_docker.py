@@ -263,6 +263,8 @@ def test_env_mirrors_print_env(path):
     assert f"PYTHONPATH=/opt/psn/caffe/python:{IMAGE_ROOT}/layers:{IMAGE_ROOT}" in env
     assert "LD_LIBRARY_PATH=/opt/psn/caffe/lib" in env
     assert "PSN_VENV=/opt/psn/venv" in env
+    if path == GPU:     # `caffe -gpu N` through the image counts as nvidia-smi does
+        assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in env
 
 
 @pytest.mark.parametrize("path", [CPU, GPU])

@@ -225,6 +225,17 @@ def test_gpu_check_with_an_old_driver_is_one_line(tmp_path):
                      "with CUDA 13: update the driver (CUDA 13 needs 580 or newer)"]
 
 
+def test_gpu_check_asks_nvidia_smi_of_the_gpu_caffe_will_use(tmp_path):
+    """Caffe's GPU 0 is the first of CUDA_VISIBLE_DEVICES, counted as nvidia-smi counts."""
+    smi = 'case "$*" in *"-i 0"*) echo "NVIDIA H100";; *) exit 6;; esac'
+    path = _bin_with(tmp_path, GPU_CHECK_TOOLS, {"nvidia-smi": smi})
+    rc, lines = _run_script("gpu_check.sh", path, _fake_bundle(tmp_path),
+                            "--out", str(tmp_path / "out"), env={"CUDA_VISIBLE_DEVICES": "3,0"})
+    assert rc == 2
+    assert lines == ["gpu_check: nvidia-smi lists no GPU 3 on this host (CUDA_VISIBLE_DEVICES: "
+                     "3,0)"]
+
+
 def test_gpu_check_without_cublas_is_one_line(tmp_path):
     rc, lines = _run_script("gpu_check.sh", _bin_with(tmp_path, GPU_CHECK_TOOLS), "--cpu",
                             _fake_bundle(tmp_path), "--out", str(tmp_path / "out"))

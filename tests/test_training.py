@@ -553,6 +553,7 @@ def test_no_predict_trains_only(tmp_path, monkeypatch, fake_predict):
 
 def test_gpus_refused_by_the_caffe_write_nothing(tmp_path, monkeypatch, capsys):
     from psn import env
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)    # run_folds sets it: undone after
     monkeypatch.setattr(env, "gpu_refusal", lambda flag: "%s: this Caffe is built CPU_ONLY" % flag)
     cfg = RunConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), schedule="smoke",
                     gpus=(0,))

@@ -37,9 +37,13 @@
 set -euo pipefail
 die() { echo "gpu_check: $*" >&2; exit 2; }
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*" >&2; }
-# Caffe's GPU 0 is the GPU nvidia-smi lists first (whose name, driver and free memory are
-# read below): CUDA's own order puts the fastest first (psn.env.number_gpus_as_nvidia_smi).
+# Caffe's GPU 0 is nvidia-smi's GPU SMI_GPU (whose name and free memory are read below): CUDA
+# counts in nvidia-smi's order only when told (psn.env.number_gpus_as_nvidia_smi), and
+# through CUDA_VISIBLE_DEVICES where it lists numbers.
 export CUDA_DEVICE_ORDER=PCI_BUS_ID
+SMI_GPU=${CUDA_VISIBLE_DEVICES:-0}
+SMI_GPU=${SMI_GPU%%,*}
+[[ "$SMI_GPU" =~ ^[0-9]+$ ]] || SMI_GPU=0
 
 MODE=gpu
 BUNDLE=""
@@ -87,8 +91,8 @@ T_START=$(date +%s)
 GPU_NAME=""; DRIVER=""; DRIVER_CUDA=""
 if [ "$MODE" = gpu ]; then
   command -v nvidia-smi >/dev/null || die "no nvidia-smi: this host has no NVIDIA driver (gpu_check.sh --cpu checks the bundle without a GPU)"
-  GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1) || true
-  [ -n "$GPU_NAME" ] || die "nvidia-smi lists no GPU on this host"
+  GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "$SMI_GPU" 2>/dev/null | head -n1) || true
+  [ -n "$GPU_NAME" ] || die "nvidia-smi lists no GPU ${SMI_GPU} on this host (CUDA_VISIBLE_DEVICES: ${CUDA_VISIBLE_DEVICES:-unset})"
   DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n1)
   DRIVER_CUDA=$(nvidia-smi | sed -n 's/.*CUDA Version: *\([0-9][0-9.]*\).*/\1/p' | head -n1)
   need=$(info cuda_major)
@@ -287,12 +291,12 @@ else
       # run_folds' auto needs pycaffe to estimate a fold's memory, which this host lacks:
       # the bundle carries the estimate (psn.gpu_memory, made where it was cut).
       need=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("fold_mib_estimate", ""))' "$B/run/run.json")
-      free=$(nvidia-smi --query-gpu=memory.total,memory.used --format=csv,noheader,nounits -i 0 | awk -F', *' '{print $1 - $2}')
+      free=$(nvidia-smi --query-gpu=memory.total,memory.used --format=csv,noheader,nounits -i "$SMI_GPU" | awk -F', *' '{print $1 - $2}')
       folds_n=$(find "$B/data/folds" -mindepth 1 -maxdepth 1 -type d -name 'fold*' | wc -l)
       if [ -n "$need" ] && [ -n "$free" ]; then
         PER_GPU=$(awk -v f="$free" -v n="$need" -v k="$folds_n" 'BEGIN {m = int(f / n); if (m > k) m = k; print m}')
-        [ "$PER_GPU" -ge 1 ] || die "GPU 0 has ${free} MiB free; one fold needs about ${need} MiB (estimated): free the GPU"
-        log "  ${PER_GPU} folds at once: ${free} MiB free on GPU 0, about ${need} MiB a fold (estimated when the bundle was cut)"
+        [ "$PER_GPU" -ge 1 ] || die "GPU ${SMI_GPU} (nvidia-smi's count) has ${free} MiB free; one fold needs about ${need} MiB (estimated): free the GPU"
+        log "  ${PER_GPU} folds at once: ${free} MiB free on GPU ${SMI_GPU} (nvidia-smi's count), about ${need} MiB a fold (estimated when the bundle was cut)"
       fi
     fi
     DEV=(--gpus 0 --per-gpu "$PER_GPU")
