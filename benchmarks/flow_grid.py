@@ -25,7 +25,6 @@ import datetime
 import json
 import math
 import os
-import shutil
 import sys
 import time
 
@@ -59,36 +58,23 @@ def run_key(model, cell, seed, clips, epochs):
 def _job(job):
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     os.environ.setdefault("GLOG_minloglevel", "2")
-    from preprocessing.atomic import write_atomic
     from psn import flow_probe, probe_tasks
     cell, seed, models, out, clips, epochs = job
-    d = os.path.join(out, flow_probe.cell_name(cell, seed))
-    done = os.path.join(d, "results.json")
-    have = []
-    if os.path.isfile(done):
-        with open(done) as f:
-            have = json.load(f)
     keys = {m: run_key(m, cell, seed, clips, epochs) for m in models}
     iters = {m: iterations(m, clips // 2, epochs) for m in models}
-    have = [r for r in have if r.get("key") == keys.get(r["model"], r.get("key"))
-            and r.get("iters") == iters.get(r["model"], r.get("iters"))]
-    todo = [m for m in models if not any(r["model"] == m for r in have)]
+
+    def train_one(model, data, folder):
+        r = probe_tasks.train_and_score(data, model, folder, iters=iters[model], seed=seed)
+        r.update(model=model, seed=seed, iters=iters[model], epochs=epochs, clips=clips,
+                 key=keys[model], **cell)
+        return r
+
     t0 = time.time()
-    if todo:
-        data = flow_probe.write_task(os.path.join(d, "data"), n_clips=clips, seed=seed, **cell)
-        try:
-            for model in todo:
-                t1 = time.time()
-                r = probe_tasks.train_and_score(data, model, os.path.join(d, model),
-                                                iters=iters[model], seed=seed)
-                r.update(model=model, seed=seed, iters=iters[model], epochs=epochs, clips=clips,
-                         seconds=round(time.time() - t1, 1), key=keys[model], **cell)
-                have.append(r)
-                write_atomic(done, json.dumps(have, indent=1) + "\n")
-                shutil.rmtree(os.path.join(d, model), ignore_errors=True)
-        finally:
-            shutil.rmtree(data, ignore_errors=True)
-    res = [r for r in have if r["model"] in models]
+    res = probe_tasks.train_missing(
+        os.path.join(out, flow_probe.cell_name(cell, seed)), models,
+        lambda r: r.get("key") == keys[r["model"]] and r.get("iters") == iters[r["model"]],
+        lambda folder: flow_probe.write_task(folder, n_clips=clips, seed=seed, **cell),
+        train_one)
     print("%-34s %s  (%.0f s)" % (flow_probe.cell_name(cell, seed), "  ".join(
         "%s %.2f" % (r["model"], r["accuracy"]) for r in res), time.time() - t0), flush=True)
     return res

@@ -301,48 +301,65 @@ def run_key(task, model, iters, n_clips, net_overrides=None, width=DEMO_WIDTH):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overrides=None,
-             keep_data=False):
-    """Train each model on one cell of the grid (data seed = training seed); returns a list of
-    result dicts. The data folder is removed afterwards (about 280 MB a cell of 200 clips)
-    unless keep_data; results are kept in WORKDIR/<cell>/results.json with the run_key they
-    were made with, and a rerun trains only the models without a result of the same key."""
+def train_missing(cell_dir, models, valid, make_data, train_one, keep_data=False):
+    """The runs of `models` kept in CELL_DIR/results.json, training each model without one.
+
+    A grid's cell (this module's and psn.flow_probe's): valid(run) says whether a stored run
+    was made with today's settings (its key; one that was not is trained again, never reused),
+    make_data(folder) writes the cell's clips and returns their folder, train_one(model, data,
+    folder) trains one model and returns its result dict (its time is added as `seconds`).
+    Each result is kept as soon as it is known (a later model may be interrupted; the rerun
+    trains only what is missing); runs of other models are left as they are. The clips (about
+    280 MB a cell of 200) are removed afterwards unless keep_data."""
     import shutil
     import time
 
-    name = cell_name(task, cell, seed)
-    d = os.path.join(workdir, name)
-    done = os.path.join(d, "results.json")
+    done = os.path.join(cell_dir, "results.json")
     have = []
     if os.path.isfile(done):
         with open(done) as f:
             have = json.load(f)
-    keys = {m: run_key(task, m, iters, n_clips, net_overrides) for m in models}
-    # A result made with other settings (another net, schedule, task or size) is retrained,
-    # never reused: the key holds all of them.
-    valid = {r["model"] for r in have if r.get("key") == keys.get(r["model"])}
-    have = [r for r in have if r["model"] not in keys or r["model"] in valid]
-    todo = [m for m in models if m not in valid]
+    have = [r for r in have if r["model"] not in models or valid(r)]
+    todo = [m for m in models if not any(r["model"] == m for r in have)]
     if todo:
-        data = write_task(os.path.join(d, "data"), task, n_clips=n_clips, seed=seed,
-                          noise=cell["noise"], contrast=cell["contrast"], sigma=cell["sigma"],
-                          frame_jitter=cell["frame_jitter"])
+        data = make_data(os.path.join(cell_dir, "data"))
         try:
             for model in todo:
                 t0 = time.time()
-                r = train_and_score(data, model, os.path.join(d, model), iters=iters, seed=seed,
-                                    **(net_overrides or {}))
-                r.update(task=task, model=model, seed=seed, seconds=round(time.time() - t0, 1),
-                         iters=iters, n_clips=n_clips, key=keys[model], **cell)
+                r = train_one(model, data, os.path.join(cell_dir, model))
+                r["seconds"] = round(time.time() - t0, 1)
                 have.append(r)
-                # Each model's result is kept as soon as it is known (a later model may be
-                # interrupted; the rerun trains only what is missing).
                 write_atomic(done, json.dumps(have, indent=1) + "\n")
-                shutil.rmtree(os.path.join(d, model), ignore_errors=True)
+                shutil.rmtree(os.path.join(cell_dir, model), ignore_errors=True)
         finally:
             if not keep_data:
                 shutil.rmtree(data, ignore_errors=True)
     return [r for r in have if r["model"] in models]
+
+
+def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overrides=None,
+             keep_data=False):
+    """Train each model on one cell of the grid (data seed = training seed); returns a list of
+    result dicts, kept in WORKDIR/<cell>/results.json with the run_key they were made with
+    (train_missing: a rerun trains only the models without a result of the same key)."""
+    keys = {m: run_key(task, m, iters, n_clips, net_overrides) for m in models}
+
+    def make_data(folder):
+        return write_task(folder, task, n_clips=n_clips, seed=seed, noise=cell["noise"],
+                          contrast=cell["contrast"], sigma=cell["sigma"],
+                          frame_jitter=cell["frame_jitter"])
+
+    def train_one(model, data, folder):
+        r = train_and_score(data, model, folder, iters=iters, seed=seed,
+                            **(net_overrides or {}))
+        r.update(task=task, model=model, seed=seed, iters=iters, n_clips=n_clips,
+                 key=keys[model], **cell)
+        return r
+
+    # The key holds every setting (net, schedule, task, size).
+    return train_missing(os.path.join(workdir, cell_name(task, cell, seed)), models,
+                         lambda r: r.get("key") == keys[r["model"]], make_data, train_one,
+                         keep_data)
 
 
 def accuracy_table(results, rows, column, where):

@@ -13,6 +13,7 @@ not among them: the grid reports them. Each in-process run seeds the C library's
 Caffe's HDF5Data shuffle uses, so a test's outcome does not depend on the tests before it.
 """
 import csv
+import json
 import os
 
 import h5py
@@ -64,6 +65,43 @@ def test_grid_cells_and_table():
            for a, s in ((1.0, 1), (0.5, 2))]
     table = probe_tasks.grid_table(res, "m", "order")
     assert "| 1 | 0 | 4 | 0.75 (0.50) | – | – | – |" in table
+
+
+def test_train_missing_keeps_each_result_as_it_comes_and_retrains_the_stale(tmp_path):
+    """The cell runner both grids share: a run made with other settings is trained again, a
+    run of another model is left alone, and an interrupted cell keeps the models it finished."""
+    d = str(tmp_path / "cell")
+    os.makedirs(d)
+    with open(os.path.join(d, "results.json"), "w") as f:
+        json.dump([{"model": "a", "key": "old"}, {"model": "z", "key": "old"}], f)
+    made, trained = [], []
+
+    def make_data(folder):
+        os.makedirs(folder)
+        made.append(folder)
+        return folder
+
+    def train_one(model, data, folder):
+        assert os.path.isdir(data)
+        if model == "c":
+            raise KeyboardInterrupt
+        trained.append(model)
+        return {"model": model, "key": "new"}
+
+    with pytest.raises(KeyboardInterrupt):
+        probe_tasks.train_missing(d, ["a", "b", "c"], lambda r: r["key"] == "new", make_data,
+                                  train_one)
+    assert trained == ["a", "b"] and not os.path.exists(made[0])     # the clips removed
+    with open(os.path.join(d, "results.json")) as f:
+        assert [(r["model"], r["key"]) for r in json.load(f)] == [
+            ("z", "old"), ("a", "new"), ("b", "new")]
+    res = probe_tasks.train_missing(d, ["b", "a"], lambda r: r["key"] == "new", make_data,
+                                    train_one, keep_data=True)
+    assert [r["model"] for r in res] == ["a", "b"] and len(made) == 1    # nothing to train
+    trained.clear()
+    res = probe_tasks.train_missing(d, ["d"], lambda r: True, make_data, train_one,
+                                    keep_data=True)
+    assert trained == ["d"] and res[0]["seconds"] >= 0 and os.path.isdir(made[1])
 
 
 def test_run_cell_trains_only_what_is_missing(tmp_path, monkeypatch):
