@@ -33,6 +33,8 @@ PAPER_DATABASES = load_protocol("paper").databases
 CLIPS_PER_BATCH = nets.CLIPS_PER_BATCH
 TPU_IMPLS = ("cpp", "python")
 LAUNCHERS = ("local", "slurm")
+# --select: the ways of choosing a fold's scored weights (psn.weight_selection says each).
+SELECT_MODES = ("final", "val", "oracle")
 SCHEDULE_DIR = nets.SCHEDULE_DIR
 
 
@@ -159,11 +161,10 @@ class RunConfig:
             raise RunError("jobs and batch must be at least 1 and width positive, got "
                            "jobs %s, batch %s, width %s" % (self.jobs, self.batch, self.width))
         set_("select", tuple(self.select))
-        from psn.weight_selection import MODES
-        unknown = [m for m in self.select if m not in MODES]
+        unknown = [m for m in self.select if m not in SELECT_MODES]
         if unknown or not self.select:
             raise RunError("--select %s: choose from %s (comma-separated)"
-                           % (",".join(self.select), ", ".join(MODES)))
+                           % (",".join(self.select), ", ".join(SELECT_MODES)))
         if int(self.val_groups) < 0:
             raise RunError("--val-groups must be 0 or more, got %s" % self.val_groups)
         if "val" in self.select and not self.val_groups:

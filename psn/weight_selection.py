@@ -20,11 +20,10 @@ import json
 
 from preprocessing.atomic import write_atomic
 from preprocessing.layout import DataFolder, RunFolder
-from psn.config import RunError
+from psn.config import SELECT_MODES as MODES, RunError
 
 __all__ = ["MODES", "DEFAULT_MODE", "choose_iteration", "select_run"]
 
-MODES = ("final", "val", "oracle")
 DEFAULT_MODE = "final"
 
 
