@@ -214,10 +214,26 @@ class DataFolder:
                              % (self.plan, self.root))
         return plan
 
+    def write_protocol(self, protocol):
+        """protocol.json: the protocol (preprocessing.protocols.Protocol) the folder's labels
+        follow; run_folds gives the nets one output per class of it."""
+        import json
+        from preprocessing.atomic import write_atomic
+        write_atomic(self.protocol_file, json.dumps(
+            {"name": protocol.name, "classes": list(protocol.classes),
+             "folds": protocol.folds, "file": protocol.path}, indent=1) + "\n")
+
     def protocol(self):
-        """The protocol the folder was labelled under: {'name', 'classes', ...}."""
-        from preprocessing.protocols import read_protocol
-        return read_protocol(self.root)
+        """The protocol the folder was labelled under: {'name', 'classes', 'folds', ...}; the
+        paper's for a folder written before protocols existed."""
+        import json
+        try:
+            with open(self.protocol_file) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            from preprocessing.protocols import load_protocol
+            paper = load_protocol()
+            return {"name": paper.name, "classes": list(paper.classes), "folds": paper.folds}
 
     def classes(self):
         """The class names of the folder's labels, label 0 first."""

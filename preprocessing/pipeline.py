@@ -138,7 +138,7 @@ def _run(roots, out, *, n_folds=10, loso=False, seed=0, options=Options(), augme
     loader_options = {**evaluation.loader_options(), **(loader_options or {})}
     clips, skipped = _load_stage(roots, out, rules, loader_options, limit, n_folds, loso, log,
                                  evaluation)
-    protocols.write_protocol(out, evaluation)
+    DataFolder(out).write_protocol(evaluation)
     runner = Runner(workers)
     try:
         cache_files, results, t_clips = _clips_stage(clips, skipped, out, options, runner,

@@ -19,11 +19,9 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 
-from preprocessing.atomic import write_atomic
 from preprocessing.clips import Skipped
 from preprocessing.errors import InputError
 from preprocessing.labels import CLASSES as AU_RULE_CLASSES
-from preprocessing.layout import DataFolder
 from preprocessing.loaders import smic
 
 PROTOCOL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "protocols")
@@ -250,25 +248,3 @@ def apply(protocol, entries, skipped=()):
             e = replace(e, label=protocol.classes.index(mapping[word]))
         out.append(e)
     return out, skipped
-
-
-# ---------------------------------------------------------------- a preprocessing folder's record
-
-
-def write_protocol(out, protocol):
-    """OUT/protocol.json: the protocol a preprocessing folder's labels follow (run_folds gives
-    the nets one output per class of it)."""
-    write_atomic(DataFolder(out).protocol_file, json.dumps(
-        {"name": protocol.name, "classes": list(protocol.classes),
-         "folds": protocol.folds, "file": protocol.path}, indent=1) + "\n")
-
-
-def read_protocol(data_dir):
-    """The protocol a preprocessing folder was labelled under: {'name', 'classes', ...}; the
-    paper's for a folder written before protocols existed."""
-    try:
-        with open(DataFolder(data_dir).protocol_file) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        paper = load_protocol()
-        return {"name": paper.name, "classes": list(paper.classes), "folds": paper.folds}

@@ -197,10 +197,9 @@ def use_python_tpu(net):
 def net_overrides_for_data(cfg):
     """cfg.net_overrides, plus the class count of the data's protocol where it is not the
     paper's 4 (MEGC 2019: 3), so that fc_cls has one output per class of the labels."""
-    from preprocessing.protocols import read_protocol
     from psn import nets
     overrides = dict(cfg.net_overrides or {})
-    n = len(read_protocol(cfg.data)["classes"])
+    n = len(DataFolder(cfg.data).classes())
     # Any other count trains labels the net has no output for (or outputs no label uses):
     # Caffe does not check, and the run exits 0.
     if overrides.get("num_classes", n) != n:
