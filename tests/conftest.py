@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,13 @@ TIER_FILES = {"test_cuda_build.py": "cuda", "test_cuda_compile.py": "cuda",
 
 
 def pytest_configure(config):
+    # A suite started in the background by a non-interactive shell (`nohup ... &`, some CI
+    # runners) inherits SIGINT ignored: Python then raises no KeyboardInterrupt, and the
+    # tools it starts inherit the ignore, so the Ctrl-C tests would fail for the launch, not
+    # for the code. Ctrl-C as a terminal gives it, for this process and (reset at exec) its
+    # children.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "caffe: needs the Caffe that tools/build_caffe.sh builds")
     config.addinivalue_line("markers", "cuda: compiles Caffe's CUDA sources with nvcc (minutes)")
     config.addinivalue_line("markers", "docker: checks the Dockerfiles")
