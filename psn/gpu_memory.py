@@ -117,34 +117,51 @@ def fold_mib(tv, shard, solver_type="SGD"):
     return CONTEXT_MIB + FOLD_MARGIN * values * 4 / MIB
 
 
+def visible_as_smi(smi_uuids, visible):
+    """nvidia-smi's index of each GPU CUDA sees, in CUDA's order, read from CUDA_VISIBLE_DEVICES
+    (`visible`; None when unset: all GPUs, in nvidia-smi's order) as CUDA reads it: an entry is
+    an index or a GPU UUID (or the first characters of one, "GPU-" included), and the first
+    entry that names no GPU ends the list (CUDA hides it and every GPU after it). `smi_uuids`:
+    {index: UUID} from nvidia-smi. A MIG device (MIG-...) ends the list too: nvidia-smi's GPU
+    rows do not hold its memory."""
+    if visible is None:
+        return sorted(smi_uuids)
+    found = []
+    for entry in visible.split(","):
+        entry = entry.strip()
+        if entry.isdigit() and int(entry) in smi_uuids:
+            found.append(int(entry))
+            continue
+        named = [i for i, u in smi_uuids.items() if entry.startswith("GPU-") and u.startswith(entry)]
+        if len(named) != 1:
+            break
+        found.append(named[0])
+    return found
+
+
 def gpu_free_mib(ids):
     """{GPU id: (free MiB, total MiB)} from nvidia-smi for the CUDA device ids `ids` (mapped
-    through CUDA_VISIBLE_DEVICES when it lists numbers, in PCI bus order as nvidia-smi counts:
+    through CUDA_VISIBLE_DEVICES, in PCI bus order as nvidia-smi counts:
     psn.env.number_gpus_as_nvidia_smi makes CUDA count so); None where nvidia-smi is missing or
-    does not answer."""
+    does not answer; an id CUDA_VISIBLE_DEVICES does not resolve to an nvidia-smi GPU is left
+    out."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total,memory.used",
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid,memory.total,memory.used",
                               "--format=csv,noheader,nounits"], capture_output=True, text=True,
                              timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
         return None
-    table = {}
+    memory, uuids = {}, {}
     for line in out.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and all(p.isdigit() for p in parts):
-            index, total, used = map(int, parts)
-            table[index] = (total - used, total)
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-    physical = ([int(v) for v in visible] if visible[0] and all(v.strip().isdigit()
-                                                                 for v in visible) else None)
-    found = {}
-    for g in ids:
-        p = physical[g] if physical is not None and g < len(physical) else g
-        if p in table:
-            found[g] = table[p]
-    return found
+        if len(parts) == 4 and all(parts[k].isdigit() for k in (0, 2, 3)):
+            index, total, used = int(parts[0]), int(parts[2]), int(parts[3])
+            memory[index] = (total - used, total)
+            uuids[index] = parts[1]
+    physical = visible_as_smi(uuids, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return {g: memory[physical[g]] for g in ids if g < len(physical)}
 
 
 def plan_per_gpu(per_gpu, gpus, n_folds, need_mib, log):
@@ -154,13 +171,14 @@ def plan_per_gpu(per_gpu, gpus, n_folds, need_mib, log):
     folds_each = max(1, math.ceil(n_folds / max(1, len(set(gpus)))))
     free = gpu_free_mib(sorted(set(gpus)))
     if not free or len(free) < len(set(gpus)):
-        unknown = sorted(set(gpus) - set(free or {}))
+        unknown = ",".join(map(str, sorted(set(gpus) - set(free or {}))))
+        if "CUDA_VISIBLE_DEVICES" in os.environ:
+            unknown += " (CUDA_VISIBLE_DEVICES: %s)" % os.environ["CUDA_VISIBLE_DEVICES"]
         if per_gpu == 0:
             raise RunError("--per-gpu auto sizes K by each GPU's free memory, but nvidia-smi "
-                           "does not report GPU %s: give a number (--per-gpu 2)"
-                           % ",".join(map(str, unknown)))
+                           "does not report GPU %s: give a number (--per-gpu 2)" % unknown)
         log("nvidia-smi does not report GPU %s: %d folds at once there, not checked against its "
-            "memory" % (",".join(map(str, unknown)), per_gpu))
+            "memory" % (unknown, per_gpu))
         return per_gpu
     fits = min(int(free[g][0] // need_mib) for g in set(gpus))
     if per_gpu == 0:

@@ -236,6 +236,30 @@ def test_gpu_check_asks_nvidia_smi_of_the_gpu_caffe_will_use(tmp_path):
                      "3,0)"]
 
 
+def test_gpu_check_reads_a_uuid_in_cuda_visible_devices_as_cuda_does(tmp_path):
+    """A GPU UUID, or its first characters, names the GPU nvidia-smi lists with it; an entry
+    that names no single GPU (a MIG device, a prefix of two) is refused in one line."""
+    smi = ('case "$*" in *uuid*) printf "0, GPU-0a1b-11\\n3, GPU-3c4d-22\\n7, GPU-3c4e-33\\n";; '
+           '*"-i 3"*) echo "NVIDIA H200";; *"-i "*) exit 6;; esac')
+    path = _bin_with(tmp_path, GPU_CHECK_TOOLS, {"nvidia-smi": smi})
+    bundle = _fake_bundle(tmp_path)
+    for visible in ("GPU-3c4d-22,0", "GPU-3c4d"):
+        rc, lines = _run_script("gpu_check.sh", path, bundle,
+                                "--out", str(tmp_path / "out"),
+                                env={"CUDA_VISIBLE_DEVICES": visible})
+        # GPU 3 named: past the GPU's name, to the driver's CUDA version, which this fake lacks
+        assert (rc, lines) == (2, ["gpu_check: nvidia-smi does not say which CUDA version the "
+                                   "driver supports"]), visible
+    for visible in ("GPU-3c4", "MIG-5a1e2f3c", ""):
+        rc, lines = _run_script("gpu_check.sh", path, bundle,
+                                "--out", str(tmp_path / "out"),
+                                env={"CUDA_VISIBLE_DEVICES": visible})
+        assert (rc, lines) == (2, [
+            "gpu_check: CUDA_VISIBLE_DEVICES (%s) starts with '%s', which names no single GPU "
+            "that nvidia-smi lists: give that GPU's index or UUID (nvidia-smi -L; a MIG device "
+            "is not checked)" % (visible, visible.split(",")[0])]), visible
+
+
 def test_gpu_check_without_cublas_is_one_line(tmp_path):
     rc, lines = _run_script("gpu_check.sh", _bin_with(tmp_path, GPU_CHECK_TOOLS), "--cpu",
                             _fake_bundle(tmp_path), "--out", str(tmp_path / "out"))

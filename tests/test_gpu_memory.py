@@ -10,17 +10,23 @@ from run_folds_helpers import ROOT
 from psn.config import RunConfig, RunError, parse_per_gpu
 
 
+def uuid(index):
+    return "GPU-%d0000000-d72c-4106-c12f-20bd9faed9f6" % index
+
+
 @pytest.fixture
 def smi(tmp_path, monkeypatch):
     """smi(rows): a fake nvidia-smi on PATH answering the memory query with `rows`
-    [(index, total MiB, used MiB)]; smi(None): no nvidia-smi at all."""
+    [(index, total MiB, used MiB)], GPU i's UUID GPU-i000000-...; smi(None): no nvidia-smi at
+    all."""
     def put(rows):
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir(exist_ok=True)
         if rows is None:
             monkeypatch.setenv("PATH", str(bin_dir))
             return
-        text = "".join("%d, %d, %d\\n" % r for r in rows)
+        text = "".join("%d, %s, %d, %d\\n" % (i, uuid(i), total, used)
+                       for i, total, used in rows)
         (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nprintf '%s'\n" % text)
         (bin_dir / "nvidia-smi").chmod(0o755)
         monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ["PATH"])
@@ -33,6 +39,28 @@ def test_free_memory_per_gpu_through_cuda_visible_devices(smi, monkeypatch):
     assert gpu_memory.gpu_free_mib([0, 1]) == {0: (81000, 81559), 1: (41000, 81559)}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
     assert gpu_memory.gpu_free_mib([0, 1]) == {0: (15000, 16000), 1: (81000, 81559)}
+
+
+def test_cuda_visible_devices_read_as_cuda_reads_it(smi, monkeypatch):
+    """UUIDs (whole or their first characters) name GPUs as indices do; the first entry that
+    names no GPU hides it and every GPU after it; a MIG device is not a GPU nvidia-smi's rows
+    hold the memory of."""
+    smi([(0, 81559, 559), (1, 81559, 40559), (2, 16000, 1000)])
+    for visible in (uuid(2) + "," + uuid(0), "GPU-20000000,0", "GPU-2,GPU-0"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert gpu_memory.gpu_free_mib([0, 1]) == {0: (15000, 16000), 1: (81000, 81559)}
+    for visible in ("2,7,0", "2,GPU-9,0", "2,MIG-5a1e2f3c-0000-1111-2222-333344445555", "2,-1,0"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert gpu_memory.gpu_free_mib([0, 1]) == {0: (15000, 16000)}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-")        # a prefix of every GPU: none
+    assert gpu_memory.gpu_free_mib([0]) == {}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpu_memory.gpu_free_mib([0]) == {}
+    said = []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-5a1e2f3c")
+    assert gpu_memory.plan_per_gpu(2, (0,), 10, 3000, said.append) == 2
+    assert said == ["nvidia-smi does not report GPU 0 (CUDA_VISIBLE_DEVICES: MIG-5a1e2f3c): 2 "
+                    "folds at once there, not checked against its memory"]
 
 
 def test_k_that_fits_is_kept(smi):

@@ -38,12 +38,13 @@ set -euo pipefail
 die() { echo "gpu_check: $*" >&2; exit 2; }
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*" >&2; }
 # Caffe's GPU 0 is nvidia-smi's GPU SMI_GPU (whose name and free memory are read below): CUDA
-# counts in nvidia-smi's order only when told (psn.env.number_gpus_as_nvidia_smi), and
-# through CUDA_VISIBLE_DEVICES where it lists numbers.
+# counts in nvidia-smi's order only when told (psn.env.number_gpus_as_nvidia_smi), and its
+# GPU 0 is the first entry of CUDA_VISIBLE_DEVICES, an index or a GPU UUID (or the UUID's
+# first characters), resolved in step 1 as psn.gpu_memory.visible_as_smi does.
 export CUDA_DEVICE_ORDER=PCI_BUS_ID
-SMI_GPU=${CUDA_VISIBLE_DEVICES:-0}
-SMI_GPU=${SMI_GPU%%,*}
-[[ "$SMI_GPU" =~ ^[0-9]+$ ]] || SMI_GPU=0
+FIRST_VISIBLE=${CUDA_VISIBLE_DEVICES-0}
+FIRST_VISIBLE=${FIRST_VISIBLE%%,*}
+SMI_GPU=$FIRST_VISIBLE
 
 MODE=gpu
 BUNDLE=""
@@ -91,6 +92,11 @@ T_START=$(date +%s)
 GPU_NAME=""; DRIVER=""; DRIVER_CUDA=""
 if [ "$MODE" = gpu ]; then
   command -v nvidia-smi >/dev/null || die "no nvidia-smi: this host has no NVIDIA driver (gpu_check.sh --cpu checks the bundle without a GPU)"
+  if ! [[ "$FIRST_VISIBLE" =~ ^[0-9]+$ ]]; then
+    SMI_GPU=$(nvidia-smi --query-gpu=index,uuid --format=csv,noheader 2>/dev/null \
+              | awk -F', *' -v p="$FIRST_VISIBLE" 'p ~ /^GPU-/ && index($2, p) == 1 {print $1}') || true
+    [[ "$SMI_GPU" =~ ^[0-9]+$ ]] || die "CUDA_VISIBLE_DEVICES (${CUDA_VISIBLE_DEVICES}) starts with '${FIRST_VISIBLE}', which names no single GPU that nvidia-smi lists: give that GPU's index or UUID (nvidia-smi -L; a MIG device is not checked)"
+  fi
   GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader -i "$SMI_GPU" 2>/dev/null | head -n1) || true
   [ -n "$GPU_NAME" ] || die "nvidia-smi lists no GPU ${SMI_GPU} on this host (CUDA_VISIBLE_DEVICES: ${CUDA_VISIBLE_DEVICES:-unset})"
   DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n1)
