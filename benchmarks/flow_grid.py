@@ -56,8 +56,8 @@ def run_key(model, cell, seed, clips, epochs):
 
 
 def _job(job):
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    os.environ.setdefault("GLOG_minloglevel", "2")
+    from psn.env import one_blas_thread
+    one_blas_thread()
     from psn import flow_probe, probe_tasks
     cell, seed, models, out, clips, epochs = job
     keys = {m: run_key(m, cell, seed, clips, epochs) for m in models}

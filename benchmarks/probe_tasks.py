@@ -79,8 +79,8 @@ def _pairs(items):
 
 
 def _run(job):
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    os.environ.setdefault("GLOG_minloglevel", "2")
+    from psn.env import one_blas_thread
+    one_blas_thread()
     from psn.probe_tasks import train_and_score
     name, seed, data, out, iters, width, (net_extra, solver_extra) = job
     model, net_over, solver_over = SETTINGS[name]

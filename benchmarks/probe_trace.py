@@ -70,12 +70,8 @@ def tracer(kinds, out=sys.stdout):
 
 
 def main(argv=None):
-    # Before anything loads Caffe (psn.caffe_proto imports pycaffe, and with it OpenBLAS):
-    # OpenBLAS reads its thread count once, and a run on two threads adds in another order
-    # than the grid's one-thread workers, so a marginal run could end otherwise than its
-    # grid run (Caffe's RNN at contrast 32, sigma 16, noise 4, seed 1: loss 0.40 here, 0.18
-    # in the grid; the same 0.1793 on one thread).
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    from psn.env import one_blas_thread
+    one_blas_thread()       # as the grid's workers, so a trace reproduces their run
     from psn import grid_ledger, probe_tasks
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="order", choices=sorted(probe_tasks.TASKS))

@@ -31,8 +31,8 @@ DEFAULT_PASS = (0.9, 1.0)
 
 
 def _job(job):
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    os.environ.setdefault("GLOG_minloglevel", "2")
+    from psn.env import one_blas_thread
+    one_blas_thread()
     from psn.probe_tasks import cell_name, run_cell
     task, cell, seed, models, out, iters, net, clips = job
     t0 = time.time()
