@@ -119,23 +119,30 @@ def fold_mib(tv, shard, solver_type="SGD"):
 
 def visible_as_smi(smi_uuids, visible):
     """nvidia-smi's index of each GPU CUDA sees, in CUDA's order, read from CUDA_VISIBLE_DEVICES
-    (`visible`; None when unset: all GPUs, in nvidia-smi's order) as CUDA reads it: an entry is
-    an index or a GPU UUID (or the first characters of one, "GPU-" included), and the first
-    entry that names no GPU ends the list (CUDA hides it and every GPU after it). `smi_uuids`:
-    {index: UUID} from nvidia-smi. A MIG device (MIG-...) ends the list too: nvidia-smi's GPU
-    rows do not hold its memory."""
+    (`visible`; None when unset: all GPUs, in nvidia-smi's order) as CUDA reads it: a list of
+    indices, or a list of GPU UUIDs as `nvidia-smi -L` prints them (each may be cut to its first
+    characters, "GPU-" included, where they name one GPU). The first entry that names no GPU
+    (an index nvidia-smi does not list, an index in a UUID list or the other way round) ends
+    the list: CUDA hides it and every entry after it. A GPU named twice leaves none visible.
+    `smi_uuids`: {index: UUID} from nvidia-smi. A MIG device (MIG-...) names no GPU here:
+    nvidia-smi's GPU rows do not hold its memory."""
     if visible is None:
         return sorted(smi_uuids)
+    entries = [e.strip() for e in visible.split(",")]
+    by_uuid = entries[0].startswith("GPU-")
     found = []
-    for entry in visible.split(","):
-        entry = entry.strip()
-        if entry.isdigit() and int(entry) in smi_uuids:
-            found.append(int(entry))
-            continue
-        named = [i for i, u in smi_uuids.items() if entry.startswith("GPU-") and u.startswith(entry)]
-        if len(named) != 1:
+    for entry in entries:
+        if by_uuid:
+            named = [i for i, u in smi_uuids.items() if entry.startswith("GPU-")
+                     and u.startswith(entry)]
+            index = named[0] if len(named) == 1 else None
+        else:
+            index = int(entry) if entry.isdigit() and int(entry) in smi_uuids else None
+        if index is None:
             break
-        found.append(named[0])
+        if index in found:
+            return []
+        found.append(index)
     return found
 
 
@@ -143,8 +150,8 @@ def gpu_free_mib(ids):
     """{GPU id: (free MiB, total MiB)} from nvidia-smi for the CUDA device ids `ids` (mapped
     through CUDA_VISIBLE_DEVICES, in PCI bus order as nvidia-smi counts:
     psn.env.number_gpus_as_nvidia_smi makes CUDA count so); None where nvidia-smi is missing or
-    does not answer; an id CUDA_VISIBLE_DEVICES does not resolve to an nvidia-smi GPU is left
-    out."""
+    does not answer. An id that CUDA_VISIBLE_DEVICES does not resolve to a GPU, or whose
+    memory nvidia-smi does not report ([N/A]), is left out."""
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid,memory.total,memory.used",
                               "--format=csv,noheader,nounits"], capture_output=True, text=True,
@@ -156,12 +163,15 @@ def gpu_free_mib(ids):
     memory, uuids = {}, {}
     for line in out.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 4 and all(parts[k].isdigit() for k in (0, 2, 3)):
-            index, total, used = int(parts[0]), int(parts[2]), int(parts[3])
-            memory[index] = (total - used, total)
-            uuids[index] = parts[1]
+        if len(parts) != 4 or not parts[0].isdigit():
+            continue
+        # Every GPU counts in CUDA's numbering, also one whose memory reads [N/A].
+        uuids[int(parts[0])] = parts[1]
+        if parts[2].isdigit() and parts[3].isdigit():
+            memory[int(parts[0])] = (int(parts[2]) - int(parts[3]), int(parts[2]))
     physical = visible_as_smi(uuids, os.environ.get("CUDA_VISIBLE_DEVICES"))
-    return {g: memory[physical[g]] for g in ids if g < len(physical)}
+    return {g: memory[physical[g]] for g in ids
+            if g < len(physical) and physical[g] in memory}
 
 
 def plan_per_gpu(per_gpu, gpus, n_folds, need_mib, log):

@@ -243,11 +243,11 @@ def test_gpu_check_reads_a_uuid_in_cuda_visible_devices_as_cuda_does(tmp_path):
            '*"-i 3"*) echo "NVIDIA H200";; *"-i "*) exit 6;; esac')
     path = _bin_with(tmp_path, GPU_CHECK_TOOLS, {"nvidia-smi": smi})
     bundle = _fake_bundle(tmp_path)
-    for visible in ("GPU-3c4d-22,0", "GPU-3c4d"):
+    for visible in ("GPU-3c4d-22,GPU-0a1b", " GPU-3c4d", "3 ,0"):
         rc, lines = _run_script("gpu_check.sh", path, bundle,
                                 "--out", str(tmp_path / "out"),
                                 env={"CUDA_VISIBLE_DEVICES": visible})
-        # GPU 3 named: past the GPU's name, to the driver's CUDA version, which this fake lacks
+        # GPU 3 named: past its name to the driver's CUDA version, which this fake lacks
         assert (rc, lines) == (2, ["gpu_check: nvidia-smi does not say which CUDA version the "
                                    "driver supports"]), visible
     for visible in ("GPU-3c4", "MIG-5a1e2f3c", ""):

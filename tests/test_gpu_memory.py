@@ -17,15 +17,16 @@ def uuid(index):
 @pytest.fixture
 def smi(tmp_path, monkeypatch):
     """smi(rows): a fake nvidia-smi on PATH answering the memory query with `rows`
-    [(index, total MiB, used MiB)], GPU i's UUID GPU-i000000-...; smi(None): no nvidia-smi at
-    all."""
+    [(index, total MiB, used MiB)] (None: [N/A]), GPU i's UUID GPU-i0000000-...; smi(None): no
+    nvidia-smi at all."""
     def put(rows):
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir(exist_ok=True)
         if rows is None:
             monkeypatch.setenv("PATH", str(bin_dir))
             return
-        text = "".join("%d, %s, %d, %d\\n" % (i, uuid(i), total, used)
+        text = "".join("%d, %s, %s, %s\\n" % (i, uuid(i), "[N/A]" if total is None else total,
+                                              "[N/A]" if used is None else used)
                        for i, total, used in rows)
         (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nprintf '%s'\n" % text)
         (bin_dir / "nvidia-smi").chmod(0o755)
@@ -42,25 +43,33 @@ def test_free_memory_per_gpu_through_cuda_visible_devices(smi, monkeypatch):
 
 
 def test_cuda_visible_devices_read_as_cuda_reads_it(smi, monkeypatch):
-    """UUIDs (whole or their first characters) name GPUs as indices do; the first entry that
-    names no GPU hides it and every GPU after it; a MIG device is not a GPU nvidia-smi's rows
-    hold the memory of."""
+    """A list of UUIDs (whole or their first characters) names GPUs as a list of indices does;
+    the first entry that names no GPU hides it and every GPU after it; a GPU named twice
+    leaves none; a MIG device is not a GPU whose memory nvidia-smi's rows hold."""
     smi([(0, 81559, 559), (1, 81559, 40559), (2, 16000, 1000)])
-    for visible in (uuid(2) + "," + uuid(0), "GPU-20000000,0", "GPU-2,GPU-0"):
+    for visible in (uuid(2) + "," + uuid(0), "GPU-20000000, GPU-0", "GPU-2,GPU-0,1", " 2 ,0"):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-        assert gpu_memory.gpu_free_mib([0, 1]) == {0: (15000, 16000), 1: (81000, 81559)}
-    for visible in ("2,7,0", "2,GPU-9,0", "2,MIG-5a1e2f3c-0000-1111-2222-333344445555", "2,-1,0"):
+        assert gpu_memory.gpu_free_mib([0, 1]) == {0: (15000, 16000), 1: (81000, 81559)}, visible
+    for visible in ("2,7,0", "2,GPU-0", "GPU-2,0", "2,MIG-5a1e2f3c-0000-1111-2222-33334444",
+                    "2,-1,0"):
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-        assert gpu_memory.gpu_free_mib([0, 1]) == {0: (15000, 16000)}
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-")        # a prefix of every GPU: none
-    assert gpu_memory.gpu_free_mib([0]) == {}
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert gpu_memory.gpu_free_mib([0]) == {}
+        assert gpu_memory.gpu_free_mib([0, 1]) == {0: (15000, 16000)}, visible
+    for visible in ("GPU-", "", "0,0", "GPU-2,GPU-20"):    # "GPU-" is every GPU's prefix
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert gpu_memory.gpu_free_mib([0]) == {}, visible
     said = []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-5a1e2f3c")
     assert gpu_memory.plan_per_gpu(2, (0,), 10, 3000, said.append) == 2
     assert said == ["nvidia-smi does not report GPU 0 (CUDA_VISIBLE_DEVICES: MIG-5a1e2f3c): 2 "
                     "folds at once there, not checked against its memory"]
+
+
+def test_a_gpu_without_memory_figures_keeps_its_place_in_the_count(smi, monkeypatch):
+    """nvidia-smi prints [N/A] for some GPUs' memory; the GPUs after it keep their ids."""
+    smi([(0, None, None), (1, 16000, 1000)])
+    assert gpu_memory.gpu_free_mib([0, 1]) == {1: (15000, 16000)}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")
+    assert gpu_memory.gpu_free_mib([0, 1]) == {0: (15000, 16000)}
 
 
 def test_k_that_fits_is_kept(smi):

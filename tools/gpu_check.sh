@@ -44,6 +44,7 @@ log() { echo "[gpu_check $(date +%H:%M:%S)] $*" >&2; }
 export CUDA_DEVICE_ORDER=PCI_BUS_ID
 FIRST_VISIBLE=${CUDA_VISIBLE_DEVICES-0}
 FIRST_VISIBLE=${FIRST_VISIBLE%%,*}
+FIRST_VISIBLE=${FIRST_VISIBLE//[[:space:]]/}
 SMI_GPU=$FIRST_VISIBLE
 
 MODE=gpu
