@@ -1,9 +1,11 @@
 """Operating-system errors end in one line naming the file and the fix, exit code 2."""
 import errno
 import os
+import shutil
 import subprocess
 import sys
 
+import pytest
 
 from preprocessing.errors import os_error_line
 
@@ -164,6 +166,37 @@ def _run_script(name, path_dir, *args, env=None):
 
 BASE_TOOLS = ("bash", "dirname", "id", "mkdir", "df", "awk", "sed", "cat", "date", "grep",
               "head", "tr", "basename")
+
+
+SOURCED = ("caffe_tree.sh", "image_engine.sh")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "tools"))
+                                        if n.endswith(".sh") and n not in SOURCED
+                                        and n != "run_psn.sh"))
+def test_every_shell_tool_answers_help_with_its_header_and_does_nothing_else(tmp_path, name):
+    """--help prints the script's header comment and exits 0, on a PATH without the tools
+    any real work needs (apt, nvcc, pip, pytest, Slurm): nothing is set up, built or run."""
+    with open(os.path.join(REPO, "tools", name)) as f:
+        first = f.read().splitlines()[1]
+    res = subprocess.run([shutil.which("bash"), os.path.join(REPO, "tools", name), "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         env={"PATH": _bin_with(tmp_path, BASE_TOOLS + ("nproc",)),
+                              "HOME": str(tmp_path)})
+    assert (res.returncode, res.stderr) == (0, "")
+    assert res.stdout.splitlines()[0] == first[2:]
+
+
+def test_run_psn_help_lists_the_options_without_building_caffe(tmp_path):
+    """run_psn.sh's options are psn.main's argparse: shown after the .venv is checked, with
+    Caffe not built (an empty cache here: a build would take minutes)."""
+    res = subprocess.run(["bash", os.path.join(REPO, "tools", "run_psn.sh"), "--help"],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PSN_CACHE=str(tmp_path / "cache")))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("usage: run_psn.sh")
+    assert "--experiment" in res.stdout
+    assert not (tmp_path / "cache" / "caffe").exists()
 
 
 def test_image_check_without_an_engine_is_one_line(tmp_path):

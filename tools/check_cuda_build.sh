@@ -41,7 +41,12 @@ CACHE=${PSN_CACHE:-$HOME/.cache/psn-caffe}
 JOBS=${JOBS:-$(nproc)}
 CHECK_CUDA_ARCH=${CHECK_CUDA_ARCH:-"-gencode arch=compute_90,code=sm_90"}
 FORCE=0
-[ "${1:-}" = --force ] && FORCE=1
+case "${1:-}" in
+  --force) FORCE=1 ;;
+  -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) echo "[check_cuda_build] error: unknown option '$1' (--force or --help)" >&2; exit 2 ;;
+esac
 
 log() { echo "[check_cuda_build] $*" >&2; }
 die() { echo "[check_cuda_build] error: $*" >&2; exit 1; }

@@ -20,8 +20,9 @@ WITH_LIBS=0
 case "${1:-}" in
   --cudnn) WITH_CUDNN=1 ;;
   --libs) WITH_LIBS=1 ;;
+  -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   "") ;;
-  *) echo "fetch_cuda_headers.sh: unknown option '$1' (--cudnn or --libs)" >&2; exit 2 ;;
+  *) echo "fetch_cuda_headers.sh: unknown option '$1' (--cudnn, --libs or --help)" >&2; exit 2 ;;
 esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${PSN_CACHE:-$HOME/.cache/psn-caffe}

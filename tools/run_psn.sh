@@ -11,7 +11,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 CUDA_FLAG=""
-for a in "$@"; do case "$a" in --gpus|--gpus=*) CUDA_FLAG="--cuda" ;; esac; done
+for a in "$@"; do case "$a" in
+  # The options are psn.main's (argparse), which needs the .venv but not Caffe.
+  -h|--help) tools/build_caffe.sh --deps-only; exec "${PSN_VENV:-$ROOT/.venv}/bin/python" -m psn.main --help ;;
+  --gpus|--gpus=*) CUDA_FLAG="--cuda" ;;
+esac; done
 tools/build_caffe.sh $CUDA_FLAG
 eval "$(tools/build_caffe.sh --print-env $CUDA_FLAG)"
 VENV=${PSN_VENV:-$ROOT/.venv}
