@@ -554,6 +554,10 @@ def parse_overrides(items):
         if not sep or key not in types:
             raise ValueError("--net %s: expected FIELD=VALUE with FIELD one of %s"
                              % (item, ", ".join(sorted(types))))
+        # A comma list would make a text field's value swallow the fields after it.
+        if any(part.partition("=")[0].strip() in types for part in value.split(",")[1:]):
+            raise ValueError("--net %s: one FIELD=VALUE a flag: repeat --net for each field"
+                             % item)
         kind = types[key] if isinstance(types[key], str) else types[key].__name__
         try:
             if kind == "bool":

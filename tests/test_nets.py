@@ -261,7 +261,9 @@ def test_net_overrides_are_typed_and_checked():
                                     "hidden=256"])
     assert got == {"temporal_centre": False, "tp_ref": 6.4, "first_tp": "NEXT", "hidden": 256}
     for bad, msg in (("mod_gain=2", "FIELD one of"), ("tp_ref=high", "takes a float"),
-                     ("temporal_centre=maybe", "takes a bool"), ("hidden", "FIELD=VALUE")):
+                     ("temporal_centre=maybe", "takes a bool"), ("hidden", "FIELD=VALUE"),
+                     ("first_tp=NEXT,hidden=256", "repeat --net for each field"),
+                     ("temporal_centre=0,tp_ref=6.4", "repeat --net for each field")):
         with pytest.raises(ValueError, match=msg):
             psn_nets.parse_overrides([bad])
 
