@@ -130,28 +130,15 @@ def main(argv=None):
                 and r.get("key") == run_key(r["model"], {k: r[k] for k in flow_probe.GRID},
                                             r["seed"], r["clips"], r["epochs"])
                 and r.get("iters") == iterations(r["model"], r["clips"] // 2, r["epochs"]))
-    try:
-        seeded = grid_ledger.seed(args.ledger, out, cell_dir, same_settings)
-    except ValueError as e:
-        ap.error(str(e))
-    if seeded:
-        print("%d runs taken from %s" % (seeded, os.path.relpath(args.ledger, ROOT)))
+    jobs = [(cell, s, models, out, args.clips, args.epochs)
+            for cell in flow_probe.grid_cells(grid) for s in seeds]
     t0 = time.time()
-    results = []
-    if not args.report_only:
-        jobs = [(cell, s, models, out, args.clips, args.epochs)
-                for cell in flow_probe.grid_cells(grid) for s in seeds]
-        results = grid_ledger.train_cells(_job, jobs, args.jobs, args.ledger, cell_dir,
-                                          same_settings, "flow_grid", out)
-        if results is None:
-            return 1
-    elif not args.doc:
-        ap.error("--report-only writes the document: give --doc FILE")
+    ran = grid_ledger.run_grid(args, _job, jobs, cell_dir, same_settings, "flow_grid", out,
+                               ROOT, ap.error)
+    if ran is None:
+        return 1
+    results, stored = ran
     minutes = (time.time() - t0) / 60
-    # Every run trained into OUT with these settings, not only this one's.
-    stored, n = grid_ledger.gather(args.ledger, out, cell_dir, same_settings)
-    if n is not None:
-        print("%s: %d runs" % (os.path.relpath(args.ledger, ROOT), n))
     if args.doc:
         results = stored
         models = [m for m in flow_probe.MODELS if any(r["model"] == m for r in results)]

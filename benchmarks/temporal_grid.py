@@ -125,27 +125,13 @@ def main(argv=None):
         return (r.get("model") in nets.MODELS and r.get("task") in probe_tasks.TASKS and
                 r.get("key") == probe_tasks.run_key(r["task"], r["model"], args.iters,
                                                     args.clips, net))
-    try:
-        seeded = grid_ledger.seed(args.ledger, out, cell_dir, same_settings)
-    except ValueError as e:
-        ap.error(str(e))
-    if seeded:
-        print("%d runs taken from %s" % (seeded, os.path.relpath(args.ledger, ROOT)))
     t0 = time.time()
-    if args.report_only:
-        if not args.doc:
-            ap.error("--report-only writes the document: give --doc FILE")
-        results = []
-    else:
-        results = grid_ledger.train_cells(_job, jobs, args.jobs, args.ledger, cell_dir,
-                                          same_settings, "temporal_grid", out)
-        if results is None:
-            return 1
+    ran = grid_ledger.run_grid(args, _job, jobs, cell_dir, same_settings, "temporal_grid", out,
+                               ROOT, ap.error)
+    if ran is None:
+        return 1
+    results, stored = ran
     minutes = (time.time() - t0) / 60
-    # Every run trained into OUT with these settings, not only this one's.
-    stored, n = grid_ledger.gather(args.ledger, out, cell_dir, same_settings)
-    if n is not None:
-        print("%s: %d runs" % (os.path.relpath(args.ledger, ROOT), n))
     if args.doc:
         results = stored
         tasks = [t for t in probe_tasks.TASKS if any(r["task"] == t for r in results)]

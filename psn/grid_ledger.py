@@ -120,6 +120,34 @@ def train_cells(job, jobs, workers, path, cell_dir, keep, name, workdir):
     return results
 
 
+def run_grid(args, job, jobs, cell_dir, keep, name, workdir, root, error):
+    """A grid benchmark's course over its ledger (args: add_arguments' options): the ledger's
+    runs of these settings copied into `workdir`, `jobs` trained (none with --report-only),
+    then every run of these settings in `workdir` merged back into the ledger, each step said
+    in a line. Returns (this run's results, every stored run), or None where a worker died
+    (train_cells said so); error(message) for a ledger that cannot be read or --report-only
+    without --doc."""
+    if args.report_only and not args.doc:
+        error("--report-only writes the document: give --doc FILE")
+    shown = os.path.relpath(args.ledger, root)
+    try:
+        seeded = seed(args.ledger, workdir, cell_dir, keep)
+    except ValueError as e:
+        error(str(e))
+    if seeded:
+        print("%d runs taken from %s" % (seeded, shown))
+    results = []
+    if not args.report_only:
+        results = train_cells(job, jobs, args.jobs, args.ledger, cell_dir, keep, name, workdir)
+        if results is None:
+            return None
+    # Every run trained into workdir with these settings, not only this one's.
+    stored, n = gather(args.ledger, workdir, cell_dir, keep)
+    if n is not None:
+        print("%s: %d runs" % (shown, n))
+    return results, stored
+
+
 def axis_values(text):
     """A grid axis given on the command line, "16,32" or "0.25,0.5" -> (16, 32), (0.25, 0.5)."""
     return tuple(float(v) if "." in v else int(v) for v in text.split(",") if v)

@@ -126,3 +126,33 @@ def test_a_worker_that_dies_is_one_line_and_the_cells_before_it_are_kept(tmp_pat
     assert err.startswith("grid: a worker died while training a cell") and err.count("\n") == 1
     assert work in err and path in err and "run the same command again" in err
     assert [r["seed"] for r in grid_ledger.load(path)] == [1, 1]
+
+
+def test_run_grid_seeds_trains_and_gathers_saying_each_step(tmp_path, capsys):
+    """Both grid benchmarks' course: the ledger's runs into the work folder, the jobs trained,
+    every run of these settings back into the ledger; --report-only without --doc refused
+    before anything is written; a dying worker ends it with None (train_cells' line)."""
+    from argparse import Namespace
+
+    def error(message):
+        raise SystemExit(message)
+    path = str(tmp_path / "runs.json")
+    work = str(tmp_path / "work")
+    keep = lambda r: r["key"] == "k1"   # noqa: E731
+    grid_ledger.update(path, [run()], cell_dir)
+    args = Namespace(report_only=True, doc=None, jobs=1, ledger=path)
+    with pytest.raises(SystemExit, match="give --doc FILE"):
+        grid_ledger.run_grid(args, _cell_job, [], cell_dir, keep, "grid", work, str(tmp_path), error)
+    assert not os.path.exists(work)
+    args = Namespace(report_only=False, doc=None, jobs=1, ledger=path)
+    results, stored = grid_ledger.run_grid(args, _cell_job, [(2, False)], cell_dir, keep, "grid",
+                                           work, str(tmp_path), error)
+    assert sorted((r["seed"], r["key"]) for r in results) == [(2, "k1"), (2, "other settings")]
+    assert [r["seed"] for r in stored] == [1]      # the stand-in job writes no results.json
+    assert capsys.readouterr().out == "1 runs taken from runs.json\nruns.json: 2 runs\n"
+    assert grid_ledger.run_grid(args, _cell_job, [(3, True)], cell_dir, keep, "grid", work,
+                                str(tmp_path), error) is None
+    args = Namespace(report_only=True, doc="grid.md", jobs=1, ledger=path)
+    results, stored = grid_ledger.run_grid(args, _cell_job, [(4, False)], cell_dir, keep, "grid",
+                                           work, str(tmp_path), error)
+    assert results == [] and sorted(r["seed"] for r in stored) == [1, 2]   # seed 4 not trained
