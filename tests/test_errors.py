@@ -168,7 +168,7 @@ BASE_TOOLS = ("bash", "dirname", "id", "mkdir", "df", "awk", "sed", "cat", "date
               "head", "tr", "basename")
 
 
-SOURCED = ("caffe_tree.sh", "image_engine.sh")
+SOURCED = ("caffe_tree.sh", "header_help.sh", "image_engine.sh")
 
 
 @pytest.mark.parametrize("name", sorted(n for n in os.listdir(os.path.join(REPO, "tools"))

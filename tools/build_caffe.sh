@@ -18,6 +18,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/header_help.sh
+. "$ROOT/tools/header_help.sh"
 CACHE=${PSN_CACHE:-$HOME/.cache/psn-caffe}
 VENV=${PSN_VENV:-$ROOT/.venv}
 PINNED_COMMIT=9b89154
@@ -34,7 +36,7 @@ SKIP_DEPS=${PSN_SKIP_DEPS:-0}
 JOBS=${JOBS:-$(nproc)}
 
 usage() {
-  sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
+  header_help "$0"
   cat <<EOF
 
 Options:

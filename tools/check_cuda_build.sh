@@ -37,13 +37,15 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/header_help.sh
+. "$ROOT/tools/header_help.sh"
 CACHE=${PSN_CACHE:-$HOME/.cache/psn-caffe}
 JOBS=${JOBS:-$(nproc)}
 CHECK_CUDA_ARCH=${CHECK_CUDA_ARCH:-"-gencode arch=compute_90,code=sm_90"}
 FORCE=0
 case "${1:-}" in
   --force) FORCE=1 ;;
-  -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) header_help "$0"; exit 0 ;;
   "") ;;
   *) echo "[check_cuda_build] error: unknown option '$1' (--force or --help)" >&2; exit 2 ;;
 esac

@@ -36,6 +36,8 @@
 # stores every layer as a full copy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/header_help.sh
+. "$ROOT/tools/header_help.sh"
 # shellcheck source=tools/caffe_tree.sh
 . "$ROOT/tools/caffe_tree.sh"   # debian_mirror
 die() { echo "check_image: $*" >&2; exit 2; }
@@ -65,7 +67,7 @@ while [ $# -gt 0 ]; do
     --base) BASE=$2; shift
             case "$BASE" in auto|pull|debootstrap) ;; *) die "--base must be auto, pull or debootstrap" ;; esac ;;
     --no-cache) NO_CACHE=(--no-cache) ;;
-    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) header_help "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
   shift

@@ -10,8 +10,10 @@
 # Arguments go to pytest.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/header_help.sh
+. "$ROOT/tools/header_help.sh"
 die() { echo "check_slurm: $*" >&2; exit 2; }
-case "${1:-}" in -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) header_help "$0"; exit 0 ;; esac
 
 [ "$(id -u)" = 0 ] || die "needs root (slurmd runs the jobs as their user); run it with sudo"
 for b in slurmctld slurmd sbatch squeue scancel munged munge; do

@@ -15,16 +15,18 @@
 # libcublas.so.13): tools/gpu_bundle.sh --verify mounts them as a GPU host's. Output: one include
 # directory per line (with --libs, then one lib directory per line).
 set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/header_help.sh
+. "$ROOT/tools/header_help.sh"
 WITH_CUDNN=0
 WITH_LIBS=0
 case "${1:-}" in
   --cudnn) WITH_CUDNN=1 ;;
   --libs) WITH_LIBS=1 ;;
-  -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) header_help "$0"; exit 0 ;;
   "") ;;
   *) echo "fetch_cuda_headers.sh: unknown option '$1' (--cudnn, --libs or --help)" >&2; exit 2 ;;
 esac
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${PSN_CACHE:-$HOME/.cache/psn-caffe}
 DEST="$CACHE/cuda-headers"
 PY=${PSN_VENV:-$ROOT/.venv}/bin/python

@@ -31,6 +31,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/header_help.sh
+. "$ROOT/tools/header_help.sh"
 # shellcheck source=tools/caffe_tree.sh
 . "$ROOT/tools/caffe_tree.sh"   # debian_mirror
 # shellcheck source=tools/image_engine.sh
@@ -49,7 +51,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --image) TAG=$2; shift ;;
     --stage) STAGE_DIR=$2; DATA_DIR=$3; shift 2 ;;
-    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) header_help "$0"; exit 0 ;;
     *) echo "gpu_bundle.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -26,8 +26,10 @@
 # 3. runs pytest on tests/ with the built Caffe on the paths
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/header_help.sh
+. "$ROOT/tools/header_help.sh"
 cd "$ROOT"
-case "${1:-}" in -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) header_help "$0"; exit 0 ;; esac
 FAST=0
 MUTATION=0
 SLURM=0
