@@ -10,7 +10,7 @@ per-frame jitter) and every seed, builds the probe task (200 clips, 100 held out
 training seed), trains each model on fold 1 with the demo schedule (300 SGD iterations, step
 at 200) in a single-threaded process and records the held-out clip accuracy. Prints one table
 per task and model (rows noise / jitter / sigma, columns contrast; mean over seeds, the worst
-seed in brackets) and the share of cells that pass (order: recurrent streams >= 0.9,
+seed in brackets) and how many runs and cells pass (order: recurrent streams >= 0.9,
 psn_spatial <= 0.7; place: every stream >= 0.9). --doc writes the same tables as markdown,
 with the command and the date: docs/temporal_grid.md is its output. Results are kept per cell
 in OUT (an interrupted run resumes) and in the ledger docs/temporal_grid_runs.json, which goes
@@ -48,6 +48,9 @@ def passes(task, model, accuracy):
 
 
 def summary(results, tasks, models):
+    """A line per task and model: its runs in the bar, then its cells judged as the issue
+    judges them (a cell's mean over its seeds), naming every cell that misses."""
+    from psn.probe_tasks import GRID
     lines = []
     for task in tasks:
         for model in models[task]:
@@ -56,13 +59,22 @@ def summary(results, tasks, models):
                 continue
             ok = sum(passes(task, model, r["accuracy"]) for r in rs)
             lo, hi = PASS[task].get(model, DEFAULT_PASS)
-            cells = {tuple(r[k] for k in ("contrast", "sigma", "noise", "frame_jitter"))
-                     for r in rs}
-            lines.append("%s, %s: %d of %d runs (%d cells, seeds %s) in [%.1f, %.1f]; mean "
-                         "%.3f, lowest %.2f" % (task, model, ok, len(rs), len(cells), ",".join(
-                             str(s) for s in sorted({r["seed"] for r in rs})), lo, hi,
-                         sum(r["accuracy"] for r in rs) / len(rs),
-                         min(r["accuracy"] for r in rs)))
+            cells = {}
+            for r in rs:
+                cells.setdefault(tuple(r[k] for k in GRID), []).append(r["accuracy"])
+            means = {c: sum(a) / len(a) for c, a in cells.items()}
+            missed = sorted(c for c, m in means.items() if not passes(task, model, m))
+            line = ("%s, %s: %d of %d runs (%d cells, seeds %s) in [%.1f, %.1f]; mean %.3f, "
+                    "lowest %.2f; %d of %d cells pass by their mean over the seeds" % (
+                        task, model, ok, len(rs), len(cells), ",".join(
+                            str(s) for s in sorted({r["seed"] for r in rs})), lo, hi,
+                        sum(r["accuracy"] for r in rs) / len(rs),
+                        min(r["accuracy"] for r in rs), len(cells) - len(missed), len(cells)))
+            if missed:
+                line += " (missed: " + "; ".join(
+                    "contrast %g, sigma %g, noise %g, jitter %g at %.2f" % (c + (means[c],))
+                    for c in missed) + ")"
+            lines.append(line)
     return lines
 
 
