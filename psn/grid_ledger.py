@@ -9,7 +9,8 @@ ledger, a JSON file under docs/ beside the grid's table, holds every run a grid 
     seed(path, workdir, cell_dir, keep)   the ledger's runs that `keep` accepts (same settings)
                                           put into WORKDIR/<cell_dir(run)>/results.json where
                                           missing, so the grid trains only what neither holds
-    update(path, runs, cell_dir)          merge runs into the ledger (written atomically)
+    update(path, runs, cell_dir)          merge runs into the ledger (written atomically, one
+                                          process at a time)
     gather(path, workdir, cell_dir, keep) every run in WORKDIR/*/results.json that `keep`
                                           accepts, merged into the ledger and returned
     train_cells(job, jobs, workers, ...)  job(j) for every cell in spawned processes, each
@@ -23,6 +24,9 @@ axis_values).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import glob
 import json
 import multiprocessing as mp
@@ -77,15 +81,39 @@ def seed(path, workdir, cell_dir, keep):
     return added
 
 
+@contextlib.contextmanager
+def _merging(path):
+    """The ledger's folder locked for one read-merge-write. Two grids that share a ledger (the
+    order and the place task run at once, or --report-only beside a training run) each read
+    the ledger, add their runs and write it back: without the lock the later write drops the
+    earlier one's runs. The folder itself is locked (flock), not a lock file beside the ledger,
+    which would show in the repository; write_atomic replaces the ledger's file, so a lock on
+    that file would guard a file that is gone. A writer waits: a merge takes moments."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            # A file system without locks (some NFS mounts): merge unguarded.
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+        yield
+    finally:
+        os.close(fd)
+
+
 def update(path, runs, cell_dir):
     """Merge `runs` into the ledger at `path`; returns the ledger's size."""
-    merged = {_identity(r, cell_dir): r for r in load(path)}
-    merged.update((_identity(r, cell_dir), r) for r in runs)
-    ordered = [merged[k] for k in sorted(merged, key=lambda k: tuple(str(v) for v in k))]
-    # One run a line: a part added later changes few lines of the file.
-    write_atomic(path, "[\n" + ",\n".join(json.dumps(r, sort_keys=True) for r in ordered)
-                 + "\n]\n")
-    return len(ordered)
+    with _merging(path):
+        merged = {_identity(r, cell_dir): r for r in load(path)}
+        merged.update((_identity(r, cell_dir), r) for r in runs)
+        ordered = [merged[k] for k in sorted(merged, key=lambda k: tuple(str(v) for v in k))]
+        # One run a line: a part added later changes few lines of the file.
+        write_atomic(path, "[\n" + ",\n".join(json.dumps(r, sort_keys=True) for r in ordered)
+                     + "\n]\n")
+        return len(ordered)
 
 
 def gather(path, workdir, cell_dir, keep):

@@ -73,6 +73,24 @@ def test_temporal_grid_tables_runs_trained_on_another_machine(caffe_env, tmp_pat
     assert "1 runs taken from" in capsys.readouterr().out
 
 
+def _add_one_at_a_time(job):
+    path, model = job
+    for seed in range(15):
+        grid_ledger.update(path, [run(model=model, seed=seed)], cell_dir)
+
+
+def test_grids_sharing_a_ledger_lose_none_of_each_others_runs(tmp_path):
+    """Four processes each merge 15 runs one by one into one ledger, as two grids run at once
+    do. Each update reads, merges and rewrites the file; unguarded, a later write dropped an
+    earlier one's runs (29-37 of 60 were left on this machine)."""
+    import multiprocessing as mp
+    path = str(tmp_path / "docs" / "runs.json")
+    with mp.get_context("spawn").Pool(4) as pool:
+        pool.map(_add_one_at_a_time, [(path, "m%d" % k) for k in range(4)])
+    assert len(grid_ledger.load(path)) == 60
+    assert os.listdir(tmp_path / "docs") == ["runs.json"]     # no lock file beside it
+
+
 def test_temporal_grid_judges_a_cell_by_its_mean_over_the_seeds_and_names_a_miss():
     """The issue's bar is per cell (the mean of its seeds), not per run: one run at chance of
     three is a cell at 0.83, named; psn_spatial on the order task passes at chance."""
