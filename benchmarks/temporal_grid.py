@@ -126,7 +126,10 @@ def main(argv=None):
             ap.error("--net %s: %s" % (" ".join(args.net), e))
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
-    out = os.path.join(args.out, "clips%d_" % args.clips + ("_".join(args.net) or "default"))
+    # Every setting that is not a grid axis names the work folder: runs of another schedule
+    # or net must not share (and remove) a cell's clips and model folders with these.
+    out = os.path.join(args.out, "clips%d_iters%d_" % (args.clips, args.iters)
+                       + ("_".join(args.net) or "default"))
     jobs = [(t, cell, s, models[t], out, args.iters, net, args.clips)
             for t in tasks for cell in probe_tasks.grid_cells(grid) for s in seeds]
 

@@ -36,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from preprocessing.atomic import write_atomic
+from preprocessing.folder_lock import FolderBusy, folder_lock
 
 
 def load(path):
@@ -60,24 +61,30 @@ def _identity(run, cell_dir):
 
 def seed(path, workdir, cell_dir, keep):
     """Copy the ledger's runs for which keep(run) holds into WORKDIR/<cell_dir(run)>/
-    results.json unless a run of the same model and key is there; returns how many."""
+    results.json unless a run of the same model and key is there; returns how many. A cell
+    that another process is training in (its folder's lock, psn.probe_tasks.train_missing) is
+    left to it: that process adds its runs to the ledger when the cell ends."""
     added = 0
     by_cell = {}
     for run in load(path):
         if keep(run):
             by_cell.setdefault(cell_dir(run), []).append(run)
     for cell, runs in by_cell.items():
-        done = os.path.join(workdir, cell, "results.json")
-        have = []
-        if os.path.isfile(done):
-            with open(done) as f:
-                have = json.load(f)
-        held = {(r.get("model"), r.get("key")) for r in have}
-        new = [r for r in runs if (r.get("model"), r.get("key")) not in held]
-        if new:
-            os.makedirs(os.path.dirname(done), exist_ok=True)
-            write_atomic(done, json.dumps(have + new, indent=1) + "\n")
-            added += len(new)
+        folder = os.path.join(workdir, cell)
+        done = os.path.join(folder, "results.json")
+        try:
+            with folder_lock(folder, "seeding"):
+                have = []
+                if os.path.isfile(done):
+                    with open(done) as f:
+                        have = json.load(f)
+                held = {(r.get("model"), r.get("key")) for r in have}
+                new = [r for r in runs if (r.get("model"), r.get("key")) not in held]
+                if new:
+                    write_atomic(done, json.dumps(have + new, indent=1) + "\n")
+                    added += len(new)
+        except FolderBusy:
+            continue
     return added
 
 

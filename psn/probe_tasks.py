@@ -38,6 +38,7 @@ import os
 import numpy as np
 
 from preprocessing.atomic import write_atomic
+from preprocessing.folder_lock import FolderBusy, folder_lock
 from preprocessing.sampling import CROP, N_SAMPLED
 from psn.nets import DEMO_WIDTH
 
@@ -310,31 +311,48 @@ def train_missing(cell_dir, models, valid, make_data, train_one, keep_data=False
     folder) trains one model and returns its result dict (its time is added as `seconds`).
     Each result is kept as soon as it is known (a later model may be interrupted; the rerun
     trains only what is missing); runs of other models are left as they are. The clips (about
-    280 MB a cell of 200) are removed afterwards unless keep_data."""
+    280 MB a cell of 200) are removed afterwards unless keep_data.
+
+    One process trains in a cell at a time (its folder's lock): two grids over the same cells
+    (the same command twice, or another --models beside it) each read results.json, trained
+    for minutes and wrote back their own list, so the later one dropped the other's run, and
+    the first to end removed the clips the other was still scoring. A cell another process
+    holds is skipped with a line on stderr: that process keeps its runs and adds them to the
+    grid's ledger itself. Returns the stored runs of `models` then, none trained."""
     import shutil
+    import sys
     import time
 
     done = os.path.join(cell_dir, "results.json")
-    have = []
-    if os.path.isfile(done):
-        with open(done) as f:
-            have = json.load(f)
-    have = [r for r in have if r["model"] not in models or valid(r)]
-    todo = [m for m in models if not any(r["model"] == m for r in have)]
-    if todo:
-        data = make_data(os.path.join(cell_dir, "data"))
-        try:
-            for model in todo:
-                t0 = time.time()
-                r = train_one(model, data, os.path.join(cell_dir, model))
-                r["seconds"] = round(time.time() - t0, 1)
-                have.append(r)
-                write_atomic(done, json.dumps(have, indent=1) + "\n")
-                shutil.rmtree(os.path.join(cell_dir, model), ignore_errors=True)
-        finally:
-            if not keep_data:
-                shutil.rmtree(data, ignore_errors=True)
+    try:
+        with folder_lock(cell_dir, "training in"):
+            have = _stored(done)
+            have = [r for r in have if r["model"] not in models or valid(r)]
+            todo = [m for m in models if not any(r["model"] == m for r in have)]
+            if todo:
+                data = make_data(os.path.join(cell_dir, "data"))
+                try:
+                    for model in todo:
+                        t0 = time.time()
+                        r = train_one(model, data, os.path.join(cell_dir, model))
+                        r["seconds"] = round(time.time() - t0, 1)
+                        have.append(r)
+                        write_atomic(done, json.dumps(have, indent=1) + "\n")
+                        shutil.rmtree(os.path.join(cell_dir, model), ignore_errors=True)
+                finally:
+                    if not keep_data:
+                        shutil.rmtree(data, ignore_errors=True)
+    except FolderBusy as e:
+        print("skipped: %s" % e, file=sys.stderr, flush=True)
+        have = [r for r in _stored(done) if r["model"] in models and valid(r)]
     return [r for r in have if r["model"] in models]
+
+
+def _stored(done):
+    if not os.path.isfile(done):
+        return []
+    with open(done) as f:
+        return json.load(f)
 
 
 def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overrides=None,

@@ -43,6 +43,17 @@ def test_seed_fills_an_empty_work_folder_with_the_runs_of_these_settings(tmp_pat
     assert sorted(os.listdir(work)) == sorted({cell_dir(run()), cell_dir(run(seed=2))})
 
 
+def test_seed_leaves_a_cell_that_a_grid_is_training_in(tmp_path):
+    """Its trainer writes the cell's results.json and adds its runs to the ledger itself."""
+    from preprocessing.folder_lock import folder_lock
+    path, work = str(tmp_path / "runs.json"), tmp_path / "work"
+    grid_ledger.update(path, [run(), run(seed=2)], cell_dir)
+    with folder_lock(str(work / cell_dir(run())), "training in"):
+        assert grid_ledger.seed(path, str(work), cell_dir, lambda r: True) == 1
+    assert not (work / cell_dir(run()) / "results.json").exists()
+    assert (work / cell_dir(run(seed=2)) / "results.json").exists()
+
+
 def test_a_damaged_ledger_is_refused_naming_the_fix(tmp_path):
     path = tmp_path / "runs.json"
     path.write_text("[{\"model\": ")
@@ -60,7 +71,7 @@ def test_temporal_grid_tables_runs_trained_on_another_machine(caffe_env, tmp_pat
     grid = load_benchmark("temporal_grid")
     key = probe_tasks.run_key("order", "psn_temporal", 300, 200, {})
     a = run(model="psn_temporal", key=key, accuracy=0.95)
-    work_a = tmp_path / "a" / "clips200_default" / cell_dir(a)
+    work_a = tmp_path / "a" / "clips200_iters300_default" / cell_dir(a)
     work_a.mkdir(parents=True)
     (work_a / "results.json").write_text(json.dumps([a, run(model="psn_temporal", key="stale")]))
     ledger = str(tmp_path / "runs.json")

@@ -104,6 +104,27 @@ def test_train_missing_keeps_each_result_as_it_comes_and_retrains_the_stale(tmp_
     assert trained == ["d"] and res[0]["seconds"] >= 0 and os.path.isdir(made[1])
 
 
+def test_train_missing_leaves_a_cell_that_another_process_trains_in(tmp_path, capsys):
+    """Two grids over the same cell each wrote back their own list (the later dropped the
+    other's run) and the first to end removed the clips the other was scoring: a cell whose
+    folder is held is skipped, with its stored runs returned and a line saying why."""
+    from preprocessing.folder_lock import folder_lock
+    d = str(tmp_path / "cell")
+    os.makedirs(d)
+    with open(os.path.join(d, "results.json"), "w") as f:
+        json.dump([{"model": "a", "key": "new"}, {"model": "b", "key": "old"}], f)
+
+    def never(*args):
+        raise AssertionError("trained in a cell another process holds")
+
+    with folder_lock(d, "training in"):
+        res = probe_tasks.train_missing(d, ["a", "b"], lambda r: r["key"] == "new", never, never)
+    assert res == [{"model": "a", "key": "new"}]
+    assert "skipped: %s is in use by the writer pid %d" % (d, os.getpid()) in capsys.readouterr().err
+    with open(os.path.join(d, "results.json")) as f:
+        assert len(json.load(f)) == 2                    # the holder's file as it was
+
+
 def test_run_cell_trains_only_what_is_missing(tmp_path, monkeypatch):
     trained = []
 
@@ -125,7 +146,7 @@ def test_run_cell_trains_only_what_is_missing(tmp_path, monkeypatch):
     assert [r["model"] for r in first] == ["a"] and [r["model"] for r in both] == ["a", "b"]
     assert {r["model"] for r in again} == {"a", "b"} and again[0]["contrast"] == 32
     d = os.path.join(str(tmp_path), probe_tasks.cell_name("order", cell, 2))
-    assert sorted(os.listdir(d)) == ["results.json"]          # the data is not kept
+    assert sorted(os.listdir(d)) == [".lock", "results.json"]    # the data is not kept
     # Other settings are never answered from the stored results: retrained.
     probe_tasks.run_cell("order", cell, 2, ["a"], str(tmp_path), n_clips=4, iters=10)
     probe_tasks.run_cell("order", cell, 2, ["a"], str(tmp_path), n_clips=4,
