@@ -72,7 +72,8 @@ def summary(results, tasks, models):
                         min(r["accuracy"] for r in rs), len(cells) - len(missed), len(cells)))
             if missed:
                 line += " (missed: " + "; ".join(
-                    "contrast %g, sigma %g, noise %g, jitter %g at %.2f" % (c + (means[c],))
+                    "contrast %(contrast)g, sigma %(sigma)g, noise %(noise)g, jitter "
+                    "%(frame_jitter)g" % dict(zip(GRID, c)) + " at %.2f" % means[c]
                     for c in missed) + ")"
             lines.append(line)
     return lines
@@ -126,8 +127,9 @@ def main(argv=None):
             ap.error("--net %s: %s" % (" ".join(args.net), e))
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
-    # Every setting that is not a grid axis names the work folder: runs of another schedule
-    # or net must not share (and remove) a cell's clips and model folders with these.
+    # The command's settings that are not grid axes name the work folder: runs of another
+    # schedule or net would otherwise share a cell's folder, and each would take the other's
+    # stored runs for stale ones and train them again.
     out = os.path.join(args.out, "clips%d_iters%d_" % (args.clips, args.iters)
                        + ("_".join(args.net) or "default"))
     jobs = [(t, cell, s, models[t], out, args.iters, net, args.clips)

@@ -63,7 +63,8 @@ def seed(path, workdir, cell_dir, keep):
     """Copy the ledger's runs for which keep(run) holds into WORKDIR/<cell_dir(run)>/
     results.json unless a run of the same model and key is there; returns how many. A cell
     that another process is training in (its folder's lock, psn.probe_tasks.train_missing) is
-    left to it: that process adds its runs to the ledger when the cell ends."""
+    left to it: that process adds its runs to the ledger when the cell ends, and a run of this
+    grid's that only the ledger held for that cell is trained again."""
     added = 0
     by_cell = {}
     for run in load(path):
@@ -96,15 +97,17 @@ def _merging(path):
     earlier one's runs. The folder itself is locked (flock), not a lock file beside the ledger,
     which would show in the repository; write_atomic replaces the ledger's file, so a lock on
     that file would guard a file that is gone. A writer waits: a merge takes moments."""
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(os.path.realpath(path))     # one folder however it is named
     os.makedirs(folder, exist_ok=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as e:
-            # A file system without locks (some NFS mounts): merge unguarded.
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            # A file system without locks (some NFS mounts; NFSv4 locks a folder opened for
+            # reading not at all: EBADF): merge unguarded.
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL,
+                               errno.EBADF):
                 raise
         yield
     finally:

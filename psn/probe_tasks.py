@@ -316,35 +316,39 @@ def train_missing(cell_dir, models, valid, make_data, train_one, keep_data=False
     One process trains in a cell at a time (its folder's lock): two grids over the same cells
     (the same command twice, or another --models beside it) each read results.json, trained
     for minutes and wrote back their own list, so the later one dropped the other's run, and
-    the first to end removed the clips the other was still scoring. A cell another process
-    holds is skipped with a line on stderr: that process keeps its runs and adds them to the
-    grid's ledger itself. Returns the stored runs of `models` then, none trained."""
+    the first to end removed the clips the other was still scoring. A process that finds the
+    cell held says so on stderr and waits for it, then trains only what the holder left."""
+    import contextlib
+    import math
     import shutil
     import sys
     import time
 
     done = os.path.join(cell_dir, "results.json")
-    try:
-        with folder_lock(cell_dir, "training in"):
-            have = _stored(done)
-            have = [r for r in have if r["model"] not in models or valid(r)]
-            todo = [m for m in models if not any(r["model"] == m for r in have)]
-            if todo:
-                data = make_data(os.path.join(cell_dir, "data"))
-                try:
-                    for model in todo:
-                        t0 = time.time()
-                        r = train_one(model, data, os.path.join(cell_dir, model))
-                        r["seconds"] = round(time.time() - t0, 1)
-                        have.append(r)
-                        write_atomic(done, json.dumps(have, indent=1) + "\n")
-                        shutil.rmtree(os.path.join(cell_dir, model), ignore_errors=True)
-                finally:
-                    if not keep_data:
-                        shutil.rmtree(data, ignore_errors=True)
-    except FolderBusy as e:
-        print("skipped: %s" % e, file=sys.stderr, flush=True)
-        have = [r for r in _stored(done) if r["model"] in models and valid(r)]
+    with contextlib.ExitStack() as held:
+        try:
+            # A second's grace: grid_ledger.seed holds a cell for moments.
+            held.enter_context(folder_lock(cell_dir, "training in", wait=1.0))
+        except FolderBusy:
+            print("%s: another process is training in this cell; waiting for it to end"
+                  % cell_dir, file=sys.stderr, flush=True)
+            held.enter_context(folder_lock(cell_dir, "training in", wait=math.inf))
+        have = _stored(done)
+        have = [r for r in have if r["model"] not in models or valid(r)]
+        todo = [m for m in models if not any(r["model"] == m for r in have)]
+        if todo:
+            data = make_data(os.path.join(cell_dir, "data"))
+            try:
+                for model in todo:
+                    t0 = time.time()
+                    r = train_one(model, data, os.path.join(cell_dir, model))
+                    r["seconds"] = round(time.time() - t0, 1)
+                    have.append(r)
+                    write_atomic(done, json.dumps(have, indent=1) + "\n")
+                    shutil.rmtree(os.path.join(cell_dir, model), ignore_errors=True)
+            finally:
+                if not keep_data:
+                    shutil.rmtree(data, ignore_errors=True)
     return [r for r in have if r["model"] in models]
 
 

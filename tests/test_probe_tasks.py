@@ -104,25 +104,40 @@ def test_train_missing_keeps_each_result_as_it_comes_and_retrains_the_stale(tmp_
     assert trained == ["d"] and res[0]["seconds"] >= 0 and os.path.isdir(made[1])
 
 
-def test_train_missing_leaves_a_cell_that_another_process_trains_in(tmp_path, capsys):
-    """Two grids over the same cell each wrote back their own list (the later dropped the
-    other's run) and the first to end removed the clips the other was scoring: a cell whose
-    folder is held is skipped, with its stored runs returned and a line saying why."""
+def _hold_then_add(d, ready, release):
     from preprocessing.folder_lock import folder_lock
-    d = str(tmp_path / "cell")
-    os.makedirs(d)
-    with open(os.path.join(d, "results.json"), "w") as f:
-        json.dump([{"model": "a", "key": "new"}, {"model": "b", "key": "old"}], f)
-
-    def never(*args):
-        raise AssertionError("trained in a cell another process holds")
-
     with folder_lock(d, "training in"):
-        res = probe_tasks.train_missing(d, ["a", "b"], lambda r: r["key"] == "new", never, never)
-    assert res == [{"model": "a", "key": "new"}]
-    assert "skipped: %s is in use by the writer pid %d" % (d, os.getpid()) in capsys.readouterr().err
-    with open(os.path.join(d, "results.json")) as f:
-        assert len(json.load(f)) == 2                    # the holder's file as it was
+        ready.set()
+        release.wait(60)
+        with open(os.path.join(d, "results.json"), "w") as f:
+            json.dump([{"model": "a", "key": "new"}], f)
+
+
+def test_train_missing_waits_for_a_process_training_in_the_cell(tmp_path, capsys):
+    """Two grids over the same cell each wrote back their own list (the later dropped the
+    other's run) and the first to end removed the clips the other was scoring: the second now
+    says so, waits for the holder, and trains only what the holder left (run "a" is the
+    holder's, written two seconds in: a cell entered at once would train both)."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    d = str(tmp_path / "cell")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_then_add, args=(d, ready, release))
+    holder.start()
+    assert ready.wait(60)
+    trained = []
+
+    def train_one(model, data, folder):
+        trained.append(model)
+        return {"model": model, "key": "new"}
+
+    import threading
+    threading.Timer(2.0, release.set).start()     # the holder writes its run, then lets go
+    res = probe_tasks.train_missing(d, ["a", "b"], lambda r: r["key"] == "new",
+                                    lambda folder: folder, train_one)
+    holder.join(60)
+    assert trained == ["b"] and [r["model"] for r in res] == ["a", "b"]
+    assert "another process is training in this cell; waiting" in capsys.readouterr().err
 
 
 def test_run_cell_trains_only_what_is_missing(tmp_path, monkeypatch):
