@@ -38,6 +38,17 @@ from concurrent.futures.process import BrokenProcessPool
 from preprocessing.atomic import write_atomic
 from preprocessing.folder_lock import FolderBusy, folder_lock
 
+CELL_RUNS = "results.json"    # a cell folder's runs, as psn.probe_tasks.train_missing keeps them
+
+
+def cell_runs(folder):
+    """The runs kept in a cell folder ([] where none is kept yet)."""
+    done = os.path.join(folder, CELL_RUNS)
+    if not os.path.isfile(done):
+        return []
+    with open(done) as f:
+        return json.load(f)
+
 
 def load(path):
     """The ledger's runs ([] where there is none yet)."""
@@ -72,17 +83,14 @@ def seed(path, workdir, cell_dir, keep):
             by_cell.setdefault(cell_dir(run), []).append(run)
     for cell, runs in by_cell.items():
         folder = os.path.join(workdir, cell)
-        done = os.path.join(folder, "results.json")
         try:
             with folder_lock(folder, "seeding"):
-                have = []
-                if os.path.isfile(done):
-                    with open(done) as f:
-                        have = json.load(f)
+                have = cell_runs(folder)
                 held = {(r.get("model"), r.get("key")) for r in have}
                 new = [r for r in runs if (r.get("model"), r.get("key")) not in held]
                 if new:
-                    write_atomic(done, json.dumps(have + new, indent=1) + "\n")
+                    write_atomic(os.path.join(folder, CELL_RUNS),
+                                 json.dumps(have + new, indent=1) + "\n")
                     added += len(new)
         except FolderBusy:
             continue
@@ -131,9 +139,8 @@ def gather(path, workdir, cell_dir, keep):
     and the ledger's included: a grid is run in parts), merged into the ledger at `path`.
     Returns (the runs, the ledger's size), the size None where there was no run."""
     runs = []
-    for done in sorted(glob.glob(os.path.join(workdir, "*", "results.json"))):
-        with open(done) as f:
-            runs.extend(r for r in json.load(f) if keep(r))
+    for done in sorted(glob.glob(os.path.join(workdir, "*", CELL_RUNS))):
+        runs.extend(r for r in cell_runs(os.path.dirname(done)) if keep(r))
     return runs, (update(path, runs, cell_dir) if runs else None)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from preprocessing.atomic import write_atomic
 from preprocessing.folder_lock import FolderBusy, folder_lock
 from preprocessing.sampling import CROP, N_SAMPLED
+from psn.grid_ledger import CELL_RUNS, cell_runs
 from psn.nets import DEMO_WIDTH
 
 __all__ = ["TASKS", "make_clips", "write_task", "train_and_score"]
@@ -324,7 +325,7 @@ def train_missing(cell_dir, models, valid, make_data, train_one, keep_data=False
     import sys
     import time
 
-    done = os.path.join(cell_dir, "results.json")
+    done = os.path.join(cell_dir, CELL_RUNS)
     with contextlib.ExitStack() as held:
         try:
             # A second's grace: grid_ledger.seed holds a cell for moments.
@@ -333,8 +334,7 @@ def train_missing(cell_dir, models, valid, make_data, train_one, keep_data=False
             print("%s: another process is training in this cell; waiting for it to end"
                   % cell_dir, file=sys.stderr, flush=True)
             held.enter_context(folder_lock(cell_dir, "training in", wait=math.inf))
-        have = _stored(done)
-        have = [r for r in have if r["model"] not in models or valid(r)]
+        have = [r for r in cell_runs(cell_dir) if r["model"] not in models or valid(r)]
         todo = [m for m in models if not any(r["model"] == m for r in have)]
         if todo:
             data = make_data(os.path.join(cell_dir, "data"))
@@ -350,13 +350,6 @@ def train_missing(cell_dir, models, valid, make_data, train_one, keep_data=False
                 if not keep_data:
                     shutil.rmtree(data, ignore_errors=True)
     return [r for r in have if r["model"] in models]
-
-
-def _stored(done):
-    if not os.path.isfile(done):
-        return []
-    with open(done) as f:
-        return json.load(f)
 
 
 def run_cell(task, cell, seed, models, workdir, iters=300, n_clips=80, net_overrides=None,
